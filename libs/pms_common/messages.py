@@ -1,0 +1,139 @@
+"""Pydantic models of every MQTT payload of contract v1 (see docs/asyncapi.yaml).
+
+Third parties subscribe to these topics, so the models are strict: unknown fields are refused,
+timestamps must carry their timezone, and every payload carries `"v": 1`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from pms_common import timeutil
+from pms_common.topics import GATEWAY_ID_PATTERN, SERVICE_CODE_PATTERN
+
+AwareDatetime = Annotated[datetime, AfterValidator(timeutil.require_aware)]
+GatewayId = Annotated[str, Field(pattern=rf"^{GATEWAY_ID_PATTERN}$")]
+ServiceCode = Annotated[str, Field(pattern=rf"^{SERVICE_CODE_PATTERN}$")]
+MAX_READINGS_PER_BATCH = 1000
+
+
+def _is_slot_boundary(moment: datetime) -> datetime:
+    if timeutil.to_epoch(moment) % int(timeutil.SLOT.total_seconds()) != 0 or moment.microsecond:
+        raise ValueError("slot_end must fall on a 30-minute boundary")
+    return moment
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class PowerReading(BaseModel):
+    """Instantaneous power (E7, signed: negative = selling) and currents (E8, R and T phase)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["power"] = "power"
+    measured_at: AwareDatetime
+    power_w: int = Field(ge=-(2**31), lt=2**31)
+    current_r_a: float | None = None
+    current_t_a: float | None = None
+
+    @property
+    def sold_power_w(self) -> int:
+        return max(0, -self.power_w)
+
+
+class EnergyReading(BaseModel):
+    """The fixed-time cumulative registers (EA forward = bought, EB reverse = sold) at a slot end."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["energy"] = "energy"
+    slot_end: Annotated[AwareDatetime, AfterValidator(_is_slot_boundary)]
+    forward_kwh: float | None = Field(default=None, ge=0)
+    reverse_kwh: float | None = Field(default=None, ge=0)
+    register_wrap_kwh: float | None = Field(default=None, gt=0)
+    backfilled: bool = False
+
+
+Reading = Annotated[PowerReading | EnergyReading, Field(discriminator="kind")]
+
+
+class ReadingsBatch(Message):
+    gateway_id: GatewayId
+    stream_id: str = Field(pattern=r"^[0-9a-f]{8,64}$")
+    seq: int = Field(ge=1)
+    # The lowest seq the gateway still holds: everything below it was acked, hence stored, so an
+    # ingest that restarted (and forgot its progress) can still ack cumulatively.
+    outbox_floor_seq: int = Field(ge=1)
+    sent_at: AwareDatetime
+    # May be empty: a batch whose power samples were thinned away keeps its seq so acks can pass it.
+    readings: list[Reading] = Field(max_length=MAX_READINGS_PER_BATCH)
+
+
+class Ack(Message):
+    gateway_id: GatewayId
+    stream_id: str
+    acked_seq: int = Field(ge=0)
+    at: AwareDatetime
+
+
+class GatewayStatus(Message):
+    gateway_id: GatewayId
+    state: Literal["online", "offline"]
+    at: AwareDatetime | None = None
+    reason: Literal["connection lost", "shutdown"] | None = None
+
+
+class Heartbeat(Message):
+    gateway_id: GatewayId
+    at: AwareDatetime
+    uptime_s: float = Field(ge=0)
+    firmware: str
+    module_family: Literal["sim", "single-hop", "dual-stack", "lan"]
+    rssi_dbm: int | None = None
+    lqi: int | None = None
+    read_errors_total: int = Field(ge=0)
+    outbox_depth: int = Field(ge=0)
+    last_slot_end: AwareDatetime | None = None
+    power_interval_s: float = Field(gt=0)
+    heartbeat_interval_s: float = Field(gt=0)
+
+
+class Weather(Message):
+    service_code: ServiceCode
+    observed_at: AwareDatetime
+    ghi_w_m2: float = Field(ge=0)
+    temperature_c: float | None = None
+    source: str
+
+
+EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided"]
+
+
+class Event(Message):
+    event_id: int
+    kind: EventKind
+    state: Literal["open", "recovered", "info"]
+    gateway_id: str | None = None
+    service_code: str | None = None
+    opened_at: AwareDatetime
+    recovered_at: AwareDatetime | None = None
+    message: str
+
+
+class DeadLetter(Message):
+    service: str
+    topic: str
+    reason: str
+    payload: str
+    payload_encoding: Literal["utf-8", "base64"]
+    received_at: AwareDatetime

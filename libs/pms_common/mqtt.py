@@ -1,0 +1,123 @@
+"""MQTT helpers: broker URLs, client construction and a reconnect loop with backoff and jitter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUrlError(ValueError):
+    """The broker URL cannot be used."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise BrokerUrlError(f"broker URL {url!r} must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise BrokerUrlError(f"broker URL {url!r} names no host")
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise BrokerUrlError(f"broker URL {url!r} has a bad port") from exc
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+    def client(
+        self,
+        *,
+        identifier: str | None = None,
+        will: aiomqtt.Will | None = None,
+        clean_session: bool | None = None,
+        keepalive: int = 30,
+        max_queued_outgoing: int | None = None,
+    ) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password,
+            identifier=identifier,
+            will=will,
+            clean_session=clean_session,
+            keepalive=keepalive,
+            tls_context=ssl.create_default_context() if self.tls else None,
+            max_queued_outgoing_messages=max_queued_outgoing,
+        )
+
+
+def is_broker_failure(exc: BaseException) -> bool:
+    """True for a lost or refused broker connection, also when it comes wrapped by a TaskGroup."""
+    if isinstance(exc, aiomqtt.MqttError):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(aiomqtt.MqttError)
+        return rest is None
+    return False
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter, so a fleet does not reconnect in lockstep."""
+
+    initial_s: float = 0.5
+    maximum_s: float = 30.0
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum_s, self.initial_s * 2**self.attempt)
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+async def run_connected(
+    name: str,
+    session: Callable[[], Awaitable[None]],
+    *,
+    backoff: Backoff | None = None,
+    on_disconnect: Callable[[], None] | None = None,
+) -> None:
+    """Run `session` (which connects and serves) again after every broker failure, forever.
+
+    `session` is expected to reset the backoff once it is connected; cancellation ends the loop.
+    """
+    backoff = backoff or Backoff()
+    while True:
+        try:
+            await session()
+            return
+        except BaseException as exc:
+            if not is_broker_failure(exc):
+                raise
+            if on_disconnect is not None:
+                on_disconnect()
+            delay = backoff.next_delay()
+            log.warning("%s: broker connection failed (%s); retrying in %.1f s", name, exc, delay)
+            await asyncio.sleep(delay)

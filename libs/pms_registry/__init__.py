@@ -1,0 +1,5 @@
+"""The registry: plants, gateways, customers, API keys, events and notices (SQLAlchemy 2 Core)."""
+
+from pms_registry.registry import Registry, RegistryError
+
+__all__ = ["Registry", "RegistryError"]

@@ -1,0 +1,1 @@
+"""The `pms` command: the composition root that wires services and libs together."""

@@ -1,0 +1,1 @@
+"""Alerts: turns gateway presence into events (gateway offline / recovered) in the registry and on MQTT."""

@@ -1,0 +1,26 @@
+"""`pms alerts`: raise and clear events from gateway presence."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pms_alerts.service import Alerts
+from pms_alerts.settings import AlertsSettings
+from pms_common.health import Health
+from pms_common.service import run_service
+from pms_registry import Registry
+
+
+def main(settings: AlertsSettings | None = None) -> int:
+    settings = settings or AlertsSettings()
+    health = Health()
+
+    async def serve(stop: asyncio.Event) -> None:
+        registry = Registry(settings.registry_url)
+        registry.migrate()
+        try:
+            await Alerts(settings, registry, health).run(stop)
+        finally:
+            registry.close()
+
+    return run_service("alerts", settings, health, serve)

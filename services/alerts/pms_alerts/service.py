@@ -1,0 +1,77 @@
+"""Gateway-offline rule: an open event while a gateway is offline, recovered with a time when it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiomqtt
+from prometheus_client import Counter
+
+from pms_alerts.settings import AlertsSettings
+from pms_common import topics
+from pms_common.health import Health
+from pms_common.liveness import Transition
+from pms_common.messages import Event
+from pms_common.mqtt import BrokerAddress
+from pms_common.presence import follow_presence
+from pms_registry import Registry
+from pms_registry.registry import EventRecord
+
+log = logging.getLogger(__name__)
+
+EVENTS = Counter("pms_alerts_events_total", "Events raised or recovered", ["kind"])
+BAD_PAYLOADS = Counter("pms_alerts_bad_payloads_total", "Presence payloads that broke the contract")
+
+
+def event_message(record: EventRecord, kind: str | None = None) -> Event:
+    return Event(
+        event_id=record.event_id, kind=kind or record.kind,  # type: ignore[arg-type]
+        state=record.state,  # type: ignore[arg-type]
+        gateway_id=record.gateway_id, service_code=record.service_code, opened_at=record.opened_at,
+        recovered_at=record.recovered_at, message=record.message,
+    )
+
+
+class Alerts:
+    def __init__(self, settings: AlertsSettings, registry: Registry, health: Health) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.health = health
+
+    async def on_transition(self, client: aiomqtt.Client, transition: Transition) -> None:
+        gateway_id = transition.gateway_id
+        if transition.state == "offline":
+            service_code = await asyncio.to_thread(self.registry.plant_of_gateway, gateway_id)
+            record, opened = await asyncio.to_thread(
+                lambda: self.registry.open_event(
+                    kind="gateway_offline", at=transition.at, gateway_id=gateway_id, service_code=service_code,
+                    message=f"gateway {gateway_id} is offline ({transition.reason})",
+                )
+            )
+            if opened:
+                EVENTS.labels("gateway_offline").inc()
+                log.warning("alerts: %s", record.message)
+                await client.publish(topics.event("gateway_offline"), event_message(record).to_json(), qos=1)
+        else:
+            recovered = await asyncio.to_thread(
+                lambda: self.registry.recover_event(kind="gateway_offline", gateway_id=gateway_id, at=transition.at)
+            )
+            if recovered is not None:
+                EVENTS.labels("gateway_recovered").inc()
+                log.info("alerts: gateway %s recovered at %s", gateway_id, transition.at.isoformat())
+                message = event_message(recovered, kind="gateway_recovered")
+                await client.publish(topics.event("gateway_recovered"), message.to_json(), qos=1)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await follow_presence(
+            name="alerts",
+            broker=BrokerAddress.parse(self.settings.mqtt_url),
+            client_id=self.settings.mqtt_client_id or "pms-alerts",
+            health=self.health,
+            stop=stop,
+            on_transition=self.on_transition,
+            tick_s=self.settings.tick_s,
+            missed_heartbeats=self.settings.missed_heartbeats,
+            bad_payload=lambda _topic, _reason: BAD_PAYLOADS.inc(),
+        )

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from pms_common.settings import RegistrySettings
+
+
+class ApiSettings(RegistrySettings):
+    default_metrics_port: ClassVar[int] = 8080
+
+    tsdb_url: str = "sqlite:///var/pms-ts.db"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    admin_api_key: str | None = Field(default=None, description="registered as an admin key at start")
+    not_measured_intervals: int = Field(default=3, ge=1, description="power intervals without a reading")
+    api_threads: int = Field(default=8, ge=1)

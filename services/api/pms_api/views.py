@@ -1,0 +1,62 @@
+"""Assembling API answers from the registry (who and where) and the store (what was measured)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pms_api.models import PlantDetail, PlantStatus, PlantSummary
+from pms_common import timeutil
+from pms_registry.registry import Gateway, Plant, Registry
+from pms_store import TimeSeriesStore
+
+
+class PlantViews:
+    def __init__(self, registry: Registry, store: TimeSeriesStore, *, not_measured_intervals: int) -> None:
+        self.registry = registry
+        self.store = store
+        self.not_measured_intervals = not_measured_intervals
+
+    def summaries(self, plants: list[Plant], now: datetime) -> list[PlantSummary]:
+        gateways = {g.gateway_id: g for g in self.registry.list_gateways()}
+        gateway_ids = [gw for plant in plants for gw in plant.gateway_ids]
+        latest = self.store.latest_power(gateway_ids)
+        start, end = timeutil.today_bounds(now)
+        today = self.store.sold_kwh_between(gateway_ids, start, end)
+        summaries = []
+        for plant in plants:
+            sold_w: int | None = None
+            measured_at: datetime | None = None
+            for gateway_id in plant.gateway_ids:
+                power = latest.get(gateway_id)
+                gateway = gateways.get(gateway_id)
+                interval = gateway.power_interval_s if gateway else 60.0
+                fresh = timedelta(seconds=interval * self.not_measured_intervals)
+                if power is not None and now - power.measured_at <= fresh:
+                    sold_w = (sold_w or 0) + power.sold_power_w
+                    measured_at = max(measured_at or power.measured_at, power.measured_at)
+            summaries.append(PlantSummary(
+                service_code=plant.service_code, customer_id=plant.customer_id, name=plant.name,
+                address=plant.address, phone=plant.phone, current_sold_w=sold_w, measured_at=measured_at,
+                today_sold_kwh=round(sum(today.get(gw, 0.0) for gw in plant.gateway_ids), 3),
+                status=_status(plant, gateways, sold_w),
+            ))
+        return summaries
+
+    def detail(self, plant: Plant, now: datetime) -> PlantDetail:
+        summary = self.summaries([plant], now)[0]
+        return PlantDetail(
+            **summary.model_dump(), latitude=plant.latitude, longitude=plant.longitude,
+            capacity_kw=plant.capacity_kw, tariff_yen_per_kwh=plant.tariff_yen_per_kwh,
+            billing_start_date=plant.billing_start_date.isoformat() if plant.billing_start_date else None,
+            gateway_ids=list(plant.gateway_ids),
+        )
+
+
+def _status(plant: Plant, gateways: dict[str, Gateway], sold_w: int | None) -> PlantStatus:
+    if not plant.gateway_ids:
+        return "no_gateway"
+    if any(gateways[g].status == "offline" for g in plant.gateway_ids if g in gateways):
+        return "offline"
+    if sold_w is None:
+        return "not_measured"
+    return "normal"

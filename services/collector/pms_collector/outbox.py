@@ -1,0 +1,98 @@
+"""The durable outbox: every batch is written to SQLite (WAL) before it is published.
+
+A batch leaves the outbox only when ingest's cumulative ack covers its sequence number. The
+stream id names this outbox file: a gateway whose outbox is wiped starts a new stream, so an ack
+meant for the old one can never delete the new one's batches.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    readings TEXT NOT NULL,
+    has_energy INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    seq: int
+    readings_json: str
+
+
+class Outbox:
+    def __init__(self, path: Path, *, max_batches: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_batches = max_batches
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'stream_id'").fetchone()
+        if row is None:
+            self.stream_id = uuid.uuid4().hex
+            self._db.execute("INSERT INTO meta VALUES ('stream_id', ?)", (self.stream_id,))
+        else:
+            self.stream_id = row[0]
+        self.thinned_power_batches = 0
+
+    def append(self, readings_json: str, *, has_energy: bool, now: float) -> int:
+        """Store a batch durably and return its sequence number."""
+        cursor = self._db.execute(
+            "INSERT INTO batches (readings, has_energy, created_at) VALUES (?, ?, ?)",
+            (readings_json, int(has_energy), now),
+        )
+        self._enforce_cap()
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def _enforce_cap(self) -> None:
+        """Past the cap, drop the oldest power-only batches' readings first; energy slots go last.
+
+        The batch row stays (with no readings) so sequence numbers remain contiguous and ingest's
+        cumulative ack can pass it.
+        """
+        depth = self.depth()
+        if depth <= self.max_batches:
+            return
+        excess = depth - self.max_batches
+        thinned = self._db.execute(
+            "UPDATE batches SET readings = '[]' WHERE seq IN (SELECT seq FROM batches WHERE has_energy = 0"
+            " AND readings != '[]' ORDER BY seq LIMIT ?)",
+            (excess,),
+        ).rowcount
+        self.thinned_power_batches += thinned
+
+    def pending(self, *, limit: int, after_seq: int = 0) -> list[PendingBatch]:
+        rows = self._db.execute(
+            "SELECT seq, readings FROM batches WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+        ).fetchall()
+        return [PendingBatch(seq, readings) for seq, readings in rows]
+
+    def floor_seq(self) -> int:
+        """The lowest sequence number still held (unacked); the next seq when empty."""
+        row = self._db.execute("SELECT min(seq) FROM batches").fetchone()
+        if row[0] is not None:
+            return int(row[0])
+        last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()
+        return (int(last[0]) if last else 0) + 1
+
+    def ack(self, acked_seq: int) -> int:
+        """Delete every batch up to `acked_seq`; returns how many were deleted."""
+        return self._db.execute("DELETE FROM batches WHERE seq <= ?", (acked_seq,)).rowcount
+
+    def depth(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM batches").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()

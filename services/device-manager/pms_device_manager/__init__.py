@@ -1,0 +1,1 @@
+"""Device-manager: the fleet's state (status, heartbeat, last seen) in the registry."""

@@ -1,0 +1,62 @@
+"""Records every gateway's presence and latest heartbeat; unknown gateways are registered unbound."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiomqtt
+from prometheus_client import Counter, Gauge
+
+from pms_common import timeutil
+from pms_common.health import Health
+from pms_common.liveness import Transition
+from pms_common.messages import GatewayStatus, Heartbeat
+from pms_common.mqtt import BrokerAddress
+from pms_common.presence import follow_presence
+from pms_device_manager.settings import DeviceManagerSettings
+from pms_registry import Registry
+
+HEARTBEATS = Counter("pms_device_manager_heartbeats_total", "Heartbeats recorded")
+TRANSITIONS = Counter("pms_device_manager_transitions_total", "Gateway state changes", ["state"])
+BAD_PAYLOADS = Counter("pms_device_manager_bad_payloads_total", "Presence payloads that broke the contract")
+ONLINE = Gauge("pms_device_manager_gateways_online", "Gateways currently online")
+
+
+class DeviceManager:
+    def __init__(self, settings: DeviceManagerSettings, registry: Registry, health: Health) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.health = health
+        self.online: set[str] = set()
+
+    async def on_message(self, _client: aiomqtt.Client, message: GatewayStatus | Heartbeat) -> None:
+        if isinstance(message, Heartbeat):
+            HEARTBEATS.inc()
+            await asyncio.to_thread(
+                self.registry.record_heartbeat, message.gateway_id, message.model_dump(mode="json"),
+                timeutil.now_jst(), message.power_interval_s,
+            )
+
+    async def on_transition(self, _client: aiomqtt.Client, transition: Transition) -> None:
+        TRANSITIONS.labels(transition.state).inc()
+        if transition.state == "online":
+            self.online.add(transition.gateway_id)
+        else:
+            self.online.discard(transition.gateway_id)
+        ONLINE.set(len(self.online))
+        await asyncio.to_thread(self.registry.record_gateway_status, transition.gateway_id, transition.state,
+                                transition.at)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await follow_presence(
+            name="device-manager",
+            broker=BrokerAddress.parse(self.settings.mqtt_url),
+            client_id=self.settings.mqtt_client_id or "pms-device-manager",
+            health=self.health,
+            stop=stop,
+            on_transition=self.on_transition,
+            on_message=self.on_message,
+            tick_s=self.settings.tick_s,
+            missed_heartbeats=self.settings.missed_heartbeats,
+            bad_payload=lambda _topic, _reason: BAD_PAYLOADS.inc(),
+        )

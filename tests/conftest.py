@@ -1,0 +1,99 @@
+"""Shared test helpers: free ports, waiting for conditions, running `pms` commands as processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MOSQUITTO = ("127.0.0.1", 1883)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - the condition may fail until the system is up
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error!r})")
+
+
+class PmsProcess:
+    """A `pms <command>` child process with its own environment and a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pms.cli", *args], env=env, cwd=cwd, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return int(self.proc.returncode)
+
+
+@pytest.fixture
+def pms_processes(tmp_path: Path) -> Iterator[Callable[..., PmsProcess]]:
+    started: list[PmsProcess] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None, name: str | None = None) -> PmsProcess:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
+        full_env.update(env or {})
+        log_path = tmp_path / f"{name or args[0]}-{len(started)}.log"
+        process = PmsProcess(args, full_env, tmp_path, log_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop(signal.SIGKILL if process.alive() else signal.SIGTERM)
+
+
+def mosquitto_available() -> bool:
+    try:
+        with socket.create_connection(MOSQUITTO, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def mosquitto() -> str:
+    """The shared real Mosquitto on 127.0.0.1:1883; the suite fails (never skips) without it."""
+    assert mosquitto_available(), "Mosquitto is not listening on 127.0.0.1:1883 (make test starts it)"
+    return "mqtt://127.0.0.1:1883"

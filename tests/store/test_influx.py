@@ -1,0 +1,113 @@
+"""What only the InfluxDB store has: its URL, its request budget per write, and its errors."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import datetime
+
+import httpx
+import pytest
+
+from pms_common import timeutil
+from pms_common.messages import EnergyReading, PowerReading
+from pms_store.base import StoreError, open_store
+from pms_store.influx import InfluxStore
+
+T0 = datetime(2024, 6, 1, 9, tzinfo=timeutil.JST)
+
+
+def test_the_url_names_host_database_and_v1_credentials() -> None:
+    store = InfluxStore.from_url("influxdb://ingest:s%3Acret@influx.example:9999/pms")
+    try:
+        assert (store._base_url, store.database) == ("http://influx.example:9999", "pms")
+        assert store._auth_params == {"u": "ingest", "p": "s:cret"}
+        assert "Authorization" not in store._client.headers
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["influxdbs://token:tok%2Fen@influx.example/pms", "influxdbs://influx.example/pms?token=tok/en"],
+)
+def test_a_token_goes_in_the_authorization_header_and_tls_is_https(url: str) -> None:
+    store = open_store(url)
+    assert isinstance(store, InfluxStore)
+    try:
+        assert (store._base_url, store.database) == ("https://influx.example:8086", "pms")
+        assert store._client.headers["Authorization"] == "Token tok/en"
+        assert store._auth_params == {}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["influxdb://influx.example:8086", "influxdb://influx.example:8086/", "http://x/db"]
+)
+def test_a_url_without_a_database_or_with_another_scheme_is_refused(url: str) -> None:
+    with pytest.raises(StoreError, match=r"influxdb://"):
+        InfluxStore.from_url(url)
+
+
+def test_an_unreachable_server_raises_store_error_with_the_cause() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens once the socket closes
+    store = InfluxStore.from_url(f"influxdb://127.0.0.1:{port}/pms", timeout_s=2.0)
+    try:
+        with pytest.raises(StoreError, match=r"cannot reach InfluxDB at http://127.0.0.1") as caught:
+            store.write_readings("gw-1", [PowerReading(measured_at=T0, power_w=1)], [])
+        assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    finally:
+        store.close()
+
+
+@pytest.mark.integration
+def test_a_batch_costs_one_write_and_one_query(influxdb_url: str, new_id: Callable[[str], str]) -> None:
+    store = InfluxStore.from_url(influxdb_url)
+    gw = new_id("gw")
+    requests: list[str] = []
+    try:
+        store.write_readings(gw, [PowerReading(measured_at=T0, power_w=-1)], [])  # creates the database
+        store._client.event_hooks["request"].append(lambda r: requests.append(f"{r.method} {r.url.path}"))
+        slots = [
+            EnergyReading(slot_end=timeutil.from_epoch(timeutil.to_epoch(T0) + i * 1800), reverse_kwh=i * 0.5)
+            for i in range(48)
+        ]
+        power = [
+            PowerReading(measured_at=timeutil.from_epoch(timeutil.to_epoch(T0) + i * 10), power_w=-i)
+            for i in range(100)
+        ]
+        outcome = store.write_readings(gw, power, slots)
+        assert (outcome.power_written, outcome.slots_written) == (100, 48)
+        assert sorted(requests) == ["GET /query", "POST /write"]
+        assert store.sold_kwh_between([gw], T0, timeutil.from_epoch(timeutil.to_epoch(T0) + 47 * 1800)) == {
+            gw: pytest.approx(23.5, abs=1e-9)
+        }
+    finally:
+        store.close()
+
+
+@pytest.mark.integration
+def test_a_refused_write_raises_store_error_with_the_server_reason(
+    influxdb_url: str, new_id: Callable[[str], str]
+) -> None:
+    store = InfluxStore.from_url(influxdb_url)
+    # InfluxDB types a field per shard (one week here) by its first value: another writer has made
+    # power_w a float in a week no other test writes, so our integer is refused there.
+    elsewhere = datetime(2031, 1, 8, 12, tzinfo=timeutil.JST)
+    try:
+        store._write(
+            [f"power,gateway_id=other power_w=1.5 {timeutil.to_epoch(elsewhere)}"], "a float power_w"
+        )
+        gw = new_id("gw")
+        with pytest.raises(
+            StoreError, match=r"refused the readings of gateway .* field type conflict"
+        ) as caught:
+            store.write_readings(gw, [PowerReading(measured_at=elsewhere, power_w=-1)], [])
+        assert isinstance(caught.value.__cause__, httpx.HTTPStatusError)
+        assert caught.value.__cause__.response.status_code == 400
+        assert store.latest_power([gw]) == {}
+    finally:
+        store.close()

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import asyncio
+import random
+
+import aiomqtt
+import pytest
+
+from pms_common.mqtt import Backoff, BrokerAddress, BrokerUrlError, is_broker_failure
+
+
+def test_parse_full_url() -> None:
+    address = BrokerAddress.parse("mqtt://user:pass@broker.example:1884")
+    assert address == BrokerAddress(host="broker.example", port=1884, username="user", password="pass", tls=False)
+
+
+def test_parse_defaults() -> None:
+    assert BrokerAddress.parse("mqtt://127.0.0.1") == BrokerAddress(host="127.0.0.1", port=1883)
+    assert BrokerAddress.parse("tcp://h").port == 1883
+
+
+def test_mqtts_defaults_to_8883_and_tls() -> None:
+    address = BrokerAddress.parse("mqtts://broker")
+    assert (address.port, address.tls) == (8883, True)
+    assert BrokerAddress.parse("ssl://broker").tls is True
+    assert BrokerAddress.parse("mqtts://broker:9883").port == 9883
+
+
+def test_parse_unquotes_credentials() -> None:
+    address = BrokerAddress.parse("mqtt://gw%2F1:p%40ss%3Aword@h:1883")
+    assert (address.username, address.password) == ("gw/1", "p@ss:word")
+
+
+def test_username_without_password() -> None:
+    address = BrokerAddress.parse("mqtt://reader@h")
+    assert (address.username, address.password) == ("reader", None)
+
+
+@pytest.mark.parametrize("url", ["http://broker:1883", "broker:1883", "ws://broker", ""])
+def test_bad_scheme(url: str) -> None:
+    with pytest.raises(BrokerUrlError, match="must start with"):
+        BrokerAddress.parse(url)
+
+
+@pytest.mark.parametrize("url", ["mqtt://", "mqtt://:1883", "mqtt://user:pass@:1883"])
+def test_no_host(url: str) -> None:
+    with pytest.raises(BrokerUrlError, match="names no host"):
+        BrokerAddress.parse(url)
+
+
+@pytest.mark.parametrize("url", ["mqtt://h:abc", "mqtt://h:70000", "mqtt://h:-1"])
+def test_bad_port(url: str) -> None:
+    with pytest.raises(BrokerUrlError, match="bad port"):
+        BrokerAddress.parse(url)
+
+
+def test_broker_url_error_is_a_value_error() -> None:
+    assert issubclass(BrokerUrlError, ValueError)
+
+
+def test_client_is_built_without_connecting() -> None:
+    async def build() -> aiomqtt.Client:
+        return BrokerAddress.parse("mqtt://u:p@127.0.0.1:1999").client(identifier="pms-test")
+
+    client = asyncio.run(build())
+    assert isinstance(client, aiomqtt.Client)
+    assert client.identifier == "pms-test"
+
+
+def test_backoff_grows_with_jitter_within_bounds() -> None:
+    random.seed(1)
+    backoff = Backoff(initial_s=0.5, maximum_s=30.0)
+    for attempt in range(12):
+        ceiling = min(30.0, 0.5 * 2**attempt)
+        delay = backoff.next_delay()
+        assert ceiling / 2 <= delay <= ceiling
+    assert backoff.attempt == 12
+
+
+def test_backoff_is_capped() -> None:
+    backoff = Backoff(initial_s=1.0, maximum_s=4.0, attempt=10)
+    delays = [backoff.next_delay() for _ in range(50)]
+    assert all(2.0 <= d <= 4.0 for d in delays)
+    assert len(set(delays)) > 1  # jittered, not lockstep
+
+
+def test_backoff_reset() -> None:
+    backoff = Backoff(initial_s=0.5, maximum_s=30.0)
+    for _ in range(5):
+        backoff.next_delay()
+    backoff.reset()
+    assert backoff.attempt == 0
+    assert 0.25 <= backoff.next_delay() <= 0.5
+
+
+def test_is_broker_failure_plain() -> None:
+    assert is_broker_failure(aiomqtt.MqttError("lost"))
+    assert is_broker_failure(aiomqtt.MqttCodeError(5, "refused"))
+    assert not is_broker_failure(ValueError("bug"))
+    assert not is_broker_failure(KeyboardInterrupt())
+
+
+def test_is_broker_failure_in_exception_groups() -> None:
+    only_mqtt = ExceptionGroup("tg", [aiomqtt.MqttError("a"), aiomqtt.MqttError("b")])
+    assert is_broker_failure(only_mqtt)
+    nested = ExceptionGroup("outer", [ExceptionGroup("inner", [aiomqtt.MqttError("a")])])
+    assert is_broker_failure(nested)
+    mixed = ExceptionGroup("tg", [aiomqtt.MqttError("a"), RuntimeError("bug")])
+    assert not is_broker_failure(mixed)
+    assert not is_broker_failure(ExceptionGroup("tg", [RuntimeError("bug")]))
+    assert not is_broker_failure(BaseExceptionGroup("tg", [aiomqtt.MqttError("a"), KeyboardInterrupt()]))
