@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from pms_common.errors import PmsError
+
 SERVICES = ("collector", "ingest", "alerts", "weather", "device-manager", "api")
 
 
@@ -126,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run_service(args.command)
     except ValidationError as exc:
         return _settings_error(exc)
+    except (PmsError, OSError) as exc:
+        # Bad URLs, unreachable stores, unwritable paths: a sentence for the operator, not a traceback.
+        print(f"pms {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

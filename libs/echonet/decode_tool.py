@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
         for line in _lines(stream):
             try:
                 result = decoder.decode(line)
-            except Exception as exc:  # noqa: BLE001 - a decoder tool reports and goes on
+            except Exception as exc:
                 result = {"error": f"internal error: {exc}"}
             sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     finally:

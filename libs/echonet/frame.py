@@ -7,7 +7,8 @@ SetGet ESVs (0x6E, 0x7E, 0x5E) carry a second block (OPCGet) after the set prope
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from echonet.errors import FrameError
 
@@ -71,21 +72,27 @@ CONTROLLER = EOJ(0x05, 0xFF, 0x01)
 NODE_PROFILE = EOJ(0x0E, 0xF0, 0x01)
 
 
-@dataclass(frozen=True, slots=True)
-class Property:
+class Property(NamedTuple):
+    """One EPC and its EDT (empty in Get requests and in the failed entries of *_SNA answers).
+
+    A NamedTuple rather than a dataclass: a frame decoder builds one per property, and tuple
+    construction is several times cheaper than a frozen dataclass's __init__.
+    """
+
     epc: int
     edt: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
+    """One format-1 frame. A NamedTuple for the same reason as Property: decoding builds one per frame."""
+
     tid: int
     seoj: EOJ
     deoj: EOJ
     esv: int
     properties: tuple[Property, ...] = ()
     # Only SetGet frames have a second block: the properties to read after the set.
-    get_properties: tuple[Property, ...] = field(default=())
+    get_properties: tuple[Property, ...] = ()
 
     def property(self, epc: int) -> Property | None:
         for prop in self.properties:
@@ -122,23 +129,45 @@ def _encode_block(out: bytearray, properties: tuple[Property, ...]) -> None:
 
 def decode_frame(data: bytes) -> Frame:
     """Decode one frame; raises FrameError with a sentence saying what is wrong."""
+    size = len(data)
+    if size < HEADER_SIZE or data[0] != 0x10 or data[1] != 0x81:
+        _reject_header(data)
+    esv = data[10]
+    if esv not in _KNOWN_ESV:
+        raise FrameError(f"unknown ESV 0x{esv:02X}")
+    # The single-block loop is inlined: this function is the hot path of every reading.
+    count = data[11]
+    offset = 12
+    props: list[Property] = []
+    append = props.append
+    for index in range(count):
+        start = offset + 2
+        if start > size:
+            raise FrameError(f"frame ends inside property {index + 1} of {count}")
+        end = start + data[offset + 1]
+        if end > size:
+            raise FrameError(f"EPC 0x{data[offset]:02X} claims {data[offset + 1]} bytes but only "
+                             f"{size - start} remain")
+        append(_tuple_new(Property, (data[offset], data[start:end])))
+        offset = end
+    get_properties: tuple[Property, ...] = ()
+    if esv in _SETGET:
+        get_properties, offset = _decode_block(data, offset)
+    if offset != size:
+        raise FrameError(f"{size - offset} trailing bytes after the last property")
+    pair = _EOJ_PAIRS.get(data[4:10])
+    if pair is None:
+        pair = _eoj_pair(data[4:10])
+    return _tuple_new(Frame, (data[2] << 8 | data[3], pair[0], pair[1], esv, tuple(props), get_properties))
+
+
+def _reject_header(data: bytes) -> None:
     ehd = data[:2]
     if ehd != EHD_FORMAT1 and len(data) >= 2:
         if ehd == EHD_FORMAT2:
             raise FrameError("format 2 (arbitrary message) frames are not supported, only format 1 (EHD 1081)")
         raise FrameError(f"not an ECHONET Lite frame: header {ehd.hex()} is not 1081")
-    if len(data) < HEADER_SIZE:
-        raise FrameError(f"frame of {len(data)} bytes is shorter than the 12-byte header")
-    esv = data[10]
-    if esv not in _KNOWN_ESV:
-        raise FrameError(f"unknown ESV 0x{esv:02X}")
-    properties, offset = _decode_block(data, 11)
-    get_properties: tuple[Property, ...] = ()
-    if esv in _SETGET:
-        get_properties, offset = _decode_block(data, offset)
-    if offset != len(data):
-        raise FrameError(f"{len(data) - offset} trailing bytes after the last property")
-    return Frame(data[2] << 8 | data[3], _eoj(data[4:7]), _eoj(data[7:10]), esv, properties, get_properties)
+    raise FrameError(f"frame of {len(data)} bytes is shorter than the 12-byte header")
 
 
 _EOJ_CACHE: dict[bytes, EOJ] = {}
@@ -153,6 +182,17 @@ def _eoj(raw: bytes) -> EOJ:
         if len(_EOJ_CACHE) < 4096:
             _EOJ_CACHE[raw] = eoj
     return eoj
+
+
+_tuple_new = tuple.__new__
+_EOJ_PAIRS: dict[bytes, tuple[EOJ, EOJ]] = {}
+
+
+def _eoj_pair(raw: bytes) -> tuple[EOJ, EOJ]:
+    pair = (_eoj(raw[0:3]), _eoj(raw[3:6]))
+    if len(_EOJ_PAIRS) < 4096:
+        _EOJ_PAIRS[raw] = pair
+    return pair
 
 
 def _decode_block(data: bytes, offset: int) -> tuple[tuple[Property, ...], int]:
@@ -170,6 +210,6 @@ def _decode_block(data: bytes, offset: int) -> tuple[tuple[Property, ...], int]:
         end = offset + 2 + pdc
         if end > size:
             raise FrameError(f"EPC 0x{epc:02X} claims {pdc} bytes but only {size - offset - 2} remain")
-        props.append(Property(epc, data[offset + 2 : end]))
+        props.append(_tuple_new(Property, (epc, data[offset + 2 : end])))
         offset = end
     return tuple(props), offset

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from echonet import node_profile as np_
-from echonet.errors import PropertyError
 from echonet import smart_meter as sm
+from echonet.errors import PropertyError
 from echonet.frame import CONTROLLER, ESV, NODE_PROFILE, SMART_METER, Frame, Property, decode_frame, encode_frame
 
 SLOT_S = 1800

@@ -151,7 +151,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     sim = PtySimulator(build_module(args, time.monotonic()), args.link)
-    print(f"virtual {args.module} on {os.ttyname(sim._slave)}, linked at {args.link}", flush=True)  # noqa: T201
+    print(f"virtual {args.module} on {os.ttyname(sim._slave)}, linked at {args.link}", flush=True)
     try:
         sim.run(tuple(args.fault))
     except KeyboardInterrupt:

@@ -12,10 +12,12 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from pms_common.errors import PmsError
+
 log = logging.getLogger(__name__)
 
 
-class BrokerUrlError(ValueError):
+class BrokerUrlError(PmsError, ValueError):
     """The broker URL cannot be used."""
 
 

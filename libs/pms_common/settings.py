@@ -60,10 +60,11 @@ def describe(settings: BaseSettings) -> dict[str, Any]:
     """Settings for a start-up log line, with passwords in URLs masked."""
     shown: dict[str, Any] = {}
     for name, value in settings.model_dump().items():
+        shown_value = value
         if isinstance(value, str) and "://" in value and "@" in value:
             scheme, rest = value.split("://", 1)
-            value = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-        if "password" in name or name.endswith("api_key"):
-            value = "***" if value else value
-        shown[name] = value
+            shown_value = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        if ("password" in name or name.endswith("api_key")) and value:
+            shown_value = "***"
+        shown[name] = shown_value
     return shown

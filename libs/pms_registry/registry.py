@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from pms_common.errors import PmsError
 from pms_registry import schema as t
 
 
-class RegistryError(Exception):
+class RegistryError(PmsError):
     """The registry cannot be reached, or a request breaks its rules."""
 
 

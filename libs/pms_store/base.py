@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from pms_common.errors import PmsError
 from pms_common.messages import EnergyReading, PowerReading, Weather
 
 
-class StoreError(Exception):
+class StoreError(PmsError):
     """The store cannot be reached or refused a write or query."""
 
 

@@ -116,8 +116,9 @@ def test_join_transcripts_both_families() -> None:
     single = (b"SKSCAN 2 FFFFFFFF 6\r\nOK\r\nEVENT 20 " + METER.encode() + b"\r\nEPANDESC\r\n  Channel:21\r\n"
               b"  Channel Page:09\r\n  Pan ID:8888\r\n  Addr:001C6400030C12A4\r\n  LQI:E1\r\n  PairID:00AB12CD\r\n"
               b"EVENT 22 " + ME.encode() + b"\r\nEVENT 25 " + METER.encode() + b"\r\n")
-    dual = single.replace(b"\r\n  PairID", b"\r\n  Side:0\r\n  PairID").replace(b"\r\nEVENT", b" 0\r\nEVENT")
-    dual = dual.replace(b"FFFFFFFF 6 0\r\n", b"FFFFFFFF 6 0\r\n")
+    dual = (b"SKSCAN 2 FFFFFFFF 6 0\r\nOK\r\nEVENT 20 " + METER.encode() + b" 0\r\nEPANDESC\r\n  Channel:21\r\n"
+            b"  Channel Page:09\r\n  Pan ID:8888\r\n  Addr:001C6400030C12A4\r\n  LQI:E1\r\n  Side:0\r\n"
+            b"  PairID:00AB12CD\r\nEVENT 22 " + ME.encode() + b" 0\r\nEVENT 25 " + METER.encode() + b" 0\r\n")
     for data, side in ((single, None), (dual, 0)):
         events = SkstackParser().feed(data)
         pans = [e for e in events if isinstance(e, PanDescriptor)]

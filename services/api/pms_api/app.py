@@ -29,6 +29,7 @@ from pms_api.models import (
 from pms_api.settings import ApiSettings
 from pms_api.views import PlantViews
 from pms_common import timeutil
+from pms_common.service import configure_logging
 from pms_registry import Registry, RegistryError
 from pms_registry.registry import Principal
 from pms_store import StoreError, TimeSeriesStore, open_store
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 REQUESTS = Counter("pms_api_requests_total", "API requests", ["endpoint", "status"])
 AUTH_FAILURES = Counter("pms_api_auth_failures_total", "Requests refused for a missing or bad API key")
 
-SECURITY = [{"bearer": []}]
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 PROBLEM_RESPONSES: dict[Any, Any] = {401: Problem, 404: Problem, 422: Problem}
 
 
@@ -64,6 +65,8 @@ def _validation_problem(exc: Any) -> Response:
 def create_app(settings: ApiSettings | None = None, *, registry: Registry | None = None,
                store: TimeSeriesStore | None = None) -> OpenAPI:
     settings = settings or ApiSettings()
+    if not logging.getLogger().handlers:  # under gunicorn nothing else configures logging
+        configure_logging(settings.log_level)
     registry = registry or Registry(settings.registry_url)
     registry.migrate()
     store = store or open_store(settings.tsdb_url)

@@ -1,0 +1,67 @@
+"""A million random and mutated frames and lines: nothing raises but the library's own errors."""
+
+import random
+
+from echonet import node_profile, smart_meter as sm
+from echonet.errors import EchonetError
+from echonet.frame import decode_frame
+from echonet.skstack import SkstackParser
+from echonet.skstack_events import PayloadMode
+
+from test_transcripts import FRAMES, _transcript
+
+SEED_FRAMES = [bytes.fromhex(f) for f in FRAMES]
+SEED_LINES = [line + b"\r\n" for form in ("bp35a1-hex", "bp35c0-binary-rssi")
+              for line in _transcript(form)[0].split(b"\r\n") if line]
+SEED_LINES += [b"EVENT 25 FE80:0000:0000:0000:021C:6400:030C:12A4 0\r\n", b"EPANDESC\r\n", b"  Channel:21\r\n",
+               b"  PairID:00AB12CD\r\n", b"OK 01\r\n", b"FAIL ER04\r\n", b"EINFO a b 21 8888 FFFE 0\r\n"]
+TABLES = {0x0288: sm, 0x0EF0: node_profile}
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randrange(1, 4)):
+        kind = rng.randrange(4)
+        pos = rng.randrange(len(out) + 1)
+        if kind == 0 and out:
+            out[min(pos, len(out) - 1)] = rng.randrange(256)
+        elif kind == 1:
+            out[pos:pos] = rng.randbytes(rng.randrange(1, 4))
+        elif kind == 2:
+            del out[pos : pos + rng.randrange(1, 4)]
+        else:
+            out = out[:pos]
+    return bytes(out)
+
+
+def test_frame_decoder_fuzz() -> None:
+    rng = random.Random(20260501)
+    decoded = 0
+    for i in range(500_000):
+        data = rng.randbytes(rng.randrange(40)) if i % 5 == 0 else _mutate(rng, SEED_FRAMES[i % len(SEED_FRAMES)])
+        try:
+            frame = decode_frame(data)
+        except EchonetError:
+            continue
+        decoded += 1
+        table = TABLES.get(frame.seoj.class_id)
+        if table is None:
+            continue
+        for prop in frame.properties:
+            if prop.epc in table.PROPERTIES:
+                try:
+                    table.decode_value(prop.epc, prop.edt)
+                except EchonetError:
+                    pass
+    assert decoded > 30_000  # mutations keep many frames valid, so property decoders get fuzzed too
+
+
+def test_line_parser_fuzz() -> None:
+    rng = random.Random(7)
+    parsers = [SkstackParser(mode) for mode in PayloadMode]
+    events = 0
+    for i in range(500_000):
+        parser = parsers[i % 3]
+        data = rng.randbytes(rng.randrange(30)) if i % 5 == 0 else _mutate(rng, SEED_LINES[i % len(SEED_LINES)])
+        events += len(parser.feed(data))
+    assert events > 100_000

@@ -1,0 +1,62 @@
+"""Acceptance (3): the collector-side client over a real pseudo-terminal, both families, every fault."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from echonet import smart_meter as sm
+from echonet.module_sim import Fault
+from echonet.pty_sim import PtySimulator, ScheduledFault, build_module, parser
+from echonet.serial_link import BRouteClient, RequestError, SerialLink
+from echonet.session import SessionConfig, SessionState
+
+RBID = "00112233445566778899AABBCCDDEEFF"
+PASSWORD = "PASSWORD1234"
+READ = (0xE7, 0xE8, 0xEA, 0xEB, 0xE0, 0xE3, 0xD3, 0xE1, 0xD7)
+
+
+@pytest.mark.parametrize(("module", "payload"), [("bp35a1", "binary"), ("bp35c0", "hex"), ("bp35a1", "hex")])
+def test_pty_ready_read_and_recover(tmp_path: Path, module: str, payload: str) -> None:
+    link = str(tmp_path / "ttyWISUN")
+    args = parser().parse_args(["--module", module, "--link", link, "--rbid", RBID, "--password", PASSWORD,
+                                "--speed", "60", "--payload", payload, "--coefficient", "10", "--unit", "0.01",
+                                "--digits", "7"])
+    sim = PtySimulator(build_module(args, time.monotonic()), link)
+    sim.start()
+    config = SessionConfig(rbid=RBID, password=PASSWORD, backoff_initial_s=0.2, backoff_max_s=1.0,
+                           command_timeout_s=1.5, request_timeout_s=2.0)
+    client = BRouteClient(SerialLink(link), config)
+    try:
+        client.connect(30)
+        frame = client.get(READ)
+        values = {p.epc: sm.decode_value(p.epc, p.edt) for p in frame.properties}
+        assert set(values) == set(READ)
+        assert values[0xD3] == 10 and values[0xE1] == 0.01 and values[0xD7] == 7
+        assert isinstance(values[0xE7], int) and isinstance(values[0xEA], sm.TimedRegister)
+        for fault in Fault:
+            if fault is Fault.JOIN_FAILURE:
+                sim.inject(fault)
+                sim.inject(Fault.SESSION_EXPIRY)
+            else:
+                sim.inject(fault, 1.5)
+            recovered = False
+            for _ in range(15):
+                try:
+                    frame = client.get((0xE7, 0xE0), timeout_s=20)
+                except RequestError:
+                    client.pump(0.3)
+                    continue
+                recovered = True
+                break
+            assert recovered, f"no recovery after {fault}"
+            assert client.session.state is SessionState.READY
+    finally:
+        client.close()
+        sim.stop()
+    assert not Path(link).exists()
+
+
+def test_fault_schedule_parsing() -> None:
+    assert ScheduledFault.parse("no-response@30:20") == ScheduledFault(Fault.NO_RESPONSE, 30.0, 20.0)
+    assert ScheduledFault.parse("event29") == ScheduledFault(Fault.SESSION_EXPIRY, 0.0, 10.0)

@@ -1,0 +1,63 @@
+"""`pms up` on embedded defaults: the whole system on one machine, stopped with Ctrl-C and resumed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port, wait_until
+
+KEY = "up-test-admin-key"
+
+
+def plants(port: int) -> list[dict[str, Any]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/plants",
+                                     headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        items: list[dict[str, Any]] = json.loads(response.read())["items"]
+        return items
+
+
+def test_pms_up_serves_measured_plants_and_resumes(tmp_path: Path, pms_processes: Any) -> None:
+    port, mqtt_port = free_port(), free_port()
+    args = ["up", "--plants", "3", "--port", str(port), "--mqtt-port", str(mqtt_port), "--var", str(tmp_path / "var")]
+    up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY}, name="up")
+
+    # Default settings (60 s power interval): every plant has a number within 120 s.
+    measured = wait_until(lambda: (p := plants(port)) and len(p) == 3 and all(
+        isinstance(x["current_sold_w"], int) for x in p) and p, 120, "three measured plants")
+    assert [p["service_code"] for p in measured] == ["pss00000001", "pss00000002", "pss00000003"]
+    assert all(p["status"] == "normal" and p["today_sold_kwh"] >= 0 for p in measured)
+    assert f"http://127.0.0.1:{port}/" in up.log() and f"admin API key: {KEY}" in up.log()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        assert b"<table" in response.read()
+
+    # Ctrl-C stops everything cleanly...
+    assert up.stop(signal.SIGINT, timeout=30) == 0, up.log()
+    assert "stopped; data kept in" in up.log()
+    with sqlite3.connect(tmp_path / "var" / "pms-ts.db") as db:
+        kept = db.execute("SELECT count(*) FROM power").fetchone()[0]
+    assert kept >= 3
+
+    # ...and a second start resumes with the same plants, key and data.
+    again = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY}, name="up-again")
+    resumed = wait_until(lambda: plants(port), 60, "the API after a restart")
+    assert [p["service_code"] for p in resumed] == [p["service_code"] for p in measured]
+    wait_until(lambda: sqlite3.connect(tmp_path / "var" / "pms-ts.db").execute(
+        "SELECT count(*) FROM power").fetchone()[0] > kept, 60, "new readings added to the kept ones")
+    assert again.stop(signal.SIGINT, timeout=30) == 0, again.log()
+
+
+def test_pms_up_makes_and_keeps_an_admin_key(tmp_path: Path, pms_processes: Any) -> None:
+    port = free_port()
+    args = ["up", "--plants", "1", "--port", str(port), "--mqtt-port", str(free_port()), "--var", str(tmp_path / "var")]
+    up = pms_processes(args, name="up-generated-key")
+    wait_until(lambda: "admin API key: pms_" in up.log(), 60, "a generated admin key printed")
+    key = up.log().split("admin API key: ", 1)[1].split()[0]
+    assert (tmp_path / "var" / "admin-api-key").read_text().strip() == key
+    assert oct((tmp_path / "var" / "admin-api-key").stat().st_mode & 0o777) == "0o600"
+    assert up.stop(signal.SIGINT, timeout=30) == 0

@@ -1,0 +1,315 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from pms_api.app import create_app
+from pms_api.settings import ApiSettings
+from pms_common import timeutil
+from pms_common.messages import EnergyReading, PowerReading
+from pms_registry import Registry
+from pms_store import TimeSeriesStore
+
+ADMIN = "admin-secret"
+PROBLEM = "application/problem+json"
+
+
+@dataclass
+class Api:
+    client: FlaskClient
+    registry: Registry
+    store: TimeSeriesStore
+    keys: dict[str, str]
+    codes: dict[str, str]
+
+    def get(self, path: str, key: str | None = ADMIN) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        return self.client.get(path, headers=headers)
+
+
+@pytest.fixture
+def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    for name in ("PMS_CONFIG", "PMS_NOT_MEASURED_INTERVALS"):
+        monkeypatch.delenv(name, raising=False)
+    app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r.db", tsdb_url=f"sqlite:///{tmp_path}/ts.db",
+                                 admin_api_key=ADMIN))
+    registry: Registry = app.config["registry"]
+    store: TimeSeriesStore = app.config["store"]
+    now = timeutil.now_jst()
+    registry.ensure_customer("c1", "Customer One")
+    registry.ensure_customer("c2", "Customer Two")
+    codes = {}
+    for label, customer in (("a", "c1"), ("b", "c1"), ("c", "c2")):
+        codes[label] = registry.create_plant(customer_id=customer, name=f"Plant {label}", address=f"Addr {label}",
+                                             phone="03-1234-5678", created_at=now, capacity_kw=10.0,
+                                             tariff_yen_per_kwh=16.0, latitude=35.0, longitude=139.0)
+    registry.bind_gateway("gw-a", codes["a"])
+    registry.bind_gateway("gw-c", codes["c"])
+    keys = {
+        "c1": registry.create_api_key(label="c1", created_at=now, customer_id="c1"),
+        "c2": registry.create_api_key(label="c2", created_at=now, customer_id="c2"),
+    }
+    yield Api(app.test_client(), registry, store, keys, codes)
+    store.close()
+    registry.close()
+
+
+def _power(api: Api, gateway_id: str, power_w: int, age: timedelta) -> None:
+    api.store.write_readings(gateway_id, power=[PowerReading(measured_at=timeutil.now_jst() - age, power_w=power_w)],
+                             energy=[])
+
+
+def _plant(api: Api, code: str, key: str = ADMIN) -> dict[str, Any]:
+    response = api.get(f"/api/v1/plants/{code}", key)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+ENDPOINTS = ["/api/v1/plants", "/api/v1/plants/pss00000001", "/api/v1/gateways", "/api/v1/events"]
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key"}, {"Authorization": "Basic YTpi"},
+                                     {"Authorization": "Bearer "}, {"Authorization": ADMIN}])
+def test_401_without_a_valid_key(api: Api, path: str, headers: dict[str, str]) -> None:
+    response = api.client.get(path, headers=headers)
+    assert response.status_code == 401
+    assert response.content_type == PROBLEM
+    body = response.get_json(force=True)
+    assert body["status"] == 401
+    assert body["title"] == "Unauthorized"
+    assert body["type"] == "about:blank"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_scheme_is_case_insensitive(api: Api) -> None:
+    response = api.client.get("/api/v1/plants", headers={"Authorization": f"bearer {ADMIN}"})
+    assert response.status_code == 200
+
+
+def test_admin_sees_all_plants(api: Api) -> None:
+    response = api.get("/api/v1/plants")
+    assert response.status_code == 200
+    assert response.content_type == "application/json"
+    body = response.get_json()
+    assert [p["service_code"] for p in body["items"]] == [api.codes["a"], api.codes["b"], api.codes["c"]]
+    assert (body["total"], body["limit"], body["offset"]) == (3, 100, 0)
+    first = body["items"][0]
+    assert (first["customer_id"], first["name"], first["address"], first["phone"]) == (
+        "c1", "Plant a", "Addr a", "03-1234-5678")
+
+
+def test_customer_sees_only_its_plants(api: Api) -> None:
+    body = api.get("/api/v1/plants", api.keys["c1"]).get_json()
+    assert [p["service_code"] for p in body["items"]] == [api.codes["a"], api.codes["b"]]
+    assert body["total"] == 2
+    body = api.get("/api/v1/plants", api.keys["c2"]).get_json()
+    assert [p["service_code"] for p in body["items"]] == [api.codes["c"]]
+
+
+def test_another_customers_plant_is_404(api: Api) -> None:
+    response = api.get(f"/api/v1/plants/{api.codes['c']}", api.keys["c1"])
+    assert response.status_code == 404
+    assert response.content_type == PROBLEM
+    assert response.get_json(force=True)["status"] == 404
+    assert _plant(api, api.codes["c"], api.keys["c2"])["service_code"] == api.codes["c"]
+
+
+def test_unknown_plant_is_404(api: Api) -> None:
+    response = api.get("/api/v1/plants/pss99999999")
+    assert response.status_code == 404
+    assert response.content_type == PROBLEM
+
+
+@pytest.mark.parametrize("code", ["pss123", "abc00000001", "pss000000001", "PSS00000001"])
+def test_malformed_service_code_is_422(api: Api, code: str) -> None:
+    response = api.get(f"/api/v1/plants/{code}")
+    assert response.status_code == 422
+    assert response.content_type == PROBLEM
+    body = response.get_json(force=True)
+    assert body["status"] == 422
+    assert "service_code" in body["detail"]
+
+
+def test_plant_detail(api: Api) -> None:
+    body = _plant(api, api.codes["a"])
+    assert body["service_code"] == api.codes["a"]
+    assert body["gateway_ids"] == ["gw-a"]
+    assert (body["capacity_kw"], body["tariff_yen_per_kwh"], body["latitude"], body["longitude"]) == (
+        10.0, 16.0, 35.0, 139.0)
+    assert body["billing_start_date"] is None
+    assert body["today_sold_kwh"] == 0.0
+    assert body["current_sold_w"] is None
+    assert body["status"] == "not_measured"
+
+
+def test_plant_without_gateway(api: Api) -> None:
+    body = _plant(api, api.codes["b"])
+    assert (body["status"], body["current_sold_w"], body["gateway_ids"]) == ("no_gateway", None, [])
+
+
+def test_current_sold_w_of_a_fresh_reading(api: Api) -> None:
+    _power(api, "gw-a", -1234, timedelta(seconds=10))
+    body = _plant(api, api.codes["a"])
+    assert body["current_sold_w"] == 1234
+    assert body["status"] == "normal"
+    assert body["measured_at"] is not None
+    listed = {p["service_code"]: p for p in api.get("/api/v1/plants").get_json()["items"]}
+    assert listed[api.codes["a"]]["current_sold_w"] == 1234
+
+
+def test_buying_is_zero_sold_not_negative(api: Api) -> None:
+    _power(api, "gw-a", 800, timedelta(seconds=5))
+    body = _plant(api, api.codes["a"])
+    assert body["current_sold_w"] == 0
+    assert body["status"] == "normal"
+
+
+def test_stale_reading_is_not_measured(api: Api) -> None:
+    # Default power interval 60 s: older than 3 × 60 s is no current reading.
+    _power(api, "gw-a", -1234, timedelta(seconds=200))
+    body = _plant(api, api.codes["a"])
+    assert body["current_sold_w"] is None
+    assert body["measured_at"] is None
+    assert body["status"] == "not_measured"
+
+
+def test_reading_within_three_default_intervals_is_fresh(api: Api) -> None:
+    _power(api, "gw-a", -50, timedelta(seconds=150))
+    assert _plant(api, api.codes["a"])["current_sold_w"] == 50
+
+
+def test_freshness_follows_the_gateways_power_interval(api: Api) -> None:
+    api.registry.record_heartbeat("gw-a", {"firmware": "1"}, timeutil.now_jst(), 10.0)
+    _power(api, "gw-a", -1234, timedelta(seconds=60))  # fresh for 60 s intervals, stale for 10 s ones
+    body = _plant(api, api.codes["a"])
+    assert body["current_sold_w"] is None
+    assert body["status"] == "not_measured"
+    _power(api, "gw-a", -777, timedelta(seconds=20))
+    assert _plant(api, api.codes["a"])["current_sold_w"] == 777
+
+
+def test_offline_gateway_makes_the_plant_offline(api: Api) -> None:
+    api.registry.record_gateway_status("gw-a", "offline", timeutil.now_jst())
+    assert _plant(api, api.codes["a"])["status"] == "offline"
+
+
+def test_today_sold_kwh_sums_todays_slots_only(api: Api) -> None:
+    start, end = timeutil.today_bounds(timeutil.now_jst())
+    registers = [  # (slot end, reverse register kWh): a slot's energy is its register minus the one before
+        (start - timedelta(minutes=30), 100.0),
+        (start, 101.0),  # the 00:00 slot: 1 kWh of yesterday
+        (start + timedelta(minutes=30), 103.0),  # 2 kWh today
+        (start + timedelta(minutes=60), 106.5),  # 3.5 kWh today
+        (end - timedelta(minutes=30), 109.0),  # no register 30 min before: no slot energy
+        (end, 110.0),  # the slot ending 24:00 is today's last: 1 kWh
+        (end + timedelta(minutes=30), 111.0),  # 1 kWh of tomorrow
+    ]
+    energy = [EnergyReading(slot_end=slot_end, forward_kwh=500.0, reverse_kwh=kwh, register_wrap_kwh=100_000.0)
+              for slot_end, kwh in registers]
+    api.store.write_readings("gw-a", power=[], energy=energy)
+    assert _plant(api, api.codes["a"])["today_sold_kwh"] == 6.5
+    listed = {p["service_code"]: p for p in api.get("/api/v1/plants").get_json()["items"]}
+    assert listed[api.codes["a"]]["today_sold_kwh"] == 6.5
+    assert listed[api.codes["c"]]["today_sold_kwh"] == 0.0
+
+
+def test_pagination(api: Api) -> None:
+    body = api.get("/api/v1/plants?limit=2").get_json()
+    assert [p["service_code"] for p in body["items"]] == [api.codes["a"], api.codes["b"]]
+    assert (body["total"], body["limit"], body["offset"]) == (3, 2, 0)
+    body = api.get("/api/v1/plants?limit=2&offset=2").get_json()
+    assert [p["service_code"] for p in body["items"]] == [api.codes["c"]]
+    assert (body["total"], body["limit"], body["offset"]) == (3, 2, 2)
+    body = api.get("/api/v1/plants?offset=10").get_json()
+    assert (body["items"], body["total"]) == ([], 3)
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "offset=-1", "limit=abc"])
+def test_bad_pagination_is_422(api: Api, query: str) -> None:
+    response = api.get(f"/api/v1/plants?{query}")
+    assert response.status_code == 422
+    assert response.content_type == PROBLEM
+
+
+def test_gateways(api: Api) -> None:
+    api.registry.record_heartbeat("gw-a", {"firmware": "1.2"}, timeutil.now_jst(), 30.0)
+    api.registry.record_gateway_status("gw-free", "online", timeutil.now_jst())
+    body = api.get("/api/v1/gateways").get_json()
+    assert [g["gateway_id"] for g in body["items"]] == ["gw-a", "gw-c", "gw-free"]
+    assert body["total"] == 3
+    gw_a = body["items"][0]
+    assert (gw_a["service_code"], gw_a["power_interval_s"], gw_a["heartbeat"]) == (
+        api.codes["a"], 30.0, {"firmware": "1.2"})
+    assert gw_a["last_seen_at"].endswith("+09:00")
+    body = api.get("/api/v1/gateways", api.keys["c1"]).get_json()
+    assert [g["gateway_id"] for g in body["items"]] == ["gw-a"]
+    body = api.get("/api/v1/gateways?limit=1&offset=1").get_json()
+    assert ([g["gateway_id"] for g in body["items"]], body["total"]) == (["gw-c"], 3)
+
+
+def test_events(api: Api) -> None:
+    now = timeutil.now_jst()
+    api.registry.open_event(kind="gateway_offline", at=now - timedelta(hours=2), message="a down",
+                            gateway_id="gw-a", service_code=api.codes["a"])
+    api.registry.open_event(kind="gateway_offline", at=now - timedelta(hours=1), message="c down",
+                            gateway_id="gw-c", service_code=api.codes["c"])
+    api.registry.recover_event(kind="gateway_offline", gateway_id="gw-a", at=now)
+    body = api.get("/api/v1/events").get_json()
+    assert [e["message"] for e in body["items"]] == ["c down", "a down"]
+    assert body["items"][1]["state"] == "recovered"
+    assert body["items"][1]["recovered_at"] is not None
+    assert [e["message"] for e in api.get("/api/v1/events", api.keys["c1"]).get_json()["items"]] == ["a down"]
+    assert [e["message"] for e in api.get("/api/v1/events", api.keys["c2"]).get_json()["items"]] == ["c down"]
+    assert [e["message"] for e in api.get("/api/v1/events?state=open").get_json()["items"]] == ["c down"]
+    page = api.get("/api/v1/events?limit=1&offset=1").get_json()
+    assert [e["message"] for e in page["items"]] == ["a down"]
+    assert (page["limit"], page["offset"]) == (1, 1)
+    assert api.get("/api/v1/events?state=bogus").status_code == 422
+
+
+def test_healthz(api: Api) -> None:
+    response = api.client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_metrics_count_requests(api: Api) -> None:
+    api.get("/api/v1/plants")
+    response = api.client.get("/metrics")
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert 'pms_api_requests_total{endpoint="/api/v1/plants",status="200"}' in text
+    assert "pms_api_auth_failures_total" in text
+
+
+def test_openapi_document(api: Api) -> None:
+    response = api.client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.get_json()
+    assert document["openapi"].startswith("3.1")
+    assert document["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    assert "/api/v1/plants" in document["paths"]
+    assert "/api/v1/plants/{service_code}" in document["paths"]
+    assert document["paths"]["/api/v1/plants"]["get"]["security"] == [{"bearer": []}]
+    assert "/healthz" not in document["paths"]
+
+
+def test_console_page(api: Api) -> None:
+    response = api.client.get("/")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/html")
+    assert "<html" in response.get_data(as_text=True).lower()
+
+
+def test_unknown_route_is_a_404_problem(api: Api) -> None:
+    response = api.client.get("/nope")
+    assert response.status_code == 404
+    assert response.content_type == PROBLEM

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pms_collector.outbox import Outbox, PendingBatch
+
+POWER = '[{"kind":"power","n":%d}]'
+ENERGY = '[{"kind":"energy","n":%d}]'
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "outbox" / "outbox.db", max_batches=1000)
+    yield box
+    box.close()
+
+
+def test_creates_its_directory(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "a" / "b" / "outbox.db", max_batches=10)
+    assert (tmp_path / "a" / "b" / "outbox.db").exists()
+    box.close()
+
+
+def test_stream_id_is_hex_and_stable_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, max_batches=10)
+    stream_id = box.stream_id
+    assert len(stream_id) == 32
+    int(stream_id, 16)
+    box.append(POWER % 1, has_energy=False, now=1.0)
+    box.close()
+    again = Outbox(path, max_batches=10)
+    assert again.stream_id == stream_id
+    assert [b.seq for b in again.pending(limit=10)] == [1]
+    again.close()
+
+
+def test_new_file_new_stream(tmp_path: Path) -> None:
+    first = Outbox(tmp_path / "one.db", max_batches=10)
+    second = Outbox(tmp_path / "two.db", max_batches=10)
+    assert first.stream_id != second.stream_id
+    first.close()
+    (tmp_path / "one.db").unlink()
+    wiped = Outbox(tmp_path / "one.db", max_batches=10)
+    assert wiped.stream_id != first.stream_id
+    assert wiped.floor_seq() == 1
+    wiped.close()
+    second.close()
+
+
+def test_seq_is_contiguous(outbox: Outbox) -> None:
+    seqs = [outbox.append(POWER % i, has_energy=False, now=float(i)) for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert outbox.depth() == 5
+    assert outbox.pending(limit=10) == [PendingBatch(i + 1, POWER % i) for i in range(5)]
+
+
+def test_pending_limit_and_after(outbox: Outbox) -> None:
+    for i in range(5):
+        outbox.append(POWER % i, has_energy=False, now=0.0)
+    assert [b.seq for b in outbox.pending(limit=2)] == [1, 2]
+    assert [b.seq for b in outbox.pending(limit=10, after_seq=3)] == [4, 5]
+    assert outbox.pending(limit=10, after_seq=5) == []
+
+
+def test_ack_deletes_up_to_seq(outbox: Outbox) -> None:
+    for i in range(5):
+        outbox.append(POWER % i, has_energy=False, now=0.0)
+    assert outbox.ack(3) == 3
+    assert [b.seq for b in outbox.pending(limit=10)] == [4, 5]
+    assert outbox.ack(3) == 0  # a repeated ack deletes nothing
+    assert outbox.ack(0) == 0
+    assert outbox.depth() == 2
+
+
+def test_floor_seq(outbox: Outbox) -> None:
+    assert outbox.floor_seq() == 1
+    for i in range(4):
+        outbox.append(POWER % i, has_energy=False, now=0.0)
+    assert outbox.floor_seq() == 1
+    outbox.ack(2)
+    assert outbox.floor_seq() == 3
+    outbox.ack(4)
+    assert outbox.depth() == 0
+    # Empty: the next seq to be issued, which the next append confirms.
+    assert outbox.floor_seq() == 5
+    assert outbox.append(POWER % 5, has_energy=False, now=0.0) == 5
+
+
+def test_seq_is_not_reused_after_ack_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, max_batches=10)
+    box.append(POWER % 1, has_energy=False, now=0.0)
+    box.append(POWER % 2, has_energy=False, now=0.0)
+    box.ack(2)
+    box.close()
+    again = Outbox(path, max_batches=10)
+    assert again.floor_seq() == 3
+    assert again.append(POWER % 3, has_energy=False, now=0.0) == 3
+    again.close()
+
+
+def test_cap_thins_power_only_batches_first_and_keeps_their_seq(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", max_batches=3)
+    box.append(ENERGY % 1, has_energy=True, now=0.0)
+    box.append(POWER % 2, has_energy=False, now=0.0)
+    box.append(POWER % 3, has_energy=False, now=0.0)
+    assert box.thinned_power_batches == 0
+    box.append(ENERGY % 4, has_energy=True, now=0.0)  # one over the cap
+    pending = box.pending(limit=10)
+    assert [b.seq for b in pending] == [1, 2, 3, 4]
+    assert [json.loads(b.readings_json) for b in pending] == [
+        [{"kind": "energy", "n": 1}], [], [{"kind": "power", "n": 3}], [{"kind": "energy", "n": 4}]]
+    assert box.thinned_power_batches == 1
+    box.close()
+
+
+def test_cap_never_empties_energy_batches(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", max_batches=2)
+    box.append(POWER % 1, has_energy=False, now=0.0)
+    for i in range(2, 7):
+        box.append(ENERGY % i, has_energy=True, now=0.0)
+    pending = box.pending(limit=10)
+    assert [b.seq for b in pending] == [1, 2, 3, 4, 5, 6]
+    assert pending[0].readings_json == "[]"
+    assert all(b.readings_json == ENERGY % b.seq for b in pending[1:])
+    assert box.thinned_power_batches == 1
+    box.close()
+
+
+def test_empty_batches_can_be_acked_past(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", max_batches=1)
+    box.append(POWER % 1, has_energy=False, now=0.0)
+    box.append(ENERGY % 2, has_energy=True, now=0.0)
+    assert box.pending(limit=10)[0].readings_json == "[]"
+    assert box.ack(2) == 2
+    assert box.depth() == 0
+    box.close()

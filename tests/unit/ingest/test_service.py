@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from pms_ingest.service import Rejected, parse_batch
+
+TOPIC = "pms/v1/gw/gw-1/readings"
+
+
+def _payload(**overrides: Any) -> bytes:
+    body: dict[str, Any] = {
+        "v": 1, "gateway_id": "gw-1", "stream_id": "0123456789abcdef", "seq": 2, "outbox_floor_seq": 1,
+        "sent_at": "2026-06-01T12:00:05+09:00",
+        "readings": [{"kind": "power", "measured_at": "2026-06-01T12:00:00+09:00", "power_w": -900}],
+    }
+    body.update(overrides)
+    return json.dumps(body).encode()
+
+
+def test_parses_a_good_batch() -> None:
+    batch = parse_batch(TOPIC, _payload())
+    assert (batch.gateway_id, batch.seq, batch.outbox_floor_seq) == ("gw-1", 2, 1)
+    assert batch.readings[0].kind == "power"
+
+
+def test_empty_batch_is_accepted() -> None:
+    assert parse_batch(TOPIC, _payload(readings=[])).readings == []
+
+
+@pytest.mark.parametrize("payload", [b"{not json", b"", b'{"v":1,', b"\xff\xfe"])
+def test_bad_json(payload: bytes) -> None:
+    with pytest.raises(Rejected) as exc:
+        parse_batch(TOPIC, payload)
+    assert exc.value.kind == "json"
+    assert exc.value.reason
+
+
+def test_schema_error_names_the_field() -> None:
+    with pytest.raises(Rejected) as exc:
+        parse_batch(TOPIC, _payload(seq=0))
+    assert exc.value.kind == "schema"
+    assert exc.value.reason.startswith("seq: ")
+    assert str(exc.value) == exc.value.reason
+
+
+def test_schema_error_inside_a_reading_names_its_path() -> None:
+    reading = {"kind": "power", "measured_at": "2026-06-01T12:00:00", "power_w": 1}
+    with pytest.raises(Rejected) as exc:
+        parse_batch(TOPIC, _payload(readings=[reading]))
+    assert exc.value.kind == "schema"
+    assert exc.value.reason.startswith("readings.0.power.measured_at: ")
+    assert "timezone" in exc.value.reason
+
+
+def test_schema_error_counts_the_others() -> None:
+    with pytest.raises(Rejected) as exc:
+        parse_batch(TOPIC, _payload(seq=0, outbox_floor_seq=0, extra=1))
+    assert exc.value.kind == "schema"
+    assert exc.value.reason.endswith("(and 2 more)")
+
+
+def test_a_json_array_is_a_schema_error() -> None:
+    with pytest.raises(Rejected) as exc:
+        parse_batch(TOPIC, b"[1, 2]")
+    assert exc.value.kind == "schema"
+
+
+@pytest.mark.parametrize("topic", ["pms/v1/gw/gw-2/readings", "pms/v1/plants/pss00000001/weather", "other"])
+def test_topic_mismatch(topic: str) -> None:
+    with pytest.raises(Rejected) as exc:
+        parse_batch(topic, _payload())
+    assert exc.value.kind == "topic"
+    assert "'gw-1'" in exc.value.reason
+    assert topic in exc.value.reason
