@@ -40,9 +40,9 @@ def ours(frame: bytes) -> object:
 def pychonet_decoder() -> Callable[[bytes], object]:
     from pychonet.lib.functions import decodeEchonetMsg
     from pychonet.LowVoltageSmartElectricEnergyMeter import (
-        LowVoltageSmartElectricEnergyMeter,
         _0288E2,
         _0288EA,
+        LowVoltageSmartElectricEnergyMeter,
     )
 
     functions: dict[int, object] = dict(LowVoltageSmartElectricEnergyMeter.EPC_FUNCTIONS)
@@ -75,20 +75,27 @@ def rate(decode: Callable[[bytes], object], frames: list[bytes], seconds: float)
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--seconds", type=float, default=0.5, help="length of one timed round")
+    p.add_argument("--rounds", type=int, default=5, help="rounds per decoder, interleaved; best one counts")
     args = p.parse_args()
     frames = corpus()
     print(f"corpus: {len(frames)} frames, {sum(map(len, frames))} bytes")
-    ours_rate = rate(ours, frames, args.seconds)
     try:
-        theirs = pychonet_decoder()
+        theirs: Callable[[bytes], object] | None = pychonet_decoder()
     except ImportError:
-        print(f"echonet   {ours_rate:12,.0f} frames/s (pychonet not installed: pip install pychonet)")
+        theirs = None
+    # Interleaved rounds, best of each: a busy machine slows both alike instead of one by luck.
+    ours_best = theirs_best = 0.0
+    for _ in range(args.rounds):
+        ours_best = max(ours_best, rate(ours, frames, args.seconds))
+        if theirs is not None:
+            theirs_best = max(theirs_best, rate(theirs, frames, args.seconds))
+    print(f"echonet   {ours_best:12,.0f} frames/s  (every property to typed values)")
+    if theirs is None:
+        print("pychonet  not installed (pip install pychonet)")
         return
-    theirs_rate = rate(theirs, frames, args.seconds)
-    print(f"echonet   {ours_rate:12,.0f} frames/s  (every property to typed values)")
-    print(f"pychonet  {theirs_rate:12,.0f} frames/s  (decodeEchonetMsg + its 0x0288 EPC functions)")
-    print(f"ratio     {ours_rate / theirs_rate:12.2f}x")
+    print(f"pychonet  {theirs_best:12,.0f} frames/s  (decodeEchonetMsg + its 0x0288 EPC functions)")
+    print(f"ratio     {ours_best / theirs_best:12.2f}x")
 
 
 if __name__ == "__main__":

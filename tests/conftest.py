@@ -31,7 +31,7 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
             value = condition()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - the condition may fail until the system is up
+        except Exception as exc:
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error!r})")

@@ -77,9 +77,16 @@ class History2Request(NamedTuple):
 
 
 # ---- codecs: each pair is (decode: EDT -> value, encode: value -> EDT) ------------------------
+_STRUCTS = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I")}
+_SIGNED_STRUCTS = {2: struct.Struct(">h"), 4: struct.Struct(">i")}
+
+
 def _unsigned(size: int, sentinel: int | None = None) -> tuple[Decoder, Encoder]:
+    # Struct.unpack is the cheapest way from bytes to int; the size is checked before decoding.
+    unpack = _STRUCTS[size].unpack if size in _STRUCTS else None
+
     def decode(edt: bytes) -> int | None:
-        value = int.from_bytes(edt, "big")
+        value: int = unpack(edt)[0] if unpack is not None else int.from_bytes(edt, "big")
         return None if value == sentinel else value
 
     def encode(value: int | None) -> bytes:
@@ -93,8 +100,10 @@ def _unsigned(size: int, sentinel: int | None = None) -> tuple[Decoder, Encoder]
 
 
 def _signed(size: int, sentinel: int | None = None) -> tuple[Decoder, Encoder]:
+    unpack = _SIGNED_STRUCTS[size].unpack
+
     def decode(edt: bytes) -> int | None:
-        value = int.from_bytes(edt, "big", signed=True)
+        value: int = unpack(edt)[0]
         return None if value == sentinel else value
 
     def encode(value: int | None) -> bytes:
@@ -107,14 +116,12 @@ def _signed(size: int, sentinel: int | None = None) -> tuple[Decoder, Encoder]:
     return decode, encode
 
 
-def _phase(raw: int) -> float | None:
-    if raw >= 0x8000:
-        raw -= 0x10000
-    return None if raw == NO_PHASE else raw / 10
+_PHASES = struct.Struct(">hh")
 
 
 def _decode_currents(edt: bytes) -> Currents:
-    return Currents(_phase(edt[0] << 8 | edt[1]), _phase(edt[2] << 8 | edt[3]))
+    r, t = _PHASES.unpack(edt)
+    return Currents(None if r == NO_PHASE else r / 10, None if t == NO_PHASE else t / 10)
 
 
 def _encode_currents(value: Currents) -> bytes:
@@ -154,9 +161,15 @@ def _encode_datetime(moment: datetime, with_seconds: bool) -> bytes:
     return head + bytes((t.second,)) if with_seconds else head
 
 
+_TIMED = struct.Struct(">7sI")
+
+
 def _decode_timed(edt: bytes) -> TimedRegister:
-    raw = int.from_bytes(edt[7:11], "big")
-    return TimedRegister(_datetime(edt, True), None if raw == NO_DATA_ENERGY else raw)
+    stamp, raw = _TIMED.unpack(edt)
+    moment = _DATETIMES.get(stamp)
+    if moment is None:
+        moment = _datetime(stamp, True)
+    return TimedRegister(moment, None if raw == NO_DATA_ENERGY else raw)
 
 
 def _encode_timed(value: TimedRegister) -> bytes:
@@ -168,14 +181,16 @@ def _register(raw: int) -> int | None:
     return None if raw == NO_DATA_ENERGY else raw
 
 
-_HISTORY = struct.Struct(">H48I")
+_HISTORY = struct.Struct(">48I")
 _NO_DATA_TO_NONE: dict[int, None] = {NO_DATA_ENERGY: None}
 
 
 def _decode_history(edt: bytes) -> DayHistory:
-    day, *raw = _HISTORY.unpack(edt)
-    # map(dict.get, raw, raw) swaps the sentinel for None at C speed and keeps every other value.
-    return DayHistory(day, tuple(map(_NO_DATA_TO_NONE.get, raw, raw)))
+    raw: tuple[int | None, ...] = _HISTORY.unpack_from(edt, 2)
+    if NO_DATA_ENERGY in raw:
+        # map(dict.get, raw, raw) swaps the sentinel for None at C speed and keeps every other value.
+        raw = tuple(map(_NO_DATA_TO_NONE.get, raw, raw))
+    return DayHistory(edt[0] << 8 | edt[1], raw)
 
 
 def _encode_history(value: DayHistory) -> bytes:

@@ -38,9 +38,12 @@ class BrokerAddress:
             raise BrokerUrlError(f"broker URL {url!r} names no host")
         tls = parts.scheme in ("mqtts", "ssl")
         try:
-            port = parts.port or (8883 if tls else 1883)
+            port = parts.port
         except ValueError as exc:
             raise BrokerUrlError(f"broker URL {url!r} has a bad port") from exc
+        if port == 0:
+            raise BrokerUrlError(f"broker URL {url!r} has port 0")
+        port = port or (8883 if tls else 1883)
         return cls(
             host=parts.hostname,
             port=port,
@@ -91,8 +94,9 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.maximum_s, self.initial_s * 2**self.attempt)
-        self.attempt += 1
+        ceiling = min(self.maximum_s, self.initial_s * 2 ** min(self.attempt, 30))
+        # The exponent stops growing at the cap: an outage of days must not overflow the float.
+        self.attempt = min(self.attempt + 1, 31)
         return random.uniform(ceiling / 2, ceiling)
 
     def reset(self) -> None:

@@ -12,7 +12,20 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from pms_common.errors import PmsError
@@ -322,17 +335,28 @@ class Registry:
             row = conn.execute(select(t.events).where(t.events.c.event_id == row["event_id"])).mappings().one()
         return _event(row)
 
-    def list_events(self, *, customer_id: str | None = None, limit: int = 100, offset: int = 0,
-                    state: str | None = None) -> list[EventRecord]:
-        query = select(t.events).order_by(t.events.c.opened_at.desc(), t.events.c.event_id.desc())
+    def _event_condition(self, customer_id: str | None, state: str | None) -> ColumnElement[bool]:
+        condition: ColumnElement[bool] = true()
         if customer_id is not None:
             owned = select(t.plants.c.service_code).where(t.plants.c.customer_id == customer_id)
-            query = query.where(t.events.c.service_code.in_(owned))
+            condition = and_(condition, t.events.c.service_code.in_(owned))
         if state is not None:
-            query = query.where(t.events.c.state == state)
+            condition = and_(condition, t.events.c.state == state)
+        return condition
+
+    def list_events(self, *, customer_id: str | None = None, limit: int = 100, offset: int = 0,
+                    state: str | None = None) -> list[EventRecord]:
+        """A page of events, newest first."""
+        query = (select(t.events).where(self._event_condition(customer_id, state))
+                 .order_by(t.events.c.opened_at.desc(), t.events.c.event_id.desc()).limit(limit).offset(offset))
         with self._tx() as conn:
-            rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
+            rows = conn.execute(query).mappings().all()
         return [_event(row) for row in rows]
+
+    def count_events(self, *, customer_id: str | None = None, state: str | None = None) -> int:
+        query = select(func.count()).select_from(t.events).where(self._event_condition(customer_id, state))
+        with self._tx() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def count_plants(self) -> int:
         with self._tx() as conn:

@@ -4,8 +4,7 @@ from pathlib import Path
 import pytest
 
 from echonet.decode_tool import main
-
-from test_transcripts import HISTORY, METER, POWER, _dual_hex, _single_hex
+from tests.echonet.test_transcripts import HISTORY, METER, POWER, _dual_hex, _single_hex
 
 
 def test_decode_file_one_json_per_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,13 +2,13 @@
 
 import random
 
-from echonet import node_profile, smart_meter as sm
+from echonet import node_profile
+from echonet import smart_meter as sm
 from echonet.errors import EchonetError
 from echonet.frame import decode_frame
 from echonet.skstack import SkstackParser
 from echonet.skstack_events import PayloadMode
-
-from test_transcripts import FRAMES, _transcript
+from tests.echonet.test_transcripts import FRAMES, _transcript
 
 SEED_FRAMES = [bytes.fromhex(f) for f in FRAMES]
 SEED_LINES = [line + b"\r\n" for form in ("bp35a1-hex", "bp35c0-binary-rssi")

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from echonet import node_profile, smart_meter as sm
+from echonet import node_profile
+from echonet import smart_meter as sm
 from echonet.errors import PropertyError
 from echonet.frame import EOJ
 from echonet.property_map import decode_property_map, encode_property_map

@@ -134,10 +134,11 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     @api.get("/events", tags=[fleet_tag], responses={200: EventPage})
     def list_events(query: EventQuery) -> Response:
         """The event log, newest first."""
-        records = registry.list_events(customer_id=principal().customer_id, limit=query.limit + 1,
-                                       offset=query.offset, state=query.state)
-        items = [EventOut(**asdict(r)) for r in records[: query.limit]]
-        total = query.offset + len(records)
+        customer_id = principal().customer_id
+        records = registry.list_events(customer_id=customer_id, limit=query.limit, offset=query.offset,
+                                       state=query.state)
+        total = registry.count_events(customer_id=customer_id, state=query.state)
+        items = [EventOut(**asdict(r)) for r in records]
         return _json(EventPage(items=items, total=total, limit=query.limit, offset=query.offset))
 
     app.register_api(api)

@@ -62,10 +62,11 @@ class Outbox:
         The batch row stays (with no readings) so sequence numbers remain contiguous and ingest's
         cumulative ack can pass it.
         """
-        depth = self.depth()
-        if depth <= self.max_batches:
+        # Emptied rows stay (their seq must), so count only the batches that still hold readings.
+        holding = int(self._db.execute("SELECT count(*) FROM batches WHERE readings != '[]'").fetchone()[0])
+        if holding <= self.max_batches:
             return
-        excess = depth - self.max_batches
+        excess = holding - self.max_batches
         thinned = self._db.execute(
             "UPDATE batches SET readings = '[]' WHERE seq IN (SELECT seq FROM batches WHERE has_energy = 0"
             " AND readings != '[]' ORDER BY seq LIMIT ?)",
