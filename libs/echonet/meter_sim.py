@@ -122,7 +122,7 @@ class SimulatedMeter:
     def _raw(self, kwh: float, direction: int = 0) -> int:
         p = self.profile
         kwh = max(0.0, kwh + self.offsets_kwh[direction])
-        return int(kwh / (p.coefficient * p.unit) + 1e-9) % 10**p.digits
+        return int(kwh / (p.coefficient * p.unit) + 1e-9) % int(10**p.digits)
 
     # ---- faults -------------------------------------------------------------------------------
     def force_near_wrap(self, now: datetime, steps_before: int = 3) -> None:

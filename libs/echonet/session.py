@@ -151,7 +151,7 @@ _REJOIN_EVENTS = frozenset({EVENT_SESSION_EXPIRED, EVENT_SESSION_END_REQUEST, EV
 
 def scan_seconds(duration: int, channels: int = 28) -> float:
     """How long an active scan takes: 0.0096 s × (2^d + 1) per channel (DESIGN §4)."""
-    return 0.0096 * (2**duration + 1) * channels
+    return 0.0096 * ((1 << duration) + 1) * channels
 
 
 @dataclass
@@ -287,7 +287,8 @@ class BRouteSession:
             return
         if frame.esv == ESV.INFC and self.state is SessionState.READY:
             # INFC asks for an acknowledgement (spec part II, 4.2.3.5): answer INFC_Res with empty EDTs.
-            answer = Frame(frame.tid, frame.deoj, frame.seoj, ESV.INFC_RES, tuple(Property(p.epc) for p in frame.properties))
+            acks = tuple(Property(p.epc) for p in frame.properties)
+            answer = Frame(frame.tid, frame.deoj, frame.seoj, ESV.INFC_RES, acks)
             self._outbox.append((None, encode_frame(answer)))
             self._advance(_WAKE)
         self._events.append(Notification(frame))
@@ -327,7 +328,7 @@ class BRouteSession:
         self._outbox.clear()
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2**attempt)
+        base = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2.0**attempt)
         return base * self.rng.uniform(1 - self.config.jitter, 1 + self.config.jitter)
 
     # ---- the script -------------------------------------------------------------------------------
@@ -362,7 +363,9 @@ class BRouteSession:
                     except (_Rejoin, _Reconnect):
                         continue
 
-    def _command(self, command: bytes, timeout: float | None = None) -> Generator[float | None, ModuleEvent | _Wake, list[ModuleEvent]]:
+    def _command(
+        self, command: bytes, timeout: float | None = None
+    ) -> Generator[float | None, ModuleEvent | _Wake, list[ModuleEvent]]:
         """Send a command and collect what comes until its OK; FAIL raises _CommandFailed."""
         self._out += command
         deadline = self._now + (timeout or self.config.command_timeout_s)

@@ -182,7 +182,7 @@ def _register(raw: int) -> int | None:
 
 
 _HISTORY = struct.Struct(">48I")
-_NO_DATA_TO_NONE: dict[int, None] = {NO_DATA_ENERGY: None}
+_NO_DATA_TO_NONE: dict[int | None, int | None] = {NO_DATA_ENERGY: None}
 
 
 def _decode_history(edt: bytes) -> DayHistory:

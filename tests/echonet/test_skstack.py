@@ -42,7 +42,7 @@ def test_event_fields_per_family() -> None:
         f"EVENT 21 {METER} 00\r\nEVENT 21 {METER} 0 00\r\nEVENT 29 {METER}\r\nEVENT 32 {METER} 0\r\n".encode())
     assert events == [Event(0x21, METER, None, "00"), Event(0x21, METER, 0, "00"), Event(0x29, METER),
                       Event(0x32, METER, 0)]
-    assert events[2].meaning == "session lifetime expired"
+    assert Event(0x29, METER).meaning == "session lifetime expired"
 
 
 def test_info_register_and_text_lines() -> None:
@@ -67,7 +67,7 @@ def test_overlong_line_is_dropped() -> None:
     parser = SkstackParser(max_line=64)
     events = parser.feed(b"X" * 100)
     assert len(events) == 1 and isinstance(events[0], Garbage)
-    assert parser.feed(b"\r\nOK\r\n") == [Garbage(b"", "not a line a module prints"), Ok()] or parser.feed(b"") == []
+    assert parser.feed(b"\r\nOK\r\n") == [Ok()]  # resynchronised at the next line
 
 
 def test_malformed_erxudp_is_garbage() -> None:
@@ -95,8 +95,13 @@ def test_other_builders_and_validation() -> None:
     assert commands.skjoin(METER.lower()) == f"SKJOIN {METER}\r\n".encode()
     assert commands.wopt(True) == b"WOPT 01\r\n"
     assert commands.link_local_address("001C6400030C12A4") == METER
-    for bad in (lambda: commands.sksetrbid("short"), lambda: commands.skscan(Family.SINGLE_HOP, 15),
-                lambda: commands.skjoin("fe80::1"), lambda: commands.sksendto(Family.SINGLE_HOP, METER, b""),
-                lambda: commands.sksreg("X1")):
-        with pytest.raises(ValueError):
-            bad()
+    with pytest.raises(ValueError, match="32 ASCII"):
+        commands.sksetrbid("short")
+    with pytest.raises(ValueError, match="outside 0-14"):
+        commands.skscan(Family.SINGLE_HOP, 15)
+    with pytest.raises(ValueError, match="full-form IPv6"):
+        commands.skjoin("fe80::1")
+    with pytest.raises(ValueError, match="1-1232"):
+        commands.sksendto(Family.SINGLE_HOP, METER, b"")
+    with pytest.raises(ValueError, match="virtual register"):
+        commands.sksreg("X1")
