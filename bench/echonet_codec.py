@@ -2,7 +2,8 @@
 
     PYTHONPATH=libs python bench/echonet_codec.py [--seconds 2]
 
-pychonet is a bench-only dependency (pip install pychonet); the project never imports it.
+pychonet is a bench-only dependency (pip install pychonet); the project never imports it. Its E2
+function returns "Not implemented" where ours decodes the 48 registers: the corpus keeps E2 anyway.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def corpus() -> list[bytes]:
 
 
 def ours(frame: bytes) -> object:
+    """The frame and every property's typed value in one pass (what a collector reading needs)."""
+    return sm.decode_frame_with_values(frame)
+
+
+def ours_two_passes(frame: bytes) -> object:
+    """decode_frame, then decode_properties over its properties: the same result, two loops."""
     return sm.decode_properties(decode_frame(frame).properties)
 
 
@@ -85,17 +92,19 @@ def main() -> None:
     except ImportError:
         theirs = None
     # Interleaved rounds, best of each: a busy machine slows both alike instead of one by luck.
-    ours_best = theirs_best = 0.0
+    ours_best = two_best = theirs_best = 0.0
     for _ in range(args.rounds):
         ours_best = max(ours_best, rate(ours, frames, args.seconds))
+        two_best = max(two_best, rate(ours_two_passes, frames, args.seconds))
         if theirs is not None:
             theirs_best = max(theirs_best, rate(theirs, frames, args.seconds))
-    print(f"echonet   {ours_best:12,.0f} frames/s  (every property to typed values)")
+    print(f"echonet   {ours_best:12,.0f} frames/s  (decode_frame_with_values: every property to typed values)")
+    print(f"          {two_best:12,.0f} frames/s  (decode_frame + decode_properties, two passes)")
     if theirs is None:
         print("pychonet  not installed (pip install pychonet)")
         return
     print(f"pychonet  {theirs_best:12,.0f} frames/s  (decodeEchonetMsg + its 0x0288 EPC functions)")
-    print(f"ratio     {ours_best / theirs_best:12.2f}x")
+    print(f"ratio     {ours_best / theirs_best:12.2f}x  (two passes: {two_best / theirs_best:.2f}x)")
 
 
 if __name__ == "__main__":

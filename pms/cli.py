@@ -20,7 +20,9 @@ def _settings_error(exc: ValidationError) -> int:
     print("pms: bad configuration:", file=sys.stderr)
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"])
-        print(f"  PMS_{name.upper()}: {error['msg']}", file=sys.stderr)
+        # A check across several settings has no single name: its message names them.
+        label = f"PMS_{name.upper()}: " if name else ""
+        print(f"  {label}{error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
     return 2
 
 
@@ -47,7 +49,8 @@ def _run_sim(args: argparse.Namespace) -> int:
     from pms_common.health import Health
     from pms_common.service import run_service
 
-    base = CollectorSettings(power_interval_s=args.power_interval, heartbeat_interval_s=args.heartbeat_interval)
+    base = CollectorSettings(link="sim", power_interval_s=args.power_interval,
+                             heartbeat_interval_s=args.heartbeat_interval)
     if args.register:
         from pms.demo import ensure_demo_plants
         from pms_common.settings import RegistrySettings
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         from echonet.decode_tool import main as decode_main
 
         return decode_main(argv[2:])
-    if argv[:1] == ["sim"] and any(a == "--module" or a.startswith("--module=") for a in argv):
+    if argv[:1] == ["sim"] and any(a in ("--module", "--lan") or a.startswith("--module=") for a in argv):
         from echonet.pty_sim import main as pty_main
 
         return pty_main(argv[1:])

@@ -1,14 +1,18 @@
-"""`pms sim`: a fleet of simulated gateways (collector + simulated meter) for demos and tests."""
+"""`pms sim` and `pms up`: a fleet of simulated gateways, each a collector and a virtual module.
+
+Every simulated plant runs through the whole gateway stack: the echonet virtual module (SKSTACK
+dialogue and a 0x0288 meter) on a pseudo-terminal, opened by the collector as a serial device,
+then the B-route session, the ECHONET Lite codec and the durable outbox. Only the radio is simulated.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-from echonet.meter_sim import MeterProfile
 from pms.demo import gateway_id
 from pms_collector.agent import Collector
-from pms_collector.meter import SimulatedMeterLink
+from pms_collector.link import SimulatedModuleLink
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
 
@@ -20,11 +24,15 @@ def build_fleet(base: CollectorSettings, count: int, outbox_dir: Path, health: H
         gw = gateway_id(index)
         settings = base.model_copy(update={
             "gateway_id": gw,
+            "link": "sim",
             "outbox_path": outbox_dir / f"outbox-{gw}.db",
             "mqtt_client_id": None,
+            "sim_seed": index,
+            "sim_pv_kw": 4.0 + index % 5,
+            # Both families in a fleet, as in the field.
+            "sim_module": "bp35a1" if index % 2 else "bp35c0",
         })
-        link = SimulatedMeterLink(MeterProfile(seed=index, pv_capacity_kw=4.0 + index % 5))
-        collectors.append(Collector(settings, link, health))
+        collectors.append(Collector(settings, SimulatedModuleLink(settings), health))
     return collectors
 
 

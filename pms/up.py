@@ -103,7 +103,7 @@ async def up(options: UpOptions, stop: asyncio.Event) -> None:
         asyncio.create_task(DeviceManager(settings(DeviceManagerSettings), registry, Health()).run(watchers_stop)),
     ]
     collector_base: CollectorSettings = settings(
-        CollectorSettings, power_interval_s=options.power_interval_s,
+        CollectorSettings, link="sim", power_interval_s=options.power_interval_s,
         heartbeat_interval_s=options.heartbeat_interval_s,
     )
     fleet = build_fleet(collector_base, len(gateway_ids), var / "outbox", health)

@@ -3,6 +3,7 @@
 # - Mosquitto on 127.0.0.1:1883 (installed with apt when run as root on Debian, then started);
 # - Debian's influxdb and prometheus packages (influxd is started per test run by the tests
 #   themselves on a free port; promtool validates deploy/prometheus);
+# - Debian's chromium and chromium-driver for the console's browser tests;
 # - PostgreSQL is used where it already listens on 127.0.0.1:5432.
 set -euo pipefail
 
@@ -10,6 +11,12 @@ need_pkgs=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto mosquitto-clients)
 command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+# The console's browser tests drive Debian's Chromium through its ChromeDriver.
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+# The LAN-mode tests build a throwaway network namespace (ip, unshare) for IPv6 multicast.
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

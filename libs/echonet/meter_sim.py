@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from echonet import node_profile as np_
 from echonet import smart_meter as sm
 from echonet.errors import PropertyError
-from echonet.frame import CONTROLLER, ESV, NODE_PROFILE, SMART_METER, Frame, Property, decode_frame, encode_frame
+from echonet.frame import CONTROLLER, EOJ, ESV, NODE_PROFILE, SMART_METER, Frame, Property, decode_frame, encode_frame
 
 SLOT_S = 1800
 _SAMPLES_PER_SLOT = 6  # 5-minute midpoints: fine enough for a smooth profile, cheap for a year
@@ -246,9 +246,12 @@ class SimulatedMeter:
     def handle(self, request: bytes, now: datetime) -> bytes | None:
         """Answer one request frame; None when the meter stays silent (not addressed to it)."""
         frame = decode_frame(request)
-        if frame.deoj not in (SMART_METER, NODE_PROFILE):
+        deoj = frame.deoj
+        if deoj.instance == 0:  # instance code 0 addresses every instance of the class (part II, 3.2.4)
+            deoj = EOJ(deoj.class_group, deoj.class_code, 1)
+        if deoj not in (SMART_METER, NODE_PROFILE):
             return None
-        node = frame.deoj == NODE_PROFILE
+        node = deoj == NODE_PROFILE
         source = NODE_PROFILE if node else SMART_METER
         if frame.esv in (ESV.GET, ESV.INF_REQ):
             answers = []

@@ -163,6 +163,7 @@ class VirtualModule:
     # ---- command input ------------------------------------------------------------------------
     def _next_command(self) -> tuple[bytes, list[str], bytes] | None:
         buf = self._in
+        del buf[: len(buf) - len(buf.lstrip(b"\r\n"))]
         if buf.startswith(b"SKSENDTO "):
             # The data follows the length field as raw bytes without a line break.
             tokens: list[str] = []
@@ -185,11 +186,13 @@ class VirtualModule:
                     raw = bytes(buf[:pos])
                     del buf[:pos]
                     return raw, tokens, b""
-        newline = buf.find(b"\r\n")
-        if newline < 0:
+        # CRLF ends most commands, but clients end ROPT/WOPT (as the manuals write them) and
+        # sometimes every command with a bare CR: either byte ends a line, empty lines are skipped.
+        end = min((i for i in (buf.find(b"\r"), buf.find(b"\n")) if i >= 0), default=-1)
+        if end < 0:
             return None
-        raw = bytes(buf[: newline + 2])
-        del buf[: newline + 2]
+        raw = bytes(buf[:end]) + b"\r\n"
+        del buf[: end + 1]
         return raw, raw[:-2].decode("ascii", "replace").split(" "), b""
 
     def _handle(self, command: tuple[bytes, list[str], bytes]) -> None:
@@ -228,7 +231,7 @@ class VirtualModule:
 
     def _emit_udp(self, payload: bytes, port: int = commands.ECHONET_PORT, delay: float = 0.0) -> None:
         fields = ["ERXUDP", self.meter_ip, self.own_ip, f"{port:04X}", f"{port:04X}", self.config.meter_mac]
-        if self.dual and self.config.rssi:
+        if self.dual and (self.config.rssi or self.registers.get("SA2") == "1"):
             fields.append(str(-40 - self.rng.randrange(30)))
         fields.append("1")
         if self.dual:
@@ -255,9 +258,9 @@ class VirtualModule:
         self._emit_line("OK")
 
     def _skinfo(self, args: list[str], data: bytes) -> None:
-        fields = ["EINFO", self.own_ip, self.config.module_mac, self.registers["S2"], self.registers["S3"], "FFFE"]
-        if self.dual:
-            fields.append("0")
+        # Single-hop modules end with ADDR16 (FFFE: none); dual-stack ones end with the side instead.
+        last = "0" if self.dual else "FFFE"
+        fields = ["EINFO", self.own_ip, self.config.module_mac, self.registers["S2"], self.registers["S3"], last]
         self._emit_line(" ".join(fields))
         self._emit_line("OK")
 
@@ -365,6 +368,14 @@ class VirtualModule:
         if answer is not None:
             self._emit_udp(answer, delay=0.2)
 
+    def _skreset(self, args: list[str], data: bytes) -> None:
+        # The stack restarts: session, keys and registers are gone; ROPT/WOPT live in flash and stay.
+        self.joined = False
+        self._password = self._rbid = None
+        self.registers = {"S2": "21", "S3": "FFFF", "SFE": self.registers.get("SFE", "1")}
+        self._scheduled.clear()
+        self._emit_line("OK")
+
     def _skterm(self, args: list[str], data: bytes) -> None:
         if not self.joined:
             self._emit_line("FAIL ER10")
@@ -387,4 +398,5 @@ _HANDLERS: dict[str, Callable[[VirtualModule, list[str], bytes], None]] = {
     "SKJOIN": VirtualModule._skjoin,
     "SKSENDTO": VirtualModule._sksendto,
     "SKTERM": VirtualModule._skterm,
+    "SKRESET": VirtualModule._skreset,
 }

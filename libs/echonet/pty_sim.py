@@ -1,4 +1,4 @@
-"""`pms sim --module bp35a1|bp35c0`: a virtual Wi-SUN module on a pseudo-terminal.
+"""`pms sim --module bp35a1|bp35c0`: a virtual Wi-SUN module on a pseudo-terminal (`--module lan`: `udp_node`).
 
 The collector opens PATH (a symlink to the pty's slave side) as if it were /dev/ttyUSB0 and gets
 the module's byte-for-byte dialogue from `VirtualModule`, with a `SimulatedMeter` behind it. This
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import select
 import threading
@@ -149,6 +150,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    if "--lan" in argv or "--module=lan" in argv or any(
+            a == "--module" and b == "lan" for a, b in itertools.pairwise(argv)):
+        from echonet import udp_node  # LAN mode: an ECHONET Lite node on UDP instead of a module on a pty
+
+        return udp_node.main(argv)
     args = parser().parse_args(argv)
     sim = PtySimulator(build_module(args, time.monotonic()), args.link)
     print(f"virtual {args.module} on {os.ttyname(sim._slave)}, linked at {args.link}", flush=True)

@@ -298,8 +298,13 @@ class SkstackParser:
         fields = rest.split(" ")
         if len(fields) not in (5, 6):
             raise ValueError(line)
-        side = int(fields[5]) if len(fields) == 6 else None
-        return Info(fields[0], fields[1], int(fields[2], 16), int(fields[3], 16), fields[4], side)
+        if len(fields) == 6:
+            return Info(fields[0], fields[1], int(fields[2], 16), int(fields[3], 16), fields[4], int(fields[5]))
+        # Five fields: single-hop modules end with ADDR16 (4 hex digits, FFFE unset); dual-stack
+        # BP35C2-class modules end with the side (one digit) and print no ADDR16.
+        if len(fields[4]) == 1:
+            return Info(fields[0], fields[1], int(fields[2], 16), int(fields[3], 16), "", int(fields[4]))
+        return Info(fields[0], fields[1], int(fields[2], 16), int(fields[3], 16), fields[4])
 
     def _register(self, line: str, rest: str) -> ModuleEvent:
         if not rest:

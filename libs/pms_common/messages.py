@@ -137,3 +137,41 @@ class DeadLetter(Message):
     payload: str
     payload_encoding: Literal["utf-8", "base64"]
     received_at: AwareDatetime
+
+
+# ---- remote control over the connection the gateway dials out (issue 4) ----------------------
+CommandName = Literal["rejoin", "backfill", "read_property", "restart_link"]
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+CorrelationId = Annotated[str, Field(pattern=_UUID_PATTERN)]
+
+
+class CommandRequest(Message):
+    """cmd/req: `args` e.g. {"days": 2} or {"from": ..., "to": ...} for backfill, {"epc": "E7"} for read_property."""
+
+    correlation_id: CorrelationId
+    command: CommandName
+    args: dict[str, object]
+    deadline: AwareDatetime
+
+
+class CommandResult(Message):
+    correlation_id: CorrelationId
+    ok: bool
+    result: dict[str, object] | None = None
+    error: str | None = None
+    at: AwareDatetime
+
+
+class ConfigDesired(Message):
+    """config/desired (retained): a gateway applies a version newer than the one it runs."""
+
+    version: int = Field(ge=1)
+    power_interval_s: float = Field(gt=0)
+    heartbeat_interval_s: float = Field(gt=0)
+
+
+class ConfigReported(Message):
+    version: int = Field(ge=0)
+    power_interval_s: float = Field(gt=0)
+    heartbeat_interval_s: float = Field(gt=0)
+    applied_at: AwareDatetime

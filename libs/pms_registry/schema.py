@@ -50,6 +50,7 @@ class DateTime(TypeDecorator[datetime]):
             value = value.replace(tzinfo=UTC)
         return value.astimezone(JST)  # type: ignore[no-any-return]
 
+
 metadata = MetaData()
 
 customers = Table(
@@ -129,6 +130,29 @@ notices = Table(
     Column("starts_at", DateTime(timezone=True)),
     Column("ends_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # v2: NULL = shown to everyone; a customer ID = shown to that customer (and admins) only.
+    Column("customer_id", String(32), ForeignKey("customers.customer_id"), index=True),
+)
+
+# v2: console logins. Admins have no customer; a customer's users see only its plants.
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("customer_id", String(32), ForeignKey("customers.customer_id")),  # NULL = admin
+    Column("language", String(2), nullable=False, default="ja"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# v2: secrets the services share through the registry (the console's session signing key), so
+# every API worker and replica signs sessions alike without another setting to distribute.
+shared_secrets = Table(
+    "shared_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
 )
 
 schema_version = Table(
@@ -139,4 +163,4 @@ schema_version = Table(
     UniqueConstraint("id"),
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2

@@ -1,5 +1,29 @@
 """The time-series store: one narrow interface, implemented on SQLite (embedded) and InfluxDB."""
 
-from pms_store.base import LatestPower, StoreError, TimeSeriesStore, WriteOutcome, open_store
+from pms_store.base import (
+    DailyPeak,
+    EnergyInterval,
+    EnergyPoint,
+    GatewayReadings,
+    LatestPower,
+    PowerPoint,
+    StoreError,
+    StoreRefused,
+    TimeSeriesStore,
+    WriteOutcome,
+    open_store,
+)
 
-__all__ = ["LatestPower", "StoreError", "TimeSeriesStore", "WriteOutcome", "open_store"]
+__all__ = [
+    "DailyPeak",
+    "EnergyInterval",
+    "EnergyPoint",
+    "GatewayReadings",
+    "LatestPower",
+    "PowerPoint",
+    "StoreError",
+    "StoreRefused",
+    "TimeSeriesStore",
+    "WriteOutcome",
+    "open_store",
+]

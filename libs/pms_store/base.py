@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from datetime import date, datetime
+from typing import Literal, Protocol
 
 from pms_common.errors import PmsError
 from pms_common.messages import EnergyReading, PowerReading, Weather
@@ -13,6 +13,11 @@ from pms_common.messages import EnergyReading, PowerReading, Weather
 
 class StoreError(PmsError):
     """The store cannot be reached or refused a write or query."""
+
+
+class StoreRefused(StoreError):
+    """The store answered and refused this very data (a malformed point, a field type conflict, a
+    request too large): writing the same data again fails again, while other data may succeed."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,69 @@ class WriteOutcome:
     register_anomalies: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class GatewayReadings:
+    """One gateway's readings of one batch, as `TimeSeriesStore.write_many` takes them."""
+
+    gateway_id: str
+    power: Sequence[PowerReading] = ()
+    energy: Sequence[EnergyReading] = ()
+
+
+EnergyInterval = Literal["30min", "hour", "day", "month"]
+
+
+@dataclass(frozen=True)
+class PowerPoint:
+    gateway_id: str
+    measured_at: datetime
+    power_w: int
+    current_r_a: float | None
+    current_t_a: float | None
+
+    @property
+    def sold_power_w(self) -> int:
+        return max(0, -self.power_w)
+
+
+@dataclass(frozen=True)
+class EnergyPoint:
+    """Energy of one period for one gateway; periods are JST and named by their start, except
+    30-minute slots, which are named by their end (`period_end`) as the meter does.
+
+    `slots` counts the slot energies that went into the period and `backfilled` is true when any
+    of them came from history backfill; sold/bought are None when no slot of the period is known.
+    """
+
+    gateway_id: str
+    period_start: datetime
+    period_end: datetime
+    sold_kwh: float | None
+    bought_kwh: float | None
+    slots: int
+    backfilled: bool
+
+
+@dataclass(frozen=True)
+class DailyPeak:
+    """The highest sold power of a JST day and when it was measured."""
+
+    gateway_id: str
+    day: date
+    peak_sold_w: int
+    measured_at: datetime
+
+
 class TimeSeriesStore(Protocol):
     def write_readings(
         self, gateway_id: str, power: Sequence[PowerReading], energy: Sequence[EnergyReading]
     ) -> WriteOutcome:
         """Store idempotently: the same reading written twice is stored once. Durable on return."""
+
+    def write_many(self, batches: Sequence[GatewayReadings]) -> list[WriteOutcome]:
+        """`write_readings` for several batches (of one or many gateways) in one durable step (one
+        transaction, one HTTP write): all are stored or, on StoreError, none may be counted on.
+        Returns one outcome per batch, in order."""
 
     def write_weather(self, weather: Sequence[Weather]) -> None: ...
 
@@ -49,6 +112,25 @@ class TimeSeriesStore(Protocol):
         """Sold energy of the slots ending in (start, end], per gateway (gateways with none: 0)."""
 
     def latest_weather(self, service_code: str) -> Weather | None: ...
+
+    # ---- queries of the API and console (issue 5 implements them on both stores) -------------
+    def power_series(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> list[PowerPoint]:
+        """Raw power samples with measured_at in [start, end), ordered by gateway then time."""
+
+    def energy_series(
+        self, gateway_ids: Iterable[str], start: datetime, end: datetime, interval: EnergyInterval
+    ) -> list[EnergyPoint]:
+        """Sold/bought energy per period (JST calendar for hour/day/month) overlapping [start, end),
+        ordered by gateway then period; only periods with at least one known slot are returned."""
+
+    def daily_peaks(self, gateway_ids: Iterable[str], first_day: date, last_day: date) -> list[DailyPeak]:
+        """Per gateway and JST day in [first_day, last_day], the day's peak sold power (days with data)."""
+
+    def total_sold_kwh(self, gateway_ids: Iterable[str]) -> dict[str, float]:
+        """All sold energy ever stored, per gateway (the home screen's total)."""
+
+    def weather_series(self, service_code: str, start: datetime, end: datetime) -> list[Weather]:
+        """Weather observations with observed_at in [start, end), oldest first."""
 
     def close(self) -> None: ...
 

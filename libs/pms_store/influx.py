@@ -18,8 +18,8 @@ import logging
 import math
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,7 +27,18 @@ import httpx
 
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading, Weather
-from pms_store.base import LatestPower, StoreError, WriteOutcome
+from pms_store import rollup
+from pms_store.base import (
+    DailyPeak,
+    EnergyInterval,
+    EnergyPoint,
+    GatewayReadings,
+    LatestPower,
+    PowerPoint,
+    StoreError,
+    StoreRefused,
+    WriteOutcome,
+)
 from pms_store.energy import slot_delta
 
 log = logging.getLogger(__name__)
@@ -36,6 +47,10 @@ SLOT_S = int(timeutil.SLOT.total_seconds())
 DEFAULT_PORT = 8086
 # Queries name gateways in an OR list carried in the URL; chunks keep URLs far below server limits.
 _IDS_PER_QUERY = 100
+# Longer queries are POSTed as a form (InfluxDB 1.x, 2.x and 3.x all take q in a POST body).
+_MAX_GET_QUERY = 4000
+# Peaks this process knows are stored, per (gateway, JST day): a lower bound that saves a read.
+_PEAK_CACHE_MAX = 200_000
 
 FieldValue = int | float | bool | str
 
@@ -50,6 +65,8 @@ class _Slot:
     backfilled: bool | None = None
     bought_kwh: float | None = None
     sold_kwh: float | None = None
+    bought_known: bool = False
+    sold_known: bool = False
 
 
 # --- line protocol -------------------------------------------------------------------------------
@@ -177,6 +194,7 @@ class InfluxStore:
         self._write_lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._db_ready = False
+        self._peak_floor: dict[tuple[str, int], tuple[int, int]] = {}
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 10.0) -> InfluxStore:
@@ -217,7 +235,13 @@ class InfluxStore:
     # --- HTTP ------------------------------------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, *, params: dict[str, str], content: str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str],
+        content: str | None = None,
+        form: dict[str, str] | None = None,
     ) -> httpx.Response:
         try:
             return self._client.request(
@@ -225,6 +249,7 @@ class InfluxStore:
                 path,
                 params={**params, **self._auth_params},
                 content=content.encode() if content is not None else None,
+                data=form,
             )
         except httpx.HTTPError as exc:
             raise StoreError(f"cannot reach InfluxDB at {self._base_url}{path}: {exc}") from exc
@@ -238,7 +263,10 @@ class InfluxStore:
         cause = httpx.HTTPStatusError(
             f"HTTP {response.status_code}: {detail.strip()}", request=response.request, response=response
         )
-        error = StoreError(
+        # 400/413/422 refuse the data itself; anything else (auth, a missing database, a server
+        # error) would refuse any data alike.
+        kind = StoreRefused if response.status_code in (400, 413, 422) else StoreError
+        error = kind(
             f"InfluxDB at {self._base_url} refused {what} in database {self.database!r}"
             f" (HTTP {response.status_code}): {detail.strip()}"
         )
@@ -284,138 +312,96 @@ class InfluxStore:
 
     def _query(self, q: str) -> list[_Series]:
         """Run one SELECT and return its series; any error becomes a StoreError."""
+        return [series for result in self._query_many([q]) for series in result]
+
+    def _query_many(self, statements: Sequence[str]) -> list[list[_Series]]:
+        """Run SELECTs in one request (one round trip); returns the series of each, in order."""
+        if not statements:
+            return []
         self._ensure_database()
-        response = self._request("GET", "/query", params={"db": self.database, "epoch": "s", "q": q})
+        q = ";\n".join(statements)
+        params = {"db": self.database, "epoch": "s"}
+        if len(q) <= _MAX_GET_QUERY:
+            response = self._request("GET", "/query", params={**params, "q": q})
+        else:
+            # Long statement lists go in a form body: URLs have length limits, bodies do not.
+            response = self._request("POST", "/query", params=params, form={"q": q})
         if response.status_code != 200:
             raise self._refused(response, "a query")
         try:
             results: list[dict[str, Any]] = response.json()["results"]
         except (ValueError, KeyError) as exc:
             raise StoreError(f"InfluxDB at {self._base_url} answered a query with no results: {exc}") from exc
-        series: list[_Series] = []
-        for result in results:
+        by_statement: list[list[_Series]] = [[] for _ in statements]
+        for position, result in enumerate(results):
             if result.get("error"):
                 raise StoreError(
                     f"InfluxDB at {self._base_url} refused a query on database {self.database!r}:"
                     f" {result['error']}"
                 )
-            series.extend(_series_of(result))
-        return series
+            index = int(result.get("statement_id", position))
+            if 0 <= index < len(by_statement):
+                by_statement[index] = _series_of(result)
+        return by_statement
 
-    # --- the store interface ---------------------------------------------------------------------
+    # --- writes --------------------------------------------------------------------------------
 
     def write_readings(
         self, gateway_id: str, power: Sequence[PowerReading], energy: Sequence[EnergyReading]
     ) -> WriteOutcome:
-        outcome = WriteOutcome()
-        tags = {"gateway_id": gateway_id}
+        return self.write_many([GatewayReadings(gateway_id, power, energy)])[0]
+
+    def write_many(self, batches: Sequence[GatewayReadings]) -> list[WriteOutcome]:
+        """All batches cost at most one query (the stored state derivation needs) and one write.
+
+        The lock makes read-derive-write one step for this process, as SQLite's transaction does; a
+        gateway's batches are written by one ingest process at a time, so no other writer races.
+        """
+        outcomes = [WriteOutcome() for _ in batches]
+        if not batches:
+            return outcomes
         lines: list[str] = []
-        for p in power:
-            line = _line(
-                "power",
-                tags,
-                {
-                    "power_w": p.power_w,
-                    "sold_power_w": p.sold_power_w,
-                    "current_r_a": None if p.current_r_a is None else float(p.current_r_a),
-                    "current_t_a": None if p.current_t_a is None else float(p.current_t_a),
-                },
-                timeutil.to_epoch(p.measured_at),
-            )
-            if line is not None:
-                lines.append(line)
-        # The lock makes read-derive-write one step for this process, as SQLite's transaction does;
-        # a gateway's batches are written by one ingest consumer at a time, so no other writer races.
+        for batch, outcome in zip(batches, outcomes, strict=True):
+            lines.extend(_power_lines(batch.gateway_id, batch.power))
+            outcome.power_written = len(batch.power)
+            outcome.slots_written = len(batch.energy)
         with self._write_lock:
-            if energy:
-                lines.extend(self._energy_lines(gateway_id, energy, outcome))
-            self._write(lines, f"the readings of gateway {gateway_id!r}")
-        outcome.power_written = len(power)
-        outcome.slots_written = len(energy)
-        return outcome
-
-    def _energy_lines(
-        self, gateway_id: str, energy: Sequence[EnergyReading], outcome: WriteOutcome
-    ) -> list[str]:
-        incoming: dict[int, EnergyReading] = {}
-        for reading in energy:
-            slot_end = timeutil.to_epoch(reading.slot_end)
-            earlier = incoming.get(slot_end)
-            # Two copies of a slot in one batch merge as two consecutive writes would.
-            incoming[slot_end] = (
-                reading
-                if earlier is None
-                else reading.model_copy(
-                    update={
-                        "forward_kwh": _finite(reading.forward_kwh, earlier.forward_kwh),
-                        "reverse_kwh": _finite(reading.reverse_kwh, earlier.reverse_kwh),
-                        "register_wrap_kwh": _finite(reading.register_wrap_kwh, earlier.register_wrap_kwh),
-                        "backfilled": reading.backfilled and earlier.backfilled,
-                    }
-                )
+            peaks = _batch_peaks(batches)
+            unsure = {key: peak for key, peak in peaks.items() if peak > self._peak_floor.get(key, (-1, 0))}
+            energy_by_gw: dict[str, list[tuple[GatewayReadings, WriteOutcome]]] = {}
+            for batch, outcome in zip(batches, outcomes, strict=True):
+                if batch.energy:
+                    energy_by_gw.setdefault(batch.gateway_id, []).append((batch, outcome))
+            work = [_GatewayEnergy(gw, items) for gw, items in energy_by_gw.items()]
+            statements = [st for w in work for st in w.statements()] + _peak_statements(unsure)
+            results = self._query_many(statements)
+            for w in work:
+                w.load(results[:3])
+                results = results[3:]
+                lines.extend(w.apply())
+            stored_peaks = _peaks_of(results)
+            for key, peak in unsure.items():
+                stored = stored_peaks.get(key)
+                if stored is None or peak > stored:
+                    lines.append(_peak_line(key, peak))
+                self._remember_peak(key, max(peak, stored) if stored is not None else peak)
+            names = sorted({b.gateway_id for b in batches})
+            what = (
+                f"the readings of gateway {names[0]!r}" if len(names) == 1 else f"the readings of {len(names)} gateways"
             )
-        stored = self._read_slots(gateway_id, min(incoming) - SLOT_S, max(incoming) + SLOT_S)
-        merged = dict(stored)
-        for slot_end, reading in incoming.items():
-            old = stored.get(slot_end, _Slot())
-            merged[slot_end] = _Slot(
-                # A copy that lacks a register keeps the stored one (as field merge does on the server).
-                forward_kwh=_finite(reading.forward_kwh, old.forward_kwh),
-                reverse_kwh=_finite(reading.reverse_kwh, old.reverse_kwh),
-                wrap_kwh=_finite(reading.register_wrap_kwh, old.wrap_kwh),
-                # A slot once received live stays live; a backfilled copy later does not demote it.
-                backfilled=reading.backfilled and (old.backfilled is None or old.backfilled),
-                bought_kwh=old.bought_kwh,
-                sold_kwh=old.sold_kwh,
-            )
-        to_derive = sorted(set(incoming) | {slot_end + SLOT_S for slot_end in incoming})
-        lines: list[str] = []
-        tags = {"gateway_id": gateway_id}
-        for slot_end in to_derive:
-            current = merged.get(slot_end)
-            if current is None:
-                continue
-            bought, sold = _derive(slot_end, current, merged.get(slot_end - SLOT_S), outcome)
-            fields: dict[str, FieldValue | None] = {}
-            if slot_end in incoming:
-                fields.update(
-                    forward_kwh=current.forward_kwh,
-                    reverse_kwh=current.reverse_kwh,
-                    wrap_kwh=current.wrap_kwh,
-                    backfilled=current.backfilled,
-                )
-            derived = (("bought_kwh", bought, current.bought_kwh), ("sold_kwh", sold, current.sold_kwh))
-            for name, new, before in derived:
-                # Line protocol cannot clear a field: an underivable slot whose old figure no longer
-                # holds gets 0.0, which is what a sum must count for it.
-                value = new if new is not None else (0.0 if before is not None else None)
-                if value is not None and (slot_end in incoming or value != before):
-                    fields[name] = value
-            line = _line("energy_slot", tags, fields, slot_end)
-            if line is not None:
-                lines.append(line)
-        return lines
+            try:
+                self._write(lines, what)
+            except StoreError:
+                # What was remembered may not be stored: forget it rather than skip a needed write.
+                for key in unsure:
+                    self._peak_floor.pop(key, None)
+                raise
+        return outcomes
 
-    def _read_slots(self, gateway_id: str, first: int, last: int) -> dict[int, _Slot]:
-        """The stored slots of one gateway with slot_end in [first, last], in one query."""
-        series = self._query(
-            "SELECT forward_kwh, reverse_kwh, wrap_kwh, backfilled, bought_kwh, sold_kwh FROM energy_slot"  # noqa: S608
-            f" WHERE gateway_id = {_ql_string(gateway_id)}"
-            f" AND time >= {_ql_time(first)} AND time <= {_ql_time(last)}"
-        )
-        slots: dict[int, _Slot] = {}
-        for s in series:
-            for row in s.rows:
-                backfilled = row.get("backfilled")
-                slots[int(row["time"])] = _Slot(
-                    forward_kwh=_float_or_none(row.get("forward_kwh")),
-                    reverse_kwh=_float_or_none(row.get("reverse_kwh")),
-                    wrap_kwh=_float_or_none(row.get("wrap_kwh")),
-                    backfilled=None if backfilled is None else bool(backfilled),
-                    bought_kwh=_float_or_none(row.get("bought_kwh")),
-                    sold_kwh=_float_or_none(row.get("sold_kwh")),
-                )
-        return slots
+    def _remember_peak(self, key: tuple[str, int], peak: tuple[int, int]) -> None:
+        if len(self._peak_floor) >= _PEAK_CACHE_MAX:
+            self._peak_floor.clear()
+        self._peak_floor[key] = peak
 
     def write_weather(self, weather: Sequence[Weather]) -> None:
         lines = []
@@ -436,61 +422,441 @@ class InfluxStore:
                 lines.append(line)
         self._write(lines, "weather")
 
+    # --- queries ---------------------------------------------------------------------------------
+
+    def _select_by_gateway(self, select: str, ids: Sequence[str], where: str = "") -> dict[str, list[dict[str, Any]]]:
+        """Rows of `select ... WHERE <gateway in ids> [AND where] GROUP BY gateway_id`, by gateway."""
+        rows: dict[str, list[dict[str, Any]]] = {}
+        statements = [
+            f"{select} WHERE {_ql_any_of('gateway_id', chunk)}{' AND ' + where if where else ''} GROUP BY gateway_id"
+            for chunk in _chunks(ids, _IDS_PER_QUERY)
+        ]
+        for result in self._query_many(statements):
+            for series in result:
+                gw = series.tags.get("gateway_id")
+                if gw is not None:
+                    rows.setdefault(gw, []).extend(series.rows)
+        return rows
+
     def latest_power(self, gateway_ids: Iterable[str]) -> dict[str, LatestPower]:
         ids = list(dict.fromkeys(gateway_ids))
         latest: dict[str, LatestPower] = {}
-        for chunk in _chunks(ids, _IDS_PER_QUERY):
-            # last() picks the point with the newest time, whatever order the points were written in.
-            series = self._query(
-                f"SELECT last(power_w) FROM power WHERE {_ql_any_of('gateway_id', chunk)} GROUP BY gateway_id"  # noqa: S608
-            )
-            for s in series:
-                gw = s.tags.get("gateway_id")
-                if gw is None or not s.rows or s.rows[0].get("last") is None:
-                    continue
-                row = s.rows[0]
-                latest[gw] = LatestPower(gw, timeutil.from_epoch(int(row["time"])), int(row["last"]))
+        # last() picks the point with the newest time, whatever order the points were written in.
+        for gw, rows in self._select_by_gateway("SELECT last(power_w) FROM power", ids).items():
+            if rows and rows[0].get("last") is not None:
+                latest[gw] = LatestPower(gw, timeutil.from_epoch(int(rows[0]["time"])), int(rows[0]["last"]))
         return latest
 
-    def sold_kwh_between(
-        self, gateway_ids: Iterable[str], start: datetime, end: datetime
-    ) -> dict[str, float]:
+    def sold_kwh_between(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> dict[str, float]:
         ids = list(dict.fromkeys(gateway_ids))
         totals = dict.fromkeys(ids, 0.0)
         first, last = timeutil.to_epoch(start), timeutil.to_epoch(end)
-        if first >= last:
+        if first >= last or not ids:
             return totals
-        for chunk in _chunks(ids, _IDS_PER_QUERY):
-            series = self._query(
-                f"SELECT sum(sold_kwh) FROM energy_slot WHERE {_ql_any_of('gateway_id', chunk)}"  # noqa: S608
-                f" AND time > {_ql_time(first)} AND time <= {_ql_time(last)} GROUP BY gateway_id"
+        found = self._select_by_gateway(
+            "SELECT sum(sold_kwh) FROM energy_slot", ids, f"time > {_ql_time(first)} AND time <= {_ql_time(last)}"
+        )
+        for gw, rows in found.items():
+            if gw in totals and rows and rows[0].get("sum") is not None:
+                totals[gw] = round(float(rows[0]["sum"]), 6)
+        return totals
+
+    def power_series(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> list[PowerPoint]:
+        ids = sorted(set(gateway_ids))
+        first, last = timeutil.to_epoch(start), timeutil.to_epoch(end)
+        if not ids or first >= last:
+            return []
+        found = self._select_by_gateway(
+            "SELECT power_w, current_r_a, current_t_a FROM power", ids,
+            f"time >= {_ql_time(first)} AND time < {_ql_time(last)}",
+        )
+        from_epoch = timeutil.from_epoch
+        return [
+            PowerPoint(gw, from_epoch(int(row["time"])), int(row["power_w"]),
+                       _float_or_none(row.get("current_r_a")), _float_or_none(row.get("current_t_a")))
+            for gw in sorted(found)
+            for row in found[gw]
+            if row.get("power_w") is not None
+        ]
+
+    def energy_series(
+        self, gateway_ids: Iterable[str], start: datetime, end: datetime, interval: EnergyInterval
+    ) -> list[EnergyPoint]:
+        ids = sorted(set(gateway_ids))
+        first, last = timeutil.to_epoch(start), timeutil.to_epoch(end)
+        if not ids or first >= last:
+            return []
+        from_epoch = timeutil.from_epoch
+        points: list[EnergyPoint] = []
+        if interval == "30min":
+            found = self._select_by_gateway(
+                f"SELECT {', '.join(_SLOT_FIELDS)} FROM energy_slot", ids,  # noqa: S608
+                f"time > {_ql_time(first)} AND time < {_ql_time(last + SLOT_S)}",
             )
-            for s in series:
-                gw = s.tags.get("gateway_id")
-                if gw in totals and s.rows and s.rows[0].get("sum") is not None:
-                    totals[gw] = round(float(s.rows[0]["sum"]), 6)
+            for gw in sorted(found):
+                for row in found[gw]:
+                    stored = _slot_of(row)
+                    if stored.sold_known or stored.bought_known:
+                        t = int(row["time"])
+                        points.append(EnergyPoint(
+                            gw, from_epoch(t - SLOT_S), from_epoch(t),
+                            stored.sold_kwh if stored.sold_known else None,
+                            stored.bought_kwh if stored.bought_known else None,
+                            1, bool(stored.backfilled),
+                        ))
+            return points
+        if interval not in _ROLLUPS:
+            raise StoreError(f"unknown energy interval {interval!r}: use 30min, hour, day or month")
+        found = self._select_by_gateway(
+            f"SELECT {', '.join(_ROLLUP_FIELDS)} FROM {_ROLLUPS[interval]}", ids,  # noqa: S608
+            f"time >= {_ql_time(rollup.floor_to(interval, first))} AND time < {_ql_time(last)}",
+        )
+        for gw in sorted(found):
+            for row in found[gw]:
+                total = _rollup_of(row)
+                if total.slots > 0:
+                    t = int(row["time"])
+                    points.append(total.point(gw, from_epoch(t), from_epoch(rollup.period_end(interval, t))))
+        return points
+
+    def daily_peaks(self, gateway_ids: Iterable[str], first_day: date, last_day: date) -> list[DailyPeak]:
+        ids = sorted(set(gateway_ids))
+        if not ids or first_day > last_day:
+            return []
+        first = timeutil.to_epoch(timeutil.day_start(first_day))
+        last = timeutil.to_epoch(timeutil.day_start(last_day))
+        found = self._select_by_gateway(
+            "SELECT peak_sold_w, measured_at FROM power_day_peak", ids,
+            f"time >= {_ql_time(first)} AND time <= {_ql_time(last)}",
+        )
+        return [
+            DailyPeak(gw, timeutil.from_epoch(int(row["time"])).date(), int(row["peak_sold_w"]),
+                      timeutil.from_epoch(int(row["measured_at"])))
+            for gw in sorted(found)
+            for row in found[gw]
+            if row.get("peak_sold_w") is not None and row.get("measured_at") is not None
+        ]
+
+    def total_sold_kwh(self, gateway_ids: Iterable[str]) -> dict[str, float]:
+        ids = list(dict.fromkeys(gateway_ids))
+        totals = dict.fromkeys(ids, 0.0)
+        # A month whose energy was voided keeps sold_kwh = 0.0 (line protocol cannot clear a field).
+        for gw, rows in self._select_by_gateway("SELECT sum(sold_kwh) FROM energy_month", ids).items():
+            if gw in totals and rows and rows[0].get("sum") is not None:
+                totals[gw] = round(float(rows[0]["sum"]), 6)
         return totals
 
     def latest_weather(self, service_code: str) -> Weather | None:
+        series = self._weather_rows(service_code, "ORDER BY time DESC LIMIT 1")
+        return series[0] if series else None
+
+    def weather_series(self, service_code: str, start: datetime, end: datetime) -> list[Weather]:
+        first, last = timeutil.to_epoch(start), timeutil.to_epoch(end)
+        if first >= last:
+            return []
+        return self._weather_rows(service_code, f"AND time >= {_ql_time(first)} AND time < {_ql_time(last)}")
+
+    def _weather_rows(self, service_code: str, tail: str) -> list[Weather]:
         series = self._query(
             "SELECT ghi_w_m2, temperature_c, source FROM weather"  # noqa: S608
-            f" WHERE service_code = {_ql_string(service_code)} ORDER BY time DESC LIMIT 1"
+            f" WHERE service_code = {_ql_string(service_code)} {tail}"
         )
-        for s in series:
-            for row in s.rows:
-                if row.get("ghi_w_m2") is None or row.get("source") is None:
-                    continue
-                return Weather(
-                    service_code=service_code,
-                    observed_at=timeutil.from_epoch(int(row["time"])),
-                    ghi_w_m2=float(row["ghi_w_m2"]),
-                    temperature_c=_float_or_none(row.get("temperature_c")),
-                    source=str(row["source"]),
-                )
-        return None
+        return [
+            Weather(
+                service_code=service_code,
+                observed_at=timeutil.from_epoch(int(row["time"])),
+                ghi_w_m2=float(row["ghi_w_m2"]),
+                temperature_c=_float_or_none(row.get("temperature_c")),
+                source=str(row["source"]),
+            )
+            for s in series
+            for row in s.rows
+            if row.get("ghi_w_m2") is not None and row.get("source") is not None
+        ]
 
     def close(self) -> None:
         self._client.close()
+
+
+# --- derived facts at write time -----------------------------------------------------------------
+
+_ROLLUPS = {"hour": "energy_hour", "day": "energy_day", "month": "energy_month"}
+_SLOT_FIELDS = ("forward_kwh", "reverse_kwh", "wrap_kwh", "backfilled", "bought_kwh", "sold_kwh",
+                "bought_known", "sold_known")
+_ROLLUP_FIELDS = ("sold_kwh", "bought_kwh", "sold_slots", "bought_slots", "slots", "backfilled_slots")
+
+
+def _power_lines(gateway_id: str, power: Sequence[PowerReading]) -> list[str]:
+    tags = {"gateway_id": gateway_id}
+    lines = []
+    for p in power:
+        line = _line(
+            "power",
+            tags,
+            {
+                "power_w": p.power_w,
+                "sold_power_w": p.sold_power_w,
+                "current_r_a": None if p.current_r_a is None else float(p.current_r_a),
+                "current_t_a": None if p.current_t_a is None else float(p.current_t_a),
+            },
+            timeutil.to_epoch(p.measured_at),
+        )
+        if line is not None:
+            lines.append(line)
+    return lines
+
+
+# A peak is ordered as (sold W, -measured_at): the higher power wins, on a tie the earlier sample.
+Peak = tuple[int, int]
+
+
+def _batch_peaks(batches: Sequence[GatewayReadings]) -> dict[tuple[str, int], Peak]:
+    peaks: dict[tuple[str, int], Peak] = {}
+    for batch in batches:
+        for p in batch.power:
+            t = timeutil.to_epoch(p.measured_at)
+            key = (batch.gateway_id, rollup.day_start(t))
+            candidate = (p.sold_power_w, -t)
+            if key not in peaks or candidate > peaks[key]:
+                peaks[key] = candidate
+    return peaks
+
+
+def _peak_statements(keys: Mapping[tuple[str, int], Peak]) -> list[str]:
+    if not keys:
+        return []
+    ids = sorted({gw for gw, _ in keys})
+    days = [day for _, day in keys]
+    where = f"time >= {_ql_time(min(days))} AND time <= {_ql_time(max(days))}"
+    return [
+        f"SELECT peak_sold_w, measured_at FROM power_day_peak WHERE {_ql_any_of('gateway_id', chunk)}"  # noqa: S608
+        f" AND {where} GROUP BY gateway_id"
+        for chunk in _chunks(ids, _IDS_PER_QUERY)
+    ]
+
+
+def _peaks_of(results: Sequence[list[_Series]]) -> dict[tuple[str, int], Peak]:
+    stored: dict[tuple[str, int], Peak] = {}
+    for result in results:
+        for series in result:
+            gw = series.tags.get("gateway_id")
+            for row in series.rows:
+                if gw is not None and row.get("peak_sold_w") is not None and row.get("measured_at") is not None:
+                    stored[(gw, int(row["time"]))] = (int(row["peak_sold_w"]), -int(row["measured_at"]))
+    return stored
+
+
+def _peak_line(key: tuple[str, int], peak: Peak) -> str:
+    line = _line("power_day_peak", {"gateway_id": key[0]}, {"peak_sold_w": peak[0], "measured_at": -peak[1]}, key[1])
+    assert line is not None
+    return line
+
+
+@dataclass(frozen=True)
+class _Total:
+    """One stored or computed rollup point: the slots with energy in a period, summed."""
+
+    sold_kwh: float = 0.0
+    bought_kwh: float = 0.0
+    sold_slots: int = 0
+    bought_slots: int = 0
+    slots: int = 0
+    backfilled_slots: int = 0
+
+    def __add__(self, other: _Total) -> _Total:
+        return _Total(
+            self.sold_kwh + other.sold_kwh, self.bought_kwh + other.bought_kwh,
+            self.sold_slots + other.sold_slots, self.bought_slots + other.bought_slots,
+            self.slots + other.slots, self.backfilled_slots + other.backfilled_slots,
+        )
+
+    def rounded(self) -> _Total:
+        return replace(self, sold_kwh=round(self.sold_kwh, 6), bought_kwh=round(self.bought_kwh, 6))
+
+    def point(self, gw: str, start: datetime, end: datetime) -> EnergyPoint:
+        return EnergyPoint(
+            gw, start, end,
+            self.sold_kwh if self.sold_slots else None,
+            self.bought_kwh if self.bought_slots else None,
+            self.slots, self.backfilled_slots > 0,
+        )
+
+    def fields(self) -> dict[str, FieldValue | None]:
+        # Every field, every time: an emptied period must overwrite what it held (0 slots = none).
+        return {
+            "sold_kwh": float(self.sold_kwh), "bought_kwh": float(self.bought_kwh),
+            "sold_slots": self.sold_slots, "bought_slots": self.bought_slots,
+            "slots": self.slots, "backfilled_slots": self.backfilled_slots,
+        }
+
+
+def _rollup_of(row: Mapping[str, Any]) -> _Total:
+    return _Total(
+        float(row.get("sold_kwh") or 0.0), float(row.get("bought_kwh") or 0.0),
+        int(row.get("sold_slots") or 0), int(row.get("bought_slots") or 0),
+        int(row.get("slots") or 0), int(row.get("backfilled_slots") or 0),
+    )
+
+
+def _slot_of(row: Mapping[str, Any]) -> _Slot:
+    backfilled = row.get("backfilled")
+    sold, bought = _float_or_none(row.get("sold_kwh")), _float_or_none(row.get("bought_kwh"))
+    # A slot whose energy was voided keeps 0.0 and `*_known = false` (a field cannot be cleared);
+    # points written before the `*_known` fields existed are known when they hold a figure.
+    return _Slot(
+        forward_kwh=_float_or_none(row.get("forward_kwh")),
+        reverse_kwh=_float_or_none(row.get("reverse_kwh")),
+        wrap_kwh=_float_or_none(row.get("wrap_kwh")),
+        backfilled=None if backfilled is None else bool(backfilled),
+        bought_kwh=bought,
+        sold_kwh=sold,
+        bought_known=bought is not None and row.get("bought_known") is not False,
+        sold_known=sold is not None and row.get("sold_known") is not False,
+    )
+
+
+def _slot_total(slot: _Slot) -> _Total:
+    if not (slot.sold_known or slot.bought_known):
+        return _Total()
+    return _Total(
+        slot.sold_kwh or 0.0 if slot.sold_known else 0.0,
+        slot.bought_kwh or 0.0 if slot.bought_known else 0.0,
+        int(slot.sold_known), int(slot.bought_known), 1, int(bool(slot.backfilled)),
+    )
+
+
+class _GatewayEnergy:
+    """The energy work of one gateway in one write: read what derivation needs, derive, roll up.
+
+    One multi-statement read brings every stored register the touched slots derive from, every
+    hour of the touched days and every day of the touched months; the batches are applied to it in
+    order, and the changed slots and the recomputed hour, day and month points become lines.
+    """
+
+    def __init__(self, gateway_id: str, items: list[tuple[GatewayReadings, WriteOutcome]]) -> None:
+        self.gateway_id = gateway_id
+        self.items = items
+        ends = [timeutil.to_epoch(r.slot_end) for batch, _ in items for r in batch.energy]
+        self.hours = {rollup.hour_of_slot(end) for t in ends for end in (t, t + SLOT_S)}
+        self.days = {rollup.day_start(hour) for hour in self.hours}
+        self.months = {rollup.month_start(day) for day in self.days}
+        self.slots: dict[int, _Slot] = {}
+        self.stored_hours: dict[int, _Total] = {}
+        self.stored_days: dict[int, _Total] = {}
+
+    def statements(self) -> list[str]:
+        gw = f"gateway_id = {_ql_string(self.gateway_id)}"
+        # Slots ending in (H, H + 1 h] make hour H; the slot ending at H derives the first of them.
+        first_slot, last_slot = min(self.hours), max(self.hours) + rollup.HOUR_S
+        first_day, last_day = min(self.days), max(self.days) + rollup.DAY_S
+        first_month, last_month = min(self.months), rollup.next_month_start(max(self.months))
+        return [
+            f"SELECT {', '.join(_SLOT_FIELDS)} FROM energy_slot WHERE {gw}"  # noqa: S608
+            f" AND time >= {_ql_time(first_slot)} AND time <= {_ql_time(last_slot)}",
+            f"SELECT {', '.join(_ROLLUP_FIELDS)} FROM energy_hour WHERE {gw}"  # noqa: S608
+            f" AND time >= {_ql_time(first_day)} AND time < {_ql_time(last_day)}",
+            f"SELECT {', '.join(_ROLLUP_FIELDS)} FROM energy_day WHERE {gw}"  # noqa: S608
+            f" AND time >= {_ql_time(first_month)} AND time < {_ql_time(last_month)}",
+        ]
+
+    def load(self, results: Sequence[list[_Series]]) -> None:
+        slots, hours, days = results
+        self.slots = {int(row["time"]): _slot_of(row) for s in slots for row in s.rows}
+        self.stored_hours = {int(row["time"]): _rollup_of(row) for s in hours for row in s.rows}
+        self.stored_days = {int(row["time"]): _rollup_of(row) for s in days for row in s.rows}
+
+    def apply(self) -> list[str]:
+        stored = dict(self.slots)
+        incoming_ends: set[int] = set()
+        for batch, outcome in self.items:
+            incoming = _merge_copies(batch.energy)
+            incoming_ends |= set(incoming)
+            for slot_end, reading in incoming.items():
+                old = self.slots.get(slot_end, _Slot())
+                self.slots[slot_end] = replace(
+                    old,
+                    # A copy that lacks a register keeps the stored one (as field merge does on the server).
+                    forward_kwh=_finite(reading.forward_kwh, old.forward_kwh),
+                    reverse_kwh=_finite(reading.reverse_kwh, old.reverse_kwh),
+                    wrap_kwh=_finite(reading.register_wrap_kwh, old.wrap_kwh),
+                    # A slot once received live stays live; a backfilled copy later does not demote it.
+                    backfilled=reading.backfilled and (old.backfilled is None or old.backfilled),
+                )
+            for slot_end in sorted(set(incoming) | {end + SLOT_S for end in incoming}):
+                current = self.slots.get(slot_end)
+                if current is None:
+                    continue
+                bought, sold = _derive(slot_end, current, self.slots.get(slot_end - SLOT_S), outcome)
+                self.slots[slot_end] = replace(
+                    current,
+                    bought_kwh=bought if bought is not None else current.bought_kwh,
+                    sold_kwh=sold if sold is not None else current.sold_kwh,
+                    bought_known=bought is not None,
+                    sold_known=sold is not None,
+                )
+        tags = {"gateway_id": self.gateway_id}
+        lines: list[str] = []
+        for slot_end, slot in sorted(self.slots.items()):
+            before = stored.get(slot_end)
+            if slot == before and slot_end not in incoming_ends:
+                continue
+            fields: dict[str, FieldValue | None] = {
+                "forward_kwh": slot.forward_kwh, "reverse_kwh": slot.reverse_kwh, "wrap_kwh": slot.wrap_kwh,
+                "backfilled": slot.backfilled,
+            }
+            for name, value, known in (("bought", slot.bought_kwh, slot.bought_known),
+                                       ("sold", slot.sold_kwh, slot.sold_known)):
+                if known:
+                    fields[f"{name}_kwh"], fields[f"{name}_known"] = value, True
+                elif value is not None:
+                    # Line protocol cannot clear a field: a voided figure becomes 0.0, which is what
+                    # a sum must count for it, and `*_known = false` tells the series to skip it.
+                    fields[f"{name}_kwh"], fields[f"{name}_known"] = 0.0, False
+            line = _line("energy_slot", tags, fields, slot_end)
+            if line is not None:
+                lines.append(line)
+        hours = dict(self.stored_hours)
+        for hour in self.hours:
+            hours[hour] = sum(
+                (_slot_total(self.slots[end]) for end in (hour + SLOT_S, hour + rollup.HOUR_S) if end in self.slots),
+                _Total(),
+            ).rounded()
+        days = dict(self.stored_days)
+        for day in self.days:
+            days[day] = _sum_in(hours, day, day + rollup.DAY_S)
+        months = {month: _sum_in(days, month, rollup.next_month_start(month)) for month in self.months}
+        for measurement, touched, totals in (("energy_hour", self.hours, hours), ("energy_day", self.days, days),
+                                             ("energy_month", self.months, months)):
+            for start in sorted(touched):
+                line = _line(measurement, tags, totals[start].fields(), start)
+                if line is not None:
+                    lines.append(line)
+        return lines
+
+
+def _sum_in(totals: Mapping[int, _Total], first: int, end: int) -> _Total:
+    return sum((t for start, t in totals.items() if first <= start < end and t.slots > 0), _Total()).rounded()
+
+
+def _merge_copies(energy: Sequence[EnergyReading]) -> dict[int, EnergyReading]:
+    """The readings of one batch by slot end; two copies of a slot merge as two writes would."""
+    incoming: dict[int, EnergyReading] = {}
+    for reading in energy:
+        slot_end = timeutil.to_epoch(reading.slot_end)
+        earlier = incoming.get(slot_end)
+        incoming[slot_end] = (
+            reading
+            if earlier is None
+            else reading.model_copy(
+                update={
+                    "forward_kwh": _finite(reading.forward_kwh, earlier.forward_kwh),
+                    "reverse_kwh": _finite(reading.reverse_kwh, earlier.reverse_kwh),
+                    "register_wrap_kwh": _finite(reading.register_wrap_kwh, earlier.register_wrap_kwh),
+                    "backfilled": reading.backfilled and earlier.backfilled,
+                }
+            )
+        )
+    return incoming
 
 
 def _finite(new: float | None, old: float | None) -> float | None:

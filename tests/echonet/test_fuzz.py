@@ -1,12 +1,15 @@
 """A million random and mutated frames and lines: nothing raises but the library's own errors."""
 
 import contextlib
+import functools
 import random
+from collections.abc import Callable
+from typing import Any
 
 from echonet import node_profile
 from echonet import smart_meter as sm
 from echonet.errors import EchonetError
-from echonet.frame import decode_frame
+from echonet.frame import Frame, decode_frame, decode_frame_values
 from echonet.skstack import SkstackParser
 from echonet.skstack_events import PayloadMode
 from tests.echonet.test_transcripts import FRAMES, _transcript
@@ -64,3 +67,31 @@ def test_line_parser_fuzz() -> None:
         data = rng.randbytes(rng.randrange(30)) if i % 5 == 0 else _mutate(rng, SEED_LINES[i % len(SEED_LINES)])
         events += len(parser.feed(data))
     assert events > 100_000
+
+
+def _outcome(decode: Callable[[], Any]) -> Any:
+    try:
+        return decode()
+    except EchonetError as exc:
+        return type(exc), str(exc)
+
+
+def _two_passes(data: bytes) -> tuple[Frame, list[Any]]:
+    frame = decode_frame(data)
+    return frame, sm.decode_properties(frame.properties)
+
+
+def test_fused_decoder_agrees_with_the_two_pass_path() -> None:
+    """sm.decode_frame_with_values repeats decode_frame's loop for speed: same frames, values, errors."""
+    rng = random.Random(3610)
+    checked = 0
+    for i in range(100_000):
+        data = rng.randbytes(rng.randrange(40)) if i % 5 == 0 else _mutate(rng, SEED_FRAMES[i % len(SEED_FRAMES)])
+        fused = _outcome(functools.partial(sm.decode_frame_with_values, data))
+        two_pass = _outcome(functools.partial(_two_passes, data))
+        assert fused == two_pass, data.hex()
+        frame_only = _outcome(functools.partial(decode_frame_values, data, {}))
+        assert (frame_only[0] if isinstance(frame_only[1], list) else frame_only) == _outcome(
+            functools.partial(decode_frame, data))
+        checked += isinstance(fused, tuple) and isinstance(fused[0], Frame)
+    assert checked > 5_000

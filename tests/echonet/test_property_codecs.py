@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from echonet import node_profile
 from echonet import smart_meter as sm
 from echonet.errors import PropertyError
-from echonet.frame import EOJ
+from echonet.frame import CONTROLLER, EOJ, ESV, SMART_METER, Frame, Property, encode_frame
 from echonet.property_map import decode_property_map, encode_property_map
 
 _moment = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(sm.JST))
@@ -126,3 +126,39 @@ def test_register_kwh() -> None:
     assert sm.register_wrap_kwh(6, 1, 0.1) == 100000.0
     assert sm.register_kwh(7, 10, 0.01) == 0.7
     assert datetime(2026, 5, 1, tzinfo=sm.JST) + timedelta(0) == datetime(2026, 5, 1, tzinfo=sm.JST)
+
+
+@pytest.mark.parametrize("epc", sorted(epc for epc, spec in sm.PROPERTIES.items() if spec.size is not None))
+def test_every_fixed_size_is_checked_on_every_path(epc: int) -> None:
+    """The fast paths leave some size checks to Struct.unpack: each must still say which property."""
+    size = sm.PROPERTIES[epc].size
+    assert size is not None
+    for wrong in (bytes(size - 1) or b"", bytes(size + 1)):
+        if not wrong:
+            continue  # an empty EDT is "no value" (Get, *_SNA), not a size error
+        message = f"EPC 0x{epc:02X} .* needs {size} bytes, got {len(wrong)}"
+        with pytest.raises(PropertyError, match=message):
+            sm.decode_value(epc, wrong)
+        with pytest.raises(PropertyError, match=message):
+            sm.decode_properties(((0xE7, bytes(4)), (epc, wrong)))
+        frame = encode_frame(Frame(1, SMART_METER, CONTROLLER, ESV.GET_RES, (Property(0xE7, bytes(4)),
+                                                                               Property(epc, wrong))))
+        with pytest.raises(PropertyError, match=message):
+            sm.decode_frame_with_values(frame)
+
+
+NO_DATA = sm.NO_DATA_ENERGY
+
+
+@pytest.mark.parametrize("raw", [
+    tuple(range(48)),  # a whole day
+    tuple(range(30)) + (NO_DATA,) * 18,  # today: slots yet to end
+    (NO_DATA,) * 48,  # a day before the meter was installed
+    (NO_DATA, *range(47)),  # a gap, then registers
+    (5, NO_DATA, 7, *range(45)),  # a gap in the middle
+    (0x00FFFFFF, 0xFE000000, *range(46)),  # FF FF FF | FE across two registers: no sentinel
+    (0xFFFFFFFF, 0xFE000001) + (NO_DATA,) * 46,  # the sentinel's bytes misaligned, then a real run
+])
+def test_day_history_no_data_in_any_position(raw: tuple[int, ...]) -> None:
+    edt = (7).to_bytes(2, "big") + b"".join(r.to_bytes(4, "big") for r in raw)
+    assert sm.decode_value(0xE2, edt) == sm.DayHistory(7, tuple(None if r == NO_DATA else r for r in raw))

@@ -48,9 +48,11 @@ def test_event_fields_per_family() -> None:
 def test_info_register_and_text_lines() -> None:
     events = SkstackParser().feed(
         f"EINFO {METER} 001D129012345678 21 8888 FFFE\r\nEINFO {METER} 001D129012345678 21 8888 FFFE 0\r\n"
-        f"ESREG 21\r\n{METER}\r\n".encode())
+        f"EINFO {METER} 001D129012345678 21 8888 0\r\nESREG 21\r\n{METER}\r\n".encode())
+    # Five fields end with ADDR16 on single-hop modules and with the side on BP35C2-class ones.
     assert events == [Info(METER, "001D129012345678", 0x21, 0x8888, "FFFE"),
-                      Info(METER, "001D129012345678", 0x21, 0x8888, "FFFE", 0), RegisterValue("21"), Text(METER)]
+                      Info(METER, "001D129012345678", 0x21, 0x8888, "FFFE", 0),
+                      Info(METER, "001D129012345678", 0x21, 0x8888, "", 0), RegisterValue("21"), Text(METER)]
 
 
 def test_partial_binary_record_waits_for_its_length() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading
-from pms_store.base import StoreError, open_store
+from pms_store.base import GatewayReadings, StoreError, StoreRefused, open_store
 from pms_store.influx import InfluxStore
 
 T0 = datetime(2024, 6, 1, 9, tzinfo=timeutil.JST)
@@ -82,6 +82,10 @@ def test_a_batch_costs_one_write_and_one_query(influxdb_url: str, new_id: Callab
         outcome = store.write_readings(gw, power, slots)
         assert (outcome.power_written, outcome.slots_written) == (100, 48)
         assert sorted(requests) == ["GET /query", "POST /write"]
+        # The peak of the day was read once and is remembered: the next batch costs only its write.
+        requests.clear()
+        store.write_readings(gw, [PowerReading(measured_at=T0.replace(minute=59), power_w=-1)], [])
+        assert requests == ["POST /write"]
         assert store.sold_kwh_between([gw], T0, timeutil.from_epoch(timeutil.to_epoch(T0) + 47 * 1800)) == {
             gw: pytest.approx(23.5, abs=1e-9)
         }
@@ -103,11 +107,40 @@ def test_a_refused_write_raises_store_error_with_the_server_reason(
         )
         gw = new_id("gw")
         with pytest.raises(
-            StoreError, match=r"refused the readings of gateway .* field type conflict"
+            StoreRefused, match=r"refused the readings of gateway .* field type conflict"
         ) as caught:
             store.write_readings(gw, [PowerReading(measured_at=elsewhere, power_w=-1)], [])
         assert isinstance(caught.value.__cause__, httpx.HTTPStatusError)
         assert caught.value.__cause__.response.status_code == 400
         assert store.latest_power([gw]) == {}
+    finally:
+        store.close()
+
+
+@pytest.mark.integration
+def test_a_flush_of_many_gateways_costs_one_query_and_one_write(
+    influxdb_url: str, new_id: Callable[[str], str]
+) -> None:
+    store = InfluxStore.from_url(influxdb_url)
+    gateways = [new_id("gw") for _ in range(150)]  # more than one chunk of ids per statement
+    requests: list[str] = []
+    try:
+        store.write_readings(new_id("warm-up"), [PowerReading(measured_at=T0, power_w=0)], [])  # creates the database
+        store._client.event_hooks["request"].append(lambda r: requests.append(f"{r.method} {r.url.path}"))
+        batches = [
+            GatewayReadings(
+                gw,
+                [PowerReading(measured_at=T0, power_w=-n)],
+                [EnergyReading(slot_end=T0, reverse_kwh=1.0), EnergyReading(slot_end=T0.replace(minute=30), reverse_kwh=1.5)],
+            )
+            for n, gw in enumerate(gateways)
+        ]
+        outcomes = store.write_many(batches)
+        assert [o.slots_written for o in outcomes] == [2] * len(gateways)
+        assert sorted(requests) == ["POST /query", "POST /write"]  # the statements outgrow a URL: POSTed
+        assert store.total_sold_kwh(gateways) == dict.fromkeys(gateways, pytest.approx(0.5))
+        assert [p.peak_sold_w for p in store.daily_peaks(gateways, T0.date(), T0.date())] == [
+            n for _, n in sorted((gw, n) for n, gw in enumerate(gateways))
+        ]
     finally:
         store.close()

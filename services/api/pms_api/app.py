@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
-from dataclasses import asdict
-from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
-from flask import Response, g, render_template, request
-from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
+from flask import Response, g, request, send_file, session
+from flask_openapi3 import APIBlueprint, Info, OpenAPI
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 
-from pms_api.models import (
-    EventOut,
-    EventPage,
-    EventQuery,
-    GatewayOut,
-    GatewayPage,
-    PageQuery,
-    PlantDetail,
-    PlantPage,
-    PlantPath,
-    Problem,
-)
+from pms_api.api_admin import add_admin_routes
+from pms_api.api_fleet import add_fleet_routes
+from pms_api.api_plants import add_plant_routes
+from pms_api.console import console_blueprint
+from pms_api.models import Problem
+from pms_api.series import SeriesViews
 from pms_api.settings import ApiSettings
 from pms_api.views import PlantViews
+from pms_api.web import problem
 from pms_common import timeutil
 from pms_common.service import configure_logging
 from pms_registry import Registry, RegistryError
@@ -43,23 +37,18 @@ SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 PROBLEM_RESPONSES: dict[Any, Any] = {401: Problem, 404: Problem, 422: Problem}
 
 
-def problem(status: int, detail: str | None = None, title: str | None = None) -> Response:
-    body = Problem(title=title or HTTPStatus(status).phrase, status=status, detail=detail)
-    response = Response(body.model_dump_json(exclude_none=True), status=status,
-                        content_type="application/problem+json")
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="pms"'
-    return response
-
-
-def _json(model: BaseModel) -> Response:
-    return Response(model.model_dump_json(), content_type="application/json")
-
-
 def _validation_problem(exc: Any) -> Response:
     errors = exc.errors() if hasattr(exc, "errors") else []
     detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]) or str(exc)
     return problem(422, detail, "Invalid request")
+
+
+def plotly_js_path() -> Path:
+    """plotly.js as the `plotly` package ships it: the console's charts, served by us, no CDN."""
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the plotly package is missing: install pms with the [server] extra")
+    return Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
 
 
 def create_app(settings: ApiSettings | None = None, *, registry: Registry | None = None,
@@ -70,15 +59,22 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     registry = registry or Registry(settings.registry_url)
     registry.migrate()
     store = store or open_store(settings.tsdb_url)
+    now = timeutil.now_jst()
     if settings.admin_api_key:
-        registry.create_api_key(label="admin (PMS_ADMIN_API_KEY)", created_at=timeutil.now_jst(),
-                                secret=settings.admin_api_key)
+        registry.create_api_key(label="admin (PMS_ADMIN_API_KEY)", created_at=now, secret=settings.admin_api_key)
+    admin_password = settings.admin_password or settings.admin_api_key
+    if admin_password:
+        try:
+            registry.ensure_user(username=settings.admin_user, password=admin_password, created_at=now)
+        except RegistryError as exc:
+            log.warning("api: no console admin login made (%s); set PMS_ADMIN_PASSWORD", exc)
     views = PlantViews(registry, store, not_measured_intervals=settings.not_measured_intervals)
 
     app = OpenAPI(
         __name__,
         info=Info(title="PMS API", version="1.0.0",
-                  description="Power Metering System: plants, sold power and energy, gateways, events."),
+                  description="Power Metering System: plants, sold power and energy, gateways, events, notices. "
+                              "Times are ISO 8601 with offset; days and months are Japan time."),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
         doc_prefix="/openapi",
         doc_url="/openapi.json",
@@ -87,61 +83,34 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     )
     app.config["registry"] = registry
     app.config["store"] = store
+    app.secret_key = settings.console_secret_key or registry.shared_secret("console-session")
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      REFRESH_INTERVAL_S=settings.console_refresh_s)
     api = APIBlueprint("api_v1", __name__, url_prefix="/api/v1", abp_security=SECURITY,
                        abp_responses=PROBLEM_RESPONSES)
-    plants_tag = Tag(name="plants", description="Plants and what they sell")
-    fleet_tag = Tag(name="fleet", description="Gateways and events")
 
     @api.before_request
     def authenticate() -> Response | None:
         header = request.headers.get("Authorization", "")
         scheme, _, secret = header.partition(" ")
-        principal = registry.authenticate(secret.strip()) if scheme.lower() == "bearer" and secret else None
-        if principal is None:
+        found = registry.authenticate(secret.strip()) if scheme.lower() == "bearer" and secret.strip() else None
+        if found is None and not header and request.method == "GET" and "user_id" in session:
+            # The console's own pages read the API with their login session; reads only, so a
+            # forged cross-site request can change nothing (and SameSite=Lax keeps the cookie home).
+            user = registry.get_user_by_id(int(session["user_id"]))
+            if user is not None:
+                found = Principal(key_id=f"user:{user.user_id}", customer_id=user.customer_id)
+        if found is None:
             AUTH_FAILURES.inc()
             return problem(401, "send a valid API key as 'Authorization: Bearer <key>'")
-        g.principal = principal
+        g.principal = found
         return None
 
-    def principal() -> Principal:
-        found: Principal = g.principal
-        return found
-
-    @api.get("/plants", tags=[plants_tag], responses={200: PlantPage})
-    def list_plants(query: PageQuery) -> Response:
-        """The cross-plant list: current sold power (null = not measured) and today's sold kWh."""
-        plants = registry.list_plants(principal().customer_id)
-        page = plants[query.offset : query.offset + query.limit]
-        items = views.summaries(page, timeutil.now_jst())
-        return _json(PlantPage(items=items, total=len(plants), limit=query.limit, offset=query.offset))
-
-    @api.get("/plants/<service_code>", tags=[plants_tag], responses={200: PlantDetail})
-    def get_plant(path: PlantPath) -> Response:
-        """One plant; another customer's plant answers 404 so that its existence does not leak."""
-        plant = registry.get_plant(path.service_code, principal().customer_id)
-        if plant is None:
-            return problem(404, f"no plant {path.service_code}")
-        return _json(views.detail(plant, timeutil.now_jst()))
-
-    @api.get("/gateways", tags=[fleet_tag], responses={200: GatewayPage})
-    def list_gateways(query: PageQuery) -> Response:
-        """Gateways with their status and latest heartbeat."""
-        gateways = registry.list_gateways(principal().customer_id)
-        page = gateways[query.offset : query.offset + query.limit]
-        items = [GatewayOut(**asdict(gw)) for gw in page]
-        return _json(GatewayPage(items=items, total=len(gateways), limit=query.limit, offset=query.offset))
-
-    @api.get("/events", tags=[fleet_tag], responses={200: EventPage})
-    def list_events(query: EventQuery) -> Response:
-        """The event log, newest first."""
-        customer_id = principal().customer_id
-        records = registry.list_events(customer_id=customer_id, limit=query.limit, offset=query.offset,
-                                       state=query.state)
-        total = registry.count_events(customer_id=customer_id, state=query.state)
-        items = [EventOut(**asdict(r)) for r in records]
-        return _json(EventPage(items=items, total=total, limit=query.limit, offset=query.offset))
-
+    add_plant_routes(api, registry, views, SeriesViews(store))
+    add_fleet_routes(api, registry, views)
+    add_admin_routes(api, registry)
     app.register_api(api)
+    app.register_blueprint(console_blueprint(registry, views))
 
     @app.get("/healthz", doc_ui=False)
     def healthz() -> Response:
@@ -159,9 +128,11 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     def metrics() -> Response:
         return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", doc_ui=False)
-    def console() -> str:
-        return render_template("index.html")
+    plotly_js = plotly_js_path()
+
+    @app.get("/vendor/plotly.min.js", doc_ui=False)
+    def plotly() -> Response:
+        return send_file(plotly_js, mimetype="text/javascript", max_age=86400)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

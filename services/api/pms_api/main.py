@@ -19,7 +19,8 @@ def main(settings: ApiSettings | None = None) -> int:
     configure_logging(settings.log_level)
     log.info("api starting with %s", describe(settings))
     app = create_app(settings)
-    log.info("api on http://%s:%d/ (OpenAPI at /openapi.json)", settings.api_host, settings.api_port)
+    log.info("api on http://%s:%d/ (OpenAPI at /openapi.json); console login %r with PMS_ADMIN_PASSWORD "
+             "or, unset, the admin API key", settings.api_host, settings.api_port, settings.admin_user)
     waitress.serve(app, host=settings.api_host, port=settings.api_port, threads=settings.api_threads,
                    ident="pms-api")
     return 0

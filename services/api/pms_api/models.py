@@ -1,15 +1,54 @@
-"""Response and request models of the REST API (they become the OpenAPI 3.1 document)."""
+"""Request and response models of the REST API (they become the OpenAPI 3.1 document)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+import unicodedata
+from datetime import date, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from pms_common.topics import GATEWAY_ID_PATTERN
 
 PlantStatus = Literal["normal", "not_measured", "offline", "no_gateway"]
+ServiceCode = Annotated[str, Field(pattern=r"^pss\d{8}$")]
+CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
+# Series that answer CSV too: the document says so, and schemathesis checks the content type.
+CSV_CONTENT = {"text/csv": {"schema": {"type": "string"}}}
 
 
+def _no_control(value: str) -> str:
+    """Text that every database and CSV reader accepts: no control characters, no lone surrogates."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cs", "Co", "Cn") and char not in "\r\n\t":
+            raise ValueError(f"contains the unprintable character U+{ord(char):04X}")
+    return value
+
+
+def _printable(value: str) -> str:
+    """A one-line name: no control characters, not blank, no spaces around it."""
+    _no_control(value)
+    if "\n" in value or value.strip() != value or not value.strip():
+        raise ValueError("must be one line, not blank, without spaces around it")
+    return value
+
+
+def _in_service_era(moment: datetime | None) -> datetime | None:
+    if moment is not None and not FIRST_DAY.year <= moment.year <= LAST_DAY.year:
+        raise ValueError(f"must fall between {FIRST_DAY} and {LAST_DAY}")
+    return moment
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+Address = Annotated[str, Field(min_length=1, max_length=400), AfterValidator(_printable)]
+Phone = Annotated[str, Field(pattern=r"^[0-9+()\- ]{1,32}$")]
+Moment = Annotated[AwareDatetime, AfterValidator(_in_service_era)]
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
+
+
+# ---- plants ------------------------------------------------------------------------------------------
 class PlantSummary(BaseModel):
     service_code: str = Field(pattern=r"^pss\d{8}$")
     customer_id: str
@@ -31,6 +70,89 @@ class PlantDetail(PlantSummary):
     gateway_ids: list[str]
 
 
+class PlantCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: CustomerId
+    name: Name
+    address: Address
+    phone: Phone
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    capacity_kw: float | None = Field(default=None, ge=0, le=100_000)
+    tariff_yen_per_kwh: float | None = Field(default=None, ge=0, le=1000)
+
+
+class PlantUpdate(BaseModel):
+    """The fields to change; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: CustomerId | None = None
+    name: Name | None = None
+    address: Address | None = None
+    phone: Phone | None = None
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    capacity_kw: float | None = Field(default=None, ge=0, le=100_000)
+    tariff_yen_per_kwh: float | None = Field(default=None, ge=0, le=1000)
+    billing_start_date: Day | None = None
+
+    @model_validator(mode="after")
+    def _required_stay_set(self) -> PlantUpdate:
+        for name in ("customer_id", "name", "address", "phone"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class CustomerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: CustomerId
+    name: Name
+
+
+class CustomerOut(BaseModel):
+    customer_id: str
+    name: str
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+    password: Annotated[str, Field(min_length=8, max_length=200), AfterValidator(_no_control)]
+    customer_id: CustomerId | None = Field(default=None, description="null = an admin user")
+    language: Literal["ja", "en"] = "ja"
+
+
+class UserOut(BaseModel):
+    user_id: int
+    username: str
+    customer_id: str | None
+    language: str
+
+
+class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: Name
+    customer_id: CustomerId | None = Field(default=None, description="null = an admin key")
+
+
+class ApiKeyOut(BaseModel):
+    key_id: str
+    label: str
+    customer_id: str | None
+    created_at: datetime
+    revoked: bool
+
+
+class NewApiKey(ApiKeyOut):
+    secret: str = Field(description="shown once: only its hash is stored")
+
+
 class Page(BaseModel):
     total: int
     limit: int
@@ -41,6 +163,19 @@ class PlantPage(Page):
     items: list[PlantSummary]
 
 
+class CustomerPage(Page):
+    items: list[CustomerOut]
+
+
+class UserPage(Page):
+    items: list[UserOut]
+
+
+class ApiKeyPage(Page):
+    items: list[ApiKeyOut]
+
+
+# ---- fleet -------------------------------------------------------------------------------------------
 class GatewayOut(BaseModel):
     gateway_id: str
     service_code: str | None
@@ -53,6 +188,12 @@ class GatewayOut(BaseModel):
 
 class GatewayPage(Page):
     items: list[GatewayOut]
+
+
+class GatewayBinding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service_code: ServiceCode | None = Field(description="the plant to bind to; null unbinds")
 
 
 class EventOut(BaseModel):
@@ -70,8 +211,61 @@ class EventPage(Page):
     items: list[EventOut]
 
 
+class NoticeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["maintenance", "outage", "info"]
+    title: Name
+    body: Annotated[str, Field(max_length=4000), AfterValidator(_no_control)]
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
+    customer_id: CustomerId | None = Field(default=None, description="null = for every customer")
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> NoticeIn:
+        if self.starts_at is not None and self.ends_at is not None and self.ends_at < self.starts_at:
+            raise ValueError("ends_at must not be before starts_at")
+        return self
+
+
+class NoticeOut(BaseModel):
+    notice_id: int
+    kind: str
+    title: str
+    body: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    created_at: datetime
+    customer_id: str | None
+
+
+class NoticePage(Page):
+    items: list[NoticeOut]
+
+
+class GatewayCounts(BaseModel):
+    normal: int = Field(description="gateways online")
+    abnormal: int = Field(description="gateways offline or never heard from")
+    total: int
+
+
+class Summary(BaseModel):
+    """The home screen: management status, notices, the latest events, sold energy."""
+
+    plants: int
+    gateways: GatewayCounts
+    total_sold_kwh: float
+    today_sold_kwh: float
+    open_events: int
+    notices: list[NoticeOut]
+    events: list[EventOut]
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details."""
+
+    model_config = ConfigDict(openapi_extra={  # type: ignore[typeddict-unknown-key]
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
 
     type: str = "about:blank"
     title: str
@@ -79,14 +273,35 @@ class Problem(BaseModel):
     detail: str | None = None
 
 
+# ---- queries -----------------------------------------------------------------------------------------
 class PageQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=10_000_000)
 
 
 class EventQuery(PageQuery):
     state: Literal["open", "recovered", "info"] | None = None
 
 
+class NoticeQuery(PageQuery):
+    current: bool = Field(default=False, description="only notices that have not ended")
+
+
 class PlantPath(BaseModel):
     service_code: str = Field(pattern=r"^pss\d{8}$")
+
+
+class GatewayPath(BaseModel):
+    gateway_id: str = Field(pattern=rf"^{GATEWAY_ID_PATTERN}$")
+
+
+class UserPath(BaseModel):
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class KeyPath(BaseModel):
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+
+
+class NoticePath(BaseModel):
+    notice_id: int = Field(ge=1, le=2**31 - 1)

@@ -14,5 +14,11 @@ class ApiSettings(RegistrySettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=1, le=65535)
     admin_api_key: str | None = Field(default=None, description="registered as an admin key at start")
+    admin_user: str = Field(default="admin", description="console admin login made at start")
+    admin_password: str | None = Field(
+        default=None, description="the console admin's password; unset = the admin API key (as `pms up` prints it)")
+    console_secret_key: str | None = Field(
+        default=None, description="signs console sessions; unset = a random key kept in the registry")
+    console_refresh_s: float = Field(default=20.0, gt=0, description="how often the sales list refreshes")
     not_measured_intervals: int = Field(default=3, ge=1, description="power intervals without a reading")
     api_threads: int = Field(default=8, ge=1)

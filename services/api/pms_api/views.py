@@ -17,8 +17,10 @@ class PlantViews:
         self.not_measured_intervals = not_measured_intervals
 
     def summaries(self, plants: list[Plant], now: datetime) -> list[PlantSummary]:
-        gateways = {g.gateway_id: g for g in self.registry.list_gateways()}
         gateway_ids = [gw for plant in plants for gw in plant.gateway_ids]
+        if not plants:
+            return []
+        gateways = {g.gateway_id: g for g in self.registry.list_gateways()}
         latest = self.store.latest_power(gateway_ids)
         start, end = timeutil.today_bounds(now)
         today = self.store.sold_kwh_between(gateway_ids, start, end)
@@ -41,6 +43,16 @@ class PlantViews:
                 status=_status(plant, gateways, sold_w),
             ))
         return summaries
+
+    def sold_energy(self, plants: list[Plant], now: datetime) -> tuple[float, float]:
+        """(all sold kWh ever stored, today's sold kWh) over these plants."""
+        gateway_ids = [gw for plant in plants for gw in plant.gateway_ids]
+        if not gateway_ids:
+            return 0.0, 0.0
+        start, end = timeutil.today_bounds(now)
+        total = sum(self.store.total_sold_kwh(gateway_ids).values())
+        today = sum(self.store.sold_kwh_between(gateway_ids, start, end).values())
+        return round(total, 3), round(today, 3)
 
     def detail(self, plant: Plant, now: datetime) -> PlantDetail:
         summary = self.summaries([plant], now)[0]

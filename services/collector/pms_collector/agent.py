@@ -1,221 +1,217 @@
-"""The collector agent: a read loop that fills the outbox, and an MQTT loop that empties it on acks."""
+"""The collector agent: a read loop that fills the outbox; the uplink (uplink.py) empties it on acks.
+
+What is read when (the meter's own timestamps throughout, see meter_clock.py):
+- at start and after every (re)join: D3/E1/D7 (the register scale) and the meter's clock;
+- every power interval: E7 + E8;
+- every slot end: EA/EB from the meter's INF push, or by Get when no push came in time;
+- every energy interval: E0/E3 (a gauge: the registers between slot ends);
+- after any gap: E2/E4 history, one day per turn, so power reads go on meanwhile (backfill.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-import aiomqtt
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
+from echonet.frame import Frame
 from pms_collector import metrics
-from pms_collector.meter import MeterLink, MeterReader, MeterReadError
+from pms_collector.backfill import SLOT, SlotBook, backfill_one_day
+from pms_collector.link import MeterLinkDriver
+from pms_collector.meter import MeterReader, MeterReadError, slot_readings_from_inf
+from pms_collector.meter_clock import MeterClock
 from pms_collector.outbox import Outbox
 from pms_collector.settings import CollectorSettings
-from pms_common import timeutil, topics
+from pms_common import timeutil
 from pms_common.health import Health
-from pms_common.messages import Ack, EnergyReading, GatewayStatus, Heartbeat, PowerReading, Reading
-from pms_common.mqtt import Backoff, BrokerAddress, run_connected
+from pms_common.messages import EnergyReading, PowerReading, Reading
+from pms_common.mqtt import Backoff
 
 log = logging.getLogger(__name__)
 _READINGS = TypeAdapter(list[Reading])
-# The meter updates EA/EB a moment after the slot boundary; asking at once would return the old slot.
-_SLOT_READ_DELAY_S = 5.0
 
 
 class Collector:
-    def __init__(
-        self,
-        settings: CollectorSettings,
-        link: MeterLink,
-        health: Health,
-        *,
-        clock: Callable[[], datetime] = timeutil.now_jst,
-    ) -> None:
+    def __init__(self, settings: CollectorSettings, link: MeterLinkDriver, health: Health, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.gateway_id = settings.gateway_id
         self.link = link
         self.reader = MeterReader(link, timeout_s=settings.read_timeout_s)
         self.health = health
-        self.clock = clock
-        self.broker = BrokerAddress.parse(settings.mqtt_url)
+        self.monotonic = monotonic
+        self.meter_clock = MeterClock(monotonic)
         self.outbox = Outbox(settings.resolved_outbox_path(), max_batches=settings.outbox_max_batches)
-        self.started = time.monotonic()
+        self.slots = SlotBook.load(self.outbox.meta("latest_slot_end"), self.outbox.meta("contiguous_slot_end"))
+        self.started = monotonic()
         self.read_errors = 0
-        self.last_slot_end: datetime | None = None
-        self._new_batch = asyncio.Event()
-        self._in_flight: dict[int, float] = {}
+        self.power_interval_s = settings.power_interval_s
+        self.heartbeat_interval_s = settings.heartbeat_interval_s
+        self.config_version = int(self.outbox.meta("config_version") or 0)
+        self.new_batch = asyncio.Event()
+        self.wake = asyncio.Event()  # a push arrived, the config changed, a backfill was asked for
+        self._pushes: list[tuple[Frame, float]] = []
         self._thinned_seen = 0
+        self._dropped_seen = 0
+        self._fallback: tuple[datetime, float] | None = None  # (expected slot, next Get) after a missed push
+        link.on_notification = self._on_push
 
-    # ---- reading the meter -------------------------------------------------------------------
-    def _store(self, readings: list[PowerReading | EnergyReading]) -> None:
+    @property
+    def last_slot_end(self) -> datetime | None:
+        return self.slots.latest
+
+    # ---- the outbox -------------------------------------------------------------------------------
+    def store(self, readings: list[PowerReading | EnergyReading], meta: dict[str, str] | None = None) -> None:
         body = _READINGS.dump_json(readings).decode()
         has_energy = any(isinstance(r, EnergyReading) for r in readings)
-        self.outbox.append(body, has_energy=has_energy, now=time.time())
-        thinned = self.outbox.thinned_power_batches - self._thinned_seen
-        if thinned:
-            metrics.THINNED.inc(thinned)
-            self._thinned_seen = self.outbox.thinned_power_batches
+        self.outbox.append(body, has_energy=has_energy, now=time.time(), meta=meta)
+        for seen, total, counter in ((self._thinned_seen, self.outbox.thinned_power_batches, metrics.THINNED),
+                                     (self._dropped_seen, self.outbox.dropped_energy_batches, metrics.DROPPED_ENERGY)):
+            if total > seen:
+                counter.inc(total - seen)
+        self._thinned_seen, self._dropped_seen = self.outbox.thinned_power_batches, self.outbox.dropped_energy_batches
         for reading in readings:
             metrics.READINGS.labels(reading.kind).inc()
         metrics.OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
-        self._new_batch.set()
+        self.new_batch.set()
 
-    async def _read_energy(self) -> None:
+    def _on_slot(self, reading: EnergyReading, source: str) -> None:
+        meta = self.slots.accept(reading)
+        if meta is not None:
+            metrics.SLOT_SOURCE.labels(source).inc()
+            self.store([reading], meta)
+
+    # ---- the meter's pushes --------------------------------------------------------------------
+    def _on_push(self, frame: Frame) -> None:
+        self._pushes.append((frame, self.monotonic()))
+        self.wake.set()
+
+    def _take_pushes(self) -> None:
+        pushes, self._pushes = self._pushes, []
+        for frame, received in pushes:
+            if self.reader.scale is None:
+                continue  # a push before the scale is known: the Get fallback reads that slot
+            reading = slot_readings_from_inf(frame, self.reader.scale)
+            if reading is None:
+                continue
+            # The meter pushes at the boundary itself: an exact anchor for its clock.
+            self.meter_clock.anchor(reading.slot_end, received, exact=True)
+            self._on_slot(reading, "push")
+
+    # ---- the read loop ----------------------------------------------------------------------------
+    async def _after_join(self) -> None:
+        # A rejoin may follow a meter swap or a firmware update: the scale is read again every time.
+        await self.reader.read_scale()
+        meter_now = await self.reader.read_clock()
+        # 0x97 has minutes only. Where the gateway's clock agrees to the minute (NTP), its seconds
+        # are the better guess; otherwise the middle of the minute halves the worst error.
+        wall = timeutil.now_jst()
+        guess = wall if meter_now <= wall < meter_now + timedelta(minutes=1) else meter_now + timedelta(seconds=30)
+        self.meter_clock.anchor(guess, self.monotonic(), exact=False)
+        log.info("%s: meter joined; scale %s, meter clock %s", self.gateway_id, self.reader.scale,
+                 meter_now.isoformat())
+
+    def _slot_due(self, now: float) -> float:
+        """When to Get EA/EB because the push for the next slot did not come."""
+        expected = (self.slots.latest or timeutil.slot_end_at_or_before(self.meter_clock.now())) + SLOT
+        due = self.meter_clock.monotonic_at(expected) + self.settings.slot_fallback_s
+        if self.slots.latest is None:
+            due = now  # nothing stored yet: read the last slot at once
+        if self._fallback is not None and self._fallback[0] == expected:
+            due = max(due, self._fallback[1])
+        return due
+
+    async def _read_slot(self, now: float) -> None:
+        expected = (self.slots.latest or timeutil.slot_end_at_or_before(self.meter_clock.now())) + SLOT
+        self._fallback = (expected, now + self.settings.slot_fallback_s)
         reading = await self.reader.read_fixed_time_energy()
-        if reading is not None and (self.last_slot_end is None or reading.slot_end > self.last_slot_end):
-            self._store([reading])
-            self.last_slot_end = reading.slot_end
+        if reading is not None:
+            self._on_slot(reading, "get")
 
     async def read_loop(self, stop: asyncio.Event) -> None:
-        backoff = Backoff(initial_s=1.0, maximum_s=60.0)
-        interval = self.settings.power_interval_s
-        next_power = time.monotonic()
-        next_slot_check = 0.0
+        backoff = Backoff(initial_s=0.5, maximum_s=30.0)
+        joins_seen = 0
+        next_power = next_registers = 0.0
         while not stop.is_set():
+            self.wake.clear()  # set again by anything arriving from here on, so nothing waits a turn
+            wait = 1.0
             try:
-                if self.reader.scale is None:
-                    await self.reader.read_scale()
-                now_mono = time.monotonic()
-                if now_mono >= next_slot_check:
-                    await self._read_energy()
-                    now = self.clock()
-                    boundary = timeutil.slot_end_at_or_before(now) + timeutil.SLOT
-                    next_slot_check = now_mono + (boundary - now).total_seconds() + _SLOT_READ_DELAY_S
-                if now_mono >= next_power:
-                    power = await self.reader.read_power(self.clock())
+                ready = self.link.ready.is_set()
+                metrics.LINK_READY.labels(self.gateway_id).set(int(ready))
+                self.health.set(f"meter:{self.gateway_id}", ready)
+                if not self.link.ready.is_set():
+                    await _wait_any(stop, self.link.ready, wait_s=1.0)
+                    continue
+                if self.link.joins != joins_seen or self.reader.scale is None or not self.meter_clock.known:
+                    joins_seen = self.link.joins
+                    await self._after_join()
+                self._take_pushes()
+                now = self.monotonic()
+                if now >= self._slot_due(now):
+                    await self._read_slot(now)
+                if self.slots.pending:
+                    readings, meta = await backfill_one_day(self.slots, self.reader, self.meter_clock)
+                    self.store(list(readings), meta)
+                now = self.monotonic()
+                if now >= next_power:
+                    power = await self.reader.read_power(self.meter_clock.now())
                     if power is not None:
-                        self._store([power])
-                    next_power += interval
-                    if next_power < now_mono:  # fell behind (slow link): skip, do not burst
-                        next_power = now_mono + interval
+                        self.store([power])
+                    next_power += self.power_interval_s
+                    if next_power <= now:  # fell behind (a slow link, a backfill): skip, do not burst
+                        next_power = now + self.power_interval_s
+                if now >= next_registers:
+                    forward, reverse = await self.reader.read_registers_now()
+                    for direction, kwh in (("forward", forward), ("reverse", reverse)):
+                        if kwh is not None:
+                            metrics.REGISTER_KWH.labels(direction).set(kwh)
+                    next_registers = now + self.settings.energy_interval_s
                 backoff.reset()
-                wait = max(0.0, min(next_power, next_slot_check) - time.monotonic())
-            except (MeterReadError, TimeoutError) as exc:
+                if not self.slots.pending:
+                    now = self.monotonic()
+                    wait = max(0.0, min(next_power, next_registers, self._slot_due(now)) - now)
+                else:
+                    wait = 0.0
+            except MeterReadError as exc:
                 self.read_errors += 1
                 metrics.READ_ERRORS.inc()
                 wait = backoff.next_delay()
                 log.warning("%s: meter read failed (%s); next try in %.1f s", self.gateway_id, exc, wait)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+            except Exception:  # a field agent logs a bug and reads on: it must not die of one frame
+                self.read_errors += 1
+                metrics.READ_ERRORS.inc()
+                wait = backoff.next_delay()
+                log.exception("%s: unexpected error in the read loop; next try in %.1f s", self.gateway_id, wait)
+            if wait > 0:
+                await _wait_any(stop, self.wake, wait_s=wait)
 
-    # ---- talking to the broker ---------------------------------------------------------------
-    def _status(self, state: str, reason: str | None, at: datetime | None) -> bytes:
-        return GatewayStatus(gateway_id=self.gateway_id, state=state, reason=reason, at=at).to_json()  # type: ignore[arg-type]
-
-    async def mqtt_loop(self, stop: asyncio.Event) -> None:
-        backoff = Backoff()
-
-        async def session() -> None:
-            will = aiomqtt.Will(topics.status(self.gateway_id), self._status("offline", "connection lost", None),
-                                qos=1, retain=True)
-            client_id = self.settings.mqtt_client_id or f"pms-gw-{self.gateway_id}"
-            async with self.broker.client(identifier=client_id, will=will, clean_session=True) as client:
-                backoff.reset()
-                self._in_flight.clear()  # nothing sent on the old connection is known to have arrived
-                self.health.set(f"mqtt:{self.gateway_id}", True)
-                metrics.CONNECTED.labels(self.gateway_id).set(1)
-                await client.subscribe(topics.ack(self.gateway_id), qos=1)
-                await client.publish(topics.status(self.gateway_id), self._status("online", None, self.clock()),
-                                     qos=1, retain=True)
-                log.info("%s: connected to %s:%d", self.gateway_id, self.broker.host, self.broker.port)
-                try:
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self._consume(client))
-                        group.create_task(self._pump(client, stop))
-                        group.create_task(self._heartbeat(client, stop))
-                        await stop.wait()
-                        raise _Stopping
-                except* _Stopping:
-                    await client.publish(topics.status(self.gateway_id),
-                                         self._status("offline", "shutdown", self.clock()), qos=1, retain=True)
-                finally:
-                    self.health.set(f"mqtt:{self.gateway_id}", False)
-                    metrics.CONNECTED.labels(self.gateway_id).set(0)
-
-        def disconnected() -> None:
-            self.health.set(f"mqtt:{self.gateway_id}", False)
-
-        await run_connected(f"collector {self.gateway_id}", session, backoff=backoff, on_disconnect=disconnected)
-
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            try:
-                ack = Ack.model_validate_json(message.payload)  # type: ignore[arg-type]
-            except ValidationError as exc:
-                log.warning("%s: ignoring a bad ack: %s", self.gateway_id, exc.errors()[0]["msg"])
-                continue
-            if ack.stream_id != self.outbox.stream_id or ack.gateway_id != self.gateway_id:
-                continue
-            deleted = self.outbox.ack(ack.acked_seq)
-            metrics.BATCHES_ACKED.inc(deleted)
-            for seq in [s for s in self._in_flight if s <= ack.acked_seq]:
-                del self._in_flight[seq]
-            metrics.OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
-            self._new_batch.set()
-
-    async def _pump(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        """Publish outbox batches in order, at most max_in_flight unacked, resending after a timeout."""
-        while not stop.is_set():
-            self._new_batch.clear()
-            now = time.monotonic()
-            timeout = self.settings.resend_timeout_s
-            expired = [seq for seq, sent in self._in_flight.items() if now - sent > timeout]
-            for seq in expired:
-                del self._in_flight[seq]
-            room = self.settings.max_in_flight - len(self._in_flight)
-            if room > 0:
-                floor = self.outbox.floor_seq()
-                candidates = self.outbox.pending(limit=room + len(self._in_flight))
-                for batch in candidates:
-                    if batch.seq in self._in_flight:
-                        continue
-                    if room <= 0:
-                        break
-                    payload = (
-                        f'{{"v":1,"gateway_id":{json.dumps(self.gateway_id)},'
-                        f'"stream_id":"{self.outbox.stream_id}","seq":{batch.seq},'
-                        f'"outbox_floor_seq":{floor},"sent_at":"{self.clock().isoformat()}",'
-                        f'"readings":{batch.readings_json}}}'
-                    )
-                    await client.publish(topics.readings(self.gateway_id), payload.encode(), qos=1)
-                    (metrics.BATCHES_RESENT if batch.seq in expired else metrics.BATCHES_PUBLISHED).inc()
-                    self._in_flight[batch.seq] = time.monotonic()
-                    room -= 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._new_batch.wait(), timeout=1.0)
-
-    async def _heartbeat(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            beat = Heartbeat(
-                gateway_id=self.gateway_id,
-                at=self.clock(),
-                uptime_s=round(time.monotonic() - self.started, 1),
-                firmware=self.settings.firmware,
-                module_family=self.link.family,  # type: ignore[arg-type]
-                read_errors_total=self.read_errors,
-                outbox_depth=self.outbox.depth(),
-                last_slot_end=self.last_slot_end,
-                power_interval_s=self.settings.power_interval_s,
-                heartbeat_interval_s=self.settings.heartbeat_interval_s,
-            )
-            await client.publish(topics.heartbeat(self.gateway_id), beat.to_json(), qos=0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.heartbeat_interval_s)
+    def apply_intervals(self, power_interval_s: float, heartbeat_interval_s: float) -> None:
+        self.power_interval_s = max(1.0, power_interval_s)
+        self.heartbeat_interval_s = max(1.0, heartbeat_interval_s)
+        self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        from pms_collector.uplink import Uplink
+
         try:
             async with asyncio.TaskGroup() as group:
+                group.create_task(self.link.run(stop))
                 group.create_task(self.read_loop(stop))
-                group.create_task(self.mqtt_loop(stop))
+                group.create_task(Uplink(self).run(stop))
         finally:
             self.outbox.close()
 
 
-class _Stopping(Exception):
-    """Raised inside the session's task group to end it when the service is asked to stop."""
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event, *, wait_s: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(other.wait())]
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED), wait_s)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,27 +1,54 @@
-"""`pms collector`: one gateway agent, configured by PMS_* settings or a TOML file."""
+"""`pms collector`: one gateway agent, configured by PMS_* settings or a TOML file.
+
+Exit codes (the systemd unit in deploy/gateway relies on them): 0 stopped, 2 bad configuration
+(settings, outbox path), 3 the serial device cannot be opened, 4 the meter refuses the B-route
+credentials or the device is no SKSTACK module.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import sys
 
-from echonet.meter_sim import MeterProfile
+from echonet.aio_link import LinkFatal
+from echonet.serial_link import LinkError
 from pms_collector.agent import Collector
-from pms_collector.meter import SimulatedMeterLink
+from pms_collector.link import build_link
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
 from pms_common.service import run_service
 
+EXIT_CONFIG = 2
+EXIT_DEVICE = 3
+EXIT_METER_REFUSED = 4
+
 
 def build(settings: CollectorSettings, health: Health) -> Collector:
-    link = SimulatedMeterLink(MeterProfile(seed=settings.sim_seed, pv_capacity_kw=settings.sim_pv_kw))
-    return Collector(settings, link, health)
+    return Collector(settings, build_link(settings), health)
 
 
 def main(settings: CollectorSettings | None = None) -> int:
     settings = settings or CollectorSettings()
     health = Health()
+    failure: list[tuple[int, str]] = []
 
     async def serve(stop: asyncio.Event) -> None:
-        await build(settings, health).run(stop)
+        try:
+            collector = build(settings, health)
+        except (sqlite3.Error, OSError) as exc:
+            failure.append((EXIT_CONFIG, f"cannot open the outbox {settings.resolved_outbox_path()}: {exc}"))
+            return
+        try:
+            await collector.run(stop)
+        except* LinkFatal as group:
+            failure.append((EXIT_METER_REFUSED, str(group.exceptions[0])))
+        except* LinkError as group:
+            failure.append((EXIT_DEVICE, f"{group.exceptions[0]} (PMS_DEVICE={settings.device})"))
 
-    return run_service("collector", settings, health, serve)
+    run_service("collector", settings, health, serve)
+    if failure:
+        code, message = failure[0]
+        print(f"pms collector: {message}", file=sys.stderr)
+        return code
+    return 0

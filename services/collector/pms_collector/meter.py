@@ -1,51 +1,32 @@
-"""Reading the meter through a link: ECHONET Lite Get requests in, typed readings out.
+"""Reading the meter through a link: ECHONET Lite requests in, typed readings out.
 
-A link is the narrow seam of the collector (serial Wi-SUN module, LAN, or the in-process
-simulated meter): it carries one request frame and returns the meter's answer frame.
+A link is the narrow seam of the collector (the B-route session over a serial module or the
+simulator's pty; a LAN adapter fits the same shape): it carries one request and returns the
+meter's answer frame, and pushes the meter's own notifications to a callback.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
 from echonet import smart_meter as sm
 from echonet.errors import EchonetError
-from echonet.frame import CONTROLLER, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
-from echonet.meter_sim import MeterProfile, SimulatedMeter
+from echonet.frame import ESV, Frame, Property
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading
 
 
 class MeterReadError(Exception):
-    """The meter did not answer usefully (timeout, Get_SNA, wrong frame)."""
+    """The meter did not answer usefully (timeout, Get_SNA, wrong frame, link down)."""
 
 
 class MeterLink(Protocol):
-    async def exchange(self, request: bytes, timeout_s: float) -> bytes: ...
+    joins: int
 
-    @property
-    def family(self) -> str: ...
-
-
-class SimulatedMeterLink:
-    """The in-process simulated meter: frames still go through the real codec both ways."""
-
-    family = "sim"
-
-    def __init__(self, profile: MeterProfile, clock: Callable[[], datetime] = timeutil.now_jst) -> None:
-        self.meter = SimulatedMeter(profile)
-        self.clock = clock
-
-    async def exchange(self, request: bytes, timeout_s: float) -> bytes:
-        # The model integrates a year of slots on first use; keep that off the event loop.
-        answer = await asyncio.to_thread(self.meter.handle, request, self.clock())
-        if answer is None:
-            raise MeterReadError("the simulated meter did not answer")
-        return answer
+    async def request(self, esv: ESV, properties: Iterable[Property], timeout_s: float) -> Frame: ...
 
 
 @dataclass(frozen=True)
@@ -62,60 +43,140 @@ class RegisterScale:
         return sm.register_wrap_kwh(self.digits, self.coefficient, self.unit)
 
 
+@dataclass(frozen=True)
+class DayRegisters:
+    """E2/E4 of one day: slot end → (forward, reverse) raw registers."""
+
+    day: date
+    registers: dict[datetime, tuple[int | None, int | None]]
+
+
+def slot_readings_from_inf(frame: Frame, scale: RegisterScale) -> EnergyReading | None:
+    """The EA/EB registers a meter pushes (INF/INFC) at a slot end, or None for other frames."""
+    if frame.esv not in (ESV.INF, ESV.INFC):
+        return None
+    values = {p.epc: p.edt for p in frame.properties if p.edt}
+    if 0xEA not in values and 0xEB not in values:
+        return None
+    return _energy(values, scale)
+
+
+def _energy(values: dict[int, bytes], scale: RegisterScale, *, backfilled: bool = False) -> EnergyReading | None:
+    try:
+        forward: sm.TimedRegister | None = sm.decode_value(0xEA, values[0xEA]) if 0xEA in values else None
+        reverse: sm.TimedRegister | None = sm.decode_value(0xEB, values[0xEB]) if 0xEB in values else None
+    except EchonetError as exc:
+        raise MeterReadError(f"the meter sent a bad EA/EB register: {exc}") from exc
+    stamps = {r.time for r in (forward, reverse) if r is not None}
+    if len(stamps) != 1:
+        raise MeterReadError("EA and EB carry different slot times")
+    slot_end = timeutil.slot_end_at_or_before(stamps.pop())
+    forward_raw = forward.raw if forward is not None else None
+    reverse_raw = reverse.raw if reverse is not None else None
+    if forward_raw is None and reverse_raw is None:
+        return None
+    return EnergyReading(
+        slot_end=slot_end,
+        forward_kwh=None if forward_raw is None else scale.kwh(forward_raw),
+        reverse_kwh=None if reverse_raw is None else scale.kwh(reverse_raw),
+        register_wrap_kwh=scale.wrap_kwh,
+        backfilled=backfilled,
+    )
+
+
 class MeterReader:
     def __init__(self, link: MeterLink, *, timeout_s: float) -> None:
         self.link = link
         self.timeout_s = timeout_s
-        self._tid = 0
         self.scale: RegisterScale | None = None
 
-    async def get(self, *epcs: int) -> dict[int, bytes]:
-        self._tid = (self._tid + 1) & 0xFFFF
-        request = Frame(self._tid, CONTROLLER, SMART_METER, ESV.GET, tuple(Property(epc) for epc in epcs))
-        raw = await self.link.exchange(encode_frame(request), self.timeout_s)
+    async def _request(self, esv: ESV, properties: list[Property]) -> dict[int, bytes]:
         try:
-            answer = decode_frame(raw)
+            answer = await self.link.request(esv, properties, self.timeout_s)
         except EchonetError as exc:
-            raise MeterReadError(f"meter answered with a bad frame: {exc}") from exc
-        if answer.tid != self._tid:
-            raise MeterReadError(f"answer TID {answer.tid} does not match request TID {self._tid}")
-        if answer.esv != ESV.GET_RES:
-            missing = [f"{p.epc:02X}" for p in answer.properties if not p.edt]
-            raise MeterReadError(f"meter refused Get (ESV 0x{answer.esv:02X}) for EPC {', '.join(missing)}")
+            raise MeterReadError(str(exc)) from exc
+        if answer.esv not in (ESV.GET_RES, ESV.SET_RES):
+            refused = [f"{p.epc:02X}" for p in answer.properties if (not p.edt) == (esv == ESV.GET)]
+            raise MeterReadError(f"meter refused (ESV 0x{answer.esv:02X}) EPC {', '.join(refused)}")
         return {p.epc: p.edt for p in answer.properties}
+
+    async def get(self, *epcs: int) -> dict[int, bytes]:
+        values = await self._request(ESV.GET, [Property(epc) for epc in epcs])
+        missing = [epc for epc in epcs if epc not in values]
+        if missing:
+            raise MeterReadError(f"the answer lacks EPC {', '.join(f'{e:02X}' for e in missing)}")
+        return values
+
+    def _decode(self, epc: int, edt: bytes) -> object:
+        try:
+            return sm.decode_value(epc, edt)
+        except EchonetError as exc:
+            raise MeterReadError(f"EPC {epc:02X}: {exc}") from exc
 
     async def read_scale(self) -> RegisterScale:
         values = await self.get(0xD3, 0xE1, 0xD7)
-        self.scale = RegisterScale(
-            coefficient=sm.decode_value(0xD3, values[0xD3]),
-            unit=sm.decode_value(0xE1, values[0xE1]),
-            digits=sm.decode_value(0xD7, values[0xD7]),
-        )
+        coefficient, unit, digits = (self._decode(epc, values[epc]) for epc in (0xD3, 0xE1, 0xD7))
+        assert isinstance(coefficient, int) and isinstance(unit, float | int) and isinstance(digits, int)
+        self.scale = RegisterScale(coefficient=coefficient, unit=float(unit), digits=digits)
         return self.scale
+
+    async def read_clock(self) -> datetime:
+        """The meter's own date and time (minute resolution)."""
+        values = await self.get(0x98, 0x97)
+        day, clock = self._decode(0x98, values[0x98]), self._decode(0x97, values[0x97])
+        assert isinstance(day, date) and isinstance(clock, time)
+        return datetime.combine(day, clock, tzinfo=timeutil.JST)
 
     async def read_power(self, measured_at: datetime) -> PowerReading | None:
         values = await self.get(0xE7, 0xE8)
-        watts = sm.decode_value(0xE7, values[0xE7])
+        watts = self._decode(0xE7, values[0xE7])
         if watts is None:
             return None
-        currents: sm.Currents = sm.decode_value(0xE8, values[0xE8])
+        currents = self._decode(0xE8, values[0xE8])
+        assert isinstance(watts, int) and isinstance(currents, sm.Currents)
         return PowerReading(measured_at=measured_at, power_w=watts, current_r_a=currents.r_a,
                             current_t_a=currents.t_a)
+
+    async def read_registers_now(self) -> tuple[float | None, float | None]:
+        """E0/E3: the cumulative registers at this moment (kWh)."""
+        scale = self.scale or await self.read_scale()
+        values = await self.get(0xE0, 0xE3)
+        raws = [self._decode(epc, values[epc]) for epc in (0xE0, 0xE3)]
+        forward, reverse = (None if raw is None else scale.kwh(int(raw)) for raw in raws)  # type: ignore[call-overload]
+        return forward, reverse
 
     async def read_fixed_time_energy(self) -> EnergyReading | None:
         """The EA/EB registers of the last slot end, stamped with the meter's own time."""
         scale = self.scale or await self.read_scale()
-        values = await self.get(0xEA, 0xEB)
-        forward: sm.TimedRegister = sm.decode_value(0xEA, values[0xEA])
-        reverse: sm.TimedRegister = sm.decode_value(0xEB, values[0xEB])
-        if forward.time != reverse.time:
-            raise MeterReadError("EA and EB carry different slot times")
-        slot_end = timeutil.slot_end_at_or_before(forward.time)
-        if forward.raw is None and reverse.raw is None:
+        return _energy(await self.get(0xEA, 0xEB), scale)
+
+    async def read_day(self, days_back: int, meter_today: date) -> DayRegisters:
+        """E2/E4 of the day `days_back` before the meter's today (E5 set first, as the spec asks)."""
+        if not 0 <= days_back <= sm.HISTORY_MAX_DAY:
+            raise MeterReadError(f"the meter keeps {sm.HISTORY_MAX_DAY} days of history, not {days_back}")
+        await self._request(ESV.SETC, [Property(0xE5, sm.encode_value(0xE5, days_back))])
+        values = await self.get(0xE2, 0xE4)
+        forward, reverse = self._decode(0xE2, values[0xE2]), self._decode(0xE4, values[0xE4])
+        assert isinstance(forward, sm.DayHistory) and isinstance(reverse, sm.DayHistory)
+        if forward.day != days_back or reverse.day != days_back:
+            raise MeterReadError(f"asked for day {days_back} back, the meter answered days {forward.day}/{reverse.day}")
+        day = meter_today - timedelta(days=days_back)
+        start = timeutil.day_start(day)
+        # Index i holds the register at D 00:00 + 30 min × i (the meter's day is 00:00 to 23:30).
+        registers = {
+            start + timeutil.SLOT * index: (f, r)
+            for index, (f, r) in enumerate(zip(forward.raw, reverse.raw, strict=True))
+        }
+        return DayRegisters(day, registers)
+
+    def energy_at(self, slot_end: datetime, raw: tuple[int | None, int | None]) -> EnergyReading | None:
+        scale = self.scale
+        if scale is None or (raw[0] is None and raw[1] is None):
             return None
         return EnergyReading(
             slot_end=slot_end,
-            forward_kwh=None if forward.raw is None else scale.kwh(forward.raw),
-            reverse_kwh=None if reverse.raw is None else scale.kwh(reverse.raw),
+            forward_kwh=None if raw[0] is None else scale.kwh(raw[0]),
+            reverse_kwh=None if raw[1] is None else scale.kwh(raw[1]),
             register_wrap_kwh=scale.wrap_kwh,
+            backfilled=True,
         )

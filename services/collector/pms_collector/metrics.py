@@ -2,9 +2,19 @@ from prometheus_client import Counter, Gauge
 
 READINGS = Counter("pms_collector_readings_total", "Readings taken from the meter", ["kind"])
 READ_ERRORS = Counter("pms_collector_read_errors_total", "Meter reads that failed")
+SLOTS_BACKFILLED = Counter("pms_collector_slots_backfilled_total", "Slots refilled from the E2/E4 history")
+SLOTS_UNRECOVERABLE = Counter("pms_collector_slots_unrecoverable_total",
+                              "Missing slots the meter no longer holds (older than 99 days, or no data)")
+SLOT_SOURCE = Counter("pms_collector_slot_reads_total", "Live slot registers by source", ["source"])
 BATCHES_PUBLISHED = Counter("pms_collector_batches_published_total", "Batches published (first sends)")
 BATCHES_RESENT = Counter("pms_collector_batches_resent_total", "Batches published again after no ack")
 BATCHES_ACKED = Counter("pms_collector_batches_acked_total", "Batches deleted from the outbox after an ack")
 THINNED = Counter("pms_collector_thinned_batches_total", "Power-only batches emptied because the outbox was full")
+DROPPED_ENERGY = Counter("pms_collector_dropped_energy_batches_total",
+                         "Energy batches emptied because the outbox was full of them")
 OUTBOX_DEPTH = Gauge("pms_collector_outbox_depth", "Batches in the outbox waiting for an ack", ["gateway_id"])
 CONNECTED = Gauge("pms_collector_broker_connected", "1 while connected to the broker", ["gateway_id"])
+LINK_READY = Gauge("pms_collector_link_ready", "1 while the B-route session is joined", ["gateway_id"])
+REGISTER_KWH = Gauge("pms_collector_register_kwh", "Cumulative registers E0/E3 at the last read", ["direction"])
+COMMANDS = Counter("pms_collector_commands_total", "Remote commands handled", ["command", "outcome"])
+CONFIG_APPLIED = Counter("pms_collector_config_applied_total", "Desired configurations applied")

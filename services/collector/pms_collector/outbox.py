@@ -45,16 +45,37 @@ class Outbox:
         else:
             self.stream_id = row[0]
         self.thinned_power_batches = 0
+        self.dropped_energy_batches = 0
 
-    def append(self, readings_json: str, *, has_energy: bool, now: float) -> int:
-        """Store a batch durably and return its sequence number."""
-        cursor = self._db.execute(
-            "INSERT INTO batches (readings, has_energy, created_at) VALUES (?, ?, ?)",
-            (readings_json, int(has_energy), now),
-        )
-        self._enforce_cap()
+    def append(self, readings_json: str, *, has_energy: bool, now: float,
+               meta: dict[str, str] | None = None) -> int:
+        """Store a batch durably (with `meta` updates in the same transaction); returns its seq."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO batches (readings, has_energy, created_at) VALUES (?, ?, ?)",
+                (readings_json, int(has_energy), now),
+            )
+            for key, value in (meta or {}).items():
+                self._set_meta(key, value)
+            self._enforce_cap()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                         (key, value))
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._set_meta(key, value)
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def _enforce_cap(self) -> None:
         """Past the cap, drop the oldest power-only batches' readings first; energy slots go last.
@@ -73,6 +94,13 @@ class Outbox:
             (excess,),
         ).rowcount
         self.thinned_power_batches += thinned
+        if thinned < excess:
+            # Only energy batches are left to make room with: the oldest slots go, and are counted.
+            self.dropped_energy_batches += self._db.execute(
+                "UPDATE batches SET readings = '[]' WHERE seq IN (SELECT seq FROM batches"
+                " WHERE readings != '[]' ORDER BY seq LIMIT ?)",
+                (excess - thinned,),
+            ).rowcount
 
     def pending(self, *, limit: int, after_seq: int = 0) -> list[PendingBatch]:
         rows = self._db.execute(

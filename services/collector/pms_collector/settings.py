@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from pms_common.settings import ServiceSettings
 from pms_common.topics import GATEWAY_ID_PATTERN
@@ -13,18 +13,39 @@ class CollectorSettings(ServiceSettings):
     default_metrics_port: ClassVar[int] = 9101
 
     gateway_id: str = Field(default="gw-0001", pattern=rf"^{GATEWAY_ID_PATTERN}$")
-    meter: Literal["sim"] = Field(default="sim", description="the meter link; serial and udp come with libs/echonet")
+    link: Literal["serial", "sim"] = Field(
+        default="serial",
+        description="serial: a Wi-SUN dongle at `device`; sim: a virtual module on a pty inside this process",
+    )
+    device: str = Field(default="/dev/ttyWISUN0", description="serial device of the Wi-SUN module")
+    baudrate: int = Field(default=115200, gt=0)
+    module_family: Literal["auto", "single-hop", "dual-stack"] = Field(
+        default="auto", description="SKSTACK family; auto detects it from the module (DESIGN §4)")
+    broute_id: str = Field(default="", description="the 32-character B-route authentication ID")
+    broute_password: SecretStr = Field(default=SecretStr(""), description="the 12-character B-route password")
     power_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
     heartbeat_interval_s: float = Field(default=30.0, ge=1.0, le=3600.0)
-    energy_interval_s: float = Field(default=600.0, ge=10.0, description="E0/E3 periodic read")
+    energy_interval_s: float = Field(default=600.0, ge=1.0, description="E0/E3 periodic read")
+    slot_fallback_s: float = Field(default=20.0, gt=0, description="wait this long for the INF push, then Get EA/EB")
     outbox_path: Path | None = Field(default=None, description="default: var/outbox-<gateway_id>.db")
     outbox_max_batches: int = Field(default=200_000, ge=100)
     resend_timeout_s: float = Field(default=15.0, gt=0)
     max_in_flight: int = Field(default=50, ge=1)
-    read_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=30.0, gt=0, description="one meter request, queueing included")
     firmware: str = "pms-collector/0.1.0"
+    # link = sim: the virtual module's meter
+    sim_module: Literal["bp35a1", "bp35c0"] = "bp35c0"
     sim_seed: int = 1
     sim_pv_kw: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _serial_needs_credentials(self) -> CollectorSettings:
+        if self.link == "serial":
+            if len(self.broute_id) != 32 or not self.broute_id.isalnum():
+                raise ValueError("broute_id must be the 32 letters and digits of the B-route ID (PMS_BROUTE_ID)")
+            if not self.broute_password.get_secret_value():
+                raise ValueError("broute_password is empty (PMS_BROUTE_PASSWORD)")
+        return self
 
     def resolved_outbox_path(self) -> Path:
         return self.outbox_path or Path("var") / f"outbox-{self.gateway_id}.db"

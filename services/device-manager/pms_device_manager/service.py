@@ -1,4 +1,7 @@
-"""Records every gateway's presence and latest heartbeat; unknown gateways are registered unbound."""
+"""Records every gateway's presence and latest heartbeat; unknown gateways are registered unbound.
+
+It also holds the control channel (control.py): desired configuration and remote commands.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pms_common.liveness import Transition
 from pms_common.messages import GatewayStatus, Heartbeat
 from pms_common.mqtt import BrokerAddress
 from pms_common.presence import follow_presence
+from pms_device_manager.control import GatewayControl
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 
@@ -28,6 +32,8 @@ class DeviceManager:
         self.registry = registry
         self.health = health
         self.online: set[str] = set()
+        client_id = settings.mqtt_client_id or "pms-device-manager"
+        self.control = GatewayControl(BrokerAddress.parse(settings.mqtt_url), f"{client_id}-control")
 
     async def on_message(self, _client: aiomqtt.Client, message: GatewayStatus | Heartbeat) -> None:
         if isinstance(message, Heartbeat):
@@ -48,6 +54,11 @@ class DeviceManager:
                                 transition.at)
 
     async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.control.run(stop))
+            group.create_task(self._follow_presence(stop))
+
+    async def _follow_presence(self, stop: asyncio.Event) -> None:
         await follow_presence(
             name="device-manager",
             broker=BrokerAddress.parse(self.settings.mqtt_url),

@@ -1,4 +1,14 @@
-"""The ingest service: MQTT in, store writes, acks and dead letters out."""
+"""The ingest service: MQTT in, store writes, acks and dead letters out.
+
+Two tasks share one connection. The consumer validates each payload as it arrives (a bad one is
+dead-lettered at once) and queues it; the writer takes everything queued, up to
+`flush_max_readings`, and stores it in one durable step (one SQLite transaction, one InfluxDB
+write), then publishes one cumulative ack per gateway stream. Batches grow by themselves under load,
+since they queue while the previous write runs, and stay single when the stream is slow.
+
+Nothing is acked before its write is durable, so a crash (SIGKILL included) loses only unacked
+batches, which the gateways resend; writes are idempotent, so a resend is never counted twice.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +16,26 @@ import asyncio
 import base64
 import logging
 import time
+from collections import deque
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import aiomqtt
 from pydantic import ValidationError
 
 from pms_common import timeutil, topics
 from pms_common.health import Health
-from pms_common.messages import Ack, DeadLetter, EnergyReading, PowerReading, ReadingsBatch, Weather
+from pms_common.messages import Ack, DeadLetter, ReadingsBatch, Weather
 from pms_common.mqtt import Backoff, BrokerAddress, run_connected
 from pms_ingest import metrics
 from pms_ingest.progress import StreamProgress
 from pms_ingest.settings import IngestSettings
-from pms_store import StoreError, TimeSeriesStore
+from pms_store import GatewayReadings, StoreError, StoreRefused, TimeSeriesStore, WriteOutcome
 
 log = logging.getLogger(__name__)
+
+# Messages validated in one go before the event loop gets a turn (PUBACKs, the writer, acks).
+_DRAIN_MAX = 200
 
 
 class Rejected(Exception):
@@ -50,6 +66,79 @@ def parse_batch(topic: str, payload: bytes) -> ReadingsBatch:
     return batch
 
 
+def parse_weather(topic: str, payload: bytes) -> Weather:
+    try:
+        weather = Weather.model_validate_json(payload)
+    except ValidationError as exc:
+        kind = "json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
+        raise Rejected(kind, _validation_reason(exc)) from exc
+    if topics.service_code_of_weather_topic(topic) != weather.service_code:
+        raise Rejected("topic", f"service_code {weather.service_code!r} does not match the topic {topic!r}")
+    return weather
+
+
+@dataclass
+class Received:
+    """A validated readings batch waiting for the writer."""
+
+    batch: ReadingsBatch
+    topic: str
+    payload: bytes
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def count(self) -> int:
+        return len(self.batch.readings)
+
+    @cached_property
+    def readings(self) -> GatewayReadings:
+        # Computed by the writer thread, off the event loop that receives the messages.
+        power = [r for r in self.batch.readings if r.kind == "power"]
+        energy = [r for r in self.batch.readings if r.kind == "energy"]
+        return GatewayReadings(self.batch.gateway_id, power, energy)  # type: ignore[arg-type]
+
+
+@dataclass
+class Flushed:
+    """What one write did: batches stored (with their outcomes), refused for good, or not written."""
+
+    stored: list[tuple[Received, WriteOutcome]] = field(default_factory=list)
+    refused: list[tuple[Received, StoreRefused]] = field(default_factory=list)
+    failed: list[Received] = field(default_factory=list)
+    error: StoreError | None = None
+    weather_stored: int = 0
+
+
+def write_isolating(store: TimeSeriesStore, items: list[Received]) -> Flushed:
+    """Write `items` in one step; if the store refuses that step, halve it until the batches it
+    refuses are alone, so one bad batch never keeps the others out. A store that cannot be reached
+    fails the rest at once: halving would only multiply the timeouts."""
+    result = Flushed()
+
+    def write(group: list[Received]) -> None:
+        if result.error is not None:
+            result.failed.extend(group)
+            return
+        try:
+            outcomes = store.write_many([item.readings for item in group])
+        except StoreRefused as exc:
+            if len(group) == 1:
+                result.refused.append((group[0], exc))
+                return
+            middle = len(group) // 2
+            write(group[:middle])
+            write(group[middle:])
+        except StoreError as exc:
+            result.error = exc
+            result.failed.extend(group)
+        else:
+            result.stored.extend(zip(group, outcomes, strict=True))
+
+    if items:
+        write(items)
+    return result
+
+
 class Ingest:
     def __init__(self, settings: IngestSettings, store: TimeSeriesStore, health: Health) -> None:
         self.settings = settings
@@ -57,6 +146,13 @@ class Ingest:
         self.health = health
         self.broker = BrokerAddress.parse(settings.mqtt_url)
         self.progress: dict[tuple[str, str], StreamProgress] = {}
+        # Received, not yet written: batches and weather, in arrival order, kept across reconnects.
+        self._batches: deque[Received] = deque()
+        self._weather: list[Weather] = []
+        self._pending_readings = 0
+        self._work = asyncio.Event()
+        self._room = asyncio.Event()
+        self._ack_tasks: set[asyncio.Task[None]] = set()
 
     def _subscription(self, topic: str) -> str:
         return f"$share/{self.settings.share_group}/{topic}" if self.settings.share_group else topic
@@ -65,73 +161,166 @@ class Ingest:
         backoff = Backoff()
 
         async def session() -> None:
-            client_id = self.settings.mqtt_client_id or "pms-ingest"
-            async with self.broker.client(identifier=client_id,
+            async with self.broker.client(identifier=self.settings.client_id(),
                                           clean_session=not self.settings.persistent_session) as client:
                 backoff.reset()
+                # Acks are published without waiting on each other: hundreds may await their PUBACK
+                # after a large write, which is no cause for aiomqtt's warning per publish.
+                client.pending_calls_threshold = 1_000_000
                 await client.subscribe(self._subscription(topics.ALL_READINGS), qos=1)
                 await client.subscribe(self._subscription(topics.ALL_WEATHER), qos=1)
                 self.health.set("mqtt", True)
-                log.info("ingest: connected to %s:%d, storing readings", self.broker.host, self.broker.port)
-                consumer = asyncio.create_task(self._consume(client))
+                log.info("ingest: connected to %s:%d, storing readings into %s", self.broker.host,
+                         self.broker.port, type(self.store).__name__)
+                tasks = {asyncio.create_task(self._consume(client)), asyncio.create_task(self._writer(client))}
                 stopper = asyncio.create_task(stop.wait())
                 try:
-                    done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                    if consumer in done:
-                        consumer.result()
+                    done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done & tasks:
+                        task.result()
                 finally:
-                    for task in (consumer, stopper):
+                    for task in (*tasks, stopper):
                         task.cancel()
+                    await asyncio.gather(*tasks, stopper, return_exceptions=True)
                     self.health.set("mqtt", False)
 
         self.health.set("mqtt", False)
+        self.health.set("store", True)
         await run_connected("ingest", session, backoff=backoff)
 
+    # --- receiving -------------------------------------------------------------------------------
+
     async def _consume(self, client: aiomqtt.Client) -> None:
+        # aiomqtt hands out one message per iteration (a task and a wait each); what else is queued
+        # by then is taken at once, which matters at thousands of messages per second.
+        queue: asyncio.Queue[aiomqtt.Message] | None = getattr(client, "_queue", None)
         async for message in client.messages:
-            topic = message.topic.value
-            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            try:
-                if topic.endswith("/weather"):
-                    await self._store_weather(topic, payload)
-                else:
-                    await self._store_batch(client, topic, payload)
-            except Rejected as exc:
-                await self._deadletter(client, topic, payload, exc)
-            except StoreError as exc:
-                # Not acked: the gateway resends once the store is back.
-                metrics.STORE_ERRORS.inc()
-                self.health.set("store", False)
-                log.error("ingest: store write failed, batch will be resent: %s", exc)
+            rejected = [self._receive(message)]
+            while queue is not None and not queue.empty() and len(rejected) < _DRAIN_MAX:
+                rejected.append(self._receive(queue.get_nowait()))
+            for letter in rejected:
+                if letter is not None:
+                    await self._deadletter(client, *letter)
+            if self._pending_readings >= self.settings.max_pending_readings:
+                # The writer is behind: stop taking messages until it has caught up.
+                self._room.clear()
+                await self._room.wait()
 
-    async def _store_batch(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
-        batch = parse_batch(topic, payload)
-        power = [r for r in batch.readings if isinstance(r, PowerReading)]
-        energy = [r for r in batch.readings if isinstance(r, EnergyReading)]
-        started = time.perf_counter()
-        outcome = await asyncio.to_thread(self.store.write_readings, batch.gateway_id, power, energy)
-        metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
-        self.health.set("store", True)
-        metrics.BATCHES.inc()
-        metrics.READINGS.labels("power").inc(len(power))
-        metrics.READINGS.labels("energy").inc(len(energy))
-        for anomaly in outcome.register_anomalies:
-            metrics.ANOMALIES.inc()
-            log.warning("ingest: %s: %s", batch.gateway_id, anomaly)
-        progress = self.progress.setdefault((batch.gateway_id, batch.stream_id), StreamProgress())
-        acked = progress.stored(batch.seq, batch.outbox_floor_seq)
-        ack = Ack(gateway_id=batch.gateway_id, stream_id=batch.stream_id, acked_seq=acked, at=timeutil.now_jst())
-        await client.publish(topics.ack(batch.gateway_id), ack.to_json(), qos=1)
-
-    async def _store_weather(self, topic: str, payload: bytes) -> None:
+    def _receive(self, message: aiomqtt.Message) -> tuple[str, bytes, Rejected] | None:
+        """Validate and queue one message; a rejected one comes back for the dead letters."""
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         try:
-            weather = Weather.model_validate_json(payload)
-        except ValidationError as exc:
-            raise Rejected("schema", _validation_reason(exc)) from exc
-        if topics.service_code_of_weather_topic(topic) != weather.service_code:
-            raise Rejected("topic", f"service_code {weather.service_code!r} does not match the topic {topic!r}")
-        await asyncio.to_thread(self.store.write_weather, [weather])
-        metrics.WEATHER.inc()
+            if topic.endswith("/weather"):
+                self._weather.append(parse_weather(topic, payload))
+                self._work.set()
+            else:
+                self._enqueue(Received(parse_batch(topic, payload), topic, payload))
+        except Rejected as exc:
+            return topic, payload, exc
+        return None
+
+    def _enqueue(self, item: Received) -> None:
+        self._batches.append(item)
+        self._pending_readings += item.count
+        metrics.PENDING_READINGS.set(self._pending_readings)
+        self._work.set()
+
+    def _take(self) -> tuple[list[Received], list[Weather]]:
+        """Everything queued, up to flush_max_readings (at least one batch, however large)."""
+        items: list[Received] = []
+        readings = 0
+        limit = self.settings.flush_max_readings
+        while self._batches and (not items or readings + self._batches[0].count <= limit):
+            item = self._batches.popleft()
+            items.append(item)
+            readings += item.count
+        weather, self._weather = self._weather, []
+        self._pending_readings -= readings
+        metrics.PENDING_READINGS.set(self._pending_readings)
+        if self._pending_readings < self.settings.max_pending_readings:
+            self._room.set()
+        if not self._batches:
+            self._work.clear()
+        return items, weather
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    async def _writer(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._work.wait()
+            if self.settings.flush_linger_s:
+                await asyncio.sleep(self.settings.flush_linger_s)
+            items, weather = self._take()
+            if weather:
+                await self._store_weather(weather)
+            if not items:
+                continue
+            started = time.perf_counter()
+            result = await asyncio.to_thread(write_isolating, self.store, items)
+            metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+            metrics.FLUSH_BATCHES.observe(len(items))
+            metrics.FLUSH_READINGS.observe(sum(item.count for item in items))
+            await self._after_write(client, result)
+            if result.error is not None:
+                # Not acked: the gateways resend. Pause, so a store that is down is not hammered.
+                await asyncio.sleep(self.settings.store_retry_s)
+
+    async def _after_write(self, client: aiomqtt.Client, result: Flushed) -> None:
+        now = time.monotonic()
+        acks: dict[tuple[str, str], int] = {}
+        power = energy = 0
+        for item, outcome in result.stored:
+            batch = item.batch
+            metrics.LAG_SECONDS.observe(now - item.received_at)
+            power += len(item.readings.power)
+            energy += len(item.readings.energy)
+            for anomaly in outcome.register_anomalies:
+                metrics.ANOMALIES.inc()
+                log.warning("ingest: %s: %s", batch.gateway_id, anomaly)
+            key = (batch.gateway_id, batch.stream_id)
+            acks[key] = self.progress.setdefault(key, StreamProgress()).stored(batch.seq, batch.outbox_floor_seq)
+        if result.stored:
+            metrics.BATCHES.inc(len(result.stored))
+            metrics.READINGS.labels("power").inc(power)
+            metrics.READINGS.labels("energy").inc(energy)
+            self.health.set("store", True)
+        if result.failed:
+            metrics.STORE_ERRORS.inc()
+            self.health.set("store", False)
+            log.error("ingest: store write failed, %d batches will be resent: %s", len(result.failed), result.error)
+        for item, exc in result.refused:
+            # Not acked either (the contract: a store failure is resent), but one bad batch is set
+            # apart so the rest are stored, and its payload goes to the dead letters for a look.
+            metrics.STORE_ERRORS.inc()
+            await self._deadletter(client, item.topic, item.payload, Rejected("store", f"the store refused it: {exc}"))
+        if acks:
+            # One ack per stream, the cumulative one. The writer does not wait for the broker's
+            # PUBACKs (a round trip per flush): it goes on with the next write meanwhile. A lost ack
+            # costs a resend, which idempotent writes absorb.
+            at = timeutil.now_jst()
+            task = asyncio.create_task(self._publish_acks(client, [
+                (topics.ack(gw), Ack(gateway_id=gw, stream_id=stream, acked_seq=acked, at=at).to_json())
+                for (gw, stream), acked in acks.items()
+            ]))
+            self._ack_tasks.add(task)
+            task.add_done_callback(self._ack_tasks.discard)
+
+    async def _publish_acks(self, client: aiomqtt.Client, acks: list[tuple[str, bytes]]) -> None:
+        try:
+            await asyncio.gather(*(client.publish(topic, payload, qos=1) for topic, payload in acks))
+        except aiomqtt.MqttError as exc:
+            log.warning("ingest: %d acks not sent (%s); the gateways will resend", len(acks), exc)
+
+    async def _store_weather(self, weather: list[Weather]) -> None:
+        try:
+            await asyncio.to_thread(self.store.write_weather, weather)
+        except StoreError as exc:
+            # Weather has no ack: the weather service publishes it again (retained, periodically).
+            metrics.STORE_ERRORS.inc()
+            log.error("ingest: storing %d weather observations failed: %s", len(weather), exc)
+        else:
+            metrics.WEATHER.inc(len(weather))
 
     async def _deadletter(self, client: aiomqtt.Client, topic: str, payload: bytes, exc: Rejected) -> None:
         metrics.DEADLETTERS.labels(exc.kind).inc()

@@ -1,76 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 
-from pms_api.app import create_app
-from pms_api.settings import ApiSettings
 from pms_common import timeutil
-from pms_common.messages import EnergyReading, PowerReading
-from pms_registry import Registry
-from pms_store import TimeSeriesStore
-
-ADMIN = "admin-secret"
-PROBLEM = "application/problem+json"
-
-
-@dataclass
-class Api:
-    client: FlaskClient
-    registry: Registry
-    store: TimeSeriesStore
-    keys: dict[str, str]
-    codes: dict[str, str]
-
-    def get(self, path: str, key: str | None = ADMIN) -> Any:
-        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-        return self.client.get(path, headers=headers)
-
-
-@pytest.fixture
-def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    for name in ("PMS_CONFIG", "PMS_NOT_MEASURED_INTERVALS"):
-        monkeypatch.delenv(name, raising=False)
-    app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r.db", tsdb_url=f"sqlite:///{tmp_path}/ts.db",
-                                 admin_api_key=ADMIN))
-    registry: Registry = app.config["registry"]
-    store: TimeSeriesStore = app.config["store"]
-    now = timeutil.now_jst()
-    registry.ensure_customer("c1", "Customer One")
-    registry.ensure_customer("c2", "Customer Two")
-    codes = {}
-    for label, customer in (("a", "c1"), ("b", "c1"), ("c", "c2")):
-        codes[label] = registry.create_plant(customer_id=customer, name=f"Plant {label}", address=f"Addr {label}",
-                                             phone="03-1234-5678", created_at=now, capacity_kw=10.0,
-                                             tariff_yen_per_kwh=16.0, latitude=35.0, longitude=139.0)
-    registry.bind_gateway("gw-a", codes["a"])
-    registry.bind_gateway("gw-c", codes["c"])
-    keys = {
-        "c1": registry.create_api_key(label="c1", created_at=now, customer_id="c1"),
-        "c2": registry.create_api_key(label="c2", created_at=now, customer_id="c2"),
-    }
-    yield Api(app.test_client(), registry, store, keys, codes)
-    store.close()
-    registry.close()
-
-
-def _power(api: Api, gateway_id: str, power_w: int, age: timedelta) -> None:
-    api.store.write_readings(gateway_id, power=[PowerReading(measured_at=timeutil.now_jst() - age, power_w=power_w)],
-                             energy=[])
-
-
-def _plant(api: Api, code: str, key: str = ADMIN) -> dict[str, Any]:
-    response = api.get(f"/api/v1/plants/{code}", key)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    body: dict[str, Any] = response.get_json()
-    return body
-
+from pms_common.messages import EnergyReading
+from tests.unit.api.conftest import ADMIN, PROBLEM, Api, plant_json, write_power
 
 ENDPOINTS = ["/api/v1/plants", "/api/v1/plants/pss00000001", "/api/v1/gateways", "/api/v1/events"]
 
@@ -119,7 +55,7 @@ def test_another_customers_plant_is_404(api: Api) -> None:
     assert response.status_code == 404
     assert response.content_type == PROBLEM
     assert response.get_json(force=True)["status"] == 404
-    assert _plant(api, api.codes["c"], api.keys["c2"])["service_code"] == api.codes["c"]
+    assert plant_json(api, api.codes["c"], api.keys["c2"])["service_code"] == api.codes["c"]
 
 
 def test_unknown_plant_is_404(api: Api) -> None:
@@ -139,7 +75,7 @@ def test_malformed_service_code_is_422(api: Api, code: str) -> None:
 
 
 def test_plant_detail(api: Api) -> None:
-    body = _plant(api, api.codes["a"])
+    body = plant_json(api, api.codes["a"])
     assert body["service_code"] == api.codes["a"]
     assert body["gateway_ids"] == ["gw-a"]
     assert (body["capacity_kw"], body["tariff_yen_per_kwh"], body["latitude"], body["longitude"]) == (
@@ -151,13 +87,13 @@ def test_plant_detail(api: Api) -> None:
 
 
 def test_plant_without_gateway(api: Api) -> None:
-    body = _plant(api, api.codes["b"])
+    body = plant_json(api, api.codes["b"])
     assert (body["status"], body["current_sold_w"], body["gateway_ids"]) == ("no_gateway", None, [])
 
 
 def test_current_sold_w_of_a_fresh_reading(api: Api) -> None:
-    _power(api, "gw-a", -1234, timedelta(seconds=10))
-    body = _plant(api, api.codes["a"])
+    write_power(api, "gw-a", -1234, timedelta(seconds=10))
+    body = plant_json(api, api.codes["a"])
     assert body["current_sold_w"] == 1234
     assert body["status"] == "normal"
     assert body["measured_at"] is not None
@@ -166,39 +102,39 @@ def test_current_sold_w_of_a_fresh_reading(api: Api) -> None:
 
 
 def test_buying_is_zero_sold_not_negative(api: Api) -> None:
-    _power(api, "gw-a", 800, timedelta(seconds=5))
-    body = _plant(api, api.codes["a"])
+    write_power(api, "gw-a", 800, timedelta(seconds=5))
+    body = plant_json(api, api.codes["a"])
     assert body["current_sold_w"] == 0
     assert body["status"] == "normal"
 
 
 def test_stale_reading_is_not_measured(api: Api) -> None:
     # Default power interval 60 s: older than 3 × 60 s is no current reading.
-    _power(api, "gw-a", -1234, timedelta(seconds=200))
-    body = _plant(api, api.codes["a"])
+    write_power(api, "gw-a", -1234, timedelta(seconds=200))
+    body = plant_json(api, api.codes["a"])
     assert body["current_sold_w"] is None
     assert body["measured_at"] is None
     assert body["status"] == "not_measured"
 
 
 def test_reading_within_three_default_intervals_is_fresh(api: Api) -> None:
-    _power(api, "gw-a", -50, timedelta(seconds=150))
-    assert _plant(api, api.codes["a"])["current_sold_w"] == 50
+    write_power(api, "gw-a", -50, timedelta(seconds=150))
+    assert plant_json(api, api.codes["a"])["current_sold_w"] == 50
 
 
 def test_freshness_follows_the_gateways_power_interval(api: Api) -> None:
     api.registry.record_heartbeat("gw-a", {"firmware": "1"}, timeutil.now_jst(), 10.0)
-    _power(api, "gw-a", -1234, timedelta(seconds=60))  # fresh for 60 s intervals, stale for 10 s ones
-    body = _plant(api, api.codes["a"])
+    write_power(api, "gw-a", -1234, timedelta(seconds=60))  # fresh for 60 s intervals, stale for 10 s ones
+    body = plant_json(api, api.codes["a"])
     assert body["current_sold_w"] is None
     assert body["status"] == "not_measured"
-    _power(api, "gw-a", -777, timedelta(seconds=20))
-    assert _plant(api, api.codes["a"])["current_sold_w"] == 777
+    write_power(api, "gw-a", -777, timedelta(seconds=20))
+    assert plant_json(api, api.codes["a"])["current_sold_w"] == 777
 
 
 def test_offline_gateway_makes_the_plant_offline(api: Api) -> None:
     api.registry.record_gateway_status("gw-a", "offline", timeutil.now_jst())
-    assert _plant(api, api.codes["a"])["status"] == "offline"
+    assert plant_json(api, api.codes["a"])["status"] == "offline"
 
 
 def test_today_sold_kwh_sums_todays_slots_only(api: Api) -> None:
@@ -215,7 +151,7 @@ def test_today_sold_kwh_sums_todays_slots_only(api: Api) -> None:
     energy = [EnergyReading(slot_end=slot_end, forward_kwh=500.0, reverse_kwh=kwh, register_wrap_kwh=100_000.0)
               for slot_end, kwh in registers]
     api.store.write_readings("gw-a", power=[], energy=energy)
-    assert _plant(api, api.codes["a"])["today_sold_kwh"] == 6.5
+    assert plant_json(api, api.codes["a"])["today_sold_kwh"] == 6.5
     listed = {p["service_code"]: p for p in api.get("/api/v1/plants").get_json()["items"]}
     assert listed[api.codes["a"]]["today_sold_kwh"] == 6.5
     assert listed[api.codes["c"]]["today_sold_kwh"] == 0.0
@@ -302,14 +238,26 @@ def test_openapi_document(api: Api) -> None:
     assert "/healthz" not in document["paths"]
 
 
-def test_console_page(api: Api) -> None:
-    response = api.client.get("/")
-    assert response.status_code == 200
-    assert response.content_type.startswith("text/html")
-    assert "<html" in response.get_data(as_text=True).lower()
-
-
 def test_unknown_route_is_a_404_problem(api: Api) -> None:
     response = api.client.get("/nope")
     assert response.status_code == 404
     assert response.content_type == PROBLEM
+
+
+def test_an_invalid_key_is_refused_on_every_api_route(api: Api) -> None:
+    samples = {"service_code": api.codes["a"], "gateway_id": "gw-a", "notice_id": "1", "username": "admin",
+               "key_id": "0123456789abcdef"}
+    checked = 0
+    for rule in api.client.application.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/"):
+            continue
+        path = rule.rule
+        for name in rule.arguments:
+            path = path.replace(f"<{name}>", samples[name]).replace(f"<int:{name}>", samples[name])
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            for key in ("wrong-key", None):
+                response = api.send(method, path, {}, key)
+                assert response.status_code == 401, (method, path, key)
+                assert response.content_type == PROBLEM
+            checked += 1
+    assert checked >= 20

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta
 
 import pytest
 
 from echonet import smart_meter as sm
 from echonet.frame import CONTROLLER, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
-from echonet.meter_sim import MeterProfile
-from pms_collector.meter import MeterReader, MeterReadError, RegisterScale, SimulatedMeterLink
+from echonet.meter_sim import MeterProfile, SimulatedMeter
+from echonet.serial_link import RequestError
+from pms_collector.meter import MeterReader, MeterReadError, RegisterScale, slot_readings_from_inf
 from pms_common.messages import EnergyReading, PowerReading
 from pms_common.timeutil import JST
 
@@ -19,28 +20,44 @@ PROFILE = MeterProfile(seed=7, installed_at=datetime(2026, 5, 30, tzinfo=JST), c
                        initial_forward_kwh=1234.5, initial_reverse_kwh=56.7)
 
 
-def _link(clock: Callable[[], datetime] = lambda: NOON, profile: MeterProfile = PROFILE) -> SimulatedMeterLink:
-    return SimulatedMeterLink(profile, clock)
-
-
 class ScriptedLink:
-    """Answers each Get with a frame built by `answer(request_frame)`."""
+    """Answers each request with the frame `answer(request_frame)` builds (bytes, through the codec)."""
 
-    family = "fake"
+    joins = 1
 
     def __init__(self, answer: Callable[[Frame], bytes]) -> None:
         self.answer = answer
         self.requests: list[Frame] = []
+        self._tid = 0
 
-    async def exchange(self, request: bytes, timeout_s: float) -> bytes:
-        frame = decode_frame(request)
+    async def request(self, esv: ESV, properties: Iterable[Property], timeout_s: float) -> Frame:
+        self._tid += 1
+        frame = Frame(self._tid, CONTROLLER, SMART_METER, esv, tuple(properties))
         self.requests.append(frame)
-        return self.answer(frame)
+        return decode_frame(self.answer(decode_frame(encode_frame(frame))))
 
 
-def _reply(request: Frame, values: dict[int, bytes], *, tid: int | None = None, esv: int = ESV.GET_RES) -> bytes:
+class MeterModelLink(ScriptedLink):
+    """The simulated meter's frames, as the session would hand them over (minus the radio)."""
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: NOON, profile: MeterProfile = PROFILE) -> None:
+        self.meter = SimulatedMeter(profile)
+
+        def answer(request: Frame) -> bytes:
+            reply = self.meter.handle(encode_frame(request), clock())
+            assert reply is not None
+            return reply
+
+        super().__init__(answer)
+
+
+def _link(clock: Callable[[], datetime] = lambda: NOON, profile: MeterProfile = PROFILE) -> MeterModelLink:
+    return MeterModelLink(clock, profile)
+
+
+def _reply(request: Frame, values: dict[int, bytes], *, esv: int = ESV.GET_RES) -> bytes:
     props = tuple(Property(p.epc, values.get(p.epc, b"")) for p in request.properties)
-    return encode_frame(Frame(request.tid if tid is None else tid, SMART_METER, CONTROLLER, esv, props))
+    return encode_frame(Frame(request.tid, SMART_METER, CONTROLLER, esv, props))
 
 
 def test_read_scale() -> None:
@@ -98,14 +115,6 @@ def test_read_fixed_time_energy() -> None:
 
 def test_energy_reads_the_scale_once() -> None:
     link = _link()
-    requests: list[bytes] = []
-    original = link.exchange
-
-    async def spy(request: bytes, timeout_s: float) -> bytes:
-        requests.append(request)
-        return await original(request, timeout_s)
-
-    link.exchange = spy  # type: ignore[method-assign]
     reader = MeterReader(link, timeout_s=1.0)
 
     async def twice() -> None:
@@ -113,47 +122,28 @@ def test_energy_reads_the_scale_once() -> None:
         await reader.read_fixed_time_energy()
 
     asyncio.run(twice())
-    epcs = [[p.epc for p in decode_frame(r).properties] for r in requests]
+    epcs = [[p.epc for p in r.properties] for r in link.requests]
     assert epcs == [[0xD3, 0xE1, 0xD7], [0xEA, 0xEB], [0xEA, 0xEB]]
 
 
-def test_tids_increase() -> None:
-    link = ScriptedLink(lambda req: _reply(req, {0xD3: sm.encode_value(0xD3, 1), 0xE1: sm.encode_value(0xE1, 0.1),
-                                                 0xD7: sm.encode_value(0xD7, 6)}))
-    reader = MeterReader(link, timeout_s=1.0)
+def test_link_errors_become_read_errors() -> None:
+    class DownLink(ScriptedLink):
+        async def request(self, esv: ESV, properties: Iterable[Property], timeout_s: float) -> Frame:
+            raise RequestError("the B-route session is backoff, not ready")
 
-    async def three() -> None:
-        for _ in range(3):
-            await reader.read_scale()
-
-    asyncio.run(three())
-    assert [r.tid for r in link.requests] == [1, 2, 3]
-    assert all(r.esv == ESV.GET and r.deoj == SMART_METER for r in link.requests)
-
-
-def test_tid_mismatch_is_a_read_error() -> None:
-    link = ScriptedLink(lambda req: _reply(req, {0xE7: sm.encode_value(0xE7, -100),
-                                                 0xE8: sm.encode_value(0xE8, sm.Currents(-0.3, -0.2))},
-                                           tid=req.tid + 100))
-    with pytest.raises(MeterReadError, match="answer TID 101 does not match request TID 1"):
-        asyncio.run(MeterReader(link, timeout_s=1.0).read_power(NOON))
+    with pytest.raises(MeterReadError, match="not ready"):
+        asyncio.run(MeterReader(DownLink(lambda r: b""), timeout_s=1.0).read_power(NOON))
 
 
 def test_get_sna_is_a_read_error() -> None:
     reader = MeterReader(_link(), timeout_s=1.0)
-    with pytest.raises(MeterReadError, match=r"ESV 0x52\) for EPC C0"):
+    with pytest.raises(MeterReadError, match=r"ESV 0x52\) EPC C0"):
         asyncio.run(reader.get(0xE7, 0xC0))
 
 
 def test_scripted_get_sna_on_power() -> None:
     link = ScriptedLink(lambda req: _reply(req, {0xE7: sm.encode_value(0xE7, 5)}, esv=ESV.GET_SNA))
-    with pytest.raises(MeterReadError, match="for EPC E8"):
-        asyncio.run(MeterReader(link, timeout_s=1.0).read_power(NOON))
-
-
-def test_bad_frame_is_a_read_error() -> None:
-    link = ScriptedLink(lambda req: b"\x10\x81garbage")
-    with pytest.raises(MeterReadError, match="bad frame"):
+    with pytest.raises(MeterReadError, match="EPC E8"):
         asyncio.run(MeterReader(link, timeout_s=1.0).read_power(NOON))
 
 
@@ -186,5 +176,38 @@ def test_energy_with_no_data_in_both_registers_gives_none() -> None:
     assert asyncio.run(MeterReader(ScriptedLink(answer), timeout_s=1.0).read_fixed_time_energy()) is None
 
 
-def test_simulated_link_is_sim_family() -> None:
-    assert _link().family == "sim"
+def test_meter_clock_and_history_day() -> None:
+    evening = datetime(2026, 6, 1, 19, 40, 30, tzinfo=JST)
+    link = _link(lambda: evening)
+    reader = MeterReader(link, timeout_s=1.0)
+
+    async def read() -> tuple[datetime, dict[datetime, tuple[int | None, int | None]]]:
+        await reader.read_scale()
+        clock = await reader.read_clock()
+        day = await reader.read_day(1, evening.date())
+        return clock, day.registers
+
+    clock, registers = asyncio.run(read())
+    assert clock == datetime(2026, 6, 1, 19, 40, tzinfo=JST)  # the meter's clock has minutes only
+    assert link.meter.history_day == 1  # E5 was set before E2/E4 were read
+    assert [r.esv for r in link.requests[-2:]] == [ESV.SETC, ESV.GET]
+    first = datetime(2026, 5, 31, tzinfo=JST)
+    assert sorted(registers) == [first + timedelta(minutes=30 * i) for i in range(48)]
+    forward, reverse = link.meter.registers_kwh_at_slot(first + timedelta(hours=12))
+    reading = reader.energy_at(first + timedelta(hours=12), registers[first + timedelta(hours=12)])
+    assert reading is not None and reading.backfilled
+    assert reading.forward_kwh == pytest.approx(forward, abs=0.1)
+    assert reading.reverse_kwh == pytest.approx(reverse, abs=0.1)
+
+
+def test_history_beyond_99_days_is_refused() -> None:
+    with pytest.raises(MeterReadError, match="99 days"):
+        asyncio.run(MeterReader(_link(), timeout_s=1.0).read_day(100, date(2026, 6, 1)))
+
+
+def test_the_inf_push_gives_the_slot_registers() -> None:
+    meter = SimulatedMeter(PROFILE)
+    scale = RegisterScale(coefficient=10, unit=0.01, digits=6)
+    reading = slot_readings_from_inf(decode_frame(meter.fixed_time_inf(NOON)), scale)
+    assert isinstance(reading, EnergyReading) and reading.slot_end == NOON and not reading.backfilled
+    assert slot_readings_from_inf(decode_frame(meter.instance_list_inf()), scale) is None

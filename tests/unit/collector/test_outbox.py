@@ -119,17 +119,30 @@ def test_cap_thins_power_only_batches_first_and_keeps_their_seq(tmp_path: Path) 
     box.close()
 
 
-def test_cap_never_empties_energy_batches(tmp_path: Path) -> None:
+def test_cap_drops_energy_only_when_no_power_is_left_and_counts_it(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", max_batches=2)
     box.append(POWER % 1, has_energy=False, now=0.0)
-    for i in range(2, 7):
+    for i in range(2, 6):
         box.append(ENERGY % i, has_energy=True, now=0.0)
     pending = box.pending(limit=10)
-    assert [b.seq for b in pending] == [1, 2, 3, 4, 5, 6]
-    assert pending[0].readings_json == "[]"
-    assert all(b.readings_json == ENERGY % b.seq for b in pending[1:])
+    assert [b.seq for b in pending] == [1, 2, 3, 4, 5]
+    # The power batch went first; then the oldest slots, as few as the cap needs.
+    assert [b.readings_json == "[]" for b in pending] == [True, True, True, False, False]
     assert box.thinned_power_batches == 1
+    assert box.dropped_energy_batches == 2
     box.close()
+
+
+def test_meta_is_stored_with_the_batch_and_survives_reopen(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", max_batches=10)
+    box.append(ENERGY % 1, has_energy=True, now=0.0, meta={"latest_slot_end": "2026-06-01T12:00:00+09:00"})
+    box.set_meta("config_version", "3")
+    box.close()
+    again = Outbox(tmp_path / "o.db", max_batches=10)
+    assert again.meta("latest_slot_end") == "2026-06-01T12:00:00+09:00"
+    assert again.meta("config_version") == "3"
+    assert again.meta("missing") is None
+    again.close()
 
 
 def test_empty_batches_can_be_acked_past(tmp_path: Path) -> None:

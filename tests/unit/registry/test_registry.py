@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -304,3 +304,46 @@ def test_list_events_filtered_by_customer(registry: Registry) -> None:
     assert [e.service_code for e in registry.list_events(customer_id="c1")] == [mine]
     assert [e.service_code for e in registry.list_events(customer_id="c2")] == [theirs]
     assert len(registry.list_events()) == 3
+
+
+def test_billing_start_is_decided_once_and_logged(registry: Registry) -> None:
+    code = _plant(registry)
+    event = registry.decide_billing_start(code, date(2026, 6, 1), T0)
+    assert event is not None and (event.kind, event.state, event.service_code) == ("billing_start_decided", "info",
+                                                                                  code)
+    assert registry.decide_billing_start(code, date(2026, 6, 2), T0) is None
+    plant = registry.get_plant(code)
+    assert plant is not None and plant.billing_start_date == date(2026, 6, 1)
+    assert [e.kind for e in registry.list_events(state="info")] == ["billing_start_decided"]
+
+
+def test_update_and_delete_plant(registry: Registry) -> None:
+    code = _plant(registry)
+    registry.bind_gateway("gw-1", code)
+    changed = registry.update_plant(code, name="New name", customer_id="c2", capacity_kw=9.9)
+    assert (changed.name, changed.customer_id, changed.capacity_kw, changed.gateway_ids) == (
+        "New name", "c2", 9.9, ("gw-1",))
+    with pytest.raises(RegistryError, match="unknown"):
+        registry.update_plant(code, customer_id="nobody")
+    with pytest.raises(RegistryError, match="no changeable field"):
+        registry.update_plant(code, created_at=T0)
+    with pytest.raises(RegistryError, match="cannot be empty"):
+        registry.update_plant(code, name=None)
+    with pytest.raises(RegistryError, match="no plant"):
+        registry.update_plant("pss99999999", name="x")
+    assert registry.delete_plant(code)
+    assert not registry.delete_plant(code)
+    assert registry.plant_of_gateway("gw-1") is None
+    assert _plant(registry) != code  # never reissued
+
+
+def test_gateway_status_counts_per_customer(registry: Registry) -> None:
+    mine, theirs = _plant(registry, "c1"), _plant(registry, "c2")
+    registry.bind_gateway("gw-1", mine)
+    registry.bind_gateway("gw-2", theirs)
+    registry.record_gateway_status("gw-1", "online", T0)
+    registry.record_gateway_status("gw-2", "offline", T0)
+    registry.record_gateway_status("gw-free", "online", T0)
+    assert registry.gateway_status_counts() == {"online": 2, "offline": 1}
+    assert registry.gateway_status_counts("c1") == {"online": 1}
+    assert [c.customer_id for c in registry.list_customers()] == ["c1", "c2"]

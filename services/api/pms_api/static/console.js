@@ -1,49 +1,166 @@
-// The first console page: the cross-plant list, read from the API with the operator's key and
-// refreshed every 20 s without reloading the page. The key stays in this tab's sessionStorage.
-"use strict";
-const REFRESH_MS = 20000;
-const form = document.getElementById("login");
-const table = document.getElementById("plants");
-const message = document.getElementById("message");
+// The console's scripts: refresh the sales list and draw charts from /api/v1 (login session, GET only).
+(function () {
+  "use strict";
+  const W = (key) => (window.PMS.words[key] || key);
+  const nf = (digits) => new Intl.NumberFormat(window.PMS.lang === "en" ? "en-US" : "ja-JP",
+    {minimumFractionDigits: digits, maximumFractionDigits: digits});
 
-function cell(text, className) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
-async function refresh() {
-  const key = sessionStorage.getItem("pms-api-key");
-  if (!key) { form.hidden = false; return; }
-  const response = await fetch("/api/v1/plants?limit=1000", { headers: { Authorization: "Bearer " + key } });
-  if (response.status === 401) {
-    sessionStorage.removeItem("pms-api-key");
-    message.textContent = "API キーが無効です / The API key was refused";
-    form.hidden = false; table.hidden = true;
-    return;
+  async function getJson(url) {
+    const response = await fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}});
+    if (!response.ok) { throw new Error(url + ": HTTP " + response.status); }
+    return response.json();
   }
-  const page = await response.json();
-  const body = table.querySelector("tbody");
-  body.replaceChildren(...page.items.map((plant) => {
-    const row = document.createElement("tr");
-    row.dataset.serviceCode = plant.service_code;
-    const sold = plant.current_sold_w === null
-      ? cell("未計測 / not measured", "not-measured")
-      : cell(plant.current_sold_w.toLocaleString() + " W", "num");
-    row.append(cell(plant.service_code), cell(plant.customer_id), cell(plant.address), cell(plant.phone),
-      sold, cell(plant.today_sold_kwh.toFixed(1) + " kWh", "num"),
-      cell(plant.status, plant.status === "offline" ? "offline" : ""));
-    return row;
-  }));
-  form.hidden = true; table.hidden = false; message.textContent = "";
-  document.getElementById("updated").textContent = new Date().toLocaleTimeString();
-}
 
-form.addEventListener("submit", (event) => {
-  event.preventDefault();
-  sessionStorage.setItem("pms-api-key", document.getElementById("key").value);
-  refresh();
-});
-refresh();
-setInterval(refresh, REFRESH_MS);
+  async function allPlants() {
+    let items = [];
+    for (let offset = 0; ; offset += 1000) {
+      const page = await getJson("/api/v1/plants?limit=1000&offset=" + offset);
+      items = items.concat(page.items);
+      if (items.length >= page.total || page.items.length === 0) { return items; }
+    }
+  }
+
+  function stamp() {
+    const el = document.getElementById("updated-at");
+    if (el) { el.textContent = new Date().toLocaleTimeString(window.PMS.lang === "en" ? "en-US" : "ja-JP"); }
+  }
+
+  function renderList(plants) {
+    const body = document.querySelector("#plants tbody");
+    for (const p of plants) {
+      const row = body.querySelector('tr[data-code="' + p.service_code + '"]');
+      if (!row) { continue; }
+      const sold = row.querySelector(".sold-w");
+      sold.textContent = p.current_sold_w === null ? W("not_measured") : nf(0).format(p.current_sold_w) + " W";
+      sold.classList.toggle("not-measured", p.current_sold_w === null);
+      row.querySelector(".today-kwh").textContent = nf(2).format(p.today_sold_kwh) + " kWh";
+      const status = row.lastElementChild;
+      status.className = "status-" + p.status;
+      status.textContent = W("status_" + p.status);
+    }
+  }
+
+  function renderGraph(plants, plantUrl) {
+    const el = document.getElementById("sales-graph");
+    const trace = {type: "bar", x: plants.map((p) => p.service_code), y: plants.map((p) => p.today_sold_kwh),
+      text: plants.map((p) => p.name), customdata: plants.map((p) => p.service_code),
+      hovertemplate: "%{customdata}<br>%{text}<br>%{y:.2f} kWh<extra></extra>", marker: {color: "#0b5394"}};
+    Plotly.react(el, [trace], {margin: {t: 20}, yaxis: {title: {text: W("today_sold") + " (kWh)"}},
+      xaxis: {type: "category"}}, {displaylogo: false, responsive: true});
+    if (!el.dataset.clickBound) {
+      el.on("plotly_click", (event) => {
+        window.location.href = plantUrl.replace("CODE", event.points[0].customdata);
+      });
+      el.dataset.clickBound = "1";
+    }
+  }
+
+  window.PMS.startSales = function (view, plantUrl) {
+    async function refresh() {
+      try {
+        const plants = await allPlants();
+        if (view === "list") { renderList(plants); } else { renderGraph(plants, plantUrl); }
+        stamp();
+      } catch (error) { console.error(error); }
+    }
+    refresh();
+    setInterval(refresh, window.PMS.refreshMs);
+  };
+
+  // ---- plant detail -------------------------------------------------------------------------------
+  function monthBounds(day) {
+    const [y, m] = day.split("-").map(Number);
+    const last = new Date(Date.UTC(y, m, 0)).getUTCDate();
+    const mm = String(m).padStart(2, "0");
+    return [y + "-" + mm + "-01", y + "-" + mm + "-" + String(last).padStart(2, "0")];
+  }
+
+  function chart(id, traces, yTitle, extra) {
+    const el = document.getElementById("chart-" + id);
+    const empty = traces.every((t) => t.y.every((v) => v === null || v === undefined));
+    const layout = Object.assign({margin: {t: 10, r: 10}, yaxis: {title: {text: yTitle}}, showlegend: traces.length > 1,
+      legend: {orientation: "h"}, annotations: empty ? [{text: W("no_data"), showarrow: false, xref: "paper",
+        yref: "paper", x: 0.5, y: 0.5}] : []}, extra || {});
+    Plotly.react(el, traces, layout, {displaylogo: false, responsive: true});
+  }
+
+  // Calendar periods as category labels, every period of the range present (empty ones too), so a
+  // month with one day of data still reads as a month. JST wall-clock digits come straight from the
+  // ISO strings (they carry +09:00), never from the browser's own time zone.
+  function periods(kind, d) {
+    const pad = (n) => String(n).padStart(2, "0");
+    if (kind === "hour") { return [...Array(24).keys()].map((h) => [d.day + "T" + pad(h), pad(h) + ":00"]); }
+    if (kind === "month") {
+      const year = d.year[0].slice(0, 4);
+      return [...Array(12).keys()].map((m) => [year + "-" + pad(m + 1), year + "/" + pad(m + 1)]);
+    }
+    const last = Number(d.month[1].slice(8, 10));
+    const month = d.month[0].slice(0, 7);
+    return [...Array(last).keys()].map((i) => [month + "-" + pad(i + 1), month.slice(5) + "/" + pad(i + 1)]);
+  }
+
+  function byPeriod(kind, d, items, keyOf, valueOf) {
+    const width = {hour: 13, day: 10, month: 7}[kind];
+    const values = new Map(items.map((item) => [keyOf(item).slice(0, width), valueOf(item)]));
+    const slots = periods(kind, d);
+    return {x: slots.map((slot) => slot[1]), y: slots.map((slot) => (values.has(slot[0]) ? values.get(slot[0]) : null))};
+  }
+
+  window.PMS.startPlant = function (code) {
+    const base = "/api/v1/plants/" + code;
+    const category = {xaxis: {type: "category"}};
+    const views = [
+      ["realtime", (d) => base + "/power?start=" + d.day + "&end=" + d.day, (s) => chart("realtime",
+        [{type: "scatter", mode: "lines", x: s.items.map((p) => p.measured_at.slice(0, 19)),
+          y: s.items.map((p) => p.sold_power_w), name: W("sold_w"), line: {color: "#0b5394"}}], W("sold_w"))],
+      ["energy-hour", (d) => base + "/energy?interval=hour&start=" + d.day + "&end=" + d.day, (s, d) => energyChart("energy-hour", "hour", s, d)],
+      ["energy-day", (d) => base + "/energy?interval=day&start=" + d.month[0] + "&end=" + d.month[1], (s, d) => energyChart("energy-day", "day", s, d)],
+      ["energy-month", (d) => base + "/energy?interval=month&start=" + d.year[0] + "&end=" + d.year[1], (s, d) => energyChart("energy-month", "month", s, d)],
+      ["peaks", (d) => base + "/peaks?start=" + d.month[0] + "&end=" + d.month[1], (s, d) => {
+        const series = byPeriod("day", d, s.items, (p) => p.day, (p) => p.peak_sold_w);
+        chart("peaks", [Object.assign({type: "bar", name: W("sold_w"), marker: {color: "#e69138"}}, series)],
+          W("sold_w"), category);
+      }],
+      ["price", (d) => base + "/price?interval=day&start=" + d.month[0] + "&end=" + d.month[1], (s, d) => {
+        const series = byPeriod("day", d, s.items, (p) => p.period_start, (p) => p.amount_yen);
+        chart("price", [Object.assign({type: "bar", name: W("amount_yen"), marker: {color: "#38761d"}}, series)],
+          W("amount_yen"), category);
+      }],
+      ["weather", (d) => base + "/weather?start=" + d.day + "&end=" + d.day, (s) => chart("weather",
+        [{type: "scatter", mode: "lines", x: s.items.map((p) => p.observed_at.slice(0, 19)), y: s.items.map((p) => p.ghi_w_m2),
+          name: W("ghi")},
+         {type: "scatter", mode: "lines", x: s.items.map((p) => p.observed_at.slice(0, 19)), y: s.items.map((p) => p.temperature_c),
+          name: W("temperature"), yaxis: "y2"}], W("ghi"), {yaxis2: {overlaying: "y", side: "right",
+          title: {text: W("temperature")}}})],
+    ];
+
+    function energyChart(id, kind, s, d) {
+      const sold = byPeriod(kind, d, s.items, (p) => p.period_start, (p) => p.sold_kwh);
+      const bought = byPeriod(kind, d, s.items, (p) => p.period_start, (p) => p.bought_kwh);
+      chart(id, [
+        Object.assign({type: "bar", name: W("sold_kwh"), marker: {color: "#0b5394"}}, sold),
+        Object.assign({type: "bar", name: W("bought_kwh"), marker: {color: "#aab7c4"}}, bought),
+      ], "kWh", {barmode: "group", xaxis: {type: "category"}});
+    }
+
+    async function draw(day) {
+      const year = day.slice(0, 4);
+      const d = {day: day, month: monthBounds(day), year: [year + "-01-01", year + "-12-31"]};
+      await Promise.all(views.map(async ([id, url, render]) => {
+        const link = document.getElementById("csv-" + id);
+        link.href = url(d) + "&format=csv";
+        try { render(await getJson(url(d)), d); } catch (error) { console.error(error); }
+      }));
+    }
+
+    const picker = document.getElementById("day-picker");
+    const input = document.getElementById("day");
+    picker.addEventListener("submit", (event) => { event.preventDefault(); draw(input.value); });
+    draw(input.value);
+    setInterval(() => {
+      const id = "realtime";
+      const view = views.find((v) => v[0] === id);
+      getJson(view[1]({day: input.value})).then(view[2]).catch((error) => console.error(error));
+    }, window.PMS.refreshMs);
+  };
+})();

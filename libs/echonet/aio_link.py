@@ -1,0 +1,314 @@
+"""An asyncio driver of `BRouteSession` over a serial port (a Wi-SUN dongle, or the simulator's pty).
+
+    link = AsyncBRouteLink(open_serial("/dev/ttyWISUN0"), SessionConfig(rbid=..., password=...))
+    task = asyncio.create_task(link.run(stop))
+    frame = await link.request(ESV.GET, [Property(0xE7)], timeout_s=30)
+
+The port is read with `loop.add_reader` on its file descriptor (non-blocking, no thread); the
+session's deadlines are kept by one driver task. The driver re-opens the port after I/O errors
+(an unplugged dongle) with backoff, and keeps the PAN the session found so a reconnect skips the
+scan. Errors raised to the application:
+
+    LinkError (serial_link)  the port cannot be opened or fails
+    RequestError (serial_link)  one request got no usable answer
+    LinkFatal  the configuration cannot work (the meter refuses the ID/password; not a module)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from echonet.errors import EchonetError
+from echonet.frame import ESV, Frame, Property
+from echonet.serial_link import LinkError, RequestError
+from echonet.session import (
+    BRouteSession,
+    ModuleDetected,
+    Notification,
+    PanCached,
+    RequestFailed,
+    Response,
+    SessionConfig,
+    SessionState,
+    StateChanged,
+)
+from echonet.skstack_events import Family, PanDescriptor
+
+log = logging.getLogger(__name__)
+
+
+class LinkFatal(EchonetError):
+    """The link cannot work as configured: retrying will not help, a person has to fix something."""
+
+
+class Port(Protocol):
+    """What the driver needs of a pyserial port opened non-blocking (timeout=0)."""
+
+    def fileno(self) -> int: ...
+    def read(self, size: int = 1) -> bytes: ...
+    def write(self, data: bytes, /) -> int | None: ...
+    @property
+    def in_waiting(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def open_serial(device: str, baudrate: int = 115200) -> Port:
+    """Open a dongle (or a pty) non-blocking; pyserial errors become LinkError."""
+    import serial  # the gateway's only hardware dependency, imported where it is used
+
+    try:
+        port: Port = serial.Serial(device, baudrate=baudrate, timeout=0, write_timeout=5)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise LinkError(f"cannot open serial device {device}: {exc}") from exc
+    return port
+
+
+class AsyncBRouteLink:
+    """One B-route meter over one port; `request` waits for the session to be ready."""
+
+    def __init__(
+        self,
+        opener: Callable[[], Port],
+        config: SessionConfig,
+        *,
+        on_notification: Callable[[Frame], None] | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_auth_failures: int = 3,
+        max_probe_failures: int = 3,
+    ) -> None:
+        self.opener = opener
+        self.config = config
+        self.on_notification = on_notification
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.max_auth_failures = max_auth_failures
+        self.max_probe_failures = max_probe_failures
+        self.pan: PanDescriptor | None = config.pan
+        self.family: Family | None = config.family
+        self.state = SessionState.IDLE
+        self.joins = 0  # increases at every (re)join: the application re-reads what may have changed
+        self.ready = asyncio.Event()
+        self._session: BRouteSession | None = None
+        self._port: Port | None = None
+        self._wake = asyncio.Event()
+        self._error: BaseException | None = None
+        self._futures: dict[int, asyncio.Future[Frame]] = {}
+        self._restart_port = False
+        self._rejoin = False
+        self._ever_ready = False
+        self._auth_failures = 0
+        self._probe_failures = 0
+        self._join_waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def lqi(self) -> int | None:
+        return self.pan.lqi if self.pan is not None else None
+
+    # ---- the application's side ---------------------------------------------------------------
+    async def request(self, esv: ESV, properties: Iterable[Property], timeout_s: float) -> Frame:
+        """Send one request frame to the meter and return its answer frame."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout_s)
+        except TimeoutError:
+            raise RequestError(f"the B-route session is {self.state}, not ready") from None
+        session = self._session
+        if session is None or session.state is not SessionState.READY:
+            raise RequestError(f"the B-route session is {self.state}, not ready")
+        tid = session.request(esv, list(properties), self.clock())
+        future: asyncio.Future[Frame] = loop.create_future()
+        self._futures[tid] = future
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(future, max(0.0, end - loop.time()))
+        except TimeoutError:
+            raise RequestError(f"no answer from the meter within {timeout_s:.1f} s") from None
+        finally:
+            self._futures.pop(tid, None)
+
+    async def wait_joined(self, *, after: int) -> None:
+        """Return once the session has joined more than `after` times in all."""
+        while self.joins <= after:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._join_waiters.append(waiter)
+            await waiter
+
+    def rejoin(self) -> None:
+        """End the PANA session and join again (the port stays open)."""
+        self._rejoin = True
+        self._wake.set()
+
+    def restart(self) -> None:
+        """Close and re-open the port, then probe the module and join again."""
+        self._restart_port = True
+        self._wake.set()
+
+    # ---- the driver ---------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drive the link until `stop`; raises LinkFatal (or LinkError if it never opened)."""
+        attempt = 0
+        opened_once = False
+        while not stop.is_set():
+            try:
+                self._open()
+                opened_once = True
+                attempt = 0
+                await self._serve(stop)
+            except LinkError as exc:
+                if not opened_once:
+                    raise
+                delay = min(60.0, 1.0 * 2**attempt) * self.rng.uniform(0.8, 1.2)
+                attempt = min(attempt + 1, 6)
+                log.warning("B-route link failed (%s); re-opening in %.1f s", exc, delay)
+                self._close_port()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+            finally:
+                self._close_port()
+
+    def _open(self) -> None:
+        self._port = self.opener()
+        self._error = None
+        asyncio.get_running_loop().add_reader(self._port.fileno(), self._on_readable)
+
+    def _close_port(self) -> None:
+        port, self._port = self._port, None
+        self._fail_futures("the link was closed")
+        self.ready.clear()
+        if port is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(port.fileno())
+            with contextlib.suppress(Exception):
+                port.close()
+
+    def _new_session(self) -> BRouteSession:
+        # A PAN found earlier skips the scan; a detected family skips the guess.
+        config = dataclasses.replace(self.config, pan=self.pan, family=self.family)
+        session = BRouteSession(config, self.rng)
+        session.start(self.clock())
+        return session
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        self._session = self._new_session()
+        while not stop.is_set():
+            if self._restart_port:
+                self._restart_port = False
+                self._end_session()
+                raise LinkError("restart of the link requested")
+            if self._rejoin:
+                self._rejoin = False
+                self._end_session()
+                self._session = self._new_session()
+            self._flush()
+            self._drain()
+            deadline = self._session.next_deadline()
+            wait = 1.0 if deadline is None else min(1.0, max(0.0, deadline - self.clock()))
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise LinkError(f"the serial link failed: {error}") from error
+            self._session.tick(self.clock())
+        self._end_session()
+
+    def _end_session(self) -> None:
+        if self._session is not None and self._session.state is not SessionState.CLOSED:
+            self._session.close(self.clock())
+            with contextlib.suppress(LinkError):
+                self._flush()
+            self._drain()
+        self.ready.clear()
+
+    def _on_readable(self) -> None:
+        port, session = self._port, self._session
+        if port is None or session is None:
+            return
+        try:
+            data = port.read(port.in_waiting or 1)
+        except Exception as exc:  # pyserial raises SerialException or OSError on an unplugged dongle
+            self._error = exc
+            asyncio.get_running_loop().remove_reader(port.fileno())
+        else:
+            if data:
+                session.receive_data(data, self.clock())
+        self._wake.set()
+
+    def _flush(self) -> None:
+        if self._session is None or self._port is None:
+            return
+        out = self._session.data_to_send()
+        if out:
+            try:
+                self._port.write(out)
+            except Exception as exc:
+                raise LinkError(f"writing to the module failed: {exc}") from exc
+
+    def _fail_futures(self, reason: str) -> None:
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(RequestError(reason))
+
+    def _drain(self) -> None:
+        session = self._session
+        if session is None:
+            return
+        while (event := session.next_event()) is not None:
+            if isinstance(event, Response | RequestFailed):
+                future = self._futures.get(event.tid)
+                if future is not None and not future.done():
+                    if isinstance(event, Response):
+                        future.set_result(event.frame)
+                    else:
+                        future.set_exception(RequestError(f"request {event.tid} failed: {event.reason}"))
+            elif isinstance(event, Notification):
+                if self.on_notification is not None:
+                    self.on_notification(event.frame)
+            elif isinstance(event, PanCached):
+                self.pan = event.pan
+            elif isinstance(event, ModuleDetected):
+                self.family = event.family
+                self._probe_failures = 0
+                log.info("module detected: %s, %s payloads, firmware %s", event.family, event.payload_mode,
+                         event.version)
+            elif isinstance(event, StateChanged):
+                self._on_state(event)
+
+    def _on_state(self, event: StateChanged) -> None:
+        self.state = event.state
+        log.info("B-route session %s: %s", event.state, event.reason)
+        if event.state is SessionState.READY:
+            self.joins += 1
+            for waiter in self._join_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._join_waiters.clear()
+            self._ever_ready = True
+            self._auth_failures = 0
+            self.ready.set()
+            return
+        self.ready.clear()
+        self._fail_futures(f"the B-route session left READY: {event.reason}")
+        if event.state is not SessionState.BACKOFF or self._ever_ready:
+            return
+        # Before the first join, the same refusal again and again means a wrong setting, not bad luck.
+        if "EVENT 24" in event.reason:
+            self._auth_failures += 1
+            if self._auth_failures >= self.max_auth_failures:
+                raise LinkFatal(f"the meter refused to authenticate {self._auth_failures} times (PANA EVENT 24):"
+                                " check the B-route ID and password")
+        elif "no answer to SKVER" in event.reason:
+            self._probe_failures += 1
+            if self._probe_failures >= self.max_probe_failures:
+                raise LinkFatal("the device does not answer SKVER: it is not a SKSTACK Wi-SUN module"
+                                " (wrong device path or baud rate?)")

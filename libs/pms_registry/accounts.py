@@ -1,0 +1,176 @@
+"""Who may ask: API keys (hashed with SHA-256) and console users (salted password hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from pms_registry import schema as t
+from pms_registry.core import RegistryCore, RegistryError
+from pms_registry.records import ApiKey, Principal, User
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+LANGUAGES = ("ja", "en")
+MIN_PASSWORD_LENGTH = 8
+
+
+def hash_api_key(secret: str) -> str:
+    # Keys are 256-bit random tokens, so a plain SHA-256 is enough: there is nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Accounts(RegistryCore):
+    # ---- API keys --------------------------------------------------------------------------------
+    def create_api_key(self, *, label: str, created_at: datetime, customer_id: str | None = None,
+                       secret: str | None = None) -> str:
+        """Store a key (hashed); returns the secret, which is shown once and never stored."""
+        secret = secret or "pms_" + secrets.token_urlsafe(32)
+        digest = hash_api_key(secret)
+        with self._tx() as conn:
+            if conn.execute(select(t.api_keys.c.key_id).where(t.api_keys.c.key_hash == digest)).first() is None:
+                conn.execute(insert(t.api_keys).values(
+                    key_id=secrets.token_hex(8), key_hash=digest, customer_id=customer_id, label=label,
+                    created_at=created_at, revoked=False,
+                ))
+        return secret
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key's record (never its secret, which is not stored)."""
+        with self._tx() as conn:
+            rows = conn.execute(select(t.api_keys).order_by(t.api_keys.c.created_at, t.api_keys.c.key_id)).mappings()
+            return [ApiKey(key_id=row["key_id"], label=row["label"], customer_id=row["customer_id"],
+                           created_at=row["created_at"], revoked=bool(row["revoked"])) for row in rows]
+
+    def key_id_of(self, secret: str) -> str | None:
+        with self._tx() as conn:
+            return conn.execute(select(t.api_keys.c.key_id)
+                                .where(t.api_keys.c.key_hash == hash_api_key(secret))).scalar()
+
+    def revoke_api_key_by_id(self, key_id: str) -> bool:
+        with self._tx() as conn:
+            result = conn.execute(update(t.api_keys).where(t.api_keys.c.key_id == key_id).values(revoked=True))
+        return bool(result.rowcount)
+
+    def revoke_api_key(self, secret: str) -> bool:
+        with self._tx() as conn:
+            result = conn.execute(update(t.api_keys).where(t.api_keys.c.key_hash == hash_api_key(secret))
+                                  .values(revoked=True))
+        return bool(result.rowcount)
+
+    def authenticate(self, secret: str) -> Principal | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                select(t.api_keys.c.key_id, t.api_keys.c.customer_id)
+                .where(t.api_keys.c.key_hash == hash_api_key(secret), t.api_keys.c.revoked.is_(False))
+            ).first()
+        return None if row is None else Principal(key_id=row[0], customer_id=row[1])
+
+    # ---- console users ---------------------------------------------------------------------------
+    def create_user(self, *, username: str, password: str, created_at: datetime, customer_id: str | None = None,
+                    language: str = "ja") -> User:
+        """Add a console user; customer_id None makes an admin. Refuses a taken name or a weak password."""
+        _check_user_fields(username, password, language)
+        password_hash = generate_password_hash(password)  # slow on purpose: outside the transaction
+        try:
+            with self._tx() as conn:
+                user_id = conn.execute(insert(t.users).values(
+                    username=username, password_hash=password_hash, customer_id=customer_id,
+                    language=language, created_at=created_at,
+                )).inserted_primary_key[0]  # type: ignore[index]
+        except RegistryError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise RegistryError(f"user {username!r} exists already or customer {customer_id!r} is unknown") \
+                    from exc
+            raise
+        return User(user_id=int(user_id), username=username, customer_id=customer_id, language=language)
+
+    def ensure_user(self, *, username: str, password: str, created_at: datetime,
+                    customer_id: str | None = None) -> User:
+        """Make sure the user exists with this password (for users configured by settings)."""
+        found = self.verify_user(username, password)
+        if found is not None:
+            return found
+        existing = self.get_user(username)
+        if existing is None:
+            return self.create_user(username=username, password=password, created_at=created_at,
+                                    customer_id=customer_id)
+        self.set_password(username, password)
+        return existing
+
+    def set_password(self, username: str, password: str) -> None:
+        _check_user_fields(username, password, "ja")
+        password_hash = generate_password_hash(password)
+        with self._tx() as conn:
+            result = conn.execute(update(t.users).where(t.users.c.username == username)
+                                  .values(password_hash=password_hash))
+        if not result.rowcount:
+            raise RegistryError(f"no user {username!r}")
+
+    def get_user(self, username: str) -> User | None:
+        with self._tx() as conn:
+            row = conn.execute(select(t.users).where(t.users.c.username == username)).mappings().first()
+        return None if row is None else _user(row)
+
+    def get_user_by_id(self, user_id: int) -> User | None:
+        with self._tx() as conn:
+            row = conn.execute(select(t.users).where(t.users.c.user_id == user_id)).mappings().first()
+        return None if row is None else _user(row)
+
+    def verify_user(self, username: str, password: str) -> User | None:
+        """The user when the password matches, else None (unknown users cost the same hash check)."""
+        with self._tx() as conn:
+            row = conn.execute(select(t.users).where(t.users.c.username == username)).mappings().first()
+        if row is None:
+            check_password_hash(_DUMMY_HASH, password)  # same work as a real check: names do not leak by timing
+            return None
+        return _user(row) if check_password_hash(row["password_hash"], password) else None
+
+    def delete_user(self, username: str) -> bool:
+        with self._tx() as conn:
+            result = conn.execute(delete(t.users).where(t.users.c.username == username))
+        return bool(result.rowcount)
+
+    def list_users(self) -> list[User]:
+        with self._tx() as conn:
+            rows = conn.execute(select(t.users).order_by(t.users.c.username)).mappings().all()
+        return [_user(row) for row in rows]
+
+    # ---- shared secrets --------------------------------------------------------------------------
+    def shared_secret(self, name: str) -> str:
+        """A random secret created once and then read by every process (e.g. the session signing key)."""
+        with self._tx() as conn:
+            value = conn.execute(select(t.shared_secrets.c.value).where(t.shared_secrets.c.name == name)).scalar()
+            if value is not None:
+                return str(value)
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(t.shared_secrets).values(name=name, value=secrets.token_hex(32)))
+        except RegistryError:
+            pass  # another process created it first; read theirs
+        with self._tx() as conn:
+            return str(conn.execute(select(t.shared_secrets.c.value)
+                                    .where(t.shared_secrets.c.name == name)).scalar_one())
+
+
+_DUMMY_HASH = generate_password_hash("not a password of anyone")
+
+
+def _check_user_fields(username: str, password: str, language: str) -> None:
+    if not USERNAME.match(username):
+        raise RegistryError("a username is 1-64 letters, digits or _ . @ -")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise RegistryError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if language not in LANGUAGES:
+        raise RegistryError(f"language must be one of {', '.join(LANGUAGES)}")
+
+
+def _user(row: object) -> User:
+    mapping = dict(row)  # type: ignore[call-overload]
+    return User(user_id=int(mapping["user_id"]), username=mapping["username"], customer_id=mapping["customer_id"],
+                language=mapping["language"])

@@ -1,0 +1,138 @@
+"""What the home screen reports: the event log and maintenance/outage notices."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, true, update
+
+from pms_registry import schema as t
+from pms_registry.core import RegistryCore, RegistryError
+from pms_registry.records import EventRecord, Notice
+
+NOTICE_KINDS = ("maintenance", "outage", "info")
+
+
+class EventLog(RegistryCore):
+    # ---- events ----------------------------------------------------------------------------------
+    def open_event(self, *, kind: str, at: datetime, message: str, gateway_id: str | None = None,
+                   service_code: str | None = None) -> tuple[EventRecord, bool]:
+        """Open an event unless the same kind is already open for the gateway; (event, newly opened)."""
+        with self._tx() as conn:
+            existing = conn.execute(
+                select(t.events).where(t.events.c.kind == kind, t.events.c.state == "open",
+                                       t.events.c.gateway_id == gateway_id)
+            ).mappings().first()
+            if existing is not None:
+                return _event(existing), False
+            event_id = conn.execute(insert(t.events).values(
+                kind=kind, state="open", gateway_id=gateway_id, service_code=service_code,
+                opened_at=at, message=message,
+            )).inserted_primary_key[0]  # type: ignore[index]
+            row = conn.execute(select(t.events).where(t.events.c.event_id == event_id)).mappings().one()
+        return _event(row), True
+
+    def record_info_event(self, *, kind: str, at: datetime, message: str, gateway_id: str | None = None,
+                          service_code: str | None = None) -> EventRecord:
+        """Log something that happened once (e.g. a billing start decided): state "info", never recovered."""
+        with self._tx() as conn:
+            event_id = conn.execute(insert(t.events).values(
+                kind=kind, state="info", gateway_id=gateway_id, service_code=service_code, opened_at=at,
+                message=message,
+            )).inserted_primary_key[0]  # type: ignore[index]
+            row = conn.execute(select(t.events).where(t.events.c.event_id == event_id)).mappings().one()
+        return _event(row)
+
+    def recover_event(self, *, kind: str, gateway_id: str, at: datetime) -> EventRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                select(t.events).where(t.events.c.kind == kind, t.events.c.state == "open",
+                                       t.events.c.gateway_id == gateway_id)
+            ).mappings().first()
+            if row is None:
+                return None
+            conn.execute(update(t.events).where(t.events.c.event_id == row["event_id"])
+                         .values(state="recovered", recovered_at=at))
+            row = conn.execute(select(t.events).where(t.events.c.event_id == row["event_id"])).mappings().one()
+        return _event(row)
+
+    def _event_condition(self, customer_id: str | None, state: str | None) -> ColumnElement[bool]:
+        condition: ColumnElement[bool] = true()
+        if customer_id is not None:
+            owned = select(t.plants.c.service_code).where(t.plants.c.customer_id == customer_id)
+            condition = and_(condition, t.events.c.service_code.in_(owned))
+        if state is not None:
+            condition = and_(condition, t.events.c.state == state)
+        return condition
+
+    def list_events(self, *, customer_id: str | None = None, limit: int = 100, offset: int = 0,
+                    state: str | None = None) -> list[EventRecord]:
+        """A page of events, newest first."""
+        query = (select(t.events).where(self._event_condition(customer_id, state))
+                 .order_by(t.events.c.opened_at.desc(), t.events.c.event_id.desc()).limit(limit).offset(offset))
+        with self._tx() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_event(row) for row in rows]
+
+    def count_events(self, *, customer_id: str | None = None, state: str | None = None) -> int:
+        query = select(func.count()).select_from(t.events).where(self._event_condition(customer_id, state))
+        with self._tx() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # ---- notices ---------------------------------------------------------------------------------
+    def create_notice(self, *, kind: str, title: str, body: str, created_at: datetime,
+                      starts_at: datetime | None = None, ends_at: datetime | None = None,
+                      customer_id: str | None = None) -> Notice:
+        if kind not in NOTICE_KINDS:
+            raise RegistryError(f"a notice kind is one of {', '.join(NOTICE_KINDS)}, not {kind!r}")
+        if starts_at is not None and ends_at is not None and ends_at < starts_at:
+            raise RegistryError("a notice cannot end before it starts")
+        with self._tx() as conn:
+            if customer_id is not None and conn.execute(
+                select(t.customers.c.customer_id).where(t.customers.c.customer_id == customer_id)
+            ).first() is None:
+                raise RegistryError(f"no customer {customer_id!r}")
+            notice_id = conn.execute(insert(t.notices).values(
+                kind=kind, title=title, body=body, starts_at=starts_at, ends_at=ends_at, created_at=created_at,
+                customer_id=customer_id,
+            )).inserted_primary_key[0]  # type: ignore[index]
+            row = conn.execute(select(t.notices).where(t.notices.c.notice_id == notice_id)).mappings().one()
+        return _notice(row)
+
+    def list_notices(self, *, customer_id: str | None = None, current_at: datetime | None = None,
+                     limit: int = 100, offset: int = 0) -> tuple[list[Notice], int]:
+        """Notices a customer may see (None = admin: all), newest first, with their total; with
+        `current_at`, only those not yet ended at that moment."""
+        condition: ColumnElement[bool] = true()
+        if customer_id is not None:
+            condition = or_(t.notices.c.customer_id.is_(None), t.notices.c.customer_id == customer_id)
+        if current_at is not None:
+            condition = and_(condition, or_(t.notices.c.ends_at.is_(None), t.notices.c.ends_at > current_at))
+        query = (select(t.notices).where(condition)
+                 .order_by(t.notices.c.created_at.desc(), t.notices.c.notice_id.desc()).limit(limit).offset(offset))
+        with self._tx() as conn:
+            rows = conn.execute(query).mappings().all()
+            total = conn.execute(select(func.count()).select_from(t.notices).where(condition)).scalar_one()
+        return [_notice(row) for row in rows], int(total)
+
+    def delete_notice(self, notice_id: int) -> bool:
+        with self._tx() as conn:
+            result = conn.execute(delete(t.notices).where(t.notices.c.notice_id == notice_id))
+        return bool(result.rowcount)
+
+
+def _event(row: Any) -> EventRecord:
+    return EventRecord(
+        event_id=row["event_id"], kind=row["kind"], state=row["state"], gateway_id=row["gateway_id"],
+        service_code=row["service_code"], opened_at=row["opened_at"], recovered_at=row["recovered_at"],
+        message=row["message"],
+    )
+
+
+def _notice(row: Any) -> Notice:
+    return Notice(
+        notice_id=row["notice_id"], kind=row["kind"], title=row["title"], body=row["body"],
+        starts_at=row["starts_at"], ends_at=row["ends_at"], created_at=row["created_at"],
+        customer_id=row["customer_id"],
+    )

@@ -1,0 +1,118 @@
+"""/api/v1 gateways, events, notices, customers and the home screen's summary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+
+from pms_api.models import (
+    EventOut,
+    EventPage,
+    EventQuery,
+    GatewayBinding,
+    GatewayCounts,
+    GatewayOut,
+    GatewayPage,
+    GatewayPath,
+    NoticeIn,
+    NoticeOut,
+    NoticePage,
+    NoticePath,
+    NoticeQuery,
+    PageQuery,
+    Problem,
+    Summary,
+)
+from pms_api.views import PlantViews
+from pms_api.web import admin_only, json_response, principal, problem
+from pms_common import timeutil
+from pms_registry import Registry, RegistryError
+
+FLEET = Tag(name="fleet", description="Gateways and events")
+HOME = Tag(name="home", description="Notices and the home screen's summary")
+SUMMARY_EVENTS = 20
+
+
+def add_fleet_routes(api: APIBlueprint, registry: Registry, views: PlantViews) -> None:
+    @api.get("/gateways", tags=[FLEET], responses={200: GatewayPage})
+    def list_gateways(query: PageQuery) -> Response:
+        """Gateways with their status and latest heartbeat."""
+        gateways = registry.list_gateways(principal().customer_id)
+        page = gateways[query.offset : query.offset + query.limit]
+        items = [GatewayOut(**asdict(gw)) for gw in page]
+        return json_response(GatewayPage(items=items, total=len(gateways), limit=query.limit, offset=query.offset))
+
+    @api.put("/gateways/<gateway_id>", tags=[FLEET], responses={200: GatewayOut, 403: Problem})
+    def bind_gateway(path: GatewayPath, body: GatewayBinding) -> Response:
+        """Bind a gateway to a plant, or unbind it with null (admin); an unknown gateway is registered."""
+        refused = admin_only()
+        if refused:
+            return refused
+        if body.service_code is not None and registry.get_plant(body.service_code) is None:
+            return problem(422, f"no plant {body.service_code}", "Invalid request")
+        registry.bind_gateway(path.gateway_id, body.service_code)
+        found = next(gw for gw in registry.list_gateways() if gw.gateway_id == path.gateway_id)
+        return json_response(GatewayOut(**asdict(found)))
+
+    @api.get("/events", tags=[FLEET], responses={200: EventPage})
+    def list_events(query: EventQuery) -> Response:
+        """The event log (abnormal, recovered, billing start decided), newest first."""
+        customer_id = principal().customer_id
+        records = registry.list_events(customer_id=customer_id, limit=query.limit, offset=query.offset,
+                                       state=query.state)
+        total = registry.count_events(customer_id=customer_id, state=query.state)
+        items = [EventOut(**asdict(r)) for r in records]
+        return json_response(EventPage(items=items, total=total, limit=query.limit, offset=query.offset))
+
+    @api.get("/notices", tags=[HOME], responses={200: NoticePage})
+    def list_notices(query: NoticeQuery) -> Response:
+        """Maintenance and outage notices, newest first (a customer sees general ones and its own)."""
+        notices, total = registry.list_notices(customer_id=principal().customer_id, limit=query.limit,
+                                               offset=query.offset,
+                                               current_at=timeutil.now_jst() if query.current else None)
+        items = [NoticeOut(**asdict(n)) for n in notices]
+        return json_response(NoticePage(items=items, total=total, limit=query.limit, offset=query.offset))
+
+    @api.post("/notices", tags=[HOME], responses={201: NoticeOut, 403: Problem})
+    def create_notice(body: NoticeIn) -> Response:
+        """Publish a notice (admin)."""
+        refused = admin_only()
+        if refused:
+            return refused
+        try:
+            notice = registry.create_notice(created_at=timeutil.now_jst(), **body.model_dump())
+        except RegistryError as exc:
+            return problem(422, str(exc), "Invalid request")
+        return json_response(NoticeOut(**asdict(notice)), 201)
+
+    @api.delete("/notices/<int:notice_id>", tags=[HOME], responses={204: None, 403: Problem})
+    def delete_notice(path: NoticePath) -> Response:
+        """Withdraw a notice (admin)."""
+        refused = admin_only()
+        if refused:
+            return refused
+        if not registry.delete_notice(path.notice_id):
+            return problem(404, f"no notice {path.notice_id}")
+        return Response(status=204)
+
+    @api.get("/summary", tags=[HOME], responses={200: Summary})
+    def summary() -> Response:
+        """The home screen: gateways normal/abnormal, current notices, latest events, sold energy."""
+        customer_id = principal().customer_id
+        now = timeutil.now_jst()
+        counts = registry.gateway_status_counts(customer_id)
+        total = sum(counts.values())
+        notices, _ = registry.list_notices(customer_id=customer_id, current_at=now)
+        events = registry.list_events(customer_id=customer_id, limit=SUMMARY_EVENTS)
+        plants = registry.list_plants(customer_id)
+        sold_total, sold_today = views.sold_energy(plants, now)
+        return json_response(Summary(
+            plants=len(plants),
+            gateways=GatewayCounts(normal=counts.get("online", 0), abnormal=total - counts.get("online", 0),
+                                   total=total),
+            total_sold_kwh=sold_total, today_sold_kwh=sold_today,
+            open_events=registry.count_events(customer_id=customer_id, state="open"),
+            notices=[NoticeOut(**asdict(n)) for n in notices], events=[EventOut(**asdict(e)) for e in events],
+        ))

@@ -1,0 +1,191 @@
+"""/api/v1/plants: the cross-plant list, one plant, its series (JSON or CSV), and admin CRUD."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+
+from pms_api.csvout import csv_response
+from pms_api.models import PageQuery, PlantCreate, PlantDetail, PlantPage, PlantPath, PlantUpdate, Problem
+from pms_api.series import SeriesViews
+from pms_api.series_models import (
+    MAX_DAYS,
+    EnergyQuery,
+    EnergySeries,
+    PeakSeries,
+    PowerSeries,
+    PriceQuery,
+    PriceSeries,
+    SeriesQuery,
+    WeatherSeries,
+    default_range,
+)
+from pms_api.views import PlantViews
+from pms_api.web import admin_only, json_response, principal, problem
+from pms_common import timeutil
+from pms_registry import Registry, RegistryError
+from pms_registry.registry import Plant
+
+PLANTS = Tag(name="plants", description="Plants and what they sell")
+SERIES = Tag(name="series", description="A plant's measured series; every one also as CSV with ?format=csv")
+
+
+def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, series: SeriesViews) -> None:
+    def visible_plant(code: str) -> Plant | None:
+        return registry.get_plant(code, principal().customer_id)
+
+    def not_found(code: str) -> Response:
+        # The same answer for another customer's plant as for none: existence does not leak.
+        return problem(404, f"no plant {code}")
+
+    def span(query: SeriesQuery, kind: str) -> tuple[date, date] | Response:
+        """The JST days asked for; a missing end follows from the start (and the other way round)."""
+        if query.start is not None and query.end is not None:
+            first, last = query.start, query.end
+        elif query.start is not None:
+            first, last = query.start, default_range(kind, query.start)[1]
+        elif query.end is not None:
+            first, last = default_range(kind, query.end)[0], query.end
+        else:
+            first, last = default_range(kind, timeutil.now_jst().date())
+        if (last - first).days + 1 > MAX_DAYS[kind]:
+            return problem(422, f"at most {MAX_DAYS[kind]} days per request for this series", "Invalid request")
+        return first, last
+
+    def filename(plant: Plant, what: str, first: date, last: date) -> str:
+        return f"{plant.service_code}-{what}-{first.isoformat()}_{last.isoformat()}.csv"
+
+    @api.get("/plants", tags=[PLANTS], responses={200: PlantPage})
+    def list_plants(query: PageQuery) -> Response:
+        """The cross-plant list: current sold power (null = not measured) and today's sold kWh."""
+        plants = registry.list_plants(principal().customer_id)
+        page = plants[query.offset : query.offset + query.limit]
+        items = views.summaries(page, timeutil.now_jst())
+        return json_response(PlantPage(items=items, total=len(plants), limit=query.limit, offset=query.offset))
+
+    @api.post("/plants", tags=[PLANTS], responses={201: PlantDetail, 403: Problem})
+    def create_plant(body: PlantCreate) -> Response:
+        """Register a plant (admin); its service code is issued here."""
+        refused = admin_only()
+        if refused:
+            return refused
+        try:
+            code = registry.create_plant(created_at=timeutil.now_jst(), **body.model_dump())
+        except RegistryError:
+            return problem(422, f"no customer {body.customer_id}: create it first", "Invalid request")
+        plant = registry.get_plant(code)
+        assert plant is not None
+        return json_response(views.detail(plant, timeutil.now_jst()), 201)
+
+    @api.get("/plants/<service_code>", tags=[PLANTS], responses={200: PlantDetail})
+    def get_plant(path: PlantPath) -> Response:
+        """One plant; another customer's plant answers 404 so that its existence does not leak."""
+        plant = visible_plant(path.service_code)
+        if plant is None:
+            return not_found(path.service_code)
+        return json_response(views.detail(plant, timeutil.now_jst()))
+
+    @api.patch("/plants/<service_code>", tags=[PLANTS], responses={200: PlantDetail, 403: Problem})
+    def update_plant(path: PlantPath, body: PlantUpdate) -> Response:
+        """Change a plant's fields (admin); the service code never changes."""
+        if visible_plant(path.service_code) is None:
+            return not_found(path.service_code)
+        refused = admin_only()
+        if refused:
+            return refused
+        try:
+            plant = registry.update_plant(path.service_code, **body.model_dump(exclude_unset=True))
+        except RegistryError as exc:
+            return problem(422, str(exc), "Invalid request")
+        return json_response(views.detail(plant, timeutil.now_jst()))
+
+    @api.delete("/plants/<service_code>", tags=[PLANTS], responses={204: None, 403: Problem})
+    def delete_plant(path: PlantPath) -> Response:
+        """Remove a plant (admin): its gateways stay, unbound; its measurements stay in the store."""
+        if visible_plant(path.service_code) is None:
+            return not_found(path.service_code)
+        refused = admin_only()
+        if refused:
+            return refused
+        registry.delete_plant(path.service_code)
+        return Response(status=204)
+
+    @api.get("/plants/<service_code>/power", tags=[SERIES], responses={200: PowerSeries})
+    def power(path: PlantPath, query: SeriesQuery) -> Response:
+        """Realtime power samples (sold power positive); default today."""
+        plant = visible_plant(path.service_code)
+        if plant is None:
+            return not_found(path.service_code)
+        days = span(query, "power")
+        if isinstance(days, Response):
+            return days
+        items = series.power(plant, *days)
+        if query.format == "csv":
+            return csv_response(items, ["measured_at", "gateway_id", "sold_power_w", "power_w", "current_r_a",
+                                        "current_t_a"], query.encoding, filename(plant, "power", *days))
+        return json_response(PowerSeries(service_code=plant.service_code, start=days[0], end=days[1], items=items))
+
+    @api.get("/plants/<service_code>/energy", tags=[SERIES], responses={200: EnergySeries})
+    def energy(path: PlantPath, query: EnergyQuery) -> Response:
+        """Sold and bought energy per 30-minute slot, hour, day or month (JST); backfilled periods marked."""
+        plant = visible_plant(path.service_code)
+        if plant is None:
+            return not_found(path.service_code)
+        days = span(query, query.interval)
+        if isinstance(days, Response):
+            return days
+        items = series.energy(plant, *days, query.interval)
+        if query.format == "csv":
+            return csv_response(items, ["period_start", "period_end", "sold_kwh", "bought_kwh", "slots", "backfilled"],
+                                query.encoding, filename(plant, f"energy-{query.interval}", *days))
+        return json_response(EnergySeries(service_code=plant.service_code, start=days[0], end=days[1],
+                                          interval=query.interval, items=items))
+
+    @api.get("/plants/<service_code>/peaks", tags=[SERIES], responses={200: PeakSeries})
+    def peaks(path: PlantPath, query: SeriesQuery) -> Response:
+        """Each day's peak sold power; default this month."""
+        plant = visible_plant(path.service_code)
+        if plant is None:
+            return not_found(path.service_code)
+        days = span(query, "peaks")
+        if isinstance(days, Response):
+            return days
+        items = series.peaks(plant, *days)
+        if query.format == "csv":
+            return csv_response(items, ["day", "peak_sold_w", "measured_at"], query.encoding,
+                                filename(plant, "peaks", *days))
+        return json_response(PeakSeries(service_code=plant.service_code, start=days[0], end=days[1], items=items))
+
+    @api.get("/plants/<service_code>/price", tags=[SERIES], responses={200: PriceSeries})
+    def price(path: PlantPath, query: PriceQuery) -> Response:
+        """Selling price: the plant's tariff × sold kWh, by day (default this month) or month (this year)."""
+        plant = visible_plant(path.service_code)
+        if plant is None:
+            return not_found(path.service_code)
+        days = span(query, query.interval)
+        if isinstance(days, Response):
+            return days
+        items = series.price(plant, *days, query.interval)
+        if query.format == "csv":
+            return csv_response(items, ["period_start", "period_end", "sold_kwh", "tariff_yen_per_kwh", "amount_yen"],
+                                query.encoding, filename(plant, f"price-{query.interval}", *days))
+        total = None if plant.tariff_yen_per_kwh is None else round(sum(i.amount_yen or 0.0 for i in items), 2)
+        return json_response(PriceSeries(service_code=plant.service_code, start=days[0], end=days[1],
+                                         interval=query.interval, total_yen=total, items=items))
+
+    @api.get("/plants/<service_code>/weather", tags=[SERIES], responses={200: WeatherSeries})
+    def weather(path: PlantPath, query: SeriesQuery) -> Response:
+        """Irradiance and temperature at the plant; default today."""
+        plant = visible_plant(path.service_code)
+        if plant is None:
+            return not_found(path.service_code)
+        days = span(query, "weather")
+        if isinstance(days, Response):
+            return days
+        items = series.weather(plant, *days)
+        if query.format == "csv":
+            return csv_response(items, ["observed_at", "ghi_w_m2", "temperature_c", "source"], query.encoding,
+                                filename(plant, "weather", *days))
+        return json_response(WeatherSeries(service_code=plant.service_code, start=days[0], end=days[1], items=items))

@@ -1,0 +1,130 @@
+"""The operator console: server-rendered pages in Japanese and English behind a login.
+
+Pages render their first view on the server; their scripts then read the same /api/v1 with the
+login session (GET only) to refresh lists and draw charts with plotly.js served from /vendor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from pms_api.i18n import LANGUAGES, catalog, translate
+from pms_api.views import PlantViews
+from pms_common import timeutil
+from pms_registry import Registry
+from pms_registry.records import User
+
+Page = TypeVar("Page", bound=Callable[..., Any])
+
+
+def local_path(target: str) -> str | None:
+    """`target` when it is a path on this site, else None: a crafted ?next= must not lead elsewhere
+    (browsers read `//host` and `/\\host` as other sites)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or urlsplit(target).netloc:
+        return None
+    return target
+
+
+def console_blueprint(registry: Registry, views: PlantViews) -> Blueprint:
+    console = Blueprint("console", __name__)
+
+    def current_user() -> User | None:
+        user_id = session.get("user_id")
+        return None if user_id is None else registry.get_user_by_id(int(user_id))
+
+    def language() -> str:
+        chosen = session.get("lang")
+        if chosen in LANGUAGES:
+            return str(chosen)
+        best = request.accept_languages.best_match(LANGUAGES)
+        return best or "ja"
+
+    def login_required(page: Page) -> Page:
+        @wraps(page)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if current_user() is None:
+                return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+            return page(*args, **kwargs)
+
+        return cast(Page, guarded)
+
+    @console.app_context_processor
+    def words() -> dict[str, Any]:
+        lang = language()
+        return {"lang": lang, "t": lambda key: translate(key, lang), "catalog": catalog(lang),
+                "user": current_user(), "refresh_s": current_app.config["REFRESH_INTERVAL_S"]}
+
+    @console.route("/login", methods=["GET", "POST"])
+    def login() -> str | WerkzeugResponse:
+        failed = False
+        if request.method == "POST":
+            user = registry.verify_user(request.form.get("username", ""), request.form.get("password", ""))
+            if user is not None:
+                session.clear()
+                session["user_id"] = user.user_id
+                session["lang"] = request.form.get("lang") if request.form.get("lang") in LANGUAGES else user.language
+                return redirect(local_path(request.args.get("next", "")) or url_for("console.home"))
+            failed = True
+        return render_template("login.html", failed=failed)
+
+    @console.post("/logout")
+    def logout() -> WerkzeugResponse:
+        session.clear()
+        return redirect(url_for("console.login"))
+
+    @console.get("/lang/<code>")
+    def switch_language(code: str) -> WerkzeugResponse:
+        if code in LANGUAGES:
+            session["lang"] = code
+        return redirect(local_path(request.args.get("back", "/")) or "/")
+
+    @console.get("/")
+    @login_required
+    def home() -> str:
+        user = current_user()
+        assert user is not None
+        now = timeutil.now_jst()
+        counts = registry.gateway_status_counts(user.customer_id)
+        total = sum(counts.values())
+        plants = registry.list_plants(user.customer_id)
+        sold_total, sold_today = views.sold_energy(plants, now)
+        notices, _ = registry.list_notices(customer_id=user.customer_id, current_at=now)
+        events = registry.list_events(customer_id=user.customer_id, limit=50)
+        return render_template("home.html", normal=counts.get("online", 0), abnormal=total - counts.get("online", 0),
+                               total=total, plants=len(plants), sold_total=sold_total, sold_today=sold_today,
+                               notices=notices, events=events)
+
+    @console.get("/sales")
+    @login_required
+    def sales() -> str:
+        user = current_user()
+        assert user is not None
+        summaries = views.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
+        return render_template("sales.html", plants=summaries, view="list")
+
+    @console.get("/sales/graph")
+    @login_required
+    def sales_graph() -> str:
+        user = current_user()
+        assert user is not None
+        summaries = views.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
+        return render_template("sales.html", plants=summaries, view="graph")
+
+    @console.get("/plants/<service_code>")
+    @login_required
+    def plant(service_code: str) -> str:
+        user = current_user()
+        assert user is not None
+        found = registry.get_plant(service_code, user.customer_id)
+        if found is None:
+            abort(404, f"no plant {service_code}")
+        detail = views.detail(found, timeutil.now_jst())
+        return render_template("plant.html", plant=detail, today=timeutil.now_jst().date().isoformat())
+
+    return console

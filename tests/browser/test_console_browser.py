@@ -1,0 +1,154 @@
+"""The console in Debian's headless Chromium (selenium + Debian's chromedriver): log in, every screen
+in both languages, the sales list refreshing with a new reading, and a CSV download."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+from werkzeug.serving import make_server
+
+from pms_api.app import create_app
+from pms_api.settings import ApiSettings
+from pms_common import timeutil
+from pms_common.messages import EnergyReading, PowerReading
+from pms_registry import Registry
+from pms_store import TimeSeriesStore
+from tests.conftest import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+ADMIN_KEY = "browser-admin-key"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@dataclass
+class Console:
+    url: str
+    registry: Registry
+    store: TimeSeriesStore
+    codes: list[str]
+    downloads: Path
+
+
+@pytest.fixture
+def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Console]:
+    for name in ("PMS_CONFIG", "PMS_ADMIN_PASSWORD", "PMS_CONSOLE_SECRET_KEY", "PMS_CONSOLE_REFRESH_S"):
+        monkeypatch.delenv(name, raising=False)
+    app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r.db", tsdb_url=f"sqlite:///{tmp_path}/ts.db",
+                                 admin_api_key=ADMIN_KEY))
+    registry, store = app.config["registry"], app.config["store"]
+    now = timeutil.now_jst()
+    start, _ = timeutil.today_bounds(now)
+    registry.ensure_customer("C00001", "デモ")
+    codes = []
+    for index in range(2):
+        code = registry.create_plant(customer_id="C00001", name=f"発電所{index}", address="東京都江東区",
+                                     phone="03-0000-0000", created_at=now, tariff_yen_per_kwh=16.0)
+        registry.bind_gateway(f"gw-b{index}", code)
+        codes.append(code)
+    store.write_readings("gw-b0", power=[], energy=[
+        EnergyReading(slot_end=start + timedelta(minutes=30 * i), forward_kwh=1.0, reverse_kwh=10.0 + i)
+        for i in range(4)])
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    yield Console(f"http://127.0.0.1:{port}", registry, store, codes, downloads)
+    server.shutdown()
+    thread.join(10)
+    store.close()
+    registry.close()
+
+
+@pytest.fixture
+def browser(console: Console, tmp_path: Path) -> Iterator[Any]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(console.downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def _login(driver: Any, console: Console) -> None:
+    driver.get(console.url + "/")
+    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "login-form")))
+    driver.find_element(By.ID, "username").send_keys("admin")
+    driver.find_element(By.ID, "password").send_keys(ADMIN_KEY)
+    driver.find_element(By.ID, "login-submit").click()
+    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "management-status")))
+
+
+def _text(driver: Any) -> str:
+    return str(driver.find_element(By.TAG_NAME, "body").text)
+
+
+def test_every_screen_in_both_languages(browser: Any, console: Console) -> None:
+    _login(browser, console)
+    screens = [("/", "管理状況", "Management status"), ("/sales", "現在の売電電力", "Current sold power"),
+               ("/sales/graph", "グラフ表示", "Graph"), (f"/plants/{console.codes[0]}", "時間別売電量", "Energy by hour")]
+    for language in ("ja", "en"):
+        browser.get(f"{console.url}/lang/{language}")
+        for path, japanese, english in screens:
+            browser.get(console.url + path)
+            assert (japanese if language == "ja" else english) in _text(browser), (language, path)
+    # The graph view drew its bars with the locally served plotly.js, and a bar leads to the plant.
+    browser.get(console.url + "/sales/graph")
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#sales-graph .bars .point path"), 15, "bars")
+    browser.get(f"{console.url}/plants/{console.codes[0]}")
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#chart-energy-hour .bars .point path"), 15,
+               "the hourly energy bars")
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_the_sales_list_refreshes_with_new_readings(browser: Any, console: Console) -> None:
+    _login(browser, console)
+    browser.get(console.url + "/lang/ja?back=/sales")
+    cell = f'tr[data-code="{console.codes[1]}"] .sold-w'
+    assert browser.find_element(By.CSS_SELECTOR, cell).text == "未計測"
+    first_stamp = wait_until(lambda: browser.find_element(By.ID, "updated-at").text, 10, "the first refresh")
+    console.store.write_readings("gw-b1", power=[PowerReading(measured_at=timeutil.now_jst(), power_w=-3210)],
+                                 energy=[])
+    began = time.monotonic()
+    wait_until(lambda: browser.find_element(By.CSS_SELECTOR, cell).text == "3,210 W", 25, "the list to refresh")
+    assert time.monotonic() - began < 25
+    assert browser.find_element(By.ID, "updated-at").text != first_stamp
+    assert browser.current_url.endswith("/sales")  # refreshed in place, not reloaded
+
+
+def test_csv_download_is_utf8_with_bom(browser: Any, console: Console) -> None:
+    _login(browser, console)
+    browser.get(f"{console.url}/plants/{console.codes[0]}")
+    link = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "csv-energy-hour")
+                                            if "format=csv" in d.find_element(By.ID, "csv-energy-hour")
+                                            .get_attribute("href") else None)
+    link.click()
+    done = wait_until(lambda: [p for p in console.downloads.iterdir() if p.suffix == ".csv"], 15, "the download")
+    data = done[0].read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    lines = data.decode("utf-8-sig").splitlines()
+    assert lines[0] == "period_start,period_end,sold_kwh,bought_kwh,slots,backfilled"
+    assert len(lines) == 3  # two hours with energy today
+    assert done[0].name.startswith(f"{console.codes[0]}-energy-hour-")

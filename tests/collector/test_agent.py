@@ -1,0 +1,70 @@
+"""The read loop over the whole stack (virtual module on a pty, sped up): pushes, fallback, backfill."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from echonet.module_sim import Fault
+from pms_collector import metrics
+from pms_collector.agent import Collector
+from pms_collector.link import SimulatedModuleLink
+from pms_collector.settings import CollectorSettings
+from pms_common.health import Health
+from pms_common.timeutil import JST, SLOT
+from tests.collector.waiting import eventually
+from tests.conftest import free_port
+
+START = datetime(2026, 6, 1, 9, 0, 20, tzinfo=JST)
+SPEED = 900  # a slot every 2 s
+
+
+def _readings(collector: Collector) -> list[dict[str, object]]:
+    return [r for b in collector.outbox.pending(limit=100_000) for r in json.loads(b.readings_json)]
+
+
+def test_slots_from_pushes_gaps_backfilled_and_meter_timestamps(tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    # No broker at all: nothing acks, so the outbox keeps every reading for the checks below (and
+    # the read side must not care that the uplink is down).
+    settings = CollectorSettings(link="sim", gateway_id=f"gw-agent-{run}", mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
+                                 mqtt_client_id=f"c-{run}", outbox_path=tmp_path / "outbox.db",
+                                 power_interval_s=1, slot_fallback_s=1, read_timeout_s=3)
+    link = SimulatedModuleLink(settings, start=START, speed=SPEED)
+    collector = Collector(settings, link, Health())
+    pushed_before = metrics.SLOT_SOURCE.labels("push")._value.get()
+
+    async def scenario() -> None:
+        await asyncio.wait_for(link.ready.wait(), 20)
+        await eventually(lambda: (collector.last_slot_end or START) >= START.replace(minute=0) + 3 * SLOT, 20,
+                         "three slots")
+        # The module goes silent for 6 s (1.5 h of meter time): its pushes are lost.
+        link.simulator.inject(Fault.NO_RESPONSE, seconds=6)
+        silent_from = collector.last_slot_end
+        assert silent_from is not None
+        await eventually(lambda: (collector.last_slot_end or START) >= silent_from + 8 * SLOT
+                         and not collector.slots.pending, 40, "slots after the silence, gap refilled")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        try:
+            await asyncio.wait_for(scenario(), 60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+
+    asyncio.run(main())
+    collector = Collector(settings, link, Health())  # reopen the outbox the run closed
+    readings = _readings(collector)
+    slots = sorted({datetime.fromisoformat(str(r["slot_end"])) for r in readings if r["kind"] == "energy"})
+    assert slots == [slots[0] + SLOT * i for i in range(len(slots))], "every slot, none missing"
+    assert any(r["kind"] == "energy" and r["backfilled"] for r in readings)
+    assert metrics.SLOT_SOURCE.labels("push")._value.get() > pushed_before
+    # Power carries the meter's time (June), not the gateway's.
+    stamps = [datetime.fromisoformat(str(r["measured_at"])) for r in readings if r["kind"] == "power"]
+    assert stamps and all(START - timedelta(minutes=2) < s < slots[-1] + timedelta(hours=1) for s in stamps)
+    collector.outbox.close()

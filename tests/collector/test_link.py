@@ -1,0 +1,88 @@
+"""The asyncio B-route link (echonet.aio_link) over a virtual module on a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from echonet.aio_link import AsyncBRouteLink, LinkFatal, open_serial
+from echonet.frame import ESV, Frame, Property
+from echonet.meter_sim import MeterProfile, SimulatedMeter
+from echonet.module_sim import Fault, ModuleConfig, VirtualModule
+from echonet.pty_sim import PtySimulator, SimClock
+from echonet.serial_link import LinkError
+from echonet.session import SessionConfig
+from echonet.skstack_events import Family
+from pms_collector.link import SIM_PASSWORD, SIM_RBID, SimulatedModuleLink
+from pms_collector.settings import CollectorSettings
+from pms_common.timeutil import JST
+from tests.collector.waiting import eventually
+
+START = datetime(2026, 6, 1, 11, 59, 50, tzinfo=JST)
+
+
+def _run(link: AsyncBRouteLink, body: Callable[[], Awaitable[None]]) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        driver = asyncio.create_task(link.run(stop))
+        try:
+            await asyncio.wait_for(body(), 30)
+        finally:
+            stop.set()
+            await asyncio.wait_for(driver, 10)
+
+    asyncio.run(main())
+
+
+def test_requests_pushes_and_rejoins_through_the_whole_stack() -> None:
+    settings = CollectorSettings(link="sim", sim_module="bp35a1")
+    # The meter runs 600× faster so a slot end (and its INF push) comes within seconds.
+    link = SimulatedModuleLink(settings, start=START, speed=600)
+    pushes: list[Frame] = []
+    link.on_notification = pushes.append
+
+    async def body() -> None:
+        answer = await link.request(ESV.GET, [Property(0xE7)], timeout_s=20)
+        assert answer.esv == ESV.GET_RES and len(answer.properties[0].edt) == 4
+        assert link.family is Family.SINGLE_HOP and link.module_family == "sim" and link.lqi is not None
+        await eventually(lambda: any(p.properties[0].epc == 0xEA for p in pushes if p.esv == ESV.INF), 20,
+                         "the EA/EB push at a slot end")
+        joins = link.joins
+        link.simulator.inject(Fault.SESSION_EXPIRY)  # EVENT 29: the session rejoins on its own
+        await link.wait_joined(after=joins)
+        link.rejoin()
+        await link.wait_joined(after=joins + 1)
+        link.restart()
+        await link.wait_joined(after=joins + 2)
+        answer = await link.request(ESV.GET, [Property(0xD3), Property(0xE1)], timeout_s=20)
+        assert answer.esv == ESV.GET_RES
+
+    _run(link, body)
+
+
+def test_a_refused_password_ends_the_link_with_a_clear_error(tmp_path: Path) -> None:
+    module = VirtualModule(ModuleConfig(family=Family.DUAL_STACK, rbid=SIM_RBID, password=SIM_PASSWORD, speed=50,
+                                        min_scan_duration=4),
+                           SimulatedMeter(MeterProfile(installed_at=datetime(2026, 5, 1, tzinfo=JST))),
+                           SimClock(START, 1.0, time.monotonic()))
+    simulator = PtySimulator(module, str(tmp_path / "tty"))
+    simulator.start()
+    config = SessionConfig(rbid=SIM_RBID, password="WRONGPASSWRD", backoff_initial_s=0.1, backoff_max_s=0.2)
+    link = AsyncBRouteLink(lambda: open_serial(str(tmp_path / "tty")), config)
+    try:
+        with pytest.raises(LinkFatal, match=r"refused to authenticate 3 times.*B-route ID and password"):
+            asyncio.run(asyncio.wait_for(link.run(asyncio.Event()), 30))
+    finally:
+        simulator.stop()
+
+
+def test_a_missing_device_is_a_link_error(tmp_path: Path) -> None:
+    link = AsyncBRouteLink(lambda: open_serial(str(tmp_path / "nothing")), SessionConfig(rbid=SIM_RBID,
+                                                                                       password=SIM_PASSWORD))
+    with pytest.raises(LinkError, match="cannot open serial device"):
+        asyncio.run(link.run(asyncio.Event()))

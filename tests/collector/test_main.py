@@ -1,0 +1,58 @@
+"""Acceptance 2: bad configuration gives a sentence and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import wait_until
+
+RBID = "00112233445566778899AABBCCDDEEFF"
+PASSWORD = "0123456789AB"
+
+
+def _collector(pms_processes: Any, tmp_path: Path, **settings: str) -> tuple[int, str]:
+    env = {"PMS_METRICS_PORT": "0", "PMS_MQTT_URL": "mqtt://127.0.0.1:1", "PMS_GATEWAY_ID": "gw-badconf",
+           "PMS_OUTBOX_PATH": str(tmp_path / "outbox.db"), "PMS_BROUTE_ID": RBID, "PMS_BROUTE_PASSWORD": PASSWORD,
+           **{f"PMS_{k.upper()}": v for k, v in settings.items()}}
+    process = pms_processes(["collector"], env)
+    code = process.proc.wait(60)
+    return code, process.log()
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    ({"module_family": "bp99"}, "PMS_MODULE_FAMILY: Input should be 'auto', 'single-hop' or 'dual-stack'"),
+    ({"broute_id": "tooshort"}, "broute_id must be the 32 letters and digits of the B-route ID"),
+    ({"broute_password": ""}, "broute_password is empty"),
+    ({"power_interval_s": "0.5"}, "PMS_POWER_INTERVAL_S: Input should be greater than or equal to 1"),
+])
+def test_bad_settings_exit_2(pms_processes: Any, tmp_path: Path, settings: dict[str, str], says: str) -> None:
+    code, log = _collector(pms_processes, tmp_path, device=str(tmp_path / "tty"), **settings)
+    assert code == 2
+    assert says in log and "Traceback" not in log
+
+
+def test_a_missing_device_exits_3(pms_processes: Any, tmp_path: Path) -> None:
+    code, log = _collector(pms_processes, tmp_path, device="/dev/ttyNOSUCHDONGLE")
+    assert code == 3
+    assert "cannot open serial device /dev/ttyNOSUCHDONGLE" in log and "Traceback" not in log
+
+
+def test_an_unwritable_outbox_exits_2(pms_processes: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, log = _collector(pms_processes, tmp_path, device="/dev/null", outbox_path=str(blocker / "outbox.db"))
+    assert code == 2
+    assert "cannot open the outbox" in log and "Traceback" not in log
+
+
+def test_a_wrong_password_exits_4(pms_processes: Any, tmp_path: Path) -> None:
+    tty = tmp_path / "tty"
+    pms_processes(["sim", "--module", "bp35c0", "--link", str(tty), "--rbid", RBID, "--password", "THEREALONE12",
+                   "--speed", "60", "--min-scan-duration", "4"], {}, name="sim")
+    wait_until(tty.exists, 10, "the virtual module's pty")
+    code, log = _collector(pms_processes, tmp_path, device=str(tty))
+    assert code == 4
+    assert "the meter refused to authenticate 3 times" in log and "Traceback" not in log

@@ -1,0 +1,94 @@
+"""Gateways, events, notices and the summary through the Flask test client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from pms_common import timeutil
+from pms_common.messages import EnergyReading
+from tests.unit.api.conftest import PROBLEM, Api
+
+
+def test_notices_for_everyone_and_for_one_customer(api: Api) -> None:
+    general = api.send("POST", "/api/v1/notices", {"kind": "maintenance", "title": "定期メンテナンス",
+                                                   "body": "サーバー停止", "starts_at": "2026-07-01T01:00:00+09:00",
+                                                   "ends_at": "2099-07-01T03:00:00+09:00"})
+    assert general.status_code == 201, general.get_data(as_text=True)
+    assert general.get_json()["starts_at"] == "2026-07-01T01:00:00+09:00"
+    own = api.send("POST", "/api/v1/notices", {"kind": "outage", "title": "停電", "body": "c2 only",
+                                               "customer_id": "c2"})
+    assert own.status_code == 201
+    titles = lambda key: [n["title"] for n in api.get("/api/v1/notices", key).get_json()["items"]]  # noqa: E731
+    assert titles(api.keys["c1"]) == ["定期メンテナンス"]
+    assert titles(api.keys["c2"]) == ["停電", "定期メンテナンス"]
+    assert api.get("/api/v1/notices").get_json()["total"] == 2
+    assert api.send("DELETE", f"/api/v1/notices/{own.get_json()['notice_id']}").status_code == 204
+    assert api.send("DELETE", f"/api/v1/notices/{own.get_json()['notice_id']}").status_code == 404
+    assert api.get("/api/v1/notices", api.keys["c2"]).get_json()["total"] == 1
+
+
+def test_ended_notices_are_left_out_of_current(api: Api) -> None:
+    past = (timeutil.now_jst() - timedelta(days=1)).isoformat()
+    api.send("POST", "/api/v1/notices", {"kind": "info", "title": "old", "body": "", "ends_at": past})
+    api.send("POST", "/api/v1/notices", {"kind": "info", "title": "open-ended", "body": ""})
+    assert [n["title"] for n in api.get("/api/v1/notices?current=true").get_json()["items"]] == ["open-ended"]
+    assert api.get("/api/v1/notices").get_json()["total"] == 2
+
+
+@pytest.mark.parametrize("body", [
+    {"kind": "party", "title": "x", "body": ""},
+    {"kind": "info", "title": "x", "body": "", "starts_at": "2026-07-01T01:00:00"},  # no offset
+    {"kind": "info", "title": "x", "body": "", "starts_at": "2026-07-02T00:00:00+09:00",
+     "ends_at": "2026-07-01T00:00:00+09:00"},
+    {"kind": "info", "title": "x", "body": "", "customer_id": "nobody"},
+    {"kind": "info", "title": "x", "body": "", "starts_at": "0001-01-01T00:00:00+09:00"},
+])
+def test_bad_notices_are_422(api: Api, body: dict[str, object]) -> None:
+    response = api.send("POST", "/api/v1/notices", body)
+    assert response.status_code == 422
+    assert response.content_type == PROBLEM
+
+
+def test_customers_cannot_publish_notices(api: Api) -> None:
+    body = {"kind": "info", "title": "x", "body": ""}
+    assert api.send("POST", "/api/v1/notices", body, api.keys["c1"]).status_code == 403
+    created = api.send("POST", "/api/v1/notices", body).get_json()
+    assert api.send("DELETE", f"/api/v1/notices/{created['notice_id']}", None, api.keys["c1"]).status_code == 403
+
+
+def test_summary(api: Api) -> None:
+    now = timeutil.now_jst()
+    start, _ = timeutil.today_bounds(now)
+    api.registry.record_gateway_status("gw-a", "online", now)
+    api.registry.record_gateway_status("gw-c", "offline", now)
+    api.registry.open_event(kind="gateway_offline", at=now, message="c down", gateway_id="gw-c",
+                            service_code=api.codes["c"])
+    api.store.write_readings("gw-a", power=[], energy=[
+        EnergyReading(slot_end=start - timedelta(minutes=30), reverse_kwh=10.0, forward_kwh=0.0),
+        EnergyReading(slot_end=start, reverse_kwh=11.0, forward_kwh=0.0),  # yesterday's last slot
+        EnergyReading(slot_end=start + timedelta(minutes=30), reverse_kwh=13.0, forward_kwh=0.0),
+    ])
+    api.send("POST", "/api/v1/notices", {"kind": "outage", "title": "停電", "body": ""})
+    body = api.get("/api/v1/summary").get_json()
+    assert body["gateways"] == {"normal": 1, "abnormal": 1, "total": 2}
+    assert (body["plants"], body["total_sold_kwh"], body["today_sold_kwh"], body["open_events"]) == (3, 3.0, 2.0, 1)
+    assert [n["title"] for n in body["notices"]] == ["停電"]
+    assert [e["message"] for e in body["events"]] == ["c down"]
+    mine = api.get("/api/v1/summary", api.keys["c1"]).get_json()
+    assert mine["gateways"] == {"normal": 1, "abnormal": 0, "total": 1}
+    assert (mine["plants"], mine["open_events"], mine["events"]) == (2, 0, [])
+    other = api.get("/api/v1/summary", api.keys["c2"]).get_json()
+    assert (other["total_sold_kwh"], other["open_events"]) == (0.0, 1)
+
+
+def test_gateway_binding(api: Api) -> None:
+    response = api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": api.codes["b"]})
+    assert response.status_code == 200
+    assert response.get_json()["service_code"] == api.codes["b"]
+    assert api.get(f"/api/v1/plants/{api.codes['b']}").get_json()["gateway_ids"] == ["gw-b"]
+    assert api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": None}).get_json()["service_code"] is None
+    assert api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": "pss99999999"}).status_code == 422
+    assert api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": api.codes["a"]}, api.keys["c1"]).status_code == 403
+    assert api.send("PUT", "/api/v1/gateways/bad%20id", {"service_code": None}).status_code == 422

@@ -1,0 +1,117 @@
+"""The console's pages through the Flask test client: login, both languages, scoping, the vendored charts."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+
+from pms_common import timeutil
+from tests.unit.api.conftest import ADMIN, Api
+
+PAGES = ["/", "/sales", "/sales/graph"]
+
+
+def _login(api: Api, username: str = "admin", password: str = ADMIN, lang: str = "ja") -> FlaskClient:
+    client = api.client
+    response = client.post("/login", data={"username": username, "password": password, "lang": lang})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+def test_pages_need_a_login(api: Api) -> None:
+    for page in [*PAGES, f"/plants/{api.codes['a']}"]:
+        response = api.client.get(page)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_login_page_in_both_languages(api: Api) -> None:
+    assert "パスワード" in api.client.get("/login", headers={"Accept-Language": "ja"}).get_data(as_text=True)
+    assert "Password" in api.client.get("/login", headers={"Accept-Language": "en-US,en"}).get_data(as_text=True)
+
+
+def test_wrong_password_is_refused(api: Api) -> None:
+    response = api.client.post("/login", data={"username": "admin", "password": "wrong-password"})
+    assert response.status_code == 200
+    assert "ユーザー名またはパスワードが違います" in response.get_data(as_text=True)
+    assert api.client.get("/").status_code == 302
+
+
+def test_login_goes_back_to_the_page_asked_for_but_never_off_site(api: Api) -> None:
+    form = {"username": "admin", "password": ADMIN}
+    assert api.client.post("/login?next=/sales", data=form).headers["Location"] == "/sales"
+    assert api.client.post("/login?next=//evil.example/x", data=form).headers["Location"] == "/"
+    assert api.client.post("/login?next=https://evil.example/", data=form).headers["Location"] == "/"
+    assert api.client.post("/login?next=/%5Cevil.example", data=form).headers["Location"] == "/"
+    assert api.client.get("/lang/en?back=//evil.example").headers["Location"] == "/"
+    assert api.client.get("/lang/en?back=/sales").headers["Location"] == "/sales"
+
+
+def test_home_shows_status_notices_events_and_total(api: Api) -> None:
+    now = timeutil.now_jst()
+    api.registry.record_gateway_status("gw-a", "online", now)
+    api.registry.record_gateway_status("gw-c", "offline", now)
+    api.registry.open_event(kind="gateway_offline", at=now, message="gw-c offline", gateway_id="gw-c",
+                            service_code=api.codes["c"])
+    api.registry.create_notice(kind="outage", title="計画停電のお知らせ", body="6/1 10:00-12:00", created_at=now)
+    page = _login(api).get("/").get_data(as_text=True)
+    for text in ["管理状況", 'id="gw-normal">1<', 'id="gw-abnormal">1<', "計画停電のお知らせ", "gw-c offline",
+                 "総売電量", "異常（ゲートウェイ切断）"]:
+        assert text in page, text
+
+
+def test_every_screen_in_english_and_japanese(api: Api) -> None:
+    client = _login(api, lang="en")
+    for page, english, japanese in [("/", "Management status", "管理状況"), ("/sales", "Current sold power", "現在の売電電力"),
+                                    ("/sales/graph", "Graph", "グラフ表示"),
+                                    (f"/plants/{api.codes['a']}", "Energy by hour", "時間別売電量")]:
+        assert english in client.get(page).get_data(as_text=True), page
+        client.get("/lang/ja")
+        assert japanese in client.get(page).get_data(as_text=True), page
+        client.get("/lang/en")
+
+
+def test_sales_list_shows_not_measured_and_sold_power(api: Api) -> None:
+    from datetime import timedelta
+
+    from tests.unit.api.conftest import write_power
+
+    write_power(api, "gw-a", -2500, timedelta(seconds=5))
+    page = _login(api).get("/sales").get_data(as_text=True)
+    assert "2,500 W" in page
+    assert "未計測" in page
+    assert page.count("<tr data-code=") == 3
+
+
+def test_customer_user_sees_only_its_plants(api: Api) -> None:
+    api.registry.create_user(username="c1-user", password="c1-password", customer_id="c1", language="en",
+                             created_at=timeutil.now_jst())
+    client = _login(api, "c1-user", "c1-password", lang="xx")
+    page = client.get("/sales").get_data(as_text=True)
+    assert api.codes["a"] in page and api.codes["c"] not in page
+    assert "Sales status" in page  # the user's own language when the form names none we know
+    assert client.get(f"/plants/{api.codes['c']}").status_code == 404
+    assert client.get(f"/plants/{api.codes['a']}").status_code == 200
+    listed = client.get("/api/v1/plants").get_json()
+    assert [p["service_code"] for p in listed["items"]] == [api.codes["a"], api.codes["b"]]
+
+
+def test_the_session_reads_the_api_but_never_writes(api: Api) -> None:
+    client = _login(api)
+    assert client.get("/api/v1/summary").status_code == 200
+    assert client.post("/api/v1/customers", json={"customer_id": "c9", "name": "x"}).status_code == 401
+    client.post("/logout")
+    assert client.get("/api/v1/summary").status_code == 401
+
+
+def test_charts_are_served_locally(api: Api) -> None:
+    page = _login(api).get(f"/plants/{api.codes['a']}").get_data(as_text=True)
+    assert 'src="/vendor/plotly.min.js"' in page and "cdn" not in page.lower()
+    script = api.client.get("/vendor/plotly.min.js")
+    assert script.status_code == 200
+    assert script.content_type.startswith("text/javascript")
+    assert b"plotly" in script.data[:2000].lower()
+
+
+def test_the_session_key_is_shared_through_the_registry(api: Api) -> None:
+    assert api.registry.shared_secret("console-session") == api.registry.shared_secret("console-session")
+    assert len(api.registry.shared_secret("console-session")) == 64

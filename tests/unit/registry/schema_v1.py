@@ -1,0 +1,142 @@
+"""The registry schema as PMS v1 created it (metadata.create_all, no migrations): frozen for upgrade tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import DateTime as _DateTime
+
+from pms_common.timeutil import JST
+
+
+class DateTime(TypeDecorator[datetime]):
+    """Timezone-aware on both engines: stored as UTC (SQLite keeps no offset), read back in JST."""
+
+    impl = _DateTime
+    cache_ok = True
+
+    def __init__(self, timezone: bool = True) -> None:
+        super().__init__(timezone=timezone)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the registry stores timezone-aware timestamps only")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(JST)  # type: ignore[no-any-return]
+
+metadata = MetaData()
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+)
+
+plants = Table(
+    "plants",
+    metadata,
+    Column("service_code", String(11), primary_key=True),
+    Column("customer_id", String(32), ForeignKey("customers.customer_id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("address", String(400), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("capacity_kw", Float),
+    Column("tariff_yen_per_kwh", Float),
+    Column("billing_start_date", Date),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Service codes are issued from a counter so a code is never reused, even after a plant is deleted.
+service_code_counter = Table(
+    "service_code_counter",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last_issued", Integer, nullable=False),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("service_code", String(11), ForeignKey("plants.service_code"), index=True),
+    Column("status", String(16), nullable=False, default="unknown"),
+    Column("status_changed_at", DateTime(timezone=True)),
+    Column("last_seen_at", DateTime(timezone=True)),
+    Column("power_interval_s", Float, nullable=False, default=60.0),
+    Column("heartbeat", JSON),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("customer_id", String(32), ForeignKey("customers.customer_id")),  # NULL = admin
+    Column("label", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("gateway_id", String(64), index=True),
+    Column("service_code", String(11), index=True),
+    Column("opened_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("recovered_at", DateTime(timezone=True)),
+    Column("message", Text, nullable=False),
+)
+
+notices = Table(
+    "notices",
+    metadata,
+    Column("notice_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # maintenance | outage | info
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("starts_at", DateTime(timezone=True)),
+    Column("ends_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("id"),
+)
+
+SCHEMA_VERSION = 1
