@@ -1,21 +1,25 @@
 """Ingest throughput: simulated gateways → real Mosquitto (QoS 1) → `pms ingest` → each store.
 
-    .venv/bin/python bench/ingest.py [--gateways 100] [--readings-per-batch 10] [--seconds 20]
-                                     [--stores sqlite,influxdb]
+    .venv/bin/python bench/ingest.py [--gateways 100] [--readings-per-batch 10] [--in-flight 50]
+                                     [--seconds 20] [--paced-rate 5000] [--stores sqlite,influxdb]
 
 Starts its own Mosquitto on a free port with the production config (deploy/mosquitto/mosquitto.conf:
 auth, ACL, persistence, queue limits; only paths and the port rewritten, as tests/deploy does), and
 its own influxd (Debian's InfluxDB 1.x) with data in a temp dir. Then, in one run:
 
-1. the baseline: a bare paho subscriber (its own process) receives the stream, published as fast
-   as the publisher can; its receive rate is the ceiling of a Python MQTT consumer on this machine;
-2. for each store: one `pms ingest` process; the publisher (its own process) behaves as N gateways,
-   each with at most `--in-flight` unacked batches, publishing the next one when an ack arrives.
+1. the baseline, a bare paho subscriber in its own process: live, receiving the stream while it
+   is published as fast as the publisher can (the issue's yardstick), and draining the same stream
+   queued in the broker while it was away (what a subscriber that does nothing else can take);
+2. for each store, one `pms ingest` process, and the publisher (its own process) acting as N
+   gateways: each keeps at most `--in-flight` unacked batches (the collector's max_in_flight) and
+   publishes the next one when an ack arrives, for `--seconds`; then the same at a steady
+   `--paced-rate` readings/s, below saturation, for the delay a fleet sees in normal operation.
 
 Per store it prints readings/s sustained (stored and acked, over the run), readings lost (published
 but not stored: must be 0; nothing is resent, so a loss cannot hide), p50/p99 delay from publish
-to queryable (to the ack, which ingest sends only after the write is durable, hence queryable),
-and the ratio to the bare-subscriber rate.
+to queryable (to the ack, which ingest sends only after the write is durable, hence queryable;
+at saturation it is mostly the in-flight window queued ahead, by Little's law), the ratio to the
+bare subscriber's rates, and the CPU each process used.
 """
 
 from __future__ import annotations
@@ -240,7 +244,10 @@ def _connect(client: mqtt.Client, port: int) -> None:
 
 
 def role_subscriber(args: argparse.Namespace) -> None:
-    """A bare paho subscriber: counts readings batches until `expected` arrived or it goes idle."""
+    """A bare paho subscriber that counts the readings batches it receives. Live: subscribed while
+    the stream is published, until it goes idle. Drain: subscribes with a persistent session, goes
+    away while the stream is published (the broker queues it), then comes back on "GO" (stdin) and
+    receives the backlog as fast as it can, until `expected` batches arrived."""
     received = 0
     first = last = 0.0
     done = threading.Event()
@@ -255,14 +262,21 @@ def role_subscriber(args: argparse.Namespace) -> None:
         if received >= args.expected:
             done.set()
 
-    client = _client(args.port, "ingest", f"bench-bare-{os.getpid()}")
+    client = _client(args.port, "ingest", f"bench-bare-{args.mode}", clean=args.mode != "drain")
     client.on_message = on_message
     client.on_subscribe = lambda *_a: subscribed.set()
     _connect(client, args.port)
     client.subscribe("pms/v1/gw/+/readings", qos=1)
     if not subscribed.wait(10):
         raise SystemExit("the bare subscriber could not subscribe")
-    print("READY", flush=True)
+    if args.mode == "drain":
+        client.disconnect()
+        client.loop_stop()
+        print("READY", flush=True)
+        args.expected = int(sys.stdin.readline())  # the batches published meanwhile
+        _connect(client, args.port)
+    else:
+        print("READY", flush=True)
     while not done.wait(1.0):
         if received and time.time() - last > 5:
             break
@@ -325,12 +339,13 @@ def role_publisher(args: argparse.Namespace) -> None:
         interval = args.readings_per_batch / args.rate
         due, g = time.time(), 0
         while due < stop_at:
-            time.sleep(max(0.0, due - time.time()))
+            time.sleep(max(0.0, min(0.002, due - time.time())))
             with lock:
-                if next_seq[g] - 1 - acked[g] < args.in_flight:
-                    publish(g)
-            g = (g + 1) % args.gateways
-            due += interval
+                while due <= time.time() and due < stop_at:  # whatever fell due meanwhile
+                    if next_seq[g] - 1 - acked[g] < args.in_flight:
+                        publish(g)
+                    g = (g + 1) % args.gateways
+                    due += interval
         with lock:
             if all(next_seq[i] - 1 == acked[i] for i in range(args.gateways)):
                 finished.set()
@@ -341,7 +356,7 @@ def role_publisher(args: argparse.Namespace) -> None:
                     publish(g)
     if args.mode == "blast":
         g = 0
-        while time.time() < stop_at:
+        while time.time() < stop_at and not (args.max_batches and published >= args.max_batches):
             for _ in range(100):
                 publish(g)
                 g = (g + 1) % args.gateways
@@ -378,7 +393,7 @@ def _role(role: str, port: int, args: argparse.Namespace, **extra: Any) -> subpr
             "--seconds", str(args.seconds), "--in-flight", str(args.in_flight)]
     for key, value in extra.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
 
 
 def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
@@ -390,24 +405,34 @@ def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     return result
 
 
-def baseline(port: int, args: argparse.Namespace) -> float:
-    """Readings/s a bare paho subscriber receives of the stream published as fast as possible."""
-    expected = 10**12  # ends when the publisher stops (idle) rather than at a count
-    subscriber = _role("subscriber", port, args, expected=expected)
-    assert subscriber.stdout is not None
-    assert subscriber.stdout.readline().strip() == "READY"
-    publisher = _role("publisher", port, args, mode="blast")
-    sent = _result(publisher, args.seconds + 120)
-    got = _result(subscriber, 120)
-    messages = got["received"]
-    if messages < sent["published_batches"]:
-        print(f"  (the bare subscriber missed {sent['published_batches'] - messages} of "
-              f"{sent['published_batches']} messages)")
-    rate = messages * args.readings_per_batch / max(got["last"] - got["first"], 1e-9)
-    publish_rate = sent["published_batches"] * args.readings_per_batch / (sent["ended"] - sent["started"])
-    print(f"bare paho subscriber: {rate:,.0f} readings/s received ({messages:,} batches; "
-          f"publisher offered {publish_rate:,.0f} readings/s)")
-    return rate
+def baseline(port: int, args: argparse.Namespace) -> tuple[float, float]:
+    """Readings/s a bare paho subscriber receives: live, the stream as the publisher offers it (the
+    issue's yardstick), and draining a backlog queued in the broker (what a subscriber that does
+    nothing else can take: the stricter one)."""
+    rates = []
+    for mode in ("live", "drain"):
+        subscriber = _role("subscriber", port, args, mode=mode, expected=10**12)
+        assert subscriber.stdout is not None
+        assert subscriber.stdout.readline().strip() == "READY"
+        # The drain backlog stays under the broker's max_queued_messages (100,000).
+        publisher = _role("publisher", port, args, mode="blast", max_batches=90_000 if mode == "drain" else 0)
+        sent = _result(publisher, args.seconds + 120)
+        if mode == "drain":
+            assert subscriber.stdin is not None
+            subscriber.stdin.write(f"{sent['published_batches']}\n")
+            subscriber.stdin.flush()
+        got = _result(subscriber, 300)
+        messages = got["received"]
+        if messages < sent["published_batches"]:
+            print(f"  (the bare subscriber missed {sent['published_batches'] - messages:,} of "
+                  f"{sent['published_batches']:,} batches)")
+        rate = messages * args.readings_per_batch / max(got["last"] - got["first"], 1e-9)
+        offered = sent["published_batches"] * args.readings_per_batch / (sent["ended"] - sent["started"])
+        what = (f"live, the publisher offering {offered:,.0f}/s" if mode == "live"
+                else "draining a backlog queued in the broker")
+        print(f"bare paho subscriber: {rate:,.0f} readings/s received ({what}; {messages:,} batches)")
+        rates.append(rate)
+    return rates[0], rates[1]
 
 
 def stored_readings(store_url: str, gateways: int) -> int:
@@ -432,7 +457,9 @@ def stored_readings(store_url: str, gateways: int) -> int:
         store.close()
 
 
-def run_store(name: str, store_url: str, port: int, args: argparse.Namespace, workdir: Path, bare: float) -> None:
+def run_store(
+    name: str, store_url: str, port: int, args: argparse.Namespace, workdir: Path, bare: tuple[float, float]
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
     env.update({
         "PMS_MQTT_URL": f"mqtt://ingest:{PASSWORDS['ingest']}@127.0.0.1:{port}",
@@ -473,7 +500,7 @@ def run_store(name: str, store_url: str, port: int, args: argparse.Namespace, wo
     print(f"{name}: {rate:,.0f} readings/s sustained over {elapsed:.1f} s; readings lost: {published - stored}"
           f" (published {published:,}, stored {stored:,}, unacked batches {sent['unacked_batches']});"
           f" publish→queryable p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms;"
-          f" {rate / bare:.2f} × the bare subscriber")
+          f" {rate / bare[0]:.2f} × the bare subscriber live, {rate / bare[1]:.2f} × draining")
     if paced:
         d = paced["delays"]
         offered = len(d) * args.readings_per_batch / (paced["ended"] - paced["started"])
@@ -499,7 +526,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write a cProfile of each ingest run to PROFILE.<store>")
     parser.add_argument("--role", choices=["subscriber", "publisher"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=["gateway", "blast"], help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["gateway", "blast", "live", "drain"], help=argparse.SUPPRESS)
+    parser.add_argument("--max-batches", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "subscriber":

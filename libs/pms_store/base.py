@@ -70,8 +70,11 @@ class EnergyPoint:
     """Energy of one period for one gateway; periods are JST and named by their start, except
     30-minute slots, which are named by their end (`period_end`) as the meter does.
 
-    `slots` counts the slot energies that went into the period and `backfilled` is true when any
-    of them came from history backfill; sold/bought are None when no slot of the period is known.
+    A period holds the slots ending in (period_start, period_end]: the slot ending 00:00 closes the
+    day (and month) before. `slots` counts the slots of the period with a derived energy (a slot
+    needs its own register and the one before it; a register that went backwards derives none) and
+    `backfilled` is true when any of them came from history backfill. sold/bought are None when no
+    slot of the period has that energy (a meter without the forward register has no bought).
     """
 
     gateway_id: str
@@ -121,10 +124,13 @@ class TimeSeriesStore(Protocol):
         self, gateway_ids: Iterable[str], start: datetime, end: datetime, interval: EnergyInterval
     ) -> list[EnergyPoint]:
         """Sold/bought energy per period (JST calendar for hour/day/month) overlapping [start, end),
-        ordered by gateway then period; only periods with at least one known slot are returned."""
+        ordered by gateway then period; only periods with at least one derived slot are returned.
+        Hour, day and month come from rollups kept at write time: a year of months costs no more
+        than a day of hours."""
 
     def daily_peaks(self, gateway_ids: Iterable[str], first_day: date, last_day: date) -> list[DailyPeak]:
-        """Per gateway and JST day in [first_day, last_day], the day's peak sold power (days with data)."""
+        """Per gateway and JST day in [first_day, last_day], the day's peak sold power (days with
+        power samples; a day that only bought has peak 0), the earliest sample on a tie."""
 
     def total_sold_kwh(self, gateway_ids: Iterable[str]) -> dict[str, float]:
         """All sold energy ever stored, per gateway (the home screen's total)."""

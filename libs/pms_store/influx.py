@@ -49,6 +49,8 @@ DEFAULT_PORT = 8086
 _IDS_PER_QUERY = 100
 # Longer queries are POSTed as a form (InfluxDB 1.x, 2.x and 3.x all take q in a POST body).
 _MAX_GET_QUERY = 4000
+# Points per /write request: ~1 MB of line protocol, far below the servers' body limits.
+_LINES_PER_WRITE = 10_000
 # Peaks this process knows are stored, per (gateway, JST day): a lower bound that saves a read.
 _PEAK_CACHE_MAX = 200_000
 
@@ -157,6 +159,10 @@ def _series_of(result: Mapping[str, Any]) -> list[_Series]:
     return out
 
 
+def _statement_id(result: Mapping[str, Any]) -> int:
+    return int(result.get("statement_id", 0))
+
+
 def _float_or_none(value: Any) -> float | None:
     # JSON renders a float field that holds a whole number (1.0) as 1: read every number back as float.
     return None if value is None else float(value)
@@ -195,6 +201,7 @@ class InfluxStore:
         self._db_lock = threading.Lock()
         self._db_ready = False
         self._peak_floor: dict[tuple[str, int], tuple[int, int]] = {}
+        self._multi_statement: bool | None = None  # does the server take `;`-separated statements?
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 10.0) -> InfluxStore:
@@ -304,22 +311,53 @@ class InfluxStore:
         if not lines:
             return
         self._ensure_database()
-        response = self._request(
-            "POST", "/write", params={"db": self.database, "precision": "s"}, content="\n".join(lines) + "\n"
-        )
-        if response.status_code != 204:
-            raise self._refused(response, what)
+        # Servers cap a request body (InfluxDB 1.x: 25 MB by default); large writes go in parts.
+        # A write that fails part way is not acked by ingest and is rewritten whole: idempotent.
+        for first in range(0, len(lines), _LINES_PER_WRITE):
+            response = self._request(
+                "POST", "/write", params={"db": self.database, "precision": "s"},
+                content="\n".join(lines[first : first + _LINES_PER_WRITE]) + "\n",
+            )
+            if response.status_code != 204:
+                raise self._refused(response, what)
 
     def _query(self, q: str) -> list[_Series]:
         """Run one SELECT and return its series; any error becomes a StoreError."""
         return [series for result in self._query_many([q]) for series in result]
 
     def _query_many(self, statements: Sequence[str]) -> list[list[_Series]]:
-        """Run SELECTs in one request (one round trip); returns the series of each, in order."""
+        """Run SELECTs in one request (one round trip); returns the series of each, in order.
+
+        InfluxDB 1.x and 2.x answer `;`-separated statements with one result each. A server that
+        does not (InfluxDB 3 has had an open issue about it) is then asked one statement at a
+        time, and remembered as such.
+        """
         if not statements:
             return []
         self._ensure_database()
-        q = ";\n".join(statements)
+        if len(statements) > 1 and self._multi_statement is not False:
+            try:
+                results = self._send_query(";\n".join(statements))
+            except StoreError:
+                if self._multi_statement:
+                    raise
+                results = []
+            if len(results) == len(statements):
+                self._multi_statement = True
+                return [self._series_checked(r) for r in sorted(results, key=_statement_id)]
+            if self._multi_statement:
+                raise StoreError(f"InfluxDB at {self._base_url} answered {len(results)} results"
+                                 f" to {len(statements)} statements")
+            log.info("InfluxDB at %s does not take several statements per query: sending one at a time",
+                     self._base_url)
+            self._multi_statement = False
+        out = []
+        for statement in statements:
+            results = self._send_query(statement)
+            out.append([series for r in results for series in self._series_checked(r)])
+        return out
+
+    def _send_query(self, q: str) -> list[dict[str, Any]]:
         params = {"db": self.database, "epoch": "s"}
         if len(q) <= _MAX_GET_QUERY:
             response = self._request("GET", "/query", params={**params, "q": q})
@@ -330,19 +368,16 @@ class InfluxStore:
             raise self._refused(response, "a query")
         try:
             results: list[dict[str, Any]] = response.json()["results"]
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"InfluxDB at {self._base_url} answered a query with no results: {exc}") from exc
-        by_statement: list[list[_Series]] = [[] for _ in statements]
-        for position, result in enumerate(results):
-            if result.get("error"):
-                raise StoreError(
-                    f"InfluxDB at {self._base_url} refused a query on database {self.database!r}:"
-                    f" {result['error']}"
-                )
-            index = int(result.get("statement_id", position))
-            if 0 <= index < len(by_statement):
-                by_statement[index] = _series_of(result)
-        return by_statement
+        return results
+
+    def _series_checked(self, result: Mapping[str, Any]) -> list[_Series]:
+        if result.get("error"):
+            raise StoreError(
+                f"InfluxDB at {self._base_url} refused a query on database {self.database!r}: {result['error']}"
+            )
+        return _series_of(result)
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -442,9 +477,15 @@ class InfluxStore:
         ids = list(dict.fromkeys(gateway_ids))
         latest: dict[str, LatestPower] = {}
         # last() picks the point with the newest time, whatever order the points were written in.
-        for gw, rows in self._select_by_gateway("SELECT last(power_w) FROM power", ids).items():
-            if rows and rows[0].get("last") is not None:
-                latest[gw] = LatestPower(gw, timeutil.from_epoch(int(rows[0]["time"])), int(rows[0]["last"]))
+        # Unbounded, it reads every shard of a series (a year: ~0.3 s for 100 gateways); a gateway
+        # that reports has its newest sample in the last day, so the windows widen only for the rest.
+        for window in ("time > now() - 1d", "time > now() - 35d", ""):
+            missing = [gw for gw in ids if gw not in latest]
+            if not missing:
+                break
+            for gw, rows in self._select_by_gateway("SELECT last(power_w) FROM power", missing, window).items():
+                if rows and rows[0].get("last") is not None:
+                    latest[gw] = LatestPower(gw, timeutil.from_epoch(int(rows[0]["time"])), int(rows[0]["last"]))
         return latest
 
     def sold_kwh_between(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> dict[str, float]:

@@ -27,8 +27,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from pms_common import timeutil
-from pms_store.sqlite import SqliteStore
+from pms_store import open_store
 from tests.conftest import PmsProcess, free_port, wait_until
+from tests.store.conftest import influxdb_url  # noqa: F401 - the session's influxd, as a fixture here
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,7 @@ IN_FLIGHT = 20
 RESEND_AFTER_S = 3.0
 T0 = datetime(2026, 3, 31, 22, tzinfo=timeutil.JST)  # the burst crosses a JST day and month end
 SLOT_KWH = 0.5
+RUN = uuid.uuid4().hex[:6]  # gateway ids of this run: an InfluxDB database may be shared
 
 
 @pytest.fixture
@@ -101,7 +103,7 @@ class Fleet:
 
     @staticmethod
     def gateways() -> list[str]:
-        return [f"kill-gw-{n:02d}" for n in range(GATEWAYS)]
+        return [f"kill-gw-{RUN}-{n:02d}" for n in range(GATEWAYS)]
 
     def _on_ack(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         ack = json.loads(message.payload)
@@ -146,14 +148,20 @@ class Fleet:
         self.client.disconnect()
 
 
+@pytest.fixture(params=["sqlite", "influxdb"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ts.db'}"
+    return str(request.getfixturevalue("influxdb_url"))
+
+
 def test_sigkill_mid_burst_loses_nothing_and_counts_nothing_twice(
-    broker: int, tmp_path: Path, pms_processes: Callable[..., PmsProcess]
+    broker: int, store_url: str, pms_processes: Callable[..., PmsProcess]
 ) -> None:
-    db = tmp_path / "ts.db"
     metrics_port = free_port()
     env = {
         "PMS_MQTT_URL": f"mqtt://127.0.0.1:{broker}",
-        "PMS_TSDB_URL": f"sqlite:///{db}",
+        "PMS_TSDB_URL": store_url,
         "PMS_METRICS_PORT": str(metrics_port),
         "PMS_MQTT_CLIENT_ID": "ingest-sigkill",  # the persistent session outlives the killed process
         "PMS_LOG_LEVEL": "INFO",
@@ -179,7 +187,7 @@ def test_sigkill_mid_burst_loses_nothing_and_counts_nothing_twice(
     finally:
         fleet.close()
 
-    store = SqliteStore(db)
+    store = open_store(store_url)
     try:
         power_per_gateway = sum(1 for seq in range(1, BATCHES + 1) for r in readings_of(seq) if r["kind"] == "power")
         slots_per_gateway = len(range(0, BATCHES * READINGS_PER_BATCH, 30))

@@ -144,3 +144,29 @@ def test_a_flush_of_many_gateways_costs_one_query_and_one_write(
         ]
     finally:
         store.close()
+
+
+def test_a_server_that_answers_one_statement_per_query_is_asked_one_at_a_time() -> None:
+    """InfluxDB 3 has had an open issue on `;`-separated statements: the store must not rely on them."""
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = request.url.params.get("q") or dict(httpx.QueryParams(request.content.decode())).get("q", "")
+        asked.append(q)
+        if q.startswith("CREATE"):
+            return httpx.Response(200, json={"results": [{"statement_id": 0}]})
+        # Like a server that runs only the first statement of the text.
+        rows = {"statement_id": 0, "series": [{"name": "m", "columns": ["time", "v"], "values": [[1, len(asked)]]}]}
+        return httpx.Response(200, json={"results": [rows]})
+
+    store = InfluxStore("http://influx.example:8086", "pms")
+    store._client = httpx.Client(base_url="http://influx.example:8086", transport=httpx.MockTransport(handler))
+    try:
+        first = store._query_many(["SELECT v FROM a", "SELECT v FROM b"])
+        assert [[row["v"] for s in result for row in s.rows] for result in first] == [[3], [4]]
+        assert store._multi_statement is False
+        asked.clear()
+        store._query_many(["SELECT v FROM a", "SELECT v FROM b"])
+        assert asked == ["SELECT v FROM a", "SELECT v FROM b"]
+    finally:
+        store.close()

@@ -11,9 +11,14 @@ from pms_common.settings import StoreSettings
 class IngestSettings(StoreSettings):
     default_metrics_port: ClassVar[int] = 9102
 
+    # Acks are cumulative per gateway stream and each replica knows only the batches it stored, so
+    # the broker must hand all of one gateway's messages to one replica: EMQX with
+    # `mqtt.shared_subscription_strategy = hash_topic` (or `sticky`). Mosquitto deals messages out
+    # round robin: nothing is lost or counted twice, but acks then advance only through resends.
     share_group: str | None = Field(
         default=None,
-        description="subscribe as $share/<group>/... so replicas split the load (Mosquitto, EMQX; not amqtt)",
+        description="subscribe as $share/<group>/... so replicas split the load; needs a broker that "
+        "keeps one gateway's messages on one replica (EMQX hash_topic or sticky); not amqtt",
     )
     persistent_session: bool = Field(default=True, description="keep queued readings while ingest is down")
     flush_max_readings: int = Field(
