@@ -99,7 +99,7 @@ async def up(options: UpOptions, stop: asyncio.Event) -> None:
     watchers_stop = asyncio.Event()
     rest_stop = asyncio.Event()
     watchers = [
-        asyncio.create_task(Alerts(settings(AlertsSettings), registry, Health()).run(watchers_stop)),
+        asyncio.create_task(Alerts(settings(AlertsSettings), registry, Health(), store=store).run(watchers_stop)),
         asyncio.create_task(DeviceManager(settings(DeviceManagerSettings), registry, Health()).run(watchers_stop)),
     ]
     collector_base: CollectorSettings = settings(

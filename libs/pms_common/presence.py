@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 OnMessage = Callable[[aiomqtt.Client, GatewayStatus | Heartbeat], Awaitable[None]]
 OnTransition = Callable[[aiomqtt.Client, Transition], Awaitable[None]]
+OnTick = Callable[[aiomqtt.Client], Awaitable[None]]
 
 
 async def follow_presence(
@@ -34,8 +35,12 @@ async def follow_presence(
     tick_s: float = 5.0,
     missed_heartbeats: int = 3,
     bad_payload: Callable[[str, str], None] | None = None,
+    on_tick: OnTick | None = None,
 ) -> None:
-    """Subscribe to every gateway's status and heartbeat and report liveness transitions."""
+    """Subscribe to every gateway's status and heartbeat and report liveness transitions.
+
+    `on_tick`, when given, runs every tick with the connected client (for periodic rules).
+    """
     tracker = LivenessTracker(missed_heartbeats=missed_heartbeats)
     backoff = Backoff()
 
@@ -61,6 +66,8 @@ async def follow_presence(
         while not stop.is_set():
             for transition in tracker.on_tick(timeutil.now_jst()):
                 await on_transition(client, transition)
+            if on_tick is not None:
+                await on_tick(client)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=tick_s)
 

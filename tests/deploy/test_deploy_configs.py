@@ -46,7 +46,7 @@ INFRA_SERVICES = {"mosquitto", "influxdb", "influxdb-init", "grafana", "promethe
 # as in each service's settings class (StoreSettings / RegistrySettings).
 PMS_SERVICES: dict[str, tuple[str, int, bool, bool]] = {
     "ingest": ("ingest", 9102, True, False),
-    "alerts": ("alerts", 9103, False, True),
+    "alerts": ("alerts", 9103, True, True),
     "weather": ("weather", 9104, False, True),
     "device-manager": ("device-manager", 9105, False, True),
     "api": ("api", 8080, True, True),

@@ -9,6 +9,7 @@ from pms_alerts.settings import AlertsSettings
 from pms_common.health import Health
 from pms_common.service import run_service
 from pms_registry import Registry
+from pms_store import open_store
 
 
 def main(settings: AlertsSettings | None = None) -> int:
@@ -18,9 +19,11 @@ def main(settings: AlertsSettings | None = None) -> int:
     async def serve(stop: asyncio.Event) -> None:
         registry = Registry(settings.registry_url)
         registry.migrate()
+        store = open_store(settings.tsdb_url)
         try:
-            await Alerts(settings, registry, health).run(stop)
+            await Alerts(settings, registry, health, store=store).run(stop)
         finally:
+            store.close()
             registry.close()
 
     return run_service("alerts", settings, health, serve)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import aiomqtt
 from prometheus_client import Counter
 
+from pms_alerts.billing import BillingStartRule
 from pms_alerts.settings import AlertsSettings
-from pms_common import topics
+from pms_common import timeutil, topics
 from pms_common.health import Health
 from pms_common.liveness import Transition
 from pms_common.messages import Event
 from pms_common.mqtt import BrokerAddress
 from pms_common.presence import follow_presence
-from pms_registry import Registry
+from pms_registry import Registry, RegistryError
 from pms_registry.registry import EventRecord
+from pms_store import StoreError, TimeSeriesStore
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +37,28 @@ def event_message(record: EventRecord, kind: str | None = None) -> Event:
 
 
 class Alerts:
-    def __init__(self, settings: AlertsSettings, registry: Registry, health: Health) -> None:
+    def __init__(self, settings: AlertsSettings, registry: Registry, health: Health,
+                 store: TimeSeriesStore | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.health = health
+        self.billing = BillingStartRule(registry, store) if store is not None else None
+        self._next_billing_check = 0.0
+
+    async def on_tick(self, client: aiomqtt.Client) -> None:
+        """Periodic rules: decide billing start dates of plants that have begun to sell."""
+        if self.billing is None or time.monotonic() < self._next_billing_check:
+            return
+        self._next_billing_check = time.monotonic() + self.settings.billing_check_s
+        try:
+            records = await asyncio.to_thread(self.billing.check, timeutil.now_jst())
+        except (StoreError, RegistryError) as exc:
+            log.error("alerts: billing-start check failed, retrying later: %s", exc)
+            return
+        for record in records:
+            EVENTS.labels("billing_start_decided").inc()
+            log.info("alerts: %s", record.message)
+            await client.publish(topics.event("billing_start_decided"), event_message(record).to_json(), qos=1)
 
     async def on_transition(self, client: aiomqtt.Client, transition: Transition) -> None:
         gateway_id = transition.gateway_id
@@ -74,4 +95,5 @@ class Alerts:
             tick_s=self.settings.tick_s,
             missed_heartbeats=self.settings.missed_heartbeats,
             bad_payload=lambda _topic, _reason: BAD_PAYLOADS.inc(),
+            on_tick=self.on_tick,
         )
