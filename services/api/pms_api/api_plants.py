@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
 
 from pms_api.csvout import csv_response
 from pms_api.models import PageQuery, PlantCreate, PlantDetail, PlantPage, PlantPath, PlantUpdate, Problem
@@ -112,80 +114,91 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
         registry.delete_plant(path.service_code)
         return Response(status=204)
 
+    def series_request(code: str, query: SeriesQuery, kind: str) -> tuple[Plant, date, date] | Response:
+        """The visible plant and the JST days a series request asks for, or the problem answer."""
+        plant = visible_plant(code)
+        if plant is None:
+            return not_found(code)
+        days = span(query, kind)
+        if isinstance(days, Response):
+            return days
+        return plant, days[0], days[1]
+
+    def series_answer(query: SeriesQuery, items: Sequence[BaseModel], columns: list[str], name: str,
+                      as_json: Callable[[], BaseModel]) -> Response:
+        """CSV (with the file name) when asked for, else the JSON document."""
+        if query.format == "csv":
+            return csv_response(items, columns, query.encoding, name)
+        return json_response(as_json())
+
     @api.get("/plants/<service_code>/power", tags=[SERIES], responses={200: PowerSeries})
     def power(path: PlantPath, query: SeriesQuery) -> Response:
         """Realtime power samples (sold power positive); default today."""
-        plant = visible_plant(path.service_code)
-        if plant is None:
-            return not_found(path.service_code)
-        days = span(query, "power")
-        if isinstance(days, Response):
-            return days
-        items = series.power(plant, *days)
-        if query.format == "csv":
-            return csv_response(items, ["measured_at", "gateway_id", "sold_power_w", "power_w", "current_r_a",
-                                        "current_t_a"], query.encoding, filename(plant, "power", *days))
-        return json_response(PowerSeries(service_code=plant.service_code, start=days[0], end=days[1], items=items))
+        asked = series_request(path.service_code, query, "power")
+        if isinstance(asked, Response):
+            return asked
+        plant, first, last = asked
+        items = series.power(plant, first, last)
+        return series_answer(
+            query, items, ["measured_at", "gateway_id", "sold_power_w", "power_w", "current_r_a", "current_t_a"],
+            filename(plant, "power", first, last),
+            lambda: PowerSeries(service_code=plant.service_code, start=first, end=last, items=items),
+        )
 
     @api.get("/plants/<service_code>/energy", tags=[SERIES], responses={200: EnergySeries})
     def energy(path: PlantPath, query: EnergyQuery) -> Response:
         """Sold and bought energy per 30-minute slot, hour, day or month (JST); backfilled periods marked."""
-        plant = visible_plant(path.service_code)
-        if plant is None:
-            return not_found(path.service_code)
-        days = span(query, query.interval)
-        if isinstance(days, Response):
-            return days
-        items = series.energy(plant, *days, query.interval)
-        if query.format == "csv":
-            return csv_response(items, ["period_start", "period_end", "sold_kwh", "bought_kwh", "slots", "backfilled"],
-                                query.encoding, filename(plant, f"energy-{query.interval}", *days))
-        return json_response(EnergySeries(service_code=plant.service_code, start=days[0], end=days[1],
-                                          interval=query.interval, items=items))
+        asked = series_request(path.service_code, query, query.interval)
+        if isinstance(asked, Response):
+            return asked
+        plant, first, last = asked
+        items = series.energy(plant, first, last, query.interval)
+        return series_answer(
+            query, items, ["period_start", "period_end", "sold_kwh", "bought_kwh", "slots", "backfilled"],
+            filename(plant, f"energy-{query.interval}", first, last),
+            lambda: EnergySeries(service_code=plant.service_code, start=first, end=last, interval=query.interval,
+                                 items=items),
+        )
 
     @api.get("/plants/<service_code>/peaks", tags=[SERIES], responses={200: PeakSeries})
     def peaks(path: PlantPath, query: SeriesQuery) -> Response:
         """Each day's peak sold power; default this month."""
-        plant = visible_plant(path.service_code)
-        if plant is None:
-            return not_found(path.service_code)
-        days = span(query, "peaks")
-        if isinstance(days, Response):
-            return days
-        items = series.peaks(plant, *days)
-        if query.format == "csv":
-            return csv_response(items, ["day", "peak_sold_w", "measured_at"], query.encoding,
-                                filename(plant, "peaks", *days))
-        return json_response(PeakSeries(service_code=plant.service_code, start=days[0], end=days[1], items=items))
+        asked = series_request(path.service_code, query, "peaks")
+        if isinstance(asked, Response):
+            return asked
+        plant, first, last = asked
+        items = series.peaks(plant, first, last)
+        return series_answer(
+            query, items, ["day", "peak_sold_w", "measured_at"], filename(plant, "peaks", first, last),
+            lambda: PeakSeries(service_code=plant.service_code, start=first, end=last, items=items),
+        )
 
     @api.get("/plants/<service_code>/price", tags=[SERIES], responses={200: PriceSeries})
     def price(path: PlantPath, query: PriceQuery) -> Response:
         """Selling price: the plant's tariff × sold kWh, by day (default this month) or month (this year)."""
-        plant = visible_plant(path.service_code)
-        if plant is None:
-            return not_found(path.service_code)
-        days = span(query, query.interval)
-        if isinstance(days, Response):
-            return days
-        items = series.price(plant, *days, query.interval)
-        if query.format == "csv":
-            return csv_response(items, ["period_start", "period_end", "sold_kwh", "tariff_yen_per_kwh", "amount_yen"],
-                                query.encoding, filename(plant, f"price-{query.interval}", *days))
+        asked = series_request(path.service_code, query, query.interval)
+        if isinstance(asked, Response):
+            return asked
+        plant, first, last = asked
+        items = series.price(plant, first, last, query.interval)
         total = None if plant.tariff_yen_per_kwh is None else round(sum(i.amount_yen or 0.0 for i in items), 2)
-        return json_response(PriceSeries(service_code=plant.service_code, start=days[0], end=days[1],
-                                         interval=query.interval, total_yen=total, items=items))
+        return series_answer(
+            query, items, ["period_start", "period_end", "sold_kwh", "tariff_yen_per_kwh", "amount_yen"],
+            filename(plant, f"price-{query.interval}", first, last),
+            lambda: PriceSeries(service_code=plant.service_code, start=first, end=last, interval=query.interval,
+                                total_yen=total, items=items),
+        )
 
     @api.get("/plants/<service_code>/weather", tags=[SERIES], responses={200: WeatherSeries})
     def weather(path: PlantPath, query: SeriesQuery) -> Response:
         """Irradiance and temperature at the plant; default today."""
-        plant = visible_plant(path.service_code)
-        if plant is None:
-            return not_found(path.service_code)
-        days = span(query, "weather")
-        if isinstance(days, Response):
-            return days
-        items = series.weather(plant, *days)
-        if query.format == "csv":
-            return csv_response(items, ["observed_at", "ghi_w_m2", "temperature_c", "source"], query.encoding,
-                                filename(plant, "weather", *days))
-        return json_response(WeatherSeries(service_code=plant.service_code, start=days[0], end=days[1], items=items))
+        asked = series_request(path.service_code, query, "weather")
+        if isinstance(asked, Response):
+            return asked
+        plant, first, last = asked
+        items = series.weather(plant, first, last)
+        return series_answer(
+            query, items, ["observed_at", "ghi_w_m2", "temperature_c", "source"],
+            filename(plant, "weather", first, last),
+            lambda: WeatherSeries(service_code=plant.service_code, start=first, end=last, items=items),
+        )
