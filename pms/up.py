@@ -117,8 +117,12 @@ async def up(options: UpOptions, stop: asyncio.Event) -> None:
     url = f"http://{options.host}:{options.port}/"
     print(f"PMS is up: {url}  ({len(gateway_ids)} simulated plants)", flush=True)
     print(f"admin API key: {key}", flush=True)
-    password_note = "PMS_ADMIN_PASSWORD" if api_settings.admin_password else "the admin API key"
-    print(f"console login: {api_settings.admin_user} / {password_note}", flush=True)
+    password = api_settings.admin_password or key
+    if len(password) >= 8:  # the registry refuses shorter console passwords
+        password_note = "PMS_ADMIN_PASSWORD" if api_settings.admin_password else "the admin API key"
+        print(f"console login: {api_settings.admin_user} / {password_note}", flush=True)
+    else:
+        print("console login: none (set PMS_ADMIN_PASSWORD of 8 or more characters)", flush=True)
     print(f"try: curl -H 'Authorization: Bearer {key}' {url}api/v1/plants", flush=True)
     print("Ctrl-C stops everything.", flush=True)
     try:
