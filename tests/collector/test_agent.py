@@ -68,3 +68,49 @@ def test_slots_from_pushes_gaps_backfilled_and_meter_timestamps(tmp_path: Path) 
     stamps = [datetime.fromisoformat(str(r["measured_at"])) for r in readings if r["kind"] == "power"]
     assert stamps and all(START - timedelta(minutes=2) < s < slots[-1] + timedelta(hours=1) for s in stamps)
     collector.outbox.close()
+
+
+def test_power_is_read_on_while_the_backfill_waits_out_the_meters_midnight(tmp_path: Path) -> None:
+    """A new outbox a minute before the meter's midnight: its day is refilled from E2 only after
+    00:02 (E2 names no day), and power readings go on meanwhile instead of backing off."""
+    run = uuid.uuid4().hex[:8]
+    settings = CollectorSettings(link="sim", gateway_id=f"gw-midnight-{run}",
+                                 mqtt_url=f"mqtt://127.0.0.1:{free_port()}", mqtt_client_id=f"c-{run}",
+                                 outbox_path=tmp_path / "outbox.db", power_interval_s=1, slot_fallback_s=1,
+                                 read_timeout_s=3)
+    before_midnight = datetime(2026, 6, 1, 23, 59, 0, tzinfo=JST)
+    midnight = before_midnight + timedelta(minutes=1)
+    link = SimulatedModuleLink(settings, start=before_midnight, speed=30)  # the 4-minute window in 8 s
+    collector = Collector(settings, link, Health())
+    errors_before = metrics.READ_ERRORS._value.get()
+
+    def power_stamps() -> list[datetime]:
+        return [datetime.fromisoformat(str(r["measured_at"])) for r in _readings(collector) if r["kind"] == "power"]
+
+    async def scenario() -> None:
+        await asyncio.wait_for(link.ready.wait(), 20)
+        # Inside the window (23:58–00:02 meter time) power keeps coming, about one a second.
+        await eventually(lambda: sum(midnight - timedelta(minutes=1) < s < midnight + timedelta(minutes=2)
+                                     for s in power_stamps()) >= 4, 20, "power inside the midnight window")
+        assert collector.slots.pending  # the day before is still to be refilled
+        await eventually(lambda: not collector.slots.pending, 30, "the backfill after 00:02")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(stop))
+        try:
+            await asyncio.wait_for(scenario(), 60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+
+    asyncio.run(main())
+    assert metrics.READ_ERRORS._value.get() == errors_before  # waiting for 00:02 is not a read error
+    collector = Collector(settings, link, Health())
+    slots = sorted({datetime.fromisoformat(str(r["slot_end"])) for r in _readings(collector) if r["kind"] == "energy"})
+    # The whole of June 1 from its first slot, the midnight slot and those after it: none missing.
+    assert slots[0] == datetime(2026, 6, 1, 0, 0, tzinfo=JST)
+    assert slots == [slots[0] + SLOT * i for i in range(len(slots))]
+    assert slots[-1] >= midnight
+    assert any(r["backfilled"] for r in _readings(collector) if r["kind"] == "energy")
+    collector.outbox.close()

@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 
 from echonet.frame import Frame
 from pms_collector import metrics
-from pms_collector.backfill import SLOT, SlotBook, backfill_one_day
+from pms_collector.backfill import SLOT, BackfillDeferred, SlotBook, backfill_one_day
 from pms_collector.link import MeterLinkDriver
 from pms_collector.meter import MeterReader, MeterReadError, slot_readings_from_inf
 from pms_collector.meter_clock import MeterClock
@@ -46,6 +46,7 @@ class Collector:
         self.health = health
         self.monotonic = monotonic
         self.meter_clock = MeterClock(monotonic)
+        self.meter_clock.rate = link.clock_rate
         self.outbox = Outbox(settings.resolved_outbox_path(), max_batches=settings.outbox_max_batches)
         self.slots = SlotBook.load(self.outbox.meta("latest_slot_end"), self.outbox.meta("contiguous_slot_end"))
         self.started = monotonic()
@@ -59,6 +60,8 @@ class Collector:
         self._thinned_seen = 0
         self._dropped_seen = 0
         self._fallback: tuple[datetime, float] | None = None  # (expected slot, next Get) after a missed push
+        # Near the meter's midnight the history waits (until this meter time); other reads go on.
+        self._backfill_resume: datetime | None = None
         link.on_notification = self._on_push
 
     @property
@@ -133,6 +136,21 @@ class Collector:
         if reading is not None:
             self._on_slot(reading, "get")
 
+    def _backfill_due(self) -> bool:
+        # Meter time, not a monotonic deadline: a sped-up simulated meter's rate is learned later.
+        resume = self._backfill_resume
+        return self.slots.pending and (resume is None or self.meter_clock.now() >= resume)
+
+    async def _backfill(self) -> None:
+        try:
+            readings, meta = await backfill_one_day(self.slots, self.reader, self.meter_clock)
+        except BackfillDeferred as deferred:
+            self._backfill_resume = deferred.resume_at
+            log.info("%s: %s", self.gateway_id, deferred)
+            return
+        self._backfill_resume = None
+        self.store(list(readings), meta)
+
     async def read_loop(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=0.5, maximum_s=30.0)
         joins_seen = 0
@@ -154,9 +172,8 @@ class Collector:
                 now = self.monotonic()
                 if now >= self._slot_due(now):
                     await self._read_slot(now)
-                if self.slots.pending:
-                    readings, meta = await backfill_one_day(self.slots, self.reader, self.meter_clock)
-                    self.store(list(readings), meta)
+                if self._backfill_due():
+                    await self._backfill()
                 now = self.monotonic()
                 if now >= next_power:
                     power = await self.reader.read_power(self.meter_clock.now())
@@ -172,11 +189,14 @@ class Collector:
                             metrics.REGISTER_KWH.labels(direction).set(kwh)
                     next_registers = now + self.settings.energy_interval_s
                 backoff.reset()
-                if not self.slots.pending:
-                    now = self.monotonic()
-                    wait = max(0.0, min(next_power, next_registers, self._slot_due(now)) - now)
-                else:
+                now = self.monotonic()
+                if self._backfill_due():
                     wait = 0.0
+                else:
+                    due = [next_power, next_registers, self._slot_due(now)]
+                    if self.slots.pending and self._backfill_resume is not None:
+                        due.append(self.meter_clock.monotonic_at(self._backfill_resume))
+                    wait = max(0.0, min(due) - now)
             except MeterReadError as exc:
                 self.read_errors += 1
                 metrics.READ_ERRORS.inc()

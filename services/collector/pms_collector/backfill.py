@@ -34,6 +34,15 @@ class Range:
     until: datetime
 
 
+class BackfillDeferred(Exception):
+    """Not an error: the history cannot be read safely until `resume_at` (meter time)."""
+
+    def __init__(self, resume_at: datetime) -> None:
+        super().__init__(f"too close to the meter's midnight to tell which day E2 serves; "
+                         f"backfill resumes at {resume_at.isoformat()}")
+        self.resume_at = resume_at
+
+
 class SlotBook:
     def __init__(self, latest: datetime | None, contiguous: datetime | None) -> None:
         self.latest = latest
@@ -109,8 +118,9 @@ async def backfill_one_day(book: SlotBook, reader: MeterReader, clock: MeterCloc
     midnight = timeutil.day_start(meter_today)
     # A second of real time is a long while on a sped-up simulated meter.
     margin = max(_MIDNIGHT_MARGIN, timedelta(seconds=clock.rate))
-    if abs(meter_now - midnight) < margin or abs(meter_now - midnight - timedelta(days=1)) < margin:
-        raise MeterReadError("too close to the meter's midnight to tell which day E2 serves; trying later")
+    for boundary in (midnight, midnight + timedelta(days=1)):
+        if abs(meter_now - boundary) < margin:
+            raise BackfillDeferred(boundary + margin)
     days_back = (meter_today - day).days
     day_end = timeutil.day_start(day) + timedelta(days=1) - SLOT  # the last register E2 holds for the day
     if days_back > sm.HISTORY_MAX_DAY:

@@ -34,6 +34,7 @@ class MeterLinkDriver(Protocol):
     """What the collector needs of a link: requests, the meter's pushes, and control."""
 
     joins: int
+    clock_rate: float  # meter seconds per gateway second as far as known: 1.0 for a real meter
     ready: asyncio.Event
     state: SessionState
     on_notification: Callable[[Frame], None] | None
@@ -58,6 +59,7 @@ class SerialMeterLink(AsyncBRouteLink):
         super().__init__(lambda: open_serial(device, baudrate), config)
         self.device = device
         self.simulated = simulated
+        self.clock_rate = 1.0
 
     @property
     def module_family(self) -> str:
@@ -91,6 +93,7 @@ class SimulatedModuleLink(SerialMeterLink):
         self.simulator = PtySimulator(module, device)
         config = SessionConfig(rbid=SIM_RBID, password=SIM_PASSWORD, family=FAMILIES[settings.module_family])
         super().__init__(device, settings.baudrate, config, simulated=True)
+        self.clock_rate = speed  # a sped-up meter: known before two pushes could measure it
 
     async def run(self, stop: asyncio.Event) -> None:
         self.simulator.start()

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from pms_collector.backfill import SlotBook, backfill_one_day
+from pms_collector.backfill import BackfillDeferred, SlotBook, backfill_one_day
 from pms_collector.meter import MeterReader, MeterReadError
 from pms_collector.meter_clock import MeterClock
 from pms_common.messages import EnergyReading
@@ -97,5 +97,7 @@ def test_near_the_meters_midnight_the_day_is_not_guessed() -> None:
     _link, reader, clock = _reader_and_clock(midnight)
     book = SlotBook(None, None)
     book.request(midnight - timedelta(hours=3), midnight - timedelta(hours=1))
-    with pytest.raises(MeterReadError, match="midnight"):
+    with pytest.raises(BackfillDeferred, match="midnight") as deferred:
         asyncio.run(backfill_one_day(book, reader, clock))
+    assert deferred.value.resume_at == datetime(2026, 6, 1, 0, 2, tzinfo=JST)  # midnight + the 2-minute margin
+    assert book.pending  # nothing was given up
