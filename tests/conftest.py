@@ -9,12 +9,29 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pms_common import timeutil
+
 MOSQUITTO = ("127.0.0.1", 1883)
+# A weekday noon in Japan, far from any day, month or slot boundary.
+PINNED_NOON = datetime(2026, 6, 17, 12, 0, tzinfo=timeutil.JST)
+
+
+@pytest.fixture
+def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """Pins "now" (timeutil.now_jst, the one clock the services read) to PINNED_NOON and lets it tick.
+
+    Tests that write readings "a few minutes ago" and read back "today" would otherwise straddle
+    Japan's midnight when CI runs just after 15:00 UTC.
+    """
+    started = time.monotonic()
+    monkeypatch.setattr(timeutil, "now_jst", lambda: PINNED_NOON + timedelta(seconds=time.monotonic() - started))
+    return PINNED_NOON
 
 
 def free_port() -> int:

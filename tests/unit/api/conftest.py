@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,8 @@ def migrated_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_registry: Path) -> Iterator[Api]:
+def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_registry: Path,
+        pinned_clock: datetime) -> Iterator[Api]:
     for name in ("PMS_CONFIG", "PMS_NOT_MEASURED_INTERVALS", "PMS_ADMIN_PASSWORD", "PMS_CONSOLE_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
     shutil.copyfile(migrated_registry, tmp_path / "r.db")
