@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import select
+import threading
+import tty
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +60,28 @@ def test_a_wrong_password_exits_4(pms_processes: Any, tmp_path: Path) -> None:
     code, log = _collector(pms_processes, tmp_path, device=str(tty))
     assert code == 4
     assert "the meter refused to authenticate 3 times" in log and "Traceback" not in log
+
+
+def test_a_device_that_is_no_skstack_module_exits_4(pms_processes: Any, tmp_path: Path) -> None:
+    """A serial device that answers, but not as SKSTACK does (a modem, a GPS, the wrong dongle)."""
+    main_fd, device_fd = os.openpty()
+    tty.setraw(main_fd)
+    stop = threading.Event()
+
+    def modem() -> None:  # answers every line with what a Hayes modem would say
+        while not stop.is_set():
+            ready, _, _ = select.select([main_fd], [], [], 0.2)
+            if ready and os.read(main_fd, 1024):
+                os.write(main_fd, b"\r\nERROR\r\n")
+
+    thread = threading.Thread(target=modem, daemon=True)
+    thread.start()
+    try:
+        code, log = _collector(pms_processes, tmp_path, device=os.ttyname(device_fd))
+    finally:
+        stop.set()
+        thread.join(5)
+        os.close(main_fd)
+        os.close(device_fd)
+    assert code == 4
+    assert "it is not a SKSTACK Wi-SUN module" in log and "Traceback" not in log
