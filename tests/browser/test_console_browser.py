@@ -152,3 +152,21 @@ def test_csv_download_is_utf8_with_bom(browser: Any, console: Console) -> None:
     assert lines[0] == "period_start,period_end,sold_kwh,bought_kwh,slots,backfilled"
     assert len(lines) == 3  # two hours with energy today
     assert done[0].name.startswith(f"{console.codes[0]}-energy-hour-")
+
+
+def test_the_realtime_chart_spans_the_day_with_a_single_sample(browser: Any, console: Console) -> None:
+    """Right after midnight a plant has one sample: the chart still shows the whole JST day, 00:00–24:00,
+    with the sample as a visible marker (not an axis zoomed into milliseconds)."""
+    today = timeutil.now_jst().date()
+    console.store.write_readings("gw-b0", power=[PowerReading(measured_at=timeutil.now_jst(), power_w=-1500)],
+                                 energy=[])
+    _login(browser, console)
+    browser.get(f"{console.url}/plants/{console.codes[0]}")
+    script = "const el = document.getElementById('chart-realtime'); return el.data ? " \
+             "[el.layout.xaxis.range, el.data[0].y, el.data[0].mode] : null;"
+    axis, values, mode = wait_until(lambda: (r := browser.execute_script(script)) and r[1] and r, 15,
+                                    "the realtime chart with its sample")
+    assert values == [1500]  # sold power drawn positive
+    assert mode == "lines+markers"
+    assert [str(x).replace(" ", "T")[:16] for x in axis] == [f"{today}T00:00", f"{today + timedelta(days=1)}T00:00"]
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-realtime .scatterlayer .point")

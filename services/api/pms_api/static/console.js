@@ -106,13 +106,25 @@
     return {x: slots.map((slot) => slot[1]), y: slots.map((slot) => (values.has(slot[0]) ? values.get(slot[0]) : null))};
   }
 
+  // A whole JST day on a time axis, so one sample right after midnight still sits on a readable day
+  // (Plotly would otherwise zoom into a few milliseconds around it).
+  function dayAxis(day) {
+    const [y, m, dd] = day.split("-").map(Number);
+    const next = new Date(Date.UTC(y, m - 1, dd + 1)).toISOString().slice(0, 10);
+    return {xaxis: {type: "date", range: [day + "T00:00:00", next + "T00:00:00"], tickformat: "%H:%M"}};
+  }
+
+  // Lines between samples, and markers too while there are few enough to see one by one.
+  function lineMode(items) { return items.length > 60 ? "lines" : "lines+markers"; }
+
   window.PMS.startPlant = function (code) {
     const base = "/api/v1/plants/" + code;
     const category = {xaxis: {type: "category"}};
     const views = [
-      ["realtime", (d) => base + "/power?start=" + d.day + "&end=" + d.day, (s) => chart("realtime",
-        [{type: "scatter", mode: "lines", x: s.items.map((p) => p.measured_at.slice(0, 19)),
-          y: s.items.map((p) => p.sold_power_w), name: W("sold_w"), line: {color: "#0b5394"}}], W("sold_w"))],
+      ["realtime", (d) => base + "/power?start=" + d.day + "&end=" + d.day, (s, d) => chart("realtime",
+        [{type: "scatter", mode: lineMode(s.items), x: s.items.map((p) => p.measured_at.slice(0, 19)),
+          y: s.items.map((p) => p.sold_power_w), name: W("sold_w"), line: {color: "#0b5394"}}], W("sold_w"),
+        dayAxis(d.day))],
       ["energy-hour", (d) => base + "/energy?interval=hour&start=" + d.day + "&end=" + d.day, (s, d) => energyChart("energy-hour", "hour", s, d)],
       ["energy-day", (d) => base + "/energy?interval=day&start=" + d.month[0] + "&end=" + d.month[1], (s, d) => energyChart("energy-day", "day", s, d)],
       ["energy-month", (d) => base + "/energy?interval=month&start=" + d.year[0] + "&end=" + d.year[1], (s, d) => energyChart("energy-month", "month", s, d)],
@@ -126,12 +138,12 @@
         chart("price", [Object.assign({type: "bar", name: W("amount_yen"), marker: {color: "#38761d"}}, series)],
           W("amount_yen"), category);
       }],
-      ["weather", (d) => base + "/weather?start=" + d.day + "&end=" + d.day, (s) => chart("weather",
-        [{type: "scatter", mode: "lines", x: s.items.map((p) => p.observed_at.slice(0, 19)), y: s.items.map((p) => p.ghi_w_m2),
-          name: W("ghi")},
-         {type: "scatter", mode: "lines", x: s.items.map((p) => p.observed_at.slice(0, 19)), y: s.items.map((p) => p.temperature_c),
-          name: W("temperature"), yaxis: "y2"}], W("ghi"), {yaxis2: {overlaying: "y", side: "right",
-          title: {text: W("temperature")}}})],
+      ["weather", (d) => base + "/weather?start=" + d.day + "&end=" + d.day, (s, d) => chart("weather",
+        [{type: "scatter", mode: lineMode(s.items), x: s.items.map((p) => p.observed_at.slice(0, 19)),
+          y: s.items.map((p) => p.ghi_w_m2), name: W("ghi")},
+         {type: "scatter", mode: lineMode(s.items), x: s.items.map((p) => p.observed_at.slice(0, 19)),
+          y: s.items.map((p) => p.temperature_c), name: W("temperature"), yaxis: "y2"}], W("ghi"),
+        Object.assign({yaxis2: {overlaying: "y", side: "right", title: {text: W("temperature")}}}, dayAxis(d.day)))],
     ];
 
     function energyChart(id, kind, s, d) {
@@ -160,7 +172,8 @@
     setInterval(() => {
       const id = "realtime";
       const view = views.find((v) => v[0] === id);
-      getJson(view[1]({day: input.value})).then(view[2]).catch((error) => console.error(error));
+      const d = {day: input.value};
+      getJson(view[1](d)).then((s) => view[2](s, d)).catch((error) => console.error(error));
     }, window.PMS.refreshMs);
   };
 })();
