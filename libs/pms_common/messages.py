@@ -116,7 +116,7 @@ class Weather(Message):
     source: str
 
 
-EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided"]
+EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided", "register_anomaly"]
 
 
 class Event(Message):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, true, update
@@ -79,6 +79,18 @@ class EventLog(RegistryCore):
         query = select(func.count()).select_from(t.events).where(self._event_condition(customer_id, state))
         with self._tx() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def latest_events_of_kind(self, kind: str, window: timedelta) -> list[EventRecord]:
+        """Events of one kind from `window` before the newest one's time on (none when there is none):
+        what a rule that records one event per stored fact needs to tell which facts are logged."""
+        of_kind = t.events.c.kind == kind
+        with self._tx() as conn:
+            newest = conn.execute(select(func.max(t.events.c.opened_at)).where(of_kind)).scalar_one()
+            if newest is None:
+                return []
+            rows = conn.execute(select(t.events).where(of_kind, t.events.c.opened_at >= newest - window)
+                                .order_by(t.events.c.opened_at, t.events.c.event_id)).mappings().all()
+        return [_event(row) for row in rows]
 
     # ---- notices ---------------------------------------------------------------------------------
     def create_notice(self, *, kind: str, title: str, body: str, created_at: datetime,

@@ -33,11 +33,32 @@ class LatestPower:
 
 @dataclass
 class WriteOutcome:
-    """What a write changed: counts, and register anomalies that deserve an event."""
+    """What a write changed: counts, and the register anomalies it found and stored for the first
+    time (as text for the log; a resend of the same readings reports none)."""
 
     power_written: int = 0
     slots_written: int = 0
     register_anomalies: list[str] = field(default_factory=list)
+
+
+AnomalyDirection = Literal["forward", "reverse"]  # forward = bought energy, reverse = sold
+AnomalyReason = Literal["backwards", "jump"]  # see pms_store.energy.slot_delta
+
+
+@dataclass(frozen=True)
+class RegisterAnomaly:
+    """A cumulative register that went backwards (meter replaced, a glitch to 0) or jumped by more
+    than a slot can hold, found when the slot ending `slot_end` was derived (the slot gets no
+    energy). Stored once per (gateway_id, slot_end, direction): the first detection wins, and a
+    resend or a backfill overlap of the same slot neither adds nor changes one."""
+
+    gateway_id: str
+    slot_end: datetime
+    direction: AnomalyDirection
+    previous_kwh: float  # the register of the slot before
+    current_kwh: float  # the register of this slot
+    reason: AnomalyReason
+    detected_at: datetime
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,10 @@ class TimeSeriesStore(Protocol):
 
     def weather_series(self, service_code: str, start: datetime, end: datetime) -> list[Weather]:
         """Weather observations with observed_at in [start, end), oldest first."""
+
+    def register_anomalies(self, since: datetime, limit: int) -> list[RegisterAnomaly]:
+        """Stored register anomalies detected at or after `since`, at most `limit`, ordered by
+        detected_at (then gateway, slot, direction)."""
 
     def close(self) -> None: ...
 

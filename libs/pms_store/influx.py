@@ -10,14 +10,17 @@ Schema (precision: seconds):
 - `energy_slot`, tag gateway_id: forward_kwh, reverse_kwh, wrap_kwh, backfilled (bool), bought_kwh,
   sold_kwh; time = slot_end
 - `weather`, tag service_code: ghi_w_m2, temperature_c, source (string); time = observed_at
+- `register_anomaly`, tags gateway_id, direction: previous_kwh, current_kwh, reason (string),
+  detected_at_us (int, µs since the epoch); time = slot_end. Written only when not yet stored.
+(and the rollups `energy_hour|day|month` and `power_day_peak`, see influx_derive). The queries are
+in `influx_queries`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -25,44 +28,28 @@ import httpx
 
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading, Weather
-from pms_store import rollup
 from pms_store.base import (
-    DailyPeak,
-    EnergyInterval,
-    EnergyPoint,
     GatewayReadings,
-    LatestPower,
-    PowerPoint,
     StoreError,
     StoreRefused,
     WriteOutcome,
 )
 from pms_store.influx_derive import (
-    _ROLLUP_FIELDS,
-    _ROLLUPS,
-    _SLOT_FIELDS,
     _batch_peaks,
     _GatewayEnergy,
     _peak_line,
     _peak_statements,
     _peaks_of,
     _power_lines,
-    _rollup_of,
-    _slot_of,
 )
 from pms_store.influx_protocol import (
-    _IDS_PER_QUERY,
-    _chunks,
-    _float_or_none,
     _line,
-    _ql_any_of,
     _ql_ident,
-    _ql_string,
-    _ql_time,
     _Series,
     _series_of,
     _statement_id,
 )
+from pms_store.influx_queries import InfluxQueries
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +63,7 @@ _LINES_PER_WRITE = 10_000
 _PEAK_CACHE_MAX = 200_000
 
 
-# --- line protocol -------------------------------------------------------------------------------
-
-
-# --- InfluxQL ------------------------------------------------------------------------------------
-
-
-class InfluxStore:
+class InfluxStore(InfluxQueries):
     def __init__(
         self,
         base_url: str,
@@ -315,18 +296,19 @@ class InfluxStore:
             outcome.power_written = len(batch.power)
             outcome.slots_written = len(batch.energy)
         with self._write_lock:
+            detected_at = timeutil.now_jst()
             peaks = _batch_peaks(batches)
             unsure = {key: peak for key, peak in peaks.items() if peak > self._peak_floor.get(key, (-1, 0))}
             energy_by_gw: dict[str, list[tuple[GatewayReadings, WriteOutcome]]] = {}
             for batch, outcome in zip(batches, outcomes, strict=True):
                 if batch.energy:
                     energy_by_gw.setdefault(batch.gateway_id, []).append((batch, outcome))
-            work = [_GatewayEnergy(gw, items) for gw, items in energy_by_gw.items()]
+            work = [_GatewayEnergy(gw, items, detected_at) for gw, items in energy_by_gw.items()]
             statements = [st for w in work for st in w.statements()] + _peak_statements(unsure)
             results = self._query_many(statements)
             for w in work:
-                w.load(results[:3])
-                results = results[3:]
+                w.load(results[:_GatewayEnergy.STATEMENTS])
+                results = results[_GatewayEnergy.STATEMENTS:]
                 lines.extend(w.apply())
             stored_peaks = _peaks_of(results)
             for key, peak in unsure.items():
@@ -371,163 +353,6 @@ class InfluxStore:
                 lines.append(line)
         self._write(lines, "weather")
 
-    # --- queries ---------------------------------------------------------------------------------
-
-    def _select_by_gateway(self, select: str, ids: Sequence[str], where: str = "") -> dict[str, list[dict[str, Any]]]:
-        """Rows of `select ... WHERE <gateway in ids> [AND where] GROUP BY gateway_id`, by gateway."""
-        rows: dict[str, list[dict[str, Any]]] = {}
-        statements = [
-            f"{select} WHERE {_ql_any_of('gateway_id', chunk)}{' AND ' + where if where else ''} GROUP BY gateway_id"
-            for chunk in _chunks(ids, _IDS_PER_QUERY)
-        ]
-        for result in self._query_many(statements):
-            for series in result:
-                gw = series.tags.get("gateway_id")
-                if gw is not None:
-                    rows.setdefault(gw, []).extend(series.rows)
-        return rows
-
-    def latest_power(self, gateway_ids: Iterable[str]) -> dict[str, LatestPower]:
-        ids = list(dict.fromkeys(gateway_ids))
-        latest: dict[str, LatestPower] = {}
-        # last() picks the point with the newest time, whatever order the points were written in.
-        # Unbounded, it reads every shard of a series (a year: ~0.3 s for 100 gateways); a gateway
-        # that reports has its newest sample in the last day, so the windows widen only for the rest.
-        for window in ("time > now() - 1d", "time > now() - 35d", ""):
-            missing = [gw for gw in ids if gw not in latest]
-            if not missing:
-                break
-            for gw, rows in self._select_by_gateway("SELECT last(power_w) FROM power", missing, window).items():
-                if rows and rows[0].get("last") is not None:
-                    latest[gw] = LatestPower(gw, timeutil.from_epoch(int(rows[0]["time"])), int(rows[0]["last"]))
-        return latest
-
-    def sold_kwh_between(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> dict[str, float]:
-        ids = list(dict.fromkeys(gateway_ids))
-        totals = dict.fromkeys(ids, 0.0)
-        first, last = timeutil.to_epoch(start), timeutil.to_epoch(end)
-        if first >= last or not ids:
-            return totals
-        found = self._select_by_gateway(
-            "SELECT sum(sold_kwh) FROM energy_slot", ids, f"time > {_ql_time(first)} AND time <= {_ql_time(last)}"
-        )
-        for gw, rows in found.items():
-            if gw in totals and rows and rows[0].get("sum") is not None:
-                totals[gw] = round(float(rows[0]["sum"]), 6)
-        return totals
-
-    def power_series(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> list[PowerPoint]:
-        ids = sorted(set(gateway_ids))
-        first, last = timeutil.to_epoch(start), timeutil.to_epoch(end)
-        if not ids or first >= last:
-            return []
-        found = self._select_by_gateway(
-            "SELECT power_w, current_r_a, current_t_a FROM power", ids,
-            f"time >= {_ql_time(first)} AND time < {_ql_time(last)}",
-        )
-        from_epoch = timeutil.from_epoch
-        return [
-            PowerPoint(gw, from_epoch(int(row["time"])), int(row["power_w"]),
-                       _float_or_none(row.get("current_r_a")), _float_or_none(row.get("current_t_a")))
-            for gw in sorted(found)
-            for row in found[gw]
-            if row.get("power_w") is not None
-        ]
-
-    def energy_series(
-        self, gateway_ids: Iterable[str], start: datetime, end: datetime, interval: EnergyInterval
-    ) -> list[EnergyPoint]:
-        ids = sorted(set(gateway_ids))
-        first, last = timeutil.to_epoch(start), timeutil.to_epoch(end)
-        if not ids or first >= last:
-            return []
-        from_epoch = timeutil.from_epoch
-        points: list[EnergyPoint] = []
-        if interval == "30min":
-            found = self._select_by_gateway(
-                f"SELECT {', '.join(_SLOT_FIELDS)} FROM energy_slot", ids,  # noqa: S608
-                f"time > {_ql_time(first)} AND time < {_ql_time(last + SLOT_S)}",
-            )
-            for gw in sorted(found):
-                for row in found[gw]:
-                    stored = _slot_of(row)
-                    if stored.sold_known or stored.bought_known:
-                        t = int(row["time"])
-                        points.append(EnergyPoint(
-                            gw, from_epoch(t - SLOT_S), from_epoch(t),
-                            stored.sold_kwh if stored.sold_known else None,
-                            stored.bought_kwh if stored.bought_known else None,
-                            1, bool(stored.backfilled),
-                        ))
-            return points
-        if interval not in _ROLLUPS:
-            raise StoreError(f"unknown energy interval {interval!r}: use 30min, hour, day or month")
-        found = self._select_by_gateway(
-            f"SELECT {', '.join(_ROLLUP_FIELDS)} FROM {_ROLLUPS[interval]}", ids,  # noqa: S608
-            f"time >= {_ql_time(rollup.floor_to(interval, first))} AND time < {_ql_time(last)}",
-        )
-        for gw in sorted(found):
-            for row in found[gw]:
-                total = _rollup_of(row)
-                if total.slots > 0:
-                    t = int(row["time"])
-                    points.append(total.point(gw, from_epoch(t), from_epoch(rollup.period_end(interval, t))))
-        return points
-
-    def daily_peaks(self, gateway_ids: Iterable[str], first_day: date, last_day: date) -> list[DailyPeak]:
-        ids = sorted(set(gateway_ids))
-        if not ids or first_day > last_day:
-            return []
-        first = timeutil.to_epoch(timeutil.day_start(first_day))
-        last = timeutil.to_epoch(timeutil.day_start(last_day))
-        found = self._select_by_gateway(
-            "SELECT peak_sold_w, measured_at FROM power_day_peak", ids,
-            f"time >= {_ql_time(first)} AND time <= {_ql_time(last)}",
-        )
-        return [
-            DailyPeak(gw, timeutil.from_epoch(int(row["time"])).date(), int(row["peak_sold_w"]),
-                      timeutil.from_epoch(int(row["measured_at"])))
-            for gw in sorted(found)
-            for row in found[gw]
-            if row.get("peak_sold_w") is not None and row.get("measured_at") is not None
-        ]
-
-    def total_sold_kwh(self, gateway_ids: Iterable[str]) -> dict[str, float]:
-        ids = list(dict.fromkeys(gateway_ids))
-        totals = dict.fromkeys(ids, 0.0)
-        # A month whose energy was voided keeps sold_kwh = 0.0 (line protocol cannot clear a field).
-        for gw, rows in self._select_by_gateway("SELECT sum(sold_kwh) FROM energy_month", ids).items():
-            if gw in totals and rows and rows[0].get("sum") is not None:
-                totals[gw] = round(float(rows[0]["sum"]), 6)
-        return totals
-
-    def latest_weather(self, service_code: str) -> Weather | None:
-        series = self._weather_rows(service_code, "ORDER BY time DESC LIMIT 1")
-        return series[0] if series else None
-
-    def weather_series(self, service_code: str, start: datetime, end: datetime) -> list[Weather]:
-        first, last = timeutil.to_epoch(start), timeutil.to_epoch(end)
-        if first >= last:
-            return []
-        return self._weather_rows(service_code, f"AND time >= {_ql_time(first)} AND time < {_ql_time(last)}")
-
-    def _weather_rows(self, service_code: str, tail: str) -> list[Weather]:
-        series = self._query(
-            "SELECT ghi_w_m2, temperature_c, source FROM weather"  # noqa: S608
-            f" WHERE service_code = {_ql_string(service_code)} {tail}"
-        )
-        return [
-            Weather(
-                service_code=service_code,
-                observed_at=timeutil.from_epoch(int(row["time"])),
-                ghi_w_m2=float(row["ghi_w_m2"]),
-                temperature_c=_float_or_none(row.get("temperature_c")),
-                source=str(row["source"]),
-            )
-            for s in series
-            for row in s.rows
-            if row.get("ghi_w_m2") is not None and row.get("source") is not None
-        ]
 
     def close(self) -> None:
         self._client.close()

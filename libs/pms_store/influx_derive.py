@@ -15,8 +15,8 @@ from typing import Any
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading
 from pms_store import rollup
-from pms_store.base import EnergyPoint, GatewayReadings, WriteOutcome
-from pms_store.energy import slot_delta
+from pms_store.base import EnergyPoint, GatewayReadings, RegisterAnomaly, WriteOutcome
+from pms_store.energy import anomalies_of_slot, derive_slot, describe, to_micros
 from pms_store.influx_protocol import (
     _IDS_PER_QUERY,
     FieldValue,
@@ -48,27 +48,6 @@ def _finite(new: float | None, old: float | None) -> float | None:
     if new is not None and math.isfinite(new):
         return new
     return old
-
-
-def _derive(
-    slot_end: int, current: _Slot, previous: _Slot | None, outcome: WriteOutcome
-) -> tuple[float | None, float | None]:
-    """A slot's (bought, sold) energy from its registers and the previous slot's, as SqliteStore does."""
-    if previous is None:
-        return None, None
-    wrap = current.wrap_kwh or previous.wrap_kwh
-    bought = sold = None
-    if previous.forward_kwh is not None and current.forward_kwh is not None:
-        delta = slot_delta(previous.forward_kwh, current.forward_kwh, wrap)
-        bought = delta.kwh
-        if delta.anomaly:
-            outcome.register_anomalies.append(f"forward register at slot {slot_end}: {delta.anomaly}")
-    if previous.reverse_kwh is not None and current.reverse_kwh is not None:
-        delta = slot_delta(previous.reverse_kwh, current.reverse_kwh, wrap)
-        sold = delta.kwh
-        if delta.anomaly:
-            outcome.register_anomalies.append(f"reverse register at slot {slot_end}: {delta.anomaly}")
-    return bought, sold
 
 
 @dataclass(frozen=True)
@@ -224,13 +203,22 @@ class _GatewayEnergy:
     """The energy work of one gateway in one write: read what derivation needs, derive, roll up.
 
     One multi-statement read brings every stored register the touched slots derive from, every
-    hour of the touched days and every day of the touched months; the batches are applied to it in
-    order, and the changed slots and the recomputed hour, day and month points become lines.
+    hour of the touched days, every day of the touched months and the anomalies already stored for
+    the slots; the batches are applied to it in order, and the changed slots, the recomputed hour,
+    day and month points and the anomalies not stored before become lines.
     """
 
-    def __init__(self, gateway_id: str, items: list[tuple[GatewayReadings, WriteOutcome]]) -> None:
+    STATEMENTS = 4  # how many statements `statements()` returns, in the order `load()` takes them
+
+    def __init__(
+        self, gateway_id: str, items: list[tuple[GatewayReadings, WriteOutcome]], detected_at: datetime
+    ) -> None:
         self.gateway_id = gateway_id
         self.items = items
+        self.detected_at = detected_at
+        # (slot_end, direction) of the anomalies stored or written: a point rewritten by a resend
+        # would take a new detected_at and be reported again, so a known one is never rewritten.
+        self.anomaly_keys: set[tuple[int, str]] = set()
         ends = [timeutil.to_epoch(r.slot_end) for batch, _ in items for r in batch.energy]
         self.hours = {rollup.hour_of_slot(end) for t in ends for end in (t, t + SLOT_S)}
         self.days = {rollup.day_start(hour) for hour in self.hours}
@@ -252,15 +240,19 @@ class _GatewayEnergy:
             f" AND time >= {_ql_time(first_day)} AND time < {_ql_time(last_day)}",
             f"SELECT {', '.join(_ROLLUP_FIELDS)} FROM energy_day WHERE {gw}"  # noqa: S608
             f" AND time >= {_ql_time(first_month)} AND time < {_ql_time(last_month)}",
+            f"SELECT reason FROM register_anomaly WHERE {gw}"  # noqa: S608
+            f" AND time >= {_ql_time(first_slot)} AND time <= {_ql_time(last_slot)} GROUP BY direction",
         ]
 
     def load(self, results: Sequence[list[_Series]]) -> None:
-        slots, hours, days = results
+        slots, hours, days, anomalies = results
+        self.anomaly_keys = {(int(row["time"]), s.tags.get("direction", "")) for s in anomalies for row in s.rows}
         self.slots = {int(row["time"]): _slot_of(row) for s in slots for row in s.rows}
         self.stored_hours = {int(row["time"]): _rollup_of(row) for s in hours for row in s.rows}
         self.stored_days = {int(row["time"]): _rollup_of(row) for s in days for row in s.rows}
 
     def apply(self) -> list[str]:
+        lines: list[str] = []
         stored = dict(self.slots)
         incoming_ends: set[int] = set()
         for batch, outcome in self.items:
@@ -281,7 +273,7 @@ class _GatewayEnergy:
                 current = self.slots.get(slot_end)
                 if current is None:
                     continue
-                bought, sold = _derive(slot_end, current, self.slots.get(slot_end - SLOT_S), outcome)
+                bought, sold = self._derive(slot_end, current, self.slots.get(slot_end - SLOT_S), outcome, lines)
                 self.slots[slot_end] = replace(
                     current,
                     bought_kwh=bought if bought is not None else current.bought_kwh,
@@ -290,7 +282,6 @@ class _GatewayEnergy:
                     sold_known=sold is not None,
                 )
         tags = {"gateway_id": self.gateway_id}
-        lines: list[str] = []
         for slot_end, slot in sorted(self.slots.items()):
             before = stored.get(slot_end)
             if slot == before and slot_end not in incoming_ends:
@@ -327,6 +318,34 @@ class _GatewayEnergy:
                 if line is not None:
                     lines.append(line)
         return lines
+
+    def _derive(
+        self, slot_end: int, current: _Slot, previous: _Slot | None, outcome: WriteOutcome, lines: list[str]
+    ) -> tuple[float | None, float | None]:
+        """A slot's (bought, sold) energy as SqliteStore derives it; a new anomaly becomes a line."""
+        if previous is None:
+            return None, None
+        bought, sold, found = derive_slot((previous.forward_kwh, previous.reverse_kwh),
+                                          (current.forward_kwh, current.reverse_kwh),
+                                          current.wrap_kwh or previous.wrap_kwh)
+        for anomaly in anomalies_of_slot(self.gateway_id, timeutil.from_epoch(slot_end), found, self.detected_at):
+            if (slot_end, anomaly.direction) not in self.anomaly_keys:
+                self.anomaly_keys.add((slot_end, anomaly.direction))
+                lines.append(_anomaly_line(anomaly, slot_end))
+                outcome.register_anomalies.append(describe(anomaly))
+        return bought, sold
+
+
+def _anomaly_line(anomaly: RegisterAnomaly, slot_end: int) -> str:
+    line = _line(
+        "register_anomaly",
+        {"gateway_id": anomaly.gateway_id, "direction": anomaly.direction},
+        {"previous_kwh": float(anomaly.previous_kwh), "current_kwh": float(anomaly.current_kwh),
+         "reason": anomaly.reason, "detected_at_us": to_micros(anomaly.detected_at)},
+        slot_end,
+    )
+    assert line is not None
+    return line
 
 
 def _sum_in(totals: Mapping[int, _Total], first: int, end: int) -> _Total:

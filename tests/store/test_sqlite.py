@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading
-from pms_store.sqlite import ROLLUP_TABLES, SqliteStore
+from pms_store.sqlite import SqliteStore
+from pms_store.sqlite_schema import ROLLUP_TABLES
 
 T0 = datetime(2024, 6, 30, 20, tzinfo=timeutil.JST)
 DERIVED = [*ROLLUP_TABLES.values(), "power_day_peak"]
@@ -47,3 +48,16 @@ def test_a_store_written_before_the_rollups_gets_them_rebuilt_exactly(tmp_path: 
         conn.execute("PRAGMA user_version = 0")
     SqliteStore(path).close()
     assert _dump(path) == expected
+
+
+def test_a_store_written_before_register_anomalies_were_kept_gets_their_table(tmp_path: Path) -> None:
+    path = tmp_path / "ts.db"
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE register_anomaly")
+    store = SqliteStore(path)
+    store.write_readings("gw-1", [], [EnergyReading(slot_end=T0, reverse_kwh=9.0),
+                                      EnergyReading(slot_end=T0 + timeutil.SLOT, reverse_kwh=0.0)])
+    assert [(a.gateway_id, a.slot_end, a.reason) for a in store.register_anomalies(T0, 10)] == [
+        ("gw-1", T0 + timeutil.SLOT, "backwards")
+    ]

@@ -1,14 +1,20 @@
-"""Gateway-offline rule: an open event while a gateway is offline, recovered with a time when it is back."""
+"""Gateway-offline rule: an open event while a gateway is offline, recovered with a time when it is back.
+
+Periodic rules that read the time-series store run on the ticks: billing start (`billing`) and
+register anomalies (`anomalies`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from datetime import datetime
 
 import aiomqtt
 from prometheus_client import Counter
 
+from pms_alerts.anomalies import RegisterAnomalyRule
 from pms_alerts.billing import BillingStartRule
 from pms_alerts.settings import AlertsSettings
 from pms_common import timeutil, topics
@@ -43,22 +49,34 @@ class Alerts:
         self.registry = registry
         self.health = health
         self.billing = BillingStartRule(registry, store) if store is not None else None
+        self.anomalies = RegisterAnomalyRule(registry, store) if store is not None else None
         self._next_billing_check = 0.0
+        self._next_anomaly_check = 0.0
 
     async def on_tick(self, client: aiomqtt.Client) -> None:
-        """Periodic rules: decide billing start dates of plants that have begun to sell."""
-        if self.billing is None or time.monotonic() < self._next_billing_check:
-            return
-        self._next_billing_check = time.monotonic() + self.settings.billing_check_s
+        """Periodic rules: decide billing start dates of plants that have begun to sell, and log
+        the register anomalies the store found."""
+        now = time.monotonic()
+        if self.billing is not None and now >= self._next_billing_check:
+            self._next_billing_check = now + self.settings.billing_check_s
+            await self._run_rule(client, "billing-start", self.billing.check, "billing_start_decided")
+        if self.anomalies is not None and now >= self._next_anomaly_check:
+            self._next_anomaly_check = now + self.settings.anomaly_check_s
+            await self._run_rule(client, "register-anomaly", self.anomalies.check, "register_anomaly")
+
+    async def _run_rule(
+        self, client: aiomqtt.Client, name: str, check: Callable[[datetime], list[EventRecord]], kind: str
+    ) -> None:
         try:
-            records = await asyncio.to_thread(self.billing.check, timeutil.now_jst())
+            records = await asyncio.to_thread(check, timeutil.now_jst())
         except (StoreError, RegistryError) as exc:
-            log.error("alerts: billing-start check failed, retrying later: %s", exc)
+            log.error("alerts: %s check failed, retrying later: %s", name, exc)
             return
         for record in records:
-            EVENTS.labels("billing_start_decided").inc()
-            log.info("alerts: %s", record.message)
-            await client.publish(topics.event("billing_start_decided"), event_message(record).to_json(), qos=1)
+            EVENTS.labels(kind).inc()
+            # An anomaly needs someone to look at the meter; a billing decision is just news.
+            log.log(logging.WARNING if kind == "register_anomaly" else logging.INFO, "alerts: %s", record.message)
+            await client.publish(topics.event(kind), event_message(record).to_json(), qos=1)
 
     async def on_transition(self, client: aiomqtt.Client, transition: Transition) -> None:
         gateway_id = transition.gateway_id

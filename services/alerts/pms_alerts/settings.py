@@ -12,5 +12,6 @@ class AlertsSettings(RegistrySettings):
 
     missed_heartbeats: int = Field(default=3, ge=1, description="silent heartbeat intervals before offline")
     tick_s: float = Field(default=5.0, gt=0)
-    tsdb_url: str = Field(default="sqlite:///var/pms-ts.db", description="read for the billing-start rule")
+    tsdb_url: str = Field(default="sqlite:///var/pms-ts.db", description="read by the billing-start and anomaly rules")
     billing_check_s: float = Field(default=60.0, gt=0, description="how often undecided billing starts are checked")
+    anomaly_check_s: float = Field(default=60.0, gt=0, description="how often new register anomalies are logged")

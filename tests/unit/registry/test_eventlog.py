@@ -48,3 +48,13 @@ def test_delete_notice(registry: Registry) -> None:
     notice = registry.create_notice(kind="info", title="x", body="", created_at=T0)
     assert registry.delete_notice(notice.notice_id)
     assert not registry.delete_notice(notice.notice_id)
+
+
+def test_latest_events_of_one_kind_within_a_window_of_the_newest(registry: Registry) -> None:
+    assert registry.latest_events_of_kind("register_anomaly", timedelta(minutes=10)) == []
+    for minutes, kind in ((0, "register_anomaly"), (20, "register_anomaly"), (25, "billing_start_decided"),
+                          (28, "register_anomaly")):
+        registry.record_info_event(kind=kind, at=T0 + timedelta(minutes=minutes), message=f"m{minutes}")
+    recent = registry.latest_events_of_kind("register_anomaly", timedelta(minutes=10))
+    assert [e.message for e in recent] == ["m20", "m28"]  # from 10 min before the newest (m28) on, one kind
+    assert all(e.opened_at.utcoffset() is not None for e in recent)

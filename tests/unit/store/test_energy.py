@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pms_store.energy import MAX_SLOT_KWH, SlotDelta, slot_delta
+from pms_store.energy import MAX_SLOT_KWH, SlotAnomaly, SlotDelta, derive_slot, slot_delta
 
 
 def test_normal_increase() -> None:
@@ -69,3 +69,11 @@ def test_never_negative(previous: float, current: float) -> None:
     assert result.kwh is not None
     assert 0 <= result.kwh <= MAX_SLOT_KWH
     assert result.anomaly is None
+
+
+def test_derive_slot_names_the_register_and_reason_of_each_anomaly() -> None:
+    # forward (bought) went backwards, reverse (sold) jumped: neither yields energy.
+    bought, sold, found = derive_slot((500.0, 10.0), (0.0, 40.0), None)
+    assert (bought, sold) == (None, None)
+    assert found == [SlotAnomaly("forward", 500.0, 0.0, "backwards"), SlotAnomaly("reverse", 10.0, 40.0, "jump")]
+    assert derive_slot((1.0, None), (1.5, 2.0), None) == (0.5, None, [])
