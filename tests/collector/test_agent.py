@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,17 @@ from tests.conftest import free_port
 
 START = datetime(2026, 6, 1, 9, 0, 20, tzinfo=JST)
 SPEED = 900  # a slot every 2 s
+
+
+async def _run_until_done(collector: Collector, scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run the collector while the scenario plays (60 s at most), then stop it cleanly."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    try:
+        await asyncio.wait_for(scenario(), 60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
 
 
 def _readings(collector: Collector) -> list[dict[str, object]]:
@@ -48,16 +60,7 @@ def test_slots_from_pushes_gaps_backfilled_and_meter_timestamps(tmp_path: Path) 
         await eventually(lambda: (collector.last_slot_end or START) >= silent_from + 8 * SLOT
                          and not collector.slots.pending, 40, "slots after the silence, gap refilled")
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        try:
-            await asyncio.wait_for(scenario(), 60)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 20)
-
-    asyncio.run(main())
+    asyncio.run(_run_until_done(collector, scenario))
     collector = Collector(settings, link, Health())  # reopen the outbox the run closed
     readings = _readings(collector)
     slots = sorted({datetime.fromisoformat(str(r["slot_end"])) for r in readings if r["kind"] == "energy"})
@@ -95,16 +98,7 @@ def test_power_is_read_on_while_the_backfill_waits_out_the_meters_midnight(tmp_p
         assert collector.slots.pending  # the day before is still to be refilled
         await eventually(lambda: not collector.slots.pending, 30, "the backfill after 00:02")
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(collector.run(stop))
-        try:
-            await asyncio.wait_for(scenario(), 60)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 20)
-
-    asyncio.run(main())
+    asyncio.run(_run_until_done(collector, scenario))
     assert metrics.READ_ERRORS._value.get() == errors_before  # waiting for 00:02 is not a read error
     collector = Collector(settings, link, Health())
     slots = sorted({datetime.fromisoformat(str(r["slot_end"])) for r in _readings(collector) if r["kind"] == "energy"})

@@ -17,6 +17,7 @@ from pms_api.api_admin import add_admin_routes
 from pms_api.api_fleet import add_fleet_routes
 from pms_api.api_plants import add_plant_routes
 from pms_api.console import console_blueprint
+from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.models import Problem
 from pms_api.series import SeriesViews
 from pms_api.settings import ApiSettings
@@ -85,6 +86,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     app.config["store"] = store
     app.secret_key = settings.console_secret_key or registry.shared_secret("console-session")
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=settings.console_secure_cookie,
                       REFRESH_INTERVAL_S=settings.console_refresh_s)
     api = APIBlueprint("api_v1", __name__, url_prefix="/api/v1", abp_security=SECURITY,
                        abp_responses=PROBLEM_RESPONSES)
@@ -110,7 +112,8 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     add_fleet_routes(api, registry, views)
     add_admin_routes(api, registry)
     app.register_api(api)
-    app.register_blueprint(console_blueprint(registry, views))
+    throttle = LoginThrottle(ThrottlePolicy(max_failures=settings.login_max_failures, window_s=settings.login_window_s))
+    app.register_blueprint(console_blueprint(registry, views, throttle))
 
     @app.get("/healthz", doc_ui=False)
     def healthz() -> Response:

@@ -6,21 +6,26 @@ login session (GET only) to refresh lists and draw charts with plotly.js served 
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from prometheus_client import Counter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pms_api.i18n import LANGUAGES, catalog, translate
+from pms_api.login_throttle import LoginThrottle
 from pms_api.views import PlantViews
 from pms_common import timeutil
 from pms_registry import Registry
 from pms_registry.records import User
 
 Page = TypeVar("Page", bound=Callable[..., Any])
+LOGINS = Counter("pms_api_console_logins_total", "Console login attempts", ["outcome"])  # ok, failed, throttled
 
 
 def local_path(target: str) -> str | None:
@@ -31,7 +36,7 @@ def local_path(target: str) -> str | None:
     return target
 
 
-def console_blueprint(registry: Registry, views: PlantViews) -> Blueprint:
+def console_blueprint(registry: Registry, views: PlantViews, throttle: LoginThrottle) -> Blueprint:
     console = Blueprint("console", __name__)
 
     def current_user() -> User | None:
@@ -61,17 +66,28 @@ def console_blueprint(registry: Registry, views: PlantViews) -> Blueprint:
                 "user": current_user(), "refresh_s": current_app.config["REFRESH_INTERVAL_S"]}
 
     @console.route("/login", methods=["GET", "POST"])
-    def login() -> str | WerkzeugResponse:
-        failed = False
-        if request.method == "POST":
-            user = registry.verify_user(request.form.get("username", ""), request.form.get("password", ""))
-            if user is not None:
-                session.clear()
-                session["user_id"] = user.user_id
-                session["lang"] = request.form.get("lang") if request.form.get("lang") in LANGUAGES else user.language
-                return redirect(local_path(request.args.get("next", "")) or url_for("console.home"))
-            failed = True
-        return render_template("login.html", failed=failed)
+    def login() -> str | WerkzeugResponse | tuple[str, int, dict[str, str]]:
+        if request.method == "GET":
+            return render_template("login.html", failed=False, locked_minutes=None)
+        username = request.form.get("username", "")
+        # Checked before the password: a locked-out guess costs no scrypt round either.
+        wait_s = throttle.retry_after(username, request.remote_addr, time.monotonic())
+        if wait_s > 0:
+            LOGINS.labels("throttled").inc()
+            minutes = max(1, math.ceil(wait_s / 60))
+            page = render_template("login.html", failed=False, locked_minutes=minutes)
+            return page, 429, {"Retry-After": str(math.ceil(wait_s))}
+        user = registry.verify_user(username, request.form.get("password", ""))
+        if user is None:
+            LOGINS.labels("failed").inc()
+            throttle.failed(username, request.remote_addr, time.monotonic())
+            return render_template("login.html", failed=True, locked_minutes=None)
+        LOGINS.labels("ok").inc()
+        throttle.succeeded(username)
+        session.clear()
+        session["user_id"] = user.user_id
+        session["lang"] = request.form.get("lang") if request.form.get("lang") in LANGUAGES else user.language
+        return redirect(local_path(request.args.get("next", "")) or url_for("console.home"))
 
     @console.post("/logout")
     def logout() -> WerkzeugResponse:

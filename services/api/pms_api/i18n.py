@@ -11,6 +11,8 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "username": ("ユーザー名", "Username"),
     "password": ("パスワード", "Password"),
     "login_failed": ("ユーザー名またはパスワードが違います", "Wrong username or password"),
+    "login_locked": ("ログインの失敗が続いたため、{minutes} 分後に再度お試しください",
+                     "Too many failed logins: try again in {minutes} min"),
     "home": ("ホーム", "Home"),
     "sales": ("売電状況", "Sales status"),
     "list_view": ("一覧表示", "List"),

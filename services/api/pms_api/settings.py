@@ -19,6 +19,10 @@ class ApiSettings(RegistrySettings):
         default=None, description="the console admin's password; unset = the admin API key (as `pms up` prints it)")
     console_secret_key: str | None = Field(
         default=None, description="signs console sessions; unset = a random key kept in the registry")
+    console_secure_cookie: bool = Field(
+        default=False, description="behind TLS: the console's session cookie is sent over HTTPS only")
+    login_max_failures: int = Field(default=5, ge=1, description="wrong console passwords per username in the window")
+    login_window_s: float = Field(default=300.0, gt=0, description="the login-failure window, and the lockout")
     console_refresh_s: float = Field(default=20.0, gt=0, description="how often the sales list refreshes")
     not_measured_intervals: int = Field(default=3, ge=1, description="power intervals without a reading")
     api_threads: int = Field(default=8, ge=1)

@@ -1,0 +1,86 @@
+"""Console login throttling: the sans-IO counter, and the login page refusing with 429 once locked."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from pms_api import login_throttle
+from pms_api.app import create_app
+from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
+from pms_api.settings import ApiSettings
+from tests.unit.api.conftest import ADMIN, Api
+
+POLICY = ThrottlePolicy(max_failures=3, window_s=60.0, address_factor=2)
+
+
+def test_a_username_is_locked_after_max_failures_until_they_leave_the_window() -> None:
+    throttle = LoginThrottle(POLICY)
+    for second in (0.0, 10.0, 20.0):
+        assert throttle.retry_after("Admin", "10.0.0.1", second) == 0
+        throttle.failed("Admin", "10.0.0.1", second)
+    assert throttle.retry_after("admin ", "10.0.0.2", 21.0) == pytest.approx(39.0)  # same account, any address
+    assert throttle.retry_after("someone", "10.0.0.2", 21.0) == 0
+    assert throttle.retry_after("admin", "10.0.0.2", 60.0) == 0  # the first failure left the window
+
+
+def test_an_address_trying_many_accounts_is_locked_too() -> None:
+    throttle = LoginThrottle(POLICY)
+    for index in range(6):  # 3 × 2: never three for one account
+        throttle.failed(f"user{index}", "10.0.0.9", float(index))
+    assert throttle.retry_after("user99", "10.0.0.9", 6.0) == pytest.approx(54.0)
+    assert throttle.retry_after("user99", "10.0.0.8", 6.0) == 0
+
+
+def test_a_right_password_clears_the_account_but_not_the_address() -> None:
+    throttle = LoginThrottle(POLICY)
+    for second in (0.0, 1.0):
+        throttle.failed("admin", "10.0.0.1", second)
+    throttle.succeeded("admin")
+    throttle.failed("admin", "10.0.0.1", 2.0)
+    assert throttle.retry_after("admin", None, 3.0) == 0  # one failure since the success
+    # The address kept all its failures: 3 so far, 3 more reach its limit of 6.
+    for index in range(3):
+        assert throttle.retry_after(f"other{index}", "10.0.0.1", 3.0) == 0
+        throttle.failed(f"other{index}", "10.0.0.1", 3.0)
+    assert throttle.retry_after("fresh", "10.0.0.1", 4.0) == pytest.approx(56.0)  # 0 + 60 - 4
+
+
+def test_memory_is_bounded_whatever_the_usernames(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(login_throttle, "_MAX_KEYS", 100)
+    throttle = LoginThrottle(POLICY)
+    for index in range(1000):
+        throttle.failed(f"random-{index}", None, 0.0)
+    assert len(throttle._failures) == 100
+
+
+def test_the_login_page_locks_with_429_and_retry_after(api: Api) -> None:
+    client = api.client
+    for _ in range(5):  # the default: 5 wrong passwords per username in 5 minutes
+        assert client.post("/login", data={"username": "admin", "password": "wrong-password"}).status_code == 200
+    locked = client.post("/login", data={"username": "admin", "password": ADMIN})  # even the right one
+    assert locked.status_code == 429
+    assert 0 < int(locked.headers["Retry-After"]) <= 300
+    assert re.search(r"\d+ 分後に再度お試しください", locked.get_data(as_text=True))
+    assert client.get("/").status_code == 302  # not logged in
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'pms_api_console_logins_total{outcome="throttled"}' in metrics
+
+
+def test_the_session_cookie_is_secure_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 pinned_clock: datetime) -> None:
+    monkeypatch.delenv("PMS_CONSOLE_SECURE_COOKIE", raising=False)
+    for secure in (False, True):
+        app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r{secure}.db",
+                                     tsdb_url=f"sqlite:///{tmp_path}/ts{secure}.db", admin_api_key=ADMIN,
+                                     console_secure_cookie=secure))
+        response = app.test_client().post("/login", data={"username": "admin", "password": ADMIN})
+        assert response.status_code == 302
+        cookie = response.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert ("Secure" in cookie) is secure
+        app.config["store"].close()
+        app.config["registry"].close()
