@@ -95,6 +95,7 @@ class AsyncBRouteLink:
         self.family: Family | None = config.family
         self.state = SessionState.IDLE
         self.joins = 0  # increases at every (re)join: the application re-reads what may have changed
+        self.rssi_dbm: int | None = None  # of the meter's last packet, when the module says
         self.ready = asyncio.Event()
         self._session: BRouteSession | None = None
         self._port: Port | None = None
@@ -111,6 +112,16 @@ class AsyncBRouteLink:
     @property
     def lqi(self) -> int | None:
         return self.pan.lqi if self.pan is not None else None
+
+    @property
+    def signal_dbm(self) -> int | None:
+        """The meter's signal: the RSSI of its last packet where the module reports one (dual-stack
+        modules with SA2 set), else estimated from the scan's LQI by ROHM's conversion for BP35
+        modules, RSSI = 0.275 × LQI − 104.27 (single-hop modules report no RSSI per packet)."""
+        if self.rssi_dbm is not None:
+            return self.rssi_dbm
+        lqi = self.lqi
+        return None if lqi is None else round(0.275 * lqi - 104.27)
 
     # ---- the application's side ---------------------------------------------------------------
     async def request(self, esv: ESV, properties: Iterable[Property], timeout_s: float) -> Frame:
@@ -264,6 +275,8 @@ class AsyncBRouteLink:
         if session is None:
             return
         while (event := session.next_event()) is not None:
+            if isinstance(event, Response | Notification) and event.rssi_dbm is not None:
+                self.rssi_dbm = event.rssi_dbm
             if isinstance(event, Response | RequestFailed):
                 future = self._futures.get(event.tid)
                 if future is not None and not future.done():

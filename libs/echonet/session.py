@@ -182,7 +182,7 @@ class BRouteSession(SessionDialogue):
         pending = self._pending.pop(frame.tid, None) if frame.esv in _RESPONSES else None
         if pending is not None:
             self._failures = 0
-            self._events.append(Response(frame.tid, frame))
+            self._events.append(Response(frame.tid, frame, rx.rssi))
             return
         if frame.esv == ESV.INFC and self.state is SessionState.READY:
             # INFC asks for an acknowledgement (spec part II, 4.2.3.5): answer INFC_Res with empty EDTs.
@@ -190,7 +190,7 @@ class BRouteSession(SessionDialogue):
             answer = Frame(frame.tid, frame.deoj, frame.seoj, ESV.INFC_RES, acks)
             self._outbox.append((None, encode_frame(answer)))
             self._advance(WAKE)
-        self._events.append(Notification(frame))
+        self._events.append(Notification(frame, rx.rssi))
 
     # ---- script driving ---------------------------------------------------------------------------
     def _advance(self, event: ModuleEvent | Wake) -> None:

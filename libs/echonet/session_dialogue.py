@@ -9,6 +9,7 @@ builds the sans-IO driving surface (bytes, clock, requests, meter frames) on top
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import deque
 from collections.abc import Generator
@@ -194,6 +195,12 @@ class SessionDialogue:
                 raise
             self.payload_mode = PayloadMode.AUTO  # no ROPT: read each record by its shape
         self.parser.payload_mode = self.payload_mode
+        if self.family is Family.DUAL_STACK:
+            # SA2 = 1 adds the packet's RSSI to every ERXUDP: the heartbeat's signal figure, measured
+            # on every answer rather than once per scan. A module that lacks the register says FAIL:
+            # it is a nicety, not a reason to stop.
+            with contextlib.suppress(CommandFailed):
+                yield from self._command(commands.sksreg("SA2", "1"))
         self._events.append(ModuleDetected(self.family, self.payload_mode, version))
         yield from self._command(commands.sksetpwd(self.config.password))
         yield from self._command(commands.sksetrbid(self.config.rbid))

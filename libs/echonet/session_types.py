@@ -66,6 +66,7 @@ class PanCached:
 class Response:
     tid: int
     frame: Frame
+    rssi_dbm: int | None = None  # of the radio packet, where the module reports it (dual-stack, SA2 on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class Notification:
     """A frame the meter sent on its own (INF of EA/EB every 30 min, D5 instance list on join)."""
 
     frame: Frame
+    rssi_dbm: int | None = None
 
 
 SessionEvent = StateChanged | ModuleDetected | PanCached | Response | RequestFailed | Notification

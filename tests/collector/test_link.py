@@ -86,3 +86,19 @@ def test_a_missing_device_is_a_link_error(tmp_path: Path) -> None:
                                                                                        password=SIM_PASSWORD))
     with pytest.raises(LinkError, match="cannot open serial device"):
         asyncio.run(link.run(asyncio.Event()))
+
+
+@pytest.mark.parametrize("module", ["bp35a1", "bp35c0"])
+def test_the_signal_figure_is_per_packet_rssi_where_the_module_gives_it(module: str) -> None:
+    link = SimulatedModuleLink(CollectorSettings(link="sim", sim_module=module), start=START, speed=60)
+
+    async def body() -> None:
+        await link.request(ESV.GET, [Property(0xE7)], timeout_s=20)
+        assert link.lqi is not None
+        from_lqi = round(0.275 * link.lqi - 104.27)  # ROHM's conversion for BP35 modules
+        if module == "bp35c0":  # dual-stack: SKSREG SA2 1, so every ERXUDP carries the packet's RSSI
+            assert link.rssi_dbm is not None and link.signal_dbm == link.rssi_dbm
+        else:  # single-hop: no RSSI per packet, the scan's LQI stands in
+            assert link.rssi_dbm is None and link.signal_dbm == from_lqi
+
+    _run(link, body)

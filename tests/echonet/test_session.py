@@ -88,6 +88,12 @@ def test_ready_and_read(family: Family, hex_payload: bool) -> None:
     assert values[0xE7] < 0  # 11:00 on a sunny plant: selling
     assert values[0xD3] == 1 and values[0xE1] == 0.1 and values[0xD7] == 6
     assert values[0xEA].time == START
+    # Dual-stack modules are asked for per-packet RSSI (SKSREG SA2 1) and it comes with each answer.
+    if family is Family.DUAL_STACK:
+        assert h.module.registers.get("SA2") == "1"
+        assert isinstance(result.rssi_dbm, int) and -110 <= result.rssi_dbm <= -20
+    else:
+        assert "SA2" not in h.module.registers and result.rssi_dbm is None
     h.run(31)
     assert any(isinstance(e, Notification) and e.frame.property(0xEA) for e in h.events)
 

@@ -51,6 +51,9 @@ class MeterLinkDriver(Protocol):
     @property
     def lqi(self) -> int | None: ...
 
+    @property
+    def signal_dbm(self) -> int | None: ...
+
 
 class SerialMeterLink(AsyncBRouteLink):
     """A Wi-SUN dongle on a serial port."""

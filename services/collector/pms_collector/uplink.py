@@ -157,16 +157,14 @@ class Uplink:
     async def _heartbeat(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         collector = self.collector
         while not stop.is_set():
-            lqi = collector.link.lqi
             beat = Heartbeat(
                 gateway_id=self.gateway_id,
                 at=timeutil.now_jst(),
                 uptime_s=round(time.monotonic() - collector.started, 1),
                 firmware=self.settings.firmware,
                 module_family=collector.link.module_family,  # type: ignore[arg-type]
-                # ROHM's conversion for BP35 modules: RSSI (dBm) = 0.275 × LQI − 104.27.
-                rssi_dbm=None if lqi is None else round(0.275 * lqi - 104.27),
-                lqi=lqi,
+                rssi_dbm=collector.link.signal_dbm,
+                lqi=collector.link.lqi,
                 read_errors_total=collector.read_errors,
                 outbox_depth=self.outbox.depth(),
                 last_slot_end=collector.last_slot_end,
