@@ -29,6 +29,7 @@ from echonet.errors import EchonetError
 from echonet.frame import ESV, Frame, Property
 from echonet.serial_link import LinkError, RequestError
 from echonet.session import (
+    BackoffCause,
     BRouteSession,
     ModuleDetected,
     Notification,
@@ -315,12 +316,12 @@ class AsyncBRouteLink:
         if event.state is not SessionState.BACKOFF or self._ever_ready:
             return
         # Before the first join, the same refusal again and again means a wrong setting, not bad luck.
-        if "EVENT 24" in event.reason:
+        if event.cause is BackoffCause.AUTH_REFUSED:
             self._auth_failures += 1
             if self._auth_failures >= self.max_auth_failures:
                 raise LinkFatal(f"the meter refused to authenticate {self._auth_failures} times (PANA EVENT 24):"
                                 " check the B-route ID and password")
-        elif "no answer to SKVER" in event.reason:
+        elif event.cause is BackoffCause.MODULE_SILENT:
             self._probe_failures += 1
             if self._probe_failures >= self.max_probe_failures:
                 raise LinkFatal("the device does not answer SKVER: it is not a SKSTACK Wi-SUN module"

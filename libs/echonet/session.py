@@ -35,6 +35,7 @@ from echonet.session_dialogue import (
     scan_seconds,
 )
 from echonet.session_types import (
+    BackoffCause,
     ModuleDetected,
     Notification,
     PanCached,
@@ -60,6 +61,7 @@ from echonet.skstack_events import (
 
 __all__ = [
     "BRouteSession",
+    "BackoffCause",
     "ModuleDetected",
     "Notification",
     "PanCached",

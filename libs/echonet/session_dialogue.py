@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from echonet import commands
 from echonet.session_types import (
+    BackoffCause,
     ModuleDetected,
     PanCached,
     RequestFailed,
@@ -44,7 +45,9 @@ from echonet.skstack_events import (
 
 # ---- script control flow -------------------------------------------------------------------------
 class DialogueTimeout(Exception):
-    pass
+    def __init__(self, message: str, *, command: str | None = None) -> None:
+        super().__init__(message)
+        self.command = command  # the command left unanswered, if it was one
 
 
 class Rejoin(Exception):
@@ -52,7 +55,19 @@ class Rejoin(Exception):
 
 
 class Reconnect(Exception):
-    pass
+    def __init__(self, message: str, cause: BackoffCause) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def backoff_cause(exc: Exception) -> BackoffCause:
+    if isinstance(exc, Reconnect):
+        return exc.cause
+    if isinstance(exc, CommandFailed):
+        return BackoffCause.COMMAND_FAILED
+    if isinstance(exc, DialogueTimeout) and exc.command == "SKVER":
+        return BackoffCause.MODULE_SILENT
+    return BackoffCause.TIMEOUT
 
 
 class CommandFailed(Exception):
@@ -102,17 +117,18 @@ class SessionDialogue:
         self._interrupt: Reconnect | None = None  # raised by the script at its next step
 
     # ---- state the script and the driving surface share -----------------------------------------
-    def _set_state(self, state: SessionState, reason: str = "") -> None:
+    def _set_state(self, state: SessionState, reason: str = "", cause: BackoffCause | None = None) -> None:
         if state is not self.state:
             self.state = state
-            self._events.append(StateChanged(state, reason))
+            self._events.append(StateChanged(state, reason, cause))
 
     def _count_failure(self) -> None:
         self._failures += 1
         if self._failures >= self.config.max_request_failures and self.state is SessionState.READY:
             self._failures = 0
             # Called from tick and from inside the script alike: the script raises it at its next step.
-            self._interrupt = Reconnect(f"{self.config.max_request_failures} requests in a row failed")
+            self._interrupt = Reconnect(f"{self.config.max_request_failures} requests in a row failed",
+                                        BackoffCause.REQUESTS_FAILED)
 
     def _fail_all(self, reason: str) -> None:
         for tid in list(self._pending):
@@ -145,7 +161,7 @@ class SessionDialogue:
                 self._interrupt = None
                 self._fail_all(str(exc))
                 self._probed = False
-                self._set_state(SessionState.BACKOFF, str(exc))
+                self._set_state(SessionState.BACKOFF, str(exc), backoff_cause(exc))
                 deadline = self._now + self._backoff(attempt)
                 attempt += 1
                 while True:
@@ -167,7 +183,8 @@ class SessionDialogue:
             try:
                 event = yield deadline
             except DialogueTimeout:
-                raise DialogueTimeout(f"no answer to {command.split(b' ', 1)[0].strip().decode()}") from None
+                name = command.split(b" ", 1)[0].strip().decode()
+                raise DialogueTimeout(f"no answer to {name}", command=name) from None
             if isinstance(event, Ok):
                 seen.append(event)
                 return seen
@@ -183,7 +200,7 @@ class SessionDialogue:
             answers = yield from self._command(commands.skinfo())
             info = next((e for e in answers if isinstance(e, Info)), None)
             if info is None:
-                raise Reconnect("SKINFO gave no EINFO line")
+                raise Reconnect("SKINFO gave no EINFO line", BackoffCause.BAD_MODULE_REPLY)
             # Dual-stack modules print the side as a sixth EINFO field; single-hop ones do not.
             self.family = Family.SINGLE_HOP if info.side is None else Family.DUAL_STACK
         try:
@@ -235,7 +252,8 @@ class SessionDialogue:
                 self.pan = found
                 self._events.append(PanCached(found))
                 return
-        raise Reconnect(f"no meter answered scans up to duration {self.config.scan_durations[-1]}")
+        raise Reconnect(f"no meter answered scans up to duration {self.config.scan_durations[-1]}",
+                        BackoffCause.NO_METER)
 
     def _join(self) -> DialogueScript:
         assert self.pan is not None
@@ -257,7 +275,7 @@ class SessionDialogue:
                     return
                 if event.code == EVENT_PANA_FAILED:
                     self._join_failed()
-                    raise Reconnect("PANA authentication failed (EVENT 24)")
+                    raise Reconnect("PANA authentication failed (EVENT 24)", BackoffCause.AUTH_REFUSED)
 
     def _join_failed(self) -> None:
         self._join_failures += 1

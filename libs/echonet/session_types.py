@@ -24,6 +24,18 @@ class SessionState(enum.StrEnum):
     CLOSED = "closed"
 
 
+class BackoffCause(enum.Enum):
+    """Why the session left for BACKOFF, for code to act on (the reason text is for people)."""
+
+    MODULE_SILENT = "module_silent"  # no answer to SKVER: maybe no SKSTACK module on this port
+    AUTH_REFUSED = "auth_refused"  # PANA EVENT 24: wrong B-route ID or password, or a busy meter
+    NO_METER = "no_meter"  # no scan heard the meter
+    REQUESTS_FAILED = "requests_failed"  # the meter stopped answering requests
+    COMMAND_FAILED = "command_failed"  # a command answered FAIL
+    TIMEOUT = "timeout"  # a command, scan or join took too long
+    BAD_MODULE_REPLY = "bad_module_reply"  # the module answered something unusable
+
+
 @dataclass(frozen=True, kw_only=True)
 class SessionConfig:
     rbid: str
@@ -46,6 +58,7 @@ class SessionConfig:
 class StateChanged:
     state: SessionState
     reason: str = ""
+    cause: BackoffCause | None = None  # set when state is BACKOFF
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from echonet import smart_meter as sm
 from echonet.meter_sim import MeterProfile, SimulatedMeter
 from echonet.module_sim import Fault, ModuleConfig, VirtualModule
 from echonet.session import (
+    BackoffCause,
     BRouteSession,
     ModuleDetected,
     Notification,
@@ -149,3 +150,25 @@ def test_request_before_ready_is_our_error() -> None:
     h = Harness(Family.SINGLE_HOP, True)
     with pytest.raises(RuntimeError, match="not ready"):
         h.session.request_get([0xE7], 0.0)
+
+
+def test_backoff_says_why_in_a_cause_code_acts_on() -> None:
+    h = Harness(Family.DUAL_STACK, hex_payload=True)
+    h.session = BRouteSession(SessionConfig(rbid=RBID, password="WRONGPASSWRD", backoff_initial_s=0.5,
+                                            backoff_max_s=1.0, command_timeout_s=2.0), random.Random(7))
+    h.session.start(h.now)
+    h.run(40)
+    causes = {e.cause for e in h.events if isinstance(e, StateChanged) and e.state is SessionState.BACKOFF}
+    assert causes == {BackoffCause.AUTH_REFUSED}
+
+    silent = BRouteSession(SessionConfig(rbid=RBID, password=PASSWORD, command_timeout_s=1.0), random.Random(7))
+    silent.start(0.0)
+    now, events = 0.0, []
+    while now < 3.0:  # nothing ever answers: no module on this port
+        now += 0.1
+        silent.data_to_send()
+        silent.tick(now)
+        while (event := silent.next_event()) is not None:
+            events.append(event)
+    backoff = [e for e in events if isinstance(e, StateChanged) and e.state is SessionState.BACKOFF]
+    assert backoff and backoff[0].cause is BackoffCause.MODULE_SILENT and "SKVER" in backoff[0].reason
