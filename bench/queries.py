@@ -171,6 +171,7 @@ def api_client(store: TimeSeriesStore, plants: int, list_plants: int, workdir: P
     gateway; the first `plants` are the loaded ones, the rest get today's readings here."""
     from pms_api.app import create_app
     from pms_api.settings import ApiSettings
+    from pms_common.service import settle_heap
     from pms_registry import Registry
 
     registry_url = f"sqlite:///{workdir / 'registry.db'}"
@@ -190,6 +191,7 @@ def api_client(store: TimeSeriesStore, plants: int, list_plants: int, workdir: P
     settings = ApiSettings(registry_url=registry_url, admin_api_key=ADMIN_KEY, tsdb_url="sqlite:///unused",
                            log_level="WARNING")
     app = create_app(settings, registry=registry, store=store)
+    settle_heap()  # as `pms api` and `pms up` do once started
     with app.test_client() as client:
         yield client, codes
 

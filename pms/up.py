@@ -20,7 +20,7 @@ from pms_api.app import create_app
 from pms_api.settings import ApiSettings
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
-from pms_common.service import configure_logging, run_until_stopped
+from pms_common.service import configure_logging, run_until_stopped, settle_heap
 from pms_device_manager.service import DeviceManager
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_ingest.service import Ingest
@@ -114,6 +114,7 @@ async def up(options: UpOptions, stop: asyncio.Event) -> None:
         asyncio.create_task(run_fleet(fleet, rest_stop)),
     ]
     api_server = _serve_api(create_app(api_settings, registry=registry, store=store), options.host, options.port)
+    settle_heap()
     url = f"http://{options.host}:{options.port}/"
     print(f"PMS is up: {url}  ({len(gateway_ids)} simulated plants)", flush=True)
     print(f"admin API key: {key}", flush=True)
