@@ -54,6 +54,9 @@ class Uplink:
             client_id = self.settings.mqtt_client_id or f"pms-gw-{self.gateway_id}"
             async with self.broker.client(identifier=client_id, will=will, clean_session=True) as client:
                 backoff.reset()
+                # A backlog goes out max_in_flight batches at a time by design (plus a heartbeat or a
+                # command result): that many publishes awaiting PUBACK are no cause for aiomqtt's warning.
+                client.pending_calls_threshold = self.settings.max_in_flight + 10
                 self._in_flight.clear()  # nothing sent on the old connection is known to have arrived
                 self.collector.health.set(health_key, True)
                 metrics.CONNECTED.labels(self.gateway_id).set(1)
