@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, cast
@@ -34,14 +35,16 @@ from pms_store.influx_protocol import (
 SLOT_S = rollup.SLOT_S
 
 
-class InfluxQueries:
+class InfluxQueries(ABC):
     """Mixed into InfluxStore, which provides the HTTP round trips."""
 
+    @abstractmethod
     def _query(self, q: str) -> list[_Series]:
-        raise NotImplementedError
+        """One InfluxQL statement's series (InfluxStore does the HTTP round trip)."""
 
+    @abstractmethod
     def _query_many(self, statements: Sequence[str]) -> list[list[_Series]]:
-        raise NotImplementedError
+        """The series of each statement, sent together where the server allows."""
 
     def _select_by_gateway(self, select: str, ids: Sequence[str], where: str = "") -> dict[str, list[dict[str, Any]]]:
         """Rows of `select ... WHERE <gateway in ids> [AND where] GROUP BY gateway_id`, by gateway."""

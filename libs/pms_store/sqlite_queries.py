@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -30,13 +31,14 @@ def marks(items: Sequence[object]) -> str:
     return ",".join("?" * len(items))
 
 
-class SqliteQueries:
+class SqliteQueries(ABC):
     """Mixed into SqliteStore, which provides the connection of the calling thread."""
 
     path: Path
 
+    @abstractmethod
     def _conn(self) -> sqlite3.Connection:
-        raise NotImplementedError
+        """The connection of the calling thread (SqliteStore keeps one per thread)."""
 
     def _select(self, sql: str, args: Sequence[object]) -> list[Any]:
         try:
