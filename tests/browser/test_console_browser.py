@@ -129,6 +129,7 @@ def test_the_sales_list_refreshes_with_new_readings(browser: Any, console: Conso
     cell = f'tr[data-code="{console.codes[1]}"] .sold-w'
     assert browser.find_element(By.CSS_SELECTOR, cell).text == "未計測"
     first_stamp = wait_until(lambda: browser.find_element(By.ID, "updated-at").text, 10, "the first refresh")
+    assert first_stamp.endswith("JST")  # Japan time, though this browser runs in UTC
     console.store.write_readings("gw-b1", power=[PowerReading(measured_at=timeutil.now_jst(), power_w=-3210)],
                                  energy=[])
     began = time.monotonic()

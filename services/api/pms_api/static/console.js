@@ -22,7 +22,11 @@
 
   function stamp() {
     const el = document.getElementById("updated-at");
-    if (el) { el.textContent = new Date().toLocaleTimeString(window.PMS.lang === "en" ? "en-US" : "ja-JP"); }
+    // Japan time whatever the browser's zone, like every other time on the console.
+    if (el) {
+      el.textContent = new Date().toLocaleTimeString(window.PMS.lang === "en" ? "en-US" : "ja-JP",
+        {timeZone: "Asia/Tokyo", timeZoneName: "short"});
+    }
   }
 
   function renderList(plants) {
