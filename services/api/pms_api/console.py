@@ -116,21 +116,15 @@ def console_blueprint(registry: Registry, views: PlantViews, throttle: LoginThro
                                total=total, plants=len(plants), sold_total=sold_total, sold_today=sold_today,
                                notices=notices, events=events)
 
-    @console.get("/sales")
+    @console.get("/sales", defaults={"view": "list"})
+    @console.get("/sales/graph", defaults={"view": "graph"})
     @login_required
-    def sales() -> str:
+    def sales(view: str) -> str:
+        """The cross-plant list and its graph view: one page, two ways of showing the same plants."""
         user = current_user()
         assert user is not None
         summaries = views.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
-        return render_template("sales.html", plants=summaries, view="list")
-
-    @console.get("/sales/graph")
-    @login_required
-    def sales_graph() -> str:
-        user = current_user()
-        assert user is not None
-        summaries = views.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
-        return render_template("sales.html", plants=summaries, view="graph")
+        return render_template("sales.html", plants=summaries, view=view)
 
     @console.get("/plants/<service_code>")
     @login_required

@@ -80,6 +80,10 @@ def test_sales_list_shows_not_measured_and_sold_power(api: Api) -> None:
     assert "2,500 W" in page
     assert "未計測" in page
     assert page.count("<tr data-code=") == 3
+    # The list and the graph view are one page: each tab links to its own address.
+    assert 'href="/sales" id="tab-list" class="active"' in page and 'href="/sales/graph" id="tab-graph"' in page
+    graph = api.client.get("/sales/graph").get_data(as_text=True)
+    assert 'id="tab-graph" class="active"' in graph and 'href="/sales" id="nav-sales"' in graph
 
 
 def test_customer_user_sees_only_its_plants(api: Api) -> None:
