@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
 from echonet.frame import CONTROLLER, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
-from echonet.meter_sim import MeterProfile, SimulatedMeter
+from echonet.sim.meter import MeterProfile, SimulatedMeter
 
 
 def corpus() -> list[bytes]:

@@ -105,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Commands owned by libs/echonet parse their own arguments.
     if argv[:2] == ["echonet", "decode"]:
-        from echonet.decode_tool import main as decode_main
+        from echonet.tools.decode import main as decode_main
 
         return decode_main(argv[2:])
     if argv[:1] == ["sim"] and any(a in ("--module", "--lan") or a.startswith("--module=") for a in argv):
-        from echonet.pty_sim import main as pty_main
+        from echonet.sim.pty_module import main as pty_main
 
         return pty_main(argv[1:])
     args = build_parser().parse_args(argv)

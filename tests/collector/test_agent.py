@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from echonet.module_sim import Fault
+from echonet.sim.module import Fault
 from pms_collector import metrics
 from pms_collector.agent import Collector
 from pms_collector.link import SimulatedModuleLink

@@ -1,4 +1,4 @@
-"""The asyncio B-route link (echonet.aio_link) over a virtual module on a real pseudo-terminal."""
+"""The asyncio B-route link (echonet.io.aio_link) over a virtual module on a real pseudo-terminal."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from echonet.aio_link import AsyncBRouteLink, LinkFatal, open_serial
 from echonet.frame import ESV, Frame, Property
-from echonet.meter_sim import MeterProfile, SimulatedMeter
-from echonet.module_sim import Fault, ModuleConfig, VirtualModule
-from echonet.pty_sim import PtySimulator, SimClock
-from echonet.serial_link import LinkError
+from echonet.io.aio_link import AsyncBRouteLink, LinkFatal, open_serial
+from echonet.io.serial_link import LinkError
 from echonet.session import SessionConfig
+from echonet.sim.meter import MeterProfile, SimulatedMeter
+from echonet.sim.module import Fault, ModuleConfig, VirtualModule
+from echonet.sim.pty_module import PtySimulator, SimClock
 from echonet.skstack_events import Family
 from pms_collector.link import SIM_PASSWORD, SIM_RBID, SimulatedModuleLink
 from pms_collector.settings import CollectorSettings

@@ -13,10 +13,10 @@ import json
 from typing import Any
 
 from echonet.frame import SMART_METER
-from echonet.lan_client import LanClient
-from echonet.meter_sim import SimulatedMeter
-from echonet.udp import UdpConfig
-from echonet.udp_node import MeterNode
+from echonet.io.lan_client import LanClient
+from echonet.io.udp import UdpConfig
+from echonet.sim.meter import SimulatedMeter
+from echonet.sim.udp_node import MeterNode
 
 
 async def ipv6_multicast() -> dict[str, Any]:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from echonet.decode_tool import main
+from echonet.tools.decode import main
 from tests.echonet.test_transcripts import HISTORY, METER, POWER, _dual_hex, _single_hex
 
 

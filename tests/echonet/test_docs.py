@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from echonet.table_doc import render
+from echonet.tools.table_doc import render
 
 
 def test_docs_property_table_matches_the_code() -> None:

@@ -10,10 +10,10 @@ import pytest
 
 from echonet import smart_meter as sm
 from echonet.frame import CONTROLLER, ESV, NODE_PROFILE, SMART_METER, Frame, Property, encode_frame
-from echonet.lan_client import LanClient, LanTimeout, RequestTable
-from echonet.meter_sim import SimulatedMeter
-from echonet.udp import UdpConfig
-from echonet.udp_node import MeterNode
+from echonet.io.lan_client import LanClient, LanTimeout, RequestTable
+from echonet.io.udp import UdpConfig
+from echonet.sim.meter import SimulatedMeter
+from echonet.sim.udp_node import MeterNode
 from tests.echonet.test_udp import udp_free_port
 
 NOW = datetime(2026, 5, 1, 12, 10, tzinfo=sm.JST)

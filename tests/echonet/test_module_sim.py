@@ -7,8 +7,8 @@ import pytest
 from echonet import commands
 from echonet import smart_meter as sm
 from echonet.frame import CONTROLLER, ESV, SMART_METER, Frame, Property, encode_frame
-from echonet.meter_sim import MeterProfile, SimulatedMeter
-from echonet.module_sim import ModuleConfig, VirtualModule
+from echonet.sim.meter import MeterProfile, SimulatedMeter
+from echonet.sim.module import ModuleConfig, VirtualModule
 from echonet.skstack_events import Family
 
 START = datetime(2026, 5, 1, 11, 0, tzinfo=sm.JST)

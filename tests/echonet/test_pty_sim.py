@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from echonet import smart_meter as sm
-from echonet.module_sim import Fault
-from echonet.pty_sim import PtySimulator, ScheduledFault, build_module, parser
-from echonet.serial_link import BRouteClient, RequestError, SerialLink
+from echonet.io.serial_link import BRouteClient, RequestError, SerialLink
 from echonet.session import SessionConfig, SessionState
+from echonet.sim.module import Fault
+from echonet.sim.pty_module import PtySimulator, ScheduledFault, build_module, parser
 
 RBID = "00112233445566778899AABBCCDDEEFF"
 PASSWORD = "PASSWORD1234"

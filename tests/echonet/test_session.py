@@ -6,8 +6,6 @@ from datetime import datetime, timedelta
 import pytest
 
 from echonet import smart_meter as sm
-from echonet.meter_sim import MeterProfile, SimulatedMeter
-from echonet.module_sim import Fault, ModuleConfig, VirtualModule
 from echonet.session import (
     BackoffCause,
     BRouteSession,
@@ -21,6 +19,8 @@ from echonet.session import (
     SessionState,
     StateChanged,
 )
+from echonet.sim.meter import MeterProfile, SimulatedMeter
+from echonet.sim.module import Fault, ModuleConfig, VirtualModule
 from echonet.skstack_events import Family, PayloadMode
 
 START = datetime(2026, 5, 1, 11, 0, tzinfo=sm.JST)

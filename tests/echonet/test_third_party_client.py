@@ -17,7 +17,7 @@ import momonga
 import pytest
 
 from echonet import smart_meter as sm
-from echonet.pty_sim import build_module, parser
+from echonet.sim.pty_module import build_module, parser
 from tests.conftest import PmsProcess, wait_until
 
 RBID = "00112233445566778899AABBCCDDEEFF"

@@ -5,10 +5,10 @@ from datetime import datetime
 import pytest
 
 from echonet import smart_meter as sm
-from echonet.decode_tool import frame_json
 from echonet.frame import ESV, decode_frame
 from echonet.skstack import SkstackParser
 from echonet.skstack_events import Event, Ok, PanDescriptor, PayloadMode, RxUdp
+from echonet.tools.decode import frame_json
 
 METER = "FE80:0000:0000:0000:021C:6400:030C:12A4"
 ME = "FE80:0000:0000:0000:021D:1290:0003:C890"

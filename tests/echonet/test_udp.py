@@ -7,7 +7,16 @@ import socket
 
 import pytest
 
-from echonet.udp import MULTICAST_V4, MULTICAST_V6, Address, UdpConfig, UdpEndpoint, UdpError, open_sockets, same_host
+from echonet.io.udp import (
+    MULTICAST_V4,
+    MULTICAST_V6,
+    Address,
+    UdpConfig,
+    UdpEndpoint,
+    UdpError,
+    open_sockets,
+    same_host,
+)
 
 
 def udp_free_port() -> int:

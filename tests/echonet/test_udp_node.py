@@ -17,10 +17,10 @@ import pytest
 
 from echonet import smart_meter as sm
 from echonet.frame import CONTROLLER, EOJ, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
-from echonet.lan_client import LanClient
-from echonet.meter_sim import SimulatedMeter
-from echonet.udp import UdpConfig, UdpError
-from echonet.udp_node import MeterNode
+from echonet.io.lan_client import LanClient
+from echonet.io.udp import UdpConfig, UdpError
+from echonet.sim.meter import SimulatedMeter
+from echonet.sim.udp_node import MeterNode
 from tests.conftest import PmsProcess, wait_until
 from tests.echonet.test_udp import udp_free_port
 

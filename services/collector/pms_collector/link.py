@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Protocol
 
 from echonet import smart_meter as sm
-from echonet.aio_link import AsyncBRouteLink, open_serial
 from echonet.frame import ESV, Frame, Property
-from echonet.meter_sim import MeterProfile, SimulatedMeter
-from echonet.module_sim import ModuleConfig, VirtualModule
-from echonet.pty_sim import MODULES, PtySimulator, SimClock
+from echonet.io.aio_link import AsyncBRouteLink, open_serial
 from echonet.session import SessionConfig, SessionState
+from echonet.sim.meter import MeterProfile, SimulatedMeter
+from echonet.sim.module import ModuleConfig, VirtualModule
+from echonet.sim.pty_module import MODULES, PtySimulator, SimClock
 from echonet.skstack_events import Family
 from pms_collector.settings import CollectorSettings
 

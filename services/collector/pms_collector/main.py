@@ -11,8 +11,8 @@ import asyncio
 import sqlite3
 import sys
 
-from echonet.aio_link import LinkFatal
-from echonet.serial_link import LinkError
+from echonet.io.aio_link import LinkFatal
+from echonet.io.serial_link import LinkError
 from pms_collector.agent import Collector
 from pms_collector.link import build_link
 from pms_collector.settings import CollectorSettings

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from echonet.meter_sim import MeterProfile, SimulatedMeter
+from echonet.sim.meter import MeterProfile, SimulatedMeter
 from pms_common.timeutil import JST
 
 PROFILE = MeterProfile(seed=3, installed_at=datetime(2026, 5, 31, tzinfo=JST))

@@ -16,9 +16,9 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from echonet.meter_sim import SLOT_S
-from echonet.module_sim_commands import PANA_PORT, VirtualModuleCommands
-from echonet.module_sim_state import ModuleConfig
+from echonet.sim.meter import SLOT_S
+from echonet.sim.module_commands import PANA_PORT, VirtualModuleCommands
+from echonet.sim.module_state import ModuleConfig
 
 __all__ = ["PANA_PORT", "Fault", "ModuleConfig", "VirtualModule"]
 

@@ -23,7 +23,7 @@ from types import TracebackType
 from echonet import node_profile
 from echonet.errors import EchonetError, FrameError, PropertyError
 from echonet.frame import CONTROLLER, EOJ, ESV, NODE_PROFILE, Frame, Property, decode_frame, encode_frame
-from echonet.udp import Address, UdpConfig, UdpEndpoint, same_host
+from echonet.io.udp import Address, UdpConfig, UdpEndpoint, same_host
 
 _ANSWERS = frozenset({ESV.SET_RES, ESV.GET_RES, ESV.INFC_RES, ESV.SETGET_RES, ESV.SETI_SNA, ESV.SETC_SNA,
                       ESV.GET_SNA, ESV.INF_SNA, ESV.SETGET_SNA})

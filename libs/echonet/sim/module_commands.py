@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from echonet import commands
 from echonet.errors import FrameError
-from echonet.module_sim_state import VirtualModuleState
 from echonet.session_dialogue import scan_seconds
+from echonet.sim.module_state import VirtualModuleState
 
 PANA_PORT = 0x02CC
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
-from echonet.meter_sim import MeterProfile, SimulatedMeter
-from echonet.module_sim import Fault, ModuleConfig, VirtualModule
+from echonet.sim.meter import MeterProfile, SimulatedMeter
+from echonet.sim.module import Fault, ModuleConfig, VirtualModule
 from echonet.skstack_events import Family
 
 MODULES = {"bp35a1": Family.SINGLE_HOP, "bp35c0": Family.DUAL_STACK}
@@ -152,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     if "--lan" in argv or "--module=lan" in argv or any(
             a == "--module" and b == "lan" for a, b in itertools.pairwise(argv)):
-        from echonet import udp_node  # LAN mode: an ECHONET Lite node on UDP instead of a module on a pty
+        from echonet.sim import udp_node  # LAN mode: an ECHONET Lite node on UDP instead of a module on a pty
 
         return udp_node.main(argv)
     args = parser().parse_args(argv)

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from echonet.errors import EchonetError
 from echonet.frame import ESV, Frame, Property
-from echonet.serial_link import LinkError, RequestError
+from echonet.io.serial_link import LinkError, RequestError
 from echonet.session import (
     BackoffCause,
     BRouteSession,

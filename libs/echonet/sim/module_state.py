@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from echonet import commands
-from echonet.meter_sim import SimulatedMeter
+from echonet.sim.meter import SimulatedMeter
 from echonet.skstack_events import Family
 
 

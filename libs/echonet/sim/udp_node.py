@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
 from echonet.errors import EchonetError
-from echonet.meter_sim import SLOT_S, MeterProfile, SimulatedMeter
-from echonet.udp import ANY_IPV4, ECHONET_PORT, Address, UdpConfig, UdpEndpoint, UdpError
+from echonet.io.udp import ANY_IPV4, ECHONET_PORT, Address, UdpConfig, UdpEndpoint, UdpError
+from echonet.sim.meter import SLOT_S, MeterProfile, SimulatedMeter
 
 
 class MeterNode:
