@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest services clean
+.PHONY: run test lint imports typecheck pytest services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,18 @@ services:
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
+# The architecture contracts (pyproject.toml [tool.importlinter]) and a check for import circles.
+imports: $(VENV)/.installed-test
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/import_cycles.py
+
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed-test services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: $(VENV)/.installed-test services lint typecheck pytest
+test: $(VENV)/.installed-test services lint imports typecheck pytest
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
