@@ -6,7 +6,7 @@ For each power interval (60 s, then 1 s) it starts `pms sim --module bp35c0` (a 
 on a pty, meter at real speed, starting 20 s before a slot end) and `pms collector` on that pty as
 separate processes, like a gateway would run them. It samples the collector's /proc figures
 after a warm-up, and times the slot's energy reading from the meter's slot end to its arrival on
-the broker. Targets (issue 4): under 60 MB resident and under 2 % of one core at 60 s.
+the broker. Targets: under 60 MB resident and under 2 % of one core at 60 s.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ then times, per store:
 - the API's plants list for `--list-plants` (1,000) plants, each with a gateway measured today.
 
 The loaded SQLite file is kept (`--data-dir`, default var/bench) and reused when its parameters
-match, since a year for 100 plants is 52 million power rows. Targets (issue 5): p95 < 50 ms for a
+match, since a year for 100 plants is 52 million power rows. Targets: p95 < 50 ms for a
 plant's day, month and year views on SQLite; p95 < 200 ms for the plants list of 1,000 plants.
 """
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Make InfluxDB 2.x serve PMS through the v1-compatible HTTP API (DESIGN §3):
+# Make InfluxDB 2.x serve PMS through the v1-compatible HTTP API (docs/decisions.md, "Real components"):
 #   1. a DBRP mapping: database "pms" / retention policy "autogen" -> bucket "pms", so
 #      `POST /write?db=pms` and `GET /query?db=pms` (InfluxQL) reach the bucket. InfluxDB >= 2.4
 #      also has a *virtual* mapping for every bucket; the explicit one survives bucket renames
