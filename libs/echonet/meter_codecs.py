@@ -1,6 +1,7 @@
 """Codecs of the 0x0288 properties: value types, and EDT <-> value for each kind of property.
 
 `smart_meter` puts them in its table, one per EPC; this module is the how, that one the what.
+Each `Codec[T]` pairs a decoder EDT -> T with its encoder T -> EDT, so the table's entries are typed.
 Decoders are on every reading's path, hence the few speed tricks, each with its reason beside it.
 """
 
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any, NamedTuple
+from typing import Generic, NamedTuple, TypeVar, cast, overload
 from zoneinfo import ZoneInfo
 
 from echonet.errors import PropertyError
@@ -28,8 +30,20 @@ UNIT_MULTIPLIERS: dict[int, float] = {
     0x0A: 10.0, 0x0B: 100.0, 0x0C: 1000.0, 0x0D: 10000.0,
 }
 
-Decoder = Callable[[bytes], Any]
-Encoder = Callable[[Any], bytes]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Codec(Generic[T]):
+    """EDT -> value and value -> EDT for one shape of property.
+
+    `checks_size`: the decoder's Struct.unpack rejects a wrongly sized EDT itself (struct.error), so
+    the table's per-reading path can call it bare, without a size check in Python first.
+    """
+
+    decode: Callable[[bytes], T]
+    encode: Callable[[T], bytes]
+    checks_size: bool = False
 
 
 class TimedRegister(NamedTuple):
@@ -71,15 +85,18 @@ class History2Request(NamedTuple):
     segments: int
 
 
-# ---- codecs: each pair is (decode: EDT -> value, encode: value -> EDT) ------------------------
+# ---- codecs -------------------------------------------------------------------------------------
 _STRUCTS = {1: struct.Struct(">B"), 2: struct.Struct(">H"), 4: struct.Struct(">I")}
 _SIGNED_STRUCTS = {2: struct.Struct(">h"), 4: struct.Struct(">i")}
-# Decoders whose Struct.unpack checks the EDT size itself (struct.error otherwise): no check in Python.
-SIZE_EXACT: set[Decoder] = set()
 _new = tuple.__new__  # NamedTuple construction without its Python-level __new__: values are per reading
 
 
-def unsigned_codec(size: int, sentinel: int | None = None) -> tuple[Decoder, Encoder]:
+@overload
+def unsigned_codec(size: int) -> Codec[int]: ...
+@overload
+def unsigned_codec(size: int, sentinel: int) -> Codec[int | None]: ...
+def unsigned_codec(size: int, sentinel: int | None = None) -> Codec[int] | Codec[int | None]:
+    """A big-endian unsigned integer; with a sentinel, that value decodes to None (no data)."""
     # Struct.unpack is the cheapest way from bytes to int; the size is checked before decoding.
     unpack = _STRUCTS[size].unpack if size in _STRUCTS else None
 
@@ -94,12 +111,14 @@ def unsigned_codec(size: int, sentinel: int | None = None) -> tuple[Decoder, Enc
             value = sentinel
         return value.to_bytes(size, "big")
 
-    if unpack is not None:
-        SIZE_EXACT.add(decode)
-    return decode, encode
+    if sentinel is None:
+        # Without a sentinel the decoder never returns None: typed as the plain int it is.
+        return Codec(cast(Callable[[bytes], int], decode), encode, checks_size=unpack is not None)
+    return Codec(decode, encode, checks_size=unpack is not None)
 
 
-def signed_codec(size: int, sentinel: int | None = None) -> tuple[Decoder, Encoder]:
+def signed_codec(size: int, sentinel: int) -> Codec[int | None]:
+    """A big-endian signed integer whose `sentinel` value decodes to None (no data)."""
     unpack = _SIGNED_STRUCTS[size].unpack
 
     def decode(edt: bytes) -> int | None:
@@ -113,8 +132,7 @@ def signed_codec(size: int, sentinel: int | None = None) -> tuple[Decoder, Encod
             value = sentinel
         return value.to_bytes(size, "big", signed=True)
 
-    SIZE_EXACT.add(decode)
-    return decode, encode
+    return Codec(decode, encode, checks_size=True)
 
 
 _PHASES = struct.Struct(">hh")
@@ -290,6 +308,10 @@ def decode_clock(edt: bytes) -> time:
         raise PropertyError(f"current time {edt.hex()} is not a valid time") from None
 
 
+def encode_clock(value: time) -> bytes:
+    return bytes((value.hour, value.minute))
+
+
 def decode_date(edt: bytes) -> date:
     try:
         return date(edt[0] << 8 | edt[1], edt[2], edt[3])
@@ -297,8 +319,24 @@ def decode_date(edt: bytes) -> date:
         raise PropertyError(f"current date {edt.hex()} is not a valid date") from None
 
 
+def encode_date(value: date) -> bytes:
+    return value.year.to_bytes(2, "big") + bytes((value.month, value.day))
+
+
 def hex_upper(edt: bytes) -> str:
     return edt.hex().upper()
 
 
-SIZE_EXACT.update((decode_currents, decode_timed, decode_history))
+# The codecs of the structured properties. Those built on one Struct.unpack of the whole EDT check
+# its size themselves (checks_size); the others are given a size check by the table.
+CURRENTS_CODEC = Codec(decode_currents, encode_currents, checks_size=True)
+TIMED_REGISTER_CODEC = Codec(decode_timed, encode_timed, checks_size=True)
+DAY_HISTORY_CODEC = Codec(decode_history, encode_history, checks_size=True)
+HISTORY2_CODEC = Codec(decode_history2, encode_history2)
+HISTORY2_REQUEST_CODEC = Codec(decode_history2_request, encode_history2_request)
+UNIT_CODEC = Codec(decode_unit, encode_unit)
+VERSION_CODEC = Codec(decode_version, encode_version)
+ASCII_CODEC = Codec(decode_ascii, encode_ascii)
+HEX_CODEC = Codec(hex_upper, bytes.fromhex)
+CLOCK_CODEC = Codec(decode_clock, encode_clock)
+DATE_CODEC = Codec(decode_date, encode_date)

@@ -55,6 +55,42 @@ def test_every_table_entry_has_a_strategy() -> None:
                                   0xE0, 0xE1, 0xE2, 0xE3, 0xE4, 0xE5, 0xE7, 0xE8, 0xEA, 0xEB, 0xEC, 0xED}
 
 
+def test_every_table_entry_has_an_epc_member_and_every_member_an_entry() -> None:
+    assert set(sm.Epc) == set(sm.PROPERTIES)
+    for epc, spec in sm.PROPERTIES.items():
+        assert spec.epc is sm.Epc(epc)
+        assert spec.name == spec.epc.name.lower()
+        assert getattr(sm, spec.epc.name) is spec  # the typed accessor is the table's entry
+
+
+def test_access_rules_of_the_class() -> None:
+    assert sm.epcs_with(sm.Access.GET) == tuple(sorted(sm.PROPERTIES))
+    assert sm.epcs_with(sm.Access.SET) == (0xE5, 0xED)
+    assert sm.epcs_with(sm.Access.ANNOUNCE_ON_CHANGE) == (0x80, 0x88)
+    assert sm.epcs_with(sm.Access.ANNOUNCE_AT_SLOT_END) == (0xEA, 0xEB)
+    assert sm.epcs_with(sm.Access.ANNOUNCED) == (0x80, 0x88, 0xEA, 0xEB)
+
+
+def test_kinds_of_the_class() -> None:
+    def of(kind: sm.Kind) -> set[int]:
+        return {epc for epc, spec in sm.PROPERTIES.items() if spec.kind is kind}
+
+    assert of(sm.Kind.REGISTER) == {0xE0, 0xE3, 0xEA, 0xEB}
+    assert of(sm.Kind.HISTORY) == {0xE2, 0xE4, 0xEC}
+    assert of(sm.Kind.HISTORY_SELECTION) == {0xE5, 0xED}
+    assert of(sm.Kind.SCALE) == {0xD3, 0xD7, 0xE1}
+    assert of(sm.Kind.INSTANTANEOUS) == {0xE7, 0xE8}
+    assert of(sm.Kind.PROPERTY_MAP) == {0x9D, 0x9E, 0x9F}
+
+
+def test_typed_accessors_decode_as_the_table() -> None:
+    assert sm.INSTANTANEOUS_POWER.decode_edt(bytes.fromhex("FFFFFB2E")) == -1234
+    assert sm.ENERGY_UNIT.decode_edt(b"\x01") == 0.1
+    assert sm.HISTORY_DAY.encode(3) == b"\x03"
+    with pytest.raises(PropertyError, match="EPC 0xE7 \\(instantaneous_power\\) needs 4 bytes, got 1"):
+        sm.INSTANTANEOUS_POWER.decode_edt(b"\x00")
+
+
 @pytest.mark.parametrize("epc", sorted(STRATEGIES))
 def test_round_trip(epc: int) -> None:
     spec = sm.PROPERTIES[epc]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,6 +20,10 @@ from echonet.frame import CONTROLLER, EOJ, ESV, NODE_PROFILE, SMART_METER, Frame
 
 SLOT_S = 1800
 _SAMPLES_PER_SLOT = 6  # 5-minute midpoints: fine enough for a smooth profile, cheap for a year
+# The meter's property maps are the class table's access rules.
+_GET_MAP = sm.epcs_with(sm.Access.GET)
+_SET_MAP = sm.epcs_with(sm.Access.SET)
+_ANNOUNCEMENT_MAP = sm.epcs_with(sm.Access.ANNOUNCED)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,9 +213,9 @@ class SimulatedMeter:
             0xD7: p.digits,
             0xE1: p.unit,
             0xE5: self.history_day,
-            0x9F: tuple(sorted(sm.PROPERTIES)),
-            0x9E: (0xE5, 0xED),
-            0x9D: (0x80, 0x88, 0xEA, 0xEB),
+            0x9F: _GET_MAP,
+            0x9E: _SET_MAP,
+            0x9D: _ANNOUNCEMENT_MAP,
         }
         if epc in fixed:
             return sm.encode_value(epc, fixed[epc])
@@ -272,11 +277,7 @@ class SimulatedMeter:
             answers = []
             failed = False
             for prop in frame.properties:
-                if not node and prop.epc == 0xE5 and len(prop.edt) == 1 and prop.edt[0] <= sm.HISTORY_MAX_DAY:
-                    self.history_day = prop.edt[0]
-                    answers.append(Property(prop.epc))
-                elif not node and prop.epc == 0xED and self._valid_history2(prop.edt):
-                    self.history2 = sm.decode_value(0xED, prop.edt)
+                if not node and self.set_property(prop.epc, prop.edt):
                     answers.append(Property(prop.epc))
                 else:
                     failed = True
@@ -287,10 +288,38 @@ class SimulatedMeter:
             return encode_frame(Frame(frame.tid, source, frame.seoj, esv, tuple(answers)))
         return None
 
-    @staticmethod
-    def _valid_history2(edt: bytes) -> bool:
+    # ---- Set ----------------------------------------------------------------------------------
+    def set_property(self, epc: int, edt: bytes) -> bool:
+        """Apply a Set of one 0x0288 property; False (refused) unless the table's access rules allow
+        Set and the value is one the meter takes."""
+        spec = sm.PROPERTIES.get(epc)
+        if spec is None or not spec.access & sm.Access.SET:
+            return False
+        return SET_HANDLERS[spec.epc](self, edt)
+
+    def _set_history_day(self, edt: bytes) -> bool:
         try:
-            request: sm.History2Request = sm.decode_value(0xED, edt)
+            day = sm.HISTORY_DAY.decode_edt(edt)
         except PropertyError:
             return False
-        return 1 <= request.segments <= sm.HISTORY2_MAX_SEGMENTS and request.time.minute in (0, 30)
+        if day > sm.HISTORY_MAX_DAY:
+            return False
+        self.history_day = day
+        return True
+
+    def _set_history2_request(self, edt: bytes) -> bool:
+        try:
+            request = sm.HISTORY_2_REQUEST.decode_edt(edt)
+        except PropertyError:
+            return False
+        if not (1 <= request.segments <= sm.HISTORY2_MAX_SEGMENTS and request.time.minute in (0, 30)):
+            return False
+        self.history2 = request
+        return True
+
+
+# How the meter takes each Set the table allows (a test keeps the two in step).
+SET_HANDLERS: dict[sm.Epc, Callable[[SimulatedMeter, bytes], bool]] = {
+    sm.Epc.HISTORY_DAY: SimulatedMeter._set_history_day,
+    sm.Epc.HISTORY_2_REQUEST: SimulatedMeter._set_history2_request,
+}

@@ -22,12 +22,11 @@ from echonet.skstack import SkstackParser
 from echonet.skstack_events import Event, Garbage, PanDescriptor, PayloadMode, RxUdp
 
 _REQUESTS = frozenset({0x60, 0x61, 0x62, 0x63, 0x6E})
-_ENERGY_EPCS = frozenset({0xE0, 0xE3})
-_TIMED_EPCS = frozenset({0xEA, 0xEB})
 
 
-def json_value(value: Any, epc: int, kwh_per_step: float | None) -> Any:
-    """A decoded table value as JSON (the shapes documented in docs/echonet.md)."""
+def json_value(value: Any, epc: int, kwh_per_step: float | None, *, register: bool = False) -> Any:
+    """A decoded table value as JSON (the shapes documented in docs/echonet.md). `register`: the
+    value is a raw cumulative energy register (the 0x0288 table's kind), shown with its kWh."""
     if isinstance(value, smart_meter.Currents):
         return {"r": value.r_a, "t": value.t_a}
     if isinstance(value, smart_meter.TimedRegister):
@@ -41,7 +40,7 @@ def json_value(value: Any, epc: int, kwh_per_step: float | None) -> Any:
         return {"time": value.time.isoformat(), "raw": [{"forward": f, "reverse": r} for f, r in value.segments]}
     if isinstance(value, smart_meter.History2Request):
         return {"time": value.time.isoformat(), "segments": value.segments}
-    if epc in _ENERGY_EPCS and (value is None or isinstance(value, int)):
+    if register and (value is None or isinstance(value, int)):
         energy: dict[str, Any] = {"raw": value}
         if kwh_per_step is not None and value is not None:
             energy["kwh"] = round(value * kwh_per_step, 6)
@@ -70,7 +69,8 @@ def frame_json(frame: Frame, kwh_per_step: float | None = None) -> dict[str, Any
             entry["name"] = spec.name
             if prop.edt:
                 try:
-                    entry["value"] = json_value(spec.decode_edt(prop.edt), prop.epc, kwh_per_step)
+                    register = isinstance(spec, smart_meter.PropertySpec) and spec.kind is smart_meter.Kind.REGISTER
+                    entry["value"] = json_value(spec.decode_edt(prop.edt), prop.epc, kwh_per_step, register=register)
                 except EchonetError as exc:
                     entry["error"] = str(exc)
         props.append(entry)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Protocol
+from datetime import date, datetime, timedelta
+from typing import Protocol, TypeVar
 
 from echonet import smart_meter as sm
 from echonet.errors import EchonetError
 from echonet.frame import ESV, Frame, Property
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading
+
+T = TypeVar("T")
 
 
 class MeterReadError(Exception):
@@ -56,15 +58,20 @@ def slot_readings_from_inf(frame: Frame, scale: RegisterScale) -> EnergyReading 
     if frame.esv not in (ESV.INF, ESV.INFC):
         return None
     values = {p.epc: p.edt for p in frame.properties if p.edt}
-    if 0xEA not in values and 0xEB not in values:
+    if sm.Epc.FIXED_TIME_ENERGY_FORWARD not in values and sm.Epc.FIXED_TIME_ENERGY_REVERSE not in values:
         return None
     return _energy(values, scale)
 
 
+def _timed_register(spec: sm.PropertySpec[sm.TimedRegister], values: dict[int, bytes]) -> sm.TimedRegister | None:
+    edt = values.get(spec.epc)
+    return None if edt is None else spec.decode_edt(edt)
+
+
 def _energy(values: dict[int, bytes], scale: RegisterScale, *, backfilled: bool = False) -> EnergyReading | None:
     try:
-        forward: sm.TimedRegister | None = sm.decode_value(0xEA, values[0xEA]) if 0xEA in values else None
-        reverse: sm.TimedRegister | None = sm.decode_value(0xEB, values[0xEB]) if 0xEB in values else None
+        forward = _timed_register(sm.FIXED_TIME_ENERGY_FORWARD, values)
+        reverse = _timed_register(sm.FIXED_TIME_ENERGY_REVERSE, values)
     except EchonetError as exc:
         raise MeterReadError(f"the meter sent a bad EA/EB register: {exc}") from exc
     stamps = {r.time for r in (forward, reverse) if r is not None}
@@ -107,57 +114,58 @@ class MeterReader:
             raise MeterReadError(f"the answer lacks EPC {', '.join(f'{e:02X}' for e in missing)}")
         return values
 
-    def _decode(self, epc: int, edt: bytes) -> object:
+    @staticmethod
+    def _decode(spec: sm.PropertySpec[T], values: dict[int, bytes]) -> T:
+        """The typed value of `spec`'s property in an answer that `get` checked holds it."""
         try:
-            return sm.decode_value(epc, edt)
+            return spec.decode_edt(values[spec.epc])
         except EchonetError as exc:
-            raise MeterReadError(f"EPC {epc:02X}: {exc}") from exc
+            raise MeterReadError(f"EPC {spec.epc:02X}: {exc}") from exc
 
     async def read_scale(self) -> RegisterScale:
-        values = await self.get(0xD3, 0xE1, 0xD7)
-        coefficient, unit, digits = (self._decode(epc, values[epc]) for epc in (0xD3, 0xE1, 0xD7))
-        assert isinstance(coefficient, int) and isinstance(unit, float | int) and isinstance(digits, int)
+        values = await self.get(sm.Epc.COEFFICIENT, sm.Epc.ENERGY_UNIT, sm.Epc.EFFECTIVE_DIGITS)
+        coefficient = self._decode(sm.COEFFICIENT, values)
+        unit = self._decode(sm.ENERGY_UNIT, values)
+        digits = self._decode(sm.EFFECTIVE_DIGITS, values)
         self.scale = RegisterScale(coefficient=coefficient, unit=float(unit), digits=digits)
         return self.scale
 
     async def read_clock(self) -> datetime:
         """The meter's own date and time (minute resolution)."""
-        values = await self.get(0x98, 0x97)
-        day, clock = self._decode(0x98, values[0x98]), self._decode(0x97, values[0x97])
-        assert isinstance(day, date) and isinstance(clock, time)
+        values = await self.get(sm.Epc.CURRENT_DATE, sm.Epc.CURRENT_TIME)
+        day, clock = self._decode(sm.CURRENT_DATE, values), self._decode(sm.CURRENT_TIME, values)
         return datetime.combine(day, clock, tzinfo=timeutil.JST)
 
     async def read_power(self, measured_at: datetime) -> PowerReading | None:
-        values = await self.get(0xE7, 0xE8)
-        watts = self._decode(0xE7, values[0xE7])
+        values = await self.get(sm.Epc.INSTANTANEOUS_POWER, sm.Epc.INSTANTANEOUS_CURRENT)
+        watts = self._decode(sm.INSTANTANEOUS_POWER, values)
         if watts is None:
             return None
-        currents = self._decode(0xE8, values[0xE8])
-        assert isinstance(watts, int) and isinstance(currents, sm.Currents)
+        currents = self._decode(sm.INSTANTANEOUS_CURRENT, values)
         return PowerReading(measured_at=measured_at, power_w=watts, current_r_a=currents.r_a,
                             current_t_a=currents.t_a)
 
     async def read_registers_now(self) -> tuple[float | None, float | None]:
         """E0/E3: the cumulative registers at this moment (kWh)."""
         scale = self.scale or await self.read_scale()
-        values = await self.get(0xE0, 0xE3)
-        raws = [self._decode(epc, values[epc]) for epc in (0xE0, 0xE3)]
-        forward, reverse = (None if raw is None else scale.kwh(int(raw)) for raw in raws)  # type: ignore[call-overload]
+        values = await self.get(sm.Epc.CUMULATIVE_ENERGY_FORWARD, sm.Epc.CUMULATIVE_ENERGY_REVERSE)
+        forward, reverse = (None if raw is None else scale.kwh(raw)
+                            for raw in (self._decode(sm.CUMULATIVE_ENERGY_FORWARD, values),
+                                        self._decode(sm.CUMULATIVE_ENERGY_REVERSE, values)))
         return forward, reverse
 
     async def read_fixed_time_energy(self) -> EnergyReading | None:
         """The EA/EB registers of the last slot end, stamped with the meter's own time."""
         scale = self.scale or await self.read_scale()
-        return _energy(await self.get(0xEA, 0xEB), scale)
+        return _energy(await self.get(sm.Epc.FIXED_TIME_ENERGY_FORWARD, sm.Epc.FIXED_TIME_ENERGY_REVERSE), scale)
 
     async def read_day(self, days_back: int, meter_today: date) -> DayRegisters:
         """E2/E4 of the day `days_back` before the meter's today (E5 set first, as the spec asks)."""
         if not 0 <= days_back <= sm.HISTORY_MAX_DAY:
             raise MeterReadError(f"the meter keeps {sm.HISTORY_MAX_DAY} days of history, not {days_back}")
-        await self._request(ESV.SETC, [Property(0xE5, sm.encode_value(0xE5, days_back))])
-        values = await self.get(0xE2, 0xE4)
-        forward, reverse = self._decode(0xE2, values[0xE2]), self._decode(0xE4, values[0xE4])
-        assert isinstance(forward, sm.DayHistory) and isinstance(reverse, sm.DayHistory)
+        await self._request(ESV.SETC, [Property(sm.Epc.HISTORY_DAY, sm.HISTORY_DAY.encode(days_back))])
+        values = await self.get(sm.Epc.HISTORY_FORWARD, sm.Epc.HISTORY_REVERSE)
+        forward, reverse = self._decode(sm.HISTORY_FORWARD, values), self._decode(sm.HISTORY_REVERSE, values)
         if forward.day != days_back or reverse.day != days_back:
             raise MeterReadError(f"asked for day {days_back} back, the meter answered days {forward.day}/{reverse.day}")
         day = meter_today - timedelta(days=days_back)

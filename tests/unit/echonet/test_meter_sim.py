@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from echonet.sim.meter import MeterProfile, SimulatedMeter
+from echonet import smart_meter as sm
+from echonet.frame import CONTROLLER, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
+from echonet.sim.meter import SET_HANDLERS, MeterProfile, SimulatedMeter
 from pms_common.timeutil import JST
 
 PROFILE = MeterProfile(seed=3, installed_at=datetime(2026, 5, 31, tzinfo=JST))
@@ -40,3 +42,30 @@ def test_registers_never_decrease_over_a_day() -> None:
 def test_registers_start_from_the_initial_values() -> None:
     meter = SimulatedMeter(PROFILE)
     assert meter.registers_kwh_at_slot(PROFILE.installed_at) == (1000.0, 0.0)
+
+
+def _ask(meter: SimulatedMeter, esv: ESV, *props: Property) -> Frame:
+    answer = meter.handle(encode_frame(Frame(1, CONTROLLER, SMART_METER, esv, props)), datetime(2026, 6, 1, tzinfo=JST))
+    assert answer is not None
+    return decode_frame(answer)
+
+
+def test_property_maps_are_the_tables_access_rules() -> None:
+    answer = _ask(SimulatedMeter(PROFILE), ESV.GET, Property(0x9D), Property(0x9E), Property(0x9F))
+    edts = {p.epc: p.edt.hex().upper() for p in answer.properties}
+    assert edts == {
+        0x9D: "048088EAEB",  # announced: 80 and 88 on change, EA and EB at every slot end
+        0x9E: "02E5ED",  # Set: the history day and the history 2 request
+        0x9F: "1941414160404000624300414040430202",  # Get: all 25 properties, as a bitmap
+    }
+
+
+def test_set_is_accepted_where_the_table_allows_it() -> None:
+    assert set(SET_HANDLERS) == set(sm.epcs_with(sm.Access.SET))
+    meter = SimulatedMeter(PROFILE)
+    answer = _ask(meter, ESV.SETC, Property(0xE5, b"\x02"))
+    assert answer.esv == ESV.SET_RES and meter.history_day == 2
+    for refused in (Property(0x80, b"\x31"), Property(0xE7, bytes(4)), Property(0xE5, b"\x64"), Property(0xE5, b"")):
+        answer = _ask(meter, ESV.SETC, refused)
+        assert answer.esv == ESV.SETC_SNA
+    assert meter.history_day == 2
