@@ -13,10 +13,11 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from prometheus_client import Counter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from pms_api.access import plant_in_scope
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
 from pms_api.views import PlantViews
@@ -131,9 +132,7 @@ def console_blueprint(registry: Registry, views: PlantViews, throttle: LoginThro
     def plant(service_code: str) -> str:
         user = current_user()
         assert user is not None
-        found = registry.get_plant(service_code, user.customer_id)
-        if found is None:
-            abort(404, f"no plant {service_code}")
+        found = plant_in_scope(registry, service_code, user.customer_id)
         detail = views.detail(found, timeutil.now_jst())
         return render_template("plant.html", plant=detail, today=timeutil.now_jst().date().isoformat())
 
