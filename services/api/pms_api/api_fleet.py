@@ -27,8 +27,8 @@ from pms_api.models import (
     Problem,
     Summary,
 )
+from pms_api.plant_figures import PlantFigures
 from pms_api.problems import InvalidRequest, ProblemError
-from pms_api.views import PlantViews
 from pms_common import timeutil
 from pms_registry import Registry, RegistryError
 
@@ -37,7 +37,7 @@ HOME = Tag(name="home", description="Notices and the home screen's summary")
 SUMMARY_EVENTS = 20
 
 
-def add_fleet_routes(api: APIBlueprint, registry: Registry, views: PlantViews) -> None:
+def add_fleet_routes(api: APIBlueprint, registry: Registry, figures: PlantFigures) -> None:
     @api.get("/gateways", tags=[FLEET], responses={200: GatewayPage})
     def list_gateways(query: PageQuery) -> Response:
         """Gateways with their status and latest heartbeat."""
@@ -103,7 +103,7 @@ def add_fleet_routes(api: APIBlueprint, registry: Registry, views: PlantViews) -
         notices, _ = registry.list_notices(customer_id=customer_id, current_at=now)
         events = registry.list_events(customer_id=customer_id, limit=SUMMARY_EVENTS)
         plants = registry.list_plants(customer_id)
-        sold_total, sold_today = views.sold_energy(plants, now)
+        sold_total, sold_today = figures.sold_energy(plants, now)
         return json_response(Summary(
             plants=len(plants),
             gateways=GatewayCounts(normal=counts.get("online", 0), abnormal=total - counts.get("online", 0),

@@ -13,8 +13,9 @@ from pms_api.access import plant_in_scope, principal, require_admin
 from pms_api.csvout import csv_response
 from pms_api.jsonout import json_response
 from pms_api.models import PageQuery, PlantCreate, PlantDetail, PlantPage, PlantPath, PlantUpdate, Problem
+from pms_api.plant_figures import PlantFigures
 from pms_api.problems import InvalidRequest
-from pms_api.series import SeriesViews
+from pms_api.series import SeriesFigures
 from pms_api.series_models import (
     MAX_DAYS,
     EnergyQuery,
@@ -27,7 +28,6 @@ from pms_api.series_models import (
     WeatherSeries,
     default_range,
 )
-from pms_api.views import PlantViews
 from pms_common import timeutil
 from pms_registry import Registry, RegistryError
 from pms_registry.registry import Plant
@@ -36,7 +36,7 @@ PLANTS = Tag(name="plants", description="Plants and what they sell")
 SERIES = Tag(name="series", description="A plant's measured series; every one also as CSV with ?format=csv")
 
 
-def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, series: SeriesViews) -> None:
+def add_plant_routes(api: APIBlueprint, registry: Registry, figures: PlantFigures, series: SeriesFigures) -> None:
     def visible_plant(code: str) -> Plant:
         """The plant if the caller may see it, else a 404 (another customer's plant included)."""
         return plant_in_scope(registry, code, principal().customer_id)
@@ -63,7 +63,7 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
         """The cross-plant list: current sold power (null = not measured) and today's sold kWh."""
         plants = registry.list_plants(principal().customer_id)
         page = plants[query.offset : query.offset + query.limit]
-        items = views.summaries(page, timeutil.now_jst())
+        items = figures.summaries(page, timeutil.now_jst())
         return json_response(PlantPage(items=items, total=len(plants), limit=query.limit, offset=query.offset))
 
     @api.post("/plants", tags=[PLANTS], responses={201: PlantDetail, 403: Problem})
@@ -76,13 +76,13 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
             raise InvalidRequest(f"no customer {body.customer_id}: create it first") from exc
         plant = registry.get_plant(code)
         assert plant is not None
-        return json_response(views.detail(plant, timeutil.now_jst()), 201)
+        return json_response(figures.detail(plant, timeutil.now_jst()), 201)
 
     @api.get("/plants/<service_code>", tags=[PLANTS], responses={200: PlantDetail})
     def get_plant(path: PlantPath) -> Response:
         """One plant; another customer's plant answers 404 so that its existence does not leak."""
         plant = visible_plant(path.service_code)
-        return json_response(views.detail(plant, timeutil.now_jst()))
+        return json_response(figures.detail(plant, timeutil.now_jst()))
 
     @api.patch("/plants/<service_code>", tags=[PLANTS], responses={200: PlantDetail, 403: Problem})
     def update_plant(path: PlantPath, body: PlantUpdate) -> Response:
@@ -93,7 +93,7 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
             plant = registry.update_plant(path.service_code, **body.model_dump(exclude_unset=True))
         except RegistryError as exc:
             raise InvalidRequest(str(exc)) from exc
-        return json_response(views.detail(plant, timeutil.now_jst()))
+        return json_response(figures.detail(plant, timeutil.now_jst()))
 
     @api.delete("/plants/<service_code>", tags=[PLANTS], responses={204: None, 403: Problem})
     def delete_plant(path: PlantPath) -> Response:

@@ -18,10 +18,10 @@ from pms_api.api_plants import add_plant_routes
 from pms_api.console import console_blueprint
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.models import Problem
+from pms_api.plant_figures import PlantFigures
 from pms_api.problems import HANDLED, ProblemError, answer_problem, refuse_invalid_request
-from pms_api.series import SeriesViews
+from pms_api.series import SeriesFigures
 from pms_api.settings import ApiSettings
-from pms_api.views import PlantViews
 from pms_common import timeutil
 from pms_common.service import configure_logging
 from pms_registry import Registry, RegistryError
@@ -62,7 +62,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             registry.ensure_user(username=settings.admin_user, password=admin_password, created_at=now)
         except RegistryError as exc:
             log.warning("api: no console admin login made (%s); set PMS_ADMIN_PASSWORD", exc)
-    views = PlantViews(registry, store, not_measured_intervals=settings.not_measured_intervals)
+    figures = PlantFigures(registry, store, not_measured_intervals=settings.not_measured_intervals)
 
     app = OpenAPI(
         __name__,
@@ -100,12 +100,12 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             raise ProblemError(401, "send a valid API key as 'Authorization: Bearer <key>'")
         g.principal = found
 
-    add_plant_routes(api, registry, views, SeriesViews(store))
-    add_fleet_routes(api, registry, views)
+    add_plant_routes(api, registry, figures, SeriesFigures(store))
+    add_fleet_routes(api, registry, figures)
     add_admin_routes(api, registry)
     app.register_api(api)
     throttle = LoginThrottle(ThrottlePolicy(max_failures=settings.login_max_failures, window_s=settings.login_window_s))
-    app.register_blueprint(console_blueprint(registry, views, throttle))
+    app.register_blueprint(console_blueprint(registry, figures, throttle))
 
     @app.get("/healthz", doc_ui=False)
     def healthz() -> Response:
