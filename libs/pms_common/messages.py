@@ -139,7 +139,7 @@ class DeadLetter(Message):
     received_at: AwareDatetime
 
 
-# ---- remote control over the connection the gateway dials out (issue 4) ----------------------
+# ---- remote control over the connection the gateway dials out (docs/gateway.md) -------------
 CommandName = Literal["rejoin", "backfill", "read_property", "restart_link"]
 _UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 CorrelationId = Annotated[str, Field(pattern=_UUID_PATTERN)]

@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from pms_registry import schema as t
-from pms_registry.core import RegistryCore, RegistryError
+from pms_registry.core import RegistryCore
+from pms_registry.errors import RegistryError
 from pms_registry.records import ApiKey, Principal, User
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")

@@ -11,11 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from pms_common.errors import PmsError
-
-
-class RegistryError(PmsError):
-    """The registry cannot be reached, or a request breaks its rules."""
+from pms_registry.errors import RegistryError
+from pms_registry.migrations import current_version, upgrade
 
 
 def engine_for(url: str) -> Engine:
@@ -44,8 +41,6 @@ class RegistryCore:
 
     def migrate(self) -> None:
         """Create a new registry or upgrade an older one (safe to run on every start, by every service)."""
-        from pms_registry.migrations import upgrade
-
         with self._migration_lock():
             try:
                 upgrade(self.engine)
@@ -53,8 +48,6 @@ class RegistryCore:
                 raise RegistryError(f"cannot prepare the registry at {self.engine.url!r}: {exc}") from exc
 
     def schema_version(self) -> int:
-        from pms_registry.migrations import current_version
-
         with self._tx() as conn:
             return current_version(conn)
 

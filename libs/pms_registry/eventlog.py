@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, true, update
 
 from pms_registry import schema as t
-from pms_registry.core import RegistryCore, RegistryError
+from pms_registry.core import RegistryCore
+from pms_registry.errors import RegistryError
 from pms_registry.records import EventRecord, Notice
 
 NOTICE_KINDS = ("maintenance", "outage", "info")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, insert, inspect, select, update
 
 from pms_registry import schema as t
-from pms_registry.core import RegistryError
+from pms_registry.errors import RegistryError
 
 Step = Callable[[Connection], None]
 

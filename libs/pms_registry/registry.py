@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 
 from pms_registry import schema as t
 from pms_registry.accounts import Accounts, hash_api_key
-from pms_registry.core import RegistryError, engine_for
+from pms_registry.core import engine_for
+from pms_registry.errors import RegistryError
 from pms_registry.eventlog import EventLog
 from pms_registry.records import Customer, EventRecord, Gateway, Notice, Plant, Principal, User
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    DateTime,
     Dialect,
     Float,
     ForeignKey,
@@ -21,15 +22,14 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy import DateTime as _DateTime
 
 from pms_common.timeutil import JST
 
 
-class DateTime(TypeDecorator[datetime]):
+class AwareDateTime(TypeDecorator[datetime]):
     """Timezone-aware on both engines: stored as UTC (SQLite keeps no offset), read back in JST."""
 
-    impl = _DateTime
+    impl = DateTime
     cache_ok = True
 
     def __init__(self, timezone: bool = True) -> None:
@@ -73,7 +73,7 @@ plants = Table(
     Column("capacity_kw", Float),
     Column("tariff_yen_per_kwh", Float),
     Column("billing_start_date", Date),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
 )
 
 # Service codes are issued from a counter so a code is never reused, even after a plant is deleted.
@@ -90,8 +90,8 @@ gateways = Table(
     Column("gateway_id", String(64), primary_key=True),
     Column("service_code", String(11), ForeignKey("plants.service_code"), index=True),
     Column("status", String(16), nullable=False, default="unknown"),
-    Column("status_changed_at", DateTime(timezone=True)),
-    Column("last_seen_at", DateTime(timezone=True)),
+    Column("status_changed_at", AwareDateTime(timezone=True)),
+    Column("last_seen_at", AwareDateTime(timezone=True)),
     Column("power_interval_s", Float, nullable=False, default=60.0),
     Column("heartbeat", JSON),
 )
@@ -103,7 +103,7 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("customer_id", String(32), ForeignKey("customers.customer_id")),  # NULL = admin
     Column("label", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
 )
 
@@ -115,8 +115,8 @@ events = Table(
     Column("state", String(16), nullable=False),
     Column("gateway_id", String(64), index=True),
     Column("service_code", String(11), index=True),
-    Column("opened_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("recovered_at", DateTime(timezone=True)),
+    Column("opened_at", AwareDateTime(timezone=True), nullable=False, index=True),
+    Column("recovered_at", AwareDateTime(timezone=True)),
     Column("message", Text, nullable=False),
 )
 
@@ -127,9 +127,9 @@ notices = Table(
     Column("kind", String(16), nullable=False),  # maintenance | outage | info
     Column("title", String(200), nullable=False),
     Column("body", Text, nullable=False),
-    Column("starts_at", DateTime(timezone=True)),
-    Column("ends_at", DateTime(timezone=True)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("starts_at", AwareDateTime(timezone=True)),
+    Column("ends_at", AwareDateTime(timezone=True)),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
     # v2: NULL = shown to everyone; a customer ID = shown to that customer (and admins) only.
     Column("customer_id", String(32), ForeignKey("customers.customer_id"), index=True),
 )
@@ -143,7 +143,7 @@ users = Table(
     Column("password_hash", String(256), nullable=False),
     Column("customer_id", String(32), ForeignKey("customers.customer_id")),  # NULL = admin
     Column("language", String(2), nullable=False, default="ja"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
 )
 
 # v2: secrets the services share through the registry (the console's session signing key), so

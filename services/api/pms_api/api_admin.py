@@ -8,6 +8,8 @@ from typing import Any
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
+from pms_api.access import principal, require_admin
+from pms_api.jsonout import json_response
 from pms_api.models import (
     ApiKeyIn,
     ApiKeyOut,
@@ -24,7 +26,7 @@ from pms_api.models import (
     UserPage,
     UserPath,
 )
-from pms_api.web import admin_only, json_response, principal, problem
+from pms_api.problems import InvalidRequest, ProblemError
 from pms_common import timeutil
 from pms_registry import Registry, RegistryError
 
@@ -36,9 +38,7 @@ def add_admin_routes(api: APIBlueprint, registry: Registry) -> None:
     @api.get("/customers", tags=[ADMIN], responses={200: CustomerPage, **ADMIN_ONLY})
     def list_customers(query: PageQuery) -> Response:
         """Customers."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         customers = registry.list_customers()
         page = customers[query.offset : query.offset + query.limit]
         return json_response(CustomerPage(items=[CustomerOut(**asdict(c)) for c in page], total=len(customers),
@@ -47,20 +47,16 @@ def add_admin_routes(api: APIBlueprint, registry: Registry) -> None:
     @api.post("/customers", tags=[ADMIN], responses={201: CustomerOut, 409: Problem, **ADMIN_ONLY})
     def create_customer(body: CustomerIn) -> Response:
         """Register a customer; an existing customer ID answers 409."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         if any(c.customer_id == body.customer_id for c in registry.list_customers()):
-            return problem(409, f"customer {body.customer_id} exists already")
+            raise ProblemError(409, f"customer {body.customer_id} exists already")
         registry.ensure_customer(body.customer_id, body.name)
         return json_response(CustomerOut(customer_id=body.customer_id, name=body.name), 201)
 
     @api.get("/users", tags=[ADMIN], responses={200: UserPage, **ADMIN_ONLY})
     def list_users(query: PageQuery) -> Response:
         """Console users (never their passwords)."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         users = registry.list_users()
         page = users[query.offset : query.offset + query.limit]
         return json_response(UserPage(items=[UserOut(**asdict(u)) for u in page], total=len(users),
@@ -69,33 +65,27 @@ def add_admin_routes(api: APIBlueprint, registry: Registry) -> None:
     @api.post("/users", tags=[ADMIN], responses={201: UserOut, 409: Problem, **ADMIN_ONLY})
     def create_user(body: UserIn) -> Response:
         """Add a console user: an admin (no customer_id) or one customer's user."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         if registry.get_user(body.username) is not None:
-            return problem(409, f"user {body.username} exists already")
+            raise ProblemError(409, f"user {body.username} exists already")
         try:
             user = registry.create_user(created_at=timeutil.now_jst(), **body.model_dump())
         except RegistryError as exc:
-            return problem(422, str(exc), "Invalid request")
+            raise InvalidRequest(str(exc)) from exc
         return json_response(UserOut(**asdict(user)), 201)
 
     @api.delete("/users/<username>", tags=[ADMIN], responses={204: None, **ADMIN_ONLY})
     def delete_user(path: UserPath) -> Response:
         """Remove a console user; their open sessions end with their next request."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         if not registry.delete_user(path.username):
-            return problem(404, f"no user {path.username}")
+            raise ProblemError(404, f"no user {path.username}")
         return Response(status=204)
 
     @api.get("/keys", tags=[ADMIN], responses={200: ApiKeyPage, **ADMIN_ONLY})
     def list_keys(query: PageQuery) -> Response:
         """API keys (their records: secrets are never stored)."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         keys = registry.list_api_keys()
         page = keys[query.offset : query.offset + query.limit]
         return json_response(ApiKeyPage(items=[ApiKeyOut(**asdict(k)) for k in page], total=len(keys),
@@ -104,11 +94,9 @@ def add_admin_routes(api: APIBlueprint, registry: Registry) -> None:
     @api.post("/keys", tags=[ADMIN], responses={201: NewApiKey, **ADMIN_ONLY})
     def create_key(body: ApiKeyIn) -> Response:
         """Issue a key for a customer (or an admin key); the answer holds its secret, shown this once."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         if body.customer_id is not None and all(c.customer_id != body.customer_id for c in registry.list_customers()):
-            return problem(422, f"no customer {body.customer_id}", "Invalid request")
+            raise InvalidRequest(f"no customer {body.customer_id}")
         secret = registry.create_api_key(label=body.label, customer_id=body.customer_id,
                                          created_at=timeutil.now_jst())
         key_id = registry.key_id_of(secret)
@@ -118,11 +106,9 @@ def add_admin_routes(api: APIBlueprint, registry: Registry) -> None:
     @api.delete("/keys/<key_id>", tags=[ADMIN], responses={204: None, **ADMIN_ONLY})
     def revoke_key(path: KeyPath) -> Response:
         """Revoke a key; a revoked key authenticates nothing. An admin cannot revoke the key it calls with."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         if path.key_id == principal().key_id:
-            return problem(409, "this is the key of this request: revoke it with another admin key")
+            raise ProblemError(409, "this is the key of this request: revoke it with another admin key")
         if not registry.revoke_api_key_by_id(path.key_id):
-            return problem(404, f"no key {path.key_id}")
+            raise ProblemError(404, f"no key {path.key_id}")
         return Response(status=204)

@@ -7,6 +7,8 @@ from dataclasses import asdict
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
+from pms_api.access import principal, require_admin
+from pms_api.jsonout import json_response
 from pms_api.models import (
     EventOut,
     EventPage,
@@ -25,8 +27,8 @@ from pms_api.models import (
     Problem,
     Summary,
 )
-from pms_api.views import PlantViews
-from pms_api.web import admin_only, json_response, principal, problem
+from pms_api.plant_figures import PlantFigures
+from pms_api.problems import InvalidRequest, ProblemError
 from pms_common import timeutil
 from pms_registry import Registry, RegistryError
 
@@ -35,7 +37,7 @@ HOME = Tag(name="home", description="Notices and the home screen's summary")
 SUMMARY_EVENTS = 20
 
 
-def add_fleet_routes(api: APIBlueprint, registry: Registry, views: PlantViews) -> None:
+def add_fleet_routes(api: APIBlueprint, registry: Registry, figures: PlantFigures) -> None:
     @api.get("/gateways", tags=[FLEET], responses={200: GatewayPage})
     def list_gateways(query: PageQuery) -> Response:
         """Gateways with their status and latest heartbeat."""
@@ -47,11 +49,9 @@ def add_fleet_routes(api: APIBlueprint, registry: Registry, views: PlantViews) -
     @api.put("/gateways/<gateway_id>", tags=[FLEET], responses={200: GatewayOut, 403: Problem})
     def bind_gateway(path: GatewayPath, body: GatewayBinding) -> Response:
         """Bind a gateway to a plant, or unbind it with null (admin); an unknown gateway is registered."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         if body.service_code is not None and registry.get_plant(body.service_code) is None:
-            return problem(422, f"no plant {body.service_code}", "Invalid request")
+            raise InvalidRequest(f"no plant {body.service_code}")
         registry.bind_gateway(path.gateway_id, body.service_code)
         found = next(gw for gw in registry.list_gateways() if gw.gateway_id == path.gateway_id)
         return json_response(GatewayOut(**asdict(found)))
@@ -78,23 +78,19 @@ def add_fleet_routes(api: APIBlueprint, registry: Registry, views: PlantViews) -
     @api.post("/notices", tags=[HOME], responses={201: NoticeOut, 403: Problem})
     def create_notice(body: NoticeIn) -> Response:
         """Publish a notice (admin)."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         try:
             notice = registry.create_notice(created_at=timeutil.now_jst(), **body.model_dump())
         except RegistryError as exc:
-            return problem(422, str(exc), "Invalid request")
+            raise InvalidRequest(str(exc)) from exc
         return json_response(NoticeOut(**asdict(notice)), 201)
 
     @api.delete("/notices/<int:notice_id>", tags=[HOME], responses={204: None, 403: Problem})
     def delete_notice(path: NoticePath) -> Response:
         """Withdraw a notice (admin)."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         if not registry.delete_notice(path.notice_id):
-            return problem(404, f"no notice {path.notice_id}")
+            raise ProblemError(404, f"no notice {path.notice_id}")
         return Response(status=204)
 
     @api.get("/summary", tags=[HOME], responses={200: Summary})
@@ -107,7 +103,7 @@ def add_fleet_routes(api: APIBlueprint, registry: Registry, views: PlantViews) -
         notices, _ = registry.list_notices(customer_id=customer_id, current_at=now)
         events = registry.list_events(customer_id=customer_id, limit=SUMMARY_EVENTS)
         plants = registry.list_plants(customer_id)
-        sold_total, sold_today = views.sold_energy(plants, now)
+        sold_total, sold_today = figures.sold_energy(plants, now)
         return json_response(Summary(
             plants=len(plants),
             gateways=GatewayCounts(normal=counts.get("online", 0), abnormal=total - counts.get("online", 0),

@@ -9,9 +9,13 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
+from pms_api.access import plant_in_scope, principal, require_admin
 from pms_api.csvout import csv_response
+from pms_api.jsonout import json_response
 from pms_api.models import PageQuery, PlantCreate, PlantDetail, PlantPage, PlantPath, PlantUpdate, Problem
-from pms_api.series import SeriesViews
+from pms_api.plant_figures import PlantFigures
+from pms_api.problems import InvalidRequest
+from pms_api.series import SeriesFigures
 from pms_api.series_models import (
     MAX_DAYS,
     EnergyQuery,
@@ -24,8 +28,6 @@ from pms_api.series_models import (
     WeatherSeries,
     default_range,
 )
-from pms_api.views import PlantViews
-from pms_api.web import admin_only, json_response, principal, problem
 from pms_common import timeutil
 from pms_registry import Registry, RegistryError
 from pms_registry.registry import Plant
@@ -34,15 +36,12 @@ PLANTS = Tag(name="plants", description="Plants and what they sell")
 SERIES = Tag(name="series", description="A plant's measured series; every one also as CSV with ?format=csv")
 
 
-def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, series: SeriesViews) -> None:
-    def visible_plant(code: str) -> Plant | None:
-        return registry.get_plant(code, principal().customer_id)
+def add_plant_routes(api: APIBlueprint, registry: Registry, figures: PlantFigures, series: SeriesFigures) -> None:
+    def visible_plant(code: str) -> Plant:
+        """The plant if the caller may see it, else a 404 (another customer's plant included)."""
+        return plant_in_scope(registry, code, principal().customer_id)
 
-    def not_found(code: str) -> Response:
-        # The same answer for another customer's plant as for none: existence does not leak.
-        return problem(404, f"no plant {code}")
-
-    def span(query: SeriesQuery, kind: str) -> tuple[date, date] | Response:
+    def span(query: SeriesQuery, kind: str) -> tuple[date, date]:
         """The JST days asked for; a missing end follows from the start (and the other way round)."""
         if query.start is not None and query.end is not None:
             first, last = query.start, query.end
@@ -53,7 +52,7 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
         else:
             first, last = default_range(kind, timeutil.now_jst().date())
         if (last - first).days + 1 > MAX_DAYS[kind]:
-            return problem(422, f"at most {MAX_DAYS[kind]} days per request for this series", "Invalid request")
+            raise InvalidRequest(f"at most {MAX_DAYS[kind]} days per request for this series")
         return first, last
 
     def filename(plant: Plant, what: str, first: date, last: date) -> str:
@@ -64,65 +63,51 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
         """The cross-plant list: current sold power (null = not measured) and today's sold kWh."""
         plants = registry.list_plants(principal().customer_id)
         page = plants[query.offset : query.offset + query.limit]
-        items = views.summaries(page, timeutil.now_jst())
+        items = figures.summaries(page, timeutil.now_jst())
         return json_response(PlantPage(items=items, total=len(plants), limit=query.limit, offset=query.offset))
 
     @api.post("/plants", tags=[PLANTS], responses={201: PlantDetail, 403: Problem})
     def create_plant(body: PlantCreate) -> Response:
         """Register a plant (admin); its service code is issued here."""
-        refused = admin_only()
-        if refused:
-            return refused
+        require_admin()
         try:
             code = registry.create_plant(created_at=timeutil.now_jst(), **body.model_dump())
-        except RegistryError:
-            return problem(422, f"no customer {body.customer_id}: create it first", "Invalid request")
+        except RegistryError as exc:
+            raise InvalidRequest(f"no customer {body.customer_id}: create it first") from exc
         plant = registry.get_plant(code)
         assert plant is not None
-        return json_response(views.detail(plant, timeutil.now_jst()), 201)
+        return json_response(figures.detail(plant, timeutil.now_jst()), 201)
 
     @api.get("/plants/<service_code>", tags=[PLANTS], responses={200: PlantDetail})
     def get_plant(path: PlantPath) -> Response:
         """One plant; another customer's plant answers 404 so that its existence does not leak."""
         plant = visible_plant(path.service_code)
-        if plant is None:
-            return not_found(path.service_code)
-        return json_response(views.detail(plant, timeutil.now_jst()))
+        return json_response(figures.detail(plant, timeutil.now_jst()))
 
     @api.patch("/plants/<service_code>", tags=[PLANTS], responses={200: PlantDetail, 403: Problem})
     def update_plant(path: PlantPath, body: PlantUpdate) -> Response:
         """Change a plant's fields (admin); the service code never changes."""
-        if visible_plant(path.service_code) is None:
-            return not_found(path.service_code)
-        refused = admin_only()
-        if refused:
-            return refused
+        visible_plant(path.service_code)  # scope before role: see pms_api.access
+        require_admin()
         try:
             plant = registry.update_plant(path.service_code, **body.model_dump(exclude_unset=True))
         except RegistryError as exc:
-            return problem(422, str(exc), "Invalid request")
-        return json_response(views.detail(plant, timeutil.now_jst()))
+            raise InvalidRequest(str(exc)) from exc
+        return json_response(figures.detail(plant, timeutil.now_jst()))
 
     @api.delete("/plants/<service_code>", tags=[PLANTS], responses={204: None, 403: Problem})
     def delete_plant(path: PlantPath) -> Response:
         """Remove a plant (admin): its gateways stay, unbound; its measurements stay in the store."""
-        if visible_plant(path.service_code) is None:
-            return not_found(path.service_code)
-        refused = admin_only()
-        if refused:
-            return refused
+        visible_plant(path.service_code)  # scope before role: see pms_api.access
+        require_admin()
         registry.delete_plant(path.service_code)
         return Response(status=204)
 
-    def series_request(code: str, query: SeriesQuery, kind: str) -> tuple[Plant, date, date] | Response:
-        """The visible plant and the JST days a series request asks for, or the problem answer."""
+    def series_request(code: str, query: SeriesQuery, kind: str) -> tuple[Plant, date, date]:
+        """The visible plant and the JST days a series request asks for."""
         plant = visible_plant(code)
-        if plant is None:
-            return not_found(code)
-        days = span(query, kind)
-        if isinstance(days, Response):
-            return days
-        return plant, days[0], days[1]
+        first, last = span(query, kind)
+        return plant, first, last
 
     def series_answer(query: SeriesQuery, items: Sequence[BaseModel], columns: list[str], name: str,
                       as_json: Callable[[], BaseModel]) -> Response:
@@ -134,10 +119,7 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
     @api.get("/plants/<service_code>/power", tags=[SERIES], responses={200: PowerSeries})
     def power(path: PlantPath, query: SeriesQuery) -> Response:
         """Realtime power samples (sold power positive); default today."""
-        asked = series_request(path.service_code, query, "power")
-        if isinstance(asked, Response):
-            return asked
-        plant, first, last = asked
+        plant, first, last = series_request(path.service_code, query, "power")
         items = series.power(plant, first, last)
         return series_answer(
             query, items, ["measured_at", "gateway_id", "sold_power_w", "power_w", "current_r_a", "current_t_a"],
@@ -148,10 +130,7 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
     @api.get("/plants/<service_code>/energy", tags=[SERIES], responses={200: EnergySeries})
     def energy(path: PlantPath, query: EnergyQuery) -> Response:
         """Sold and bought energy per 30-minute slot, hour, day or month (JST); backfilled periods marked."""
-        asked = series_request(path.service_code, query, query.interval)
-        if isinstance(asked, Response):
-            return asked
-        plant, first, last = asked
+        plant, first, last = series_request(path.service_code, query, query.interval)
         items = series.energy(plant, first, last, query.interval)
         return series_answer(
             query, items, ["period_start", "period_end", "sold_kwh", "bought_kwh", "slots", "backfilled"],
@@ -163,10 +142,7 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
     @api.get("/plants/<service_code>/peaks", tags=[SERIES], responses={200: PeakSeries})
     def peaks(path: PlantPath, query: SeriesQuery) -> Response:
         """Each day's peak sold power; default this month."""
-        asked = series_request(path.service_code, query, "peaks")
-        if isinstance(asked, Response):
-            return asked
-        plant, first, last = asked
+        plant, first, last = series_request(path.service_code, query, "peaks")
         items = series.peaks(plant, first, last)
         return series_answer(
             query, items, ["day", "peak_sold_w", "measured_at"], filename(plant, "peaks", first, last),
@@ -176,10 +152,7 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
     @api.get("/plants/<service_code>/price", tags=[SERIES], responses={200: PriceSeries})
     def price(path: PlantPath, query: PriceQuery) -> Response:
         """Selling price: the plant's tariff × sold kWh, by day (default this month) or month (this year)."""
-        asked = series_request(path.service_code, query, query.interval)
-        if isinstance(asked, Response):
-            return asked
-        plant, first, last = asked
+        plant, first, last = series_request(path.service_code, query, query.interval)
         items = series.price(plant, first, last, query.interval)
         total = None if plant.tariff_yen_per_kwh is None else round(sum(i.amount_yen or 0.0 for i in items), 2)
         return series_answer(
@@ -192,10 +165,7 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, views: PlantViews, s
     @api.get("/plants/<service_code>/weather", tags=[SERIES], responses={200: WeatherSeries})
     def weather(path: PlantPath, query: SeriesQuery) -> Response:
         """Irradiance and temperature at the plant; default today."""
-        asked = series_request(path.service_code, query, "weather")
-        if isinstance(asked, Response):
-            return asked
-        plant, first, last = asked
+        plant, first, last = series_request(path.service_code, query, "weather")
         items = series.weather(plant, first, last)
         return series_answer(
             query, items, ["observed_at", "ghi_w_m2", "temperature_c", "source"],

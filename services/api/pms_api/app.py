@@ -11,7 +11,6 @@ from typing import Any
 from flask import Response, g, request, send_file, session
 from flask_openapi3 import APIBlueprint, Info, OpenAPI
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from werkzeug.exceptions import HTTPException
 
 from pms_api.api_admin import add_admin_routes
 from pms_api.api_fleet import add_fleet_routes
@@ -19,15 +18,15 @@ from pms_api.api_plants import add_plant_routes
 from pms_api.console import console_blueprint
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.models import Problem
-from pms_api.series import SeriesViews
+from pms_api.plant_figures import PlantFigures
+from pms_api.problems import HANDLED, ProblemError, answer_problem, refuse_invalid_request
+from pms_api.series import SeriesFigures
 from pms_api.settings import ApiSettings
-from pms_api.views import PlantViews
-from pms_api.web import problem
 from pms_common import timeutil
 from pms_common.service import configure_logging
 from pms_registry import Registry, RegistryError
 from pms_registry.registry import Principal
-from pms_store import StoreError, TimeSeriesStore, open_store
+from pms_store import TimeSeriesStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +35,6 @@ AUTH_FAILURES = Counter("pms_api_auth_failures_total", "Requests refused for a m
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 PROBLEM_RESPONSES: dict[Any, Any] = {401: Problem, 404: Problem, 422: Problem}
-
-
-def _validation_problem(exc: Any) -> Response:
-    errors = exc.errors() if hasattr(exc, "errors") else []
-    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]) or str(exc)
-    return problem(422, detail, "Invalid request")
 
 
 def plotly_js_path() -> Path:
@@ -69,7 +62,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             registry.ensure_user(username=settings.admin_user, password=admin_password, created_at=now)
         except RegistryError as exc:
             log.warning("api: no console admin login made (%s); set PMS_ADMIN_PASSWORD", exc)
-    views = PlantViews(registry, store, not_measured_intervals=settings.not_measured_intervals)
+    figures = PlantFigures(registry, store, not_measured_intervals=settings.not_measured_intervals)
 
     app = OpenAPI(
         __name__,
@@ -80,7 +73,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         doc_prefix="/openapi",
         doc_url="/openapi.json",
         validation_error_status=422,
-        validation_error_callback=_validation_problem,
+        validation_error_callback=refuse_invalid_request,
     )
     app.config["registry"] = registry
     app.config["store"] = store
@@ -92,7 +85,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
                        abp_responses=PROBLEM_RESPONSES)
 
     @api.before_request
-    def authenticate() -> Response | None:
+    def authenticate() -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, secret = header.partition(" ")
         found = registry.authenticate(secret.strip()) if scheme.lower() == "bearer" and secret.strip() else None
@@ -104,23 +97,22 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
                 found = Principal(key_id=f"user:{user.user_id}", customer_id=user.customer_id)
         if found is None:
             AUTH_FAILURES.inc()
-            return problem(401, "send a valid API key as 'Authorization: Bearer <key>'")
+            raise ProblemError(401, "send a valid API key as 'Authorization: Bearer <key>'")
         g.principal = found
-        return None
 
-    add_plant_routes(api, registry, views, SeriesViews(store))
-    add_fleet_routes(api, registry, views)
+    add_plant_routes(api, registry, figures, SeriesFigures(store))
+    add_fleet_routes(api, registry, figures)
     add_admin_routes(api, registry)
     app.register_api(api)
     throttle = LoginThrottle(ThrottlePolicy(max_failures=settings.login_max_failures, window_s=settings.login_window_s))
-    app.register_blueprint(console_blueprint(registry, views, throttle))
+    app.register_blueprint(console_blueprint(registry, figures, throttle))
 
     @app.get("/healthz", doc_ui=False)
     def healthz() -> Response:
         try:
             registry.count_plants()
         except RegistryError as exc:
-            return problem(503, f"registry unavailable: {exc}")
+            raise ProblemError(503, f"registry unavailable: {exc}") from exc
         return Response('{"status":"ok"}', content_type="application/json")
 
     @app.get("/openapi.json", doc_ui=False)
@@ -137,15 +129,10 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     def plotly() -> Response:
         return send_file(plotly_js, mimetype="text/javascript", max_age=86400)
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        return problem(exc.code or 500, exc.description)
-
-    @app.errorhandler(StoreError)
-    @app.errorhandler(RegistryError)
-    def backend_error(exc: Exception) -> Response:
-        log.error("api: backend failure: %s", exc)
-        return problem(503, "a backing store is unavailable; try again shortly")
+    # Every problem, from a view, Flask (404, 405) or a failing backend, is answered by one handler;
+    # the console's pages raise through it too (a plant out of the user's scope is a 404 problem).
+    for handled in HANDLED:
+        app.register_error_handler(handled, answer_problem)
 
     @app.after_request
     def count(response: Response) -> Response:

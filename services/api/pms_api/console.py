@@ -13,13 +13,14 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from prometheus_client import Counter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from pms_api.access import plant_in_scope
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
-from pms_api.views import PlantViews
+from pms_api.plant_figures import PlantFigures
 from pms_common import timeutil
 from pms_registry import Registry
 from pms_registry.records import User
@@ -36,7 +37,7 @@ def local_path(target: str) -> str | None:
     return target
 
 
-def console_blueprint(registry: Registry, views: PlantViews, throttle: LoginThrottle) -> Blueprint:
+def console_blueprint(registry: Registry, figures: PlantFigures, throttle: LoginThrottle) -> Blueprint:
     console = Blueprint("console", __name__)
 
     def current_user() -> User | None:
@@ -109,7 +110,7 @@ def console_blueprint(registry: Registry, views: PlantViews, throttle: LoginThro
         counts = registry.gateway_status_counts(user.customer_id)
         total = sum(counts.values())
         plants = registry.list_plants(user.customer_id)
-        sold_total, sold_today = views.sold_energy(plants, now)
+        sold_total, sold_today = figures.sold_energy(plants, now)
         notices, _ = registry.list_notices(customer_id=user.customer_id, current_at=now)
         events = registry.list_events(customer_id=user.customer_id, limit=50)
         return render_template("home.html", normal=counts.get("online", 0), abnormal=total - counts.get("online", 0),
@@ -123,7 +124,7 @@ def console_blueprint(registry: Registry, views: PlantViews, throttle: LoginThro
         """The cross-plant list and its graph view: one page, two ways of showing the same plants."""
         user = current_user()
         assert user is not None
-        summaries = views.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
+        summaries = figures.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
         return render_template("sales.html", plants=summaries, view=view)
 
     @console.get("/plants/<service_code>")
@@ -131,10 +132,8 @@ def console_blueprint(registry: Registry, views: PlantViews, throttle: LoginThro
     def plant(service_code: str) -> str:
         user = current_user()
         assert user is not None
-        found = registry.get_plant(service_code, user.customer_id)
-        if found is None:
-            abort(404, f"no plant {service_code}")
-        detail = views.detail(found, timeutil.now_jst())
+        found = plant_in_scope(registry, service_code, user.customer_id)
+        detail = figures.detail(found, timeutil.now_jst())
         return render_template("plant.html", plant=detail, today=timeutil.now_jst().date().isoformat())
 
     return console

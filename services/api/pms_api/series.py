@@ -15,7 +15,9 @@ def day_range(first: date, last: date) -> tuple[datetime, datetime]:
     return timeutil.day_start(first), timeutil.day_start(last + timedelta(days=1))
 
 
-class SeriesViews:
+class SeriesFigures:
+    """A plant's series, each a list of the API's point models in Japan time."""
+
     def __init__(self, store: TimeSeriesStore) -> None:
         self.store = store
 

@@ -1,6 +1,6 @@
 """Records every gateway's presence and latest heartbeat; unknown gateways are registered unbound.
 
-It also holds the control channel (control.py): desired configuration and remote commands.
+It also holds the gateways' control channel (gateway_control.py): desired configuration and remote commands.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pms_common.liveness import Transition
 from pms_common.messages import GatewayStatus, Heartbeat
 from pms_common.mqtt import BrokerAddress
 from pms_common.presence import follow_presence
-from pms_device_manager.control import GatewayControl
+from pms_device_manager.gateway_control import GatewayControl
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 

@@ -1,4 +1,5 @@
-"""Assembling API answers from the registry (who and where) and the store (what was measured)."""
+"""A plant's figures as the API and the console show them (current and sold power, status, details),
+assembled from the registry (who and where) and the store (what was measured)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pms_registry.registry import Gateway, Plant, Registry
 from pms_store import TimeSeriesStore
 
 
-class PlantViews:
+class PlantFigures:
+    """The plant-level answers the API's routes and the console's pages share."""
+
     def __init__(self, registry: Registry, store: TimeSeriesStore, *, not_measured_intervals: int) -> None:
         self.registry = registry
         self.store = store

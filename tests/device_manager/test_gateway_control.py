@@ -14,7 +14,7 @@ from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
 from pms_common.messages import ConfigDesired
 from pms_common.mqtt import BrokerAddress
-from pms_device_manager.control import GatewayControl
+from pms_device_manager.gateway_control import GatewayControl
 from tests.collector.waiting import eventually
 
 

@@ -1,0 +1,36 @@
+"""Who may do what: the principal of the request, the admin check and a customer's plant scope.
+
+Both checks raise a ProblemError, so a view states them in one line and the app's problem handler
+answers. They are calls, not decorators, because their order matters: a plant route checks the
+customer's scope (404) before the admin role (403), so that a customer cannot learn whether
+another customer's plant exists.
+"""
+
+from __future__ import annotations
+
+from flask import g
+
+from pms_api.problems import ProblemError
+from pms_registry import Registry
+from pms_registry.records import Plant, Principal
+
+
+def principal() -> Principal:
+    """Who is asking: set by the API's authentication hook before any view runs."""
+    found: Principal = g.principal
+    return found
+
+
+def require_admin() -> None:
+    """Raise a 403 problem unless the request comes with an admin key."""
+    if not principal().is_admin:
+        raise ProblemError(403, "only an admin key may do this")
+
+
+def plant_in_scope(registry: Registry, service_code: str, customer_id: str | None) -> Plant:
+    """The plant, if the customer (None: an admin) may see it; else a 404 problem, the same for
+    another customer's plant as for none, so that existence does not leak."""
+    plant = registry.get_plant(service_code, customer_id)
+    if plant is None:
+        raise ProblemError(404, f"no plant {service_code}")
+    return plant
