@@ -12,8 +12,8 @@ from pms_store.base import (
     StoreRefused,
     TimeSeriesStore,
     WriteOutcome,
-    open_store,
 )
+from pms_store.open import open_store
 
 __all__ = [
     "DailyPeak",

@@ -1,4 +1,5 @@
-"""The store interface that ingest writes through and the API and alerts read through."""
+"""The store contract: the interface ingest writes through and the API and alerts read through, and
+the values and errors it speaks in."""
 
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ class TimeSeriesStore(Protocol):
 
     def latest_weather(self, service_code: str) -> Weather | None: ...
 
-    # ---- queries of the API and console (issue 5 implements them on both stores) -------------
+    # ---- queries of the API, the console and alerts ------------------------------------------
     def power_series(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> list[PowerPoint]:
         """Raw power samples with measured_at in [start, end), ordered by gateway then time."""
 
@@ -165,15 +166,3 @@ class TimeSeriesStore(Protocol):
 
     def close(self) -> None: ...
 
-
-def open_store(url: str) -> TimeSeriesStore:
-    """Open the store a `PMS_TSDB_URL` names: `sqlite:///path` or `influxdb://[user:pass@]host:port/db`."""
-    if url.startswith("sqlite:///"):
-        from pms_store.sqlite import SqliteStore
-
-        return SqliteStore(url.removeprefix("sqlite:///"))
-    if url.startswith(("influxdb://", "influxdbs://")):
-        from pms_store.influx import InfluxStore
-
-        return InfluxStore.from_url(url)
-    raise StoreError(f"time-series store URL {url!r} must start with sqlite:/// or influxdb://")

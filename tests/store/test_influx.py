@@ -11,7 +11,7 @@ import pytest
 
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading
-from pms_store.base import GatewayReadings, StoreError, StoreRefused, open_store
+from pms_store import GatewayReadings, StoreError, StoreRefused, open_store
 from pms_store.influx import InfluxStore
 
 T0 = datetime(2024, 6, 1, 9, tzinfo=timeutil.JST)

@@ -9,7 +9,7 @@ from pathlib import Path
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading
 from pms_store.sqlite import SqliteStore
-from pms_store.sqlite_schema import ROLLUP_TABLES
+from pms_store.sqlite.schema import ROLLUP_TABLES
 
 T0 = datetime(2024, 6, 30, 20, tzinfo=timeutil.JST)
 DERIVED = [*ROLLUP_TABLES.values(), "power_day_peak"]

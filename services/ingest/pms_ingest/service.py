@@ -34,7 +34,7 @@ from pms_store import GatewayReadings, StoreError, StoreRefused, TimeSeriesStore
 
 log = logging.getLogger(__name__)
 
-# Messages validated in one go before the event loop gets a turn (PUBACKs, the writer, acks).
+# Messages taken from aiomqtt's queue in one go before the pending limit is checked again.
 _DRAIN_MAX = 200
 
 
@@ -191,13 +191,15 @@ class Ingest:
     # --- receiving -------------------------------------------------------------------------------
 
     async def _consume(self, client: aiomqtt.Client) -> None:
-        # aiomqtt hands out one message per iteration (a task and a wait each); what else is queued
-        # by then is taken at once, which matters at thousands of messages per second.
-        queue: asyncio.Queue[aiomqtt.Message] | None = getattr(client, "_queue", None)
-        async for message in client.messages:
+        # What is queued when a message arrives is taken with it, up to _DRAIN_MAX, before the
+        # dead letters are published and the pending limit is checked: per burst, not per message,
+        # which matters at thousands of messages per second. len() counts what aiomqtt has queued,
+        # so none of those iterations waits for the broker.
+        messages = client.messages
+        async for message in messages:
             rejected = [self._receive(message)]
-            while queue is not None and not queue.empty() and len(rejected) < _DRAIN_MAX:
-                rejected.append(self._receive(queue.get_nowait()))
+            while len(messages) and len(rejected) < _DRAIN_MAX:
+                rejected.append(self._receive(await anext(messages)))
             for letter in rejected:
                 if letter is not None:
                     await self._deadletter(client, *letter)

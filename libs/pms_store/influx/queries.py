@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -21,39 +20,35 @@ from pms_store.base import (
     StoreError,
 )
 from pms_store.energy import from_micros, to_micros
-from pms_store.influx_derive import _ROLLUP_FIELDS, _ROLLUPS, _SLOT_FIELDS, _rollup_of, _slot_of
-from pms_store.influx_protocol import (
-    _IDS_PER_QUERY,
-    _chunks,
-    _float_or_none,
-    _ql_any_of,
-    _ql_string,
-    _ql_time,
-    _Series,
-)
+from pms_store.influx.influxql import IDS_PER_QUERY, Series, chunks, float_or_none, ql_any_of, ql_string, ql_time
+from pms_store.influx.schema import ROLLUP_FIELDS, ROLLUP_MEASUREMENTS, SLOT_FIELDS, rollup_of, slot_of
 
 SLOT_S = rollup.SLOT_S
 
 
-class InfluxQueries(ABC):
-    """Mixed into InfluxStore, which provides the HTTP round trips."""
+# Runs InfluxQL statements (in one round trip where the server allows) and returns the series of
+# each, in order; any error is a StoreError.
+RunStatements = Callable[[Sequence[str]], list[list[Series]]]
 
-    @abstractmethod
-    def _query(self, q: str) -> list[_Series]:
-        """One InfluxQL statement's series (InfluxStore does the HTTP round trip)."""
 
-    @abstractmethod
-    def _query_many(self, statements: Sequence[str]) -> list[list[_Series]]:
-        """The series of each statement, sent together where the server allows."""
+class InfluxQueries:
+    """The store's read-only queries, run through the function the store hands in."""
+
+    def __init__(self, run_statements: RunStatements) -> None:
+        self._run_statements = run_statements
+
+    def _query(self, q: str) -> list[Series]:
+        """One statement's series."""
+        return [series for result in self._run_statements([q]) for series in result]
 
     def _select_by_gateway(self, select: str, ids: Sequence[str], where: str = "") -> dict[str, list[dict[str, Any]]]:
         """Rows of `select ... WHERE <gateway in ids> [AND where] GROUP BY gateway_id`, by gateway."""
         rows: dict[str, list[dict[str, Any]]] = {}
         statements = [
-            f"{select} WHERE {_ql_any_of('gateway_id', chunk)}{' AND ' + where if where else ''} GROUP BY gateway_id"
-            for chunk in _chunks(ids, _IDS_PER_QUERY)
+            f"{select} WHERE {ql_any_of('gateway_id', chunk)}{' AND ' + where if where else ''} GROUP BY gateway_id"
+            for chunk in chunks(ids, IDS_PER_QUERY)
         ]
-        for result in self._query_many(statements):
+        for result in self._run_statements(statements):
             for series in result:
                 gw = series.tags.get("gateway_id")
                 if gw is not None:
@@ -82,7 +77,7 @@ class InfluxQueries(ABC):
         if first >= last or not ids:
             return totals
         found = self._select_by_gateway(
-            "SELECT sum(sold_kwh) FROM energy_slot", ids, f"time > {_ql_time(first)} AND time <= {_ql_time(last)}"
+            "SELECT sum(sold_kwh) FROM energy_slot", ids, f"time > {ql_time(first)} AND time <= {ql_time(last)}"
         )
         for gw, rows in found.items():
             if gw in totals and rows and rows[0].get("sum") is not None:
@@ -96,12 +91,12 @@ class InfluxQueries(ABC):
             return []
         found = self._select_by_gateway(
             "SELECT power_w, current_r_a, current_t_a FROM power", ids,
-            f"time >= {_ql_time(first)} AND time < {_ql_time(last)}",
+            f"time >= {ql_time(first)} AND time < {ql_time(last)}",
         )
         from_epoch = timeutil.from_epoch
         return [
             PowerPoint(gw, from_epoch(int(row["time"])), int(row["power_w"]),
-                       _float_or_none(row.get("current_r_a")), _float_or_none(row.get("current_t_a")))
+                       float_or_none(row.get("current_r_a")), float_or_none(row.get("current_t_a")))
             for gw in sorted(found)
             for row in found[gw]
             if row.get("power_w") is not None
@@ -118,12 +113,12 @@ class InfluxQueries(ABC):
         points: list[EnergyPoint] = []
         if interval == "30min":
             found = self._select_by_gateway(
-                f"SELECT {', '.join(_SLOT_FIELDS)} FROM energy_slot", ids,  # noqa: S608
-                f"time > {_ql_time(first)} AND time < {_ql_time(last + SLOT_S)}",
+                f"SELECT {', '.join(SLOT_FIELDS)} FROM energy_slot", ids,  # noqa: S608
+                f"time > {ql_time(first)} AND time < {ql_time(last + SLOT_S)}",
             )
             for gw in sorted(found):
                 for row in found[gw]:
-                    stored = _slot_of(row)
+                    stored = slot_of(row)
                     if stored.sold_known or stored.bought_known:
                         t = int(row["time"])
                         points.append(EnergyPoint(
@@ -133,15 +128,15 @@ class InfluxQueries(ABC):
                             1, bool(stored.backfilled),
                         ))
             return points
-        if interval not in _ROLLUPS:
+        if interval not in ROLLUP_MEASUREMENTS:
             raise StoreError(f"unknown energy interval {interval!r}: use 30min, hour, day or month")
         found = self._select_by_gateway(
-            f"SELECT {', '.join(_ROLLUP_FIELDS)} FROM {_ROLLUPS[interval]}", ids,  # noqa: S608
-            f"time >= {_ql_time(rollup.floor_to(interval, first))} AND time < {_ql_time(last)}",
+            f"SELECT {', '.join(ROLLUP_FIELDS)} FROM {ROLLUP_MEASUREMENTS[interval]}", ids,  # noqa: S608
+            f"time >= {ql_time(rollup.floor_to(interval, first))} AND time < {ql_time(last)}",
         )
         for gw in sorted(found):
             for row in found[gw]:
-                total = _rollup_of(row)
+                total = rollup_of(row)
                 if total.slots > 0:
                     t = int(row["time"])
                     points.append(total.point(gw, from_epoch(t), from_epoch(rollup.period_end(interval, t))))
@@ -155,7 +150,7 @@ class InfluxQueries(ABC):
         last = timeutil.to_epoch(timeutil.day_start(last_day))
         found = self._select_by_gateway(
             "SELECT peak_sold_w, measured_at FROM power_day_peak", ids,
-            f"time >= {_ql_time(first)} AND time <= {_ql_time(last)}",
+            f"time >= {ql_time(first)} AND time <= {ql_time(last)}",
         )
         return [
             DailyPeak(gw, timeutil.from_epoch(int(row["time"])).date(), int(row["peak_sold_w"]),
@@ -182,19 +177,19 @@ class InfluxQueries(ABC):
         first, last = timeutil.to_epoch(start), timeutil.to_epoch(end)
         if first >= last:
             return []
-        return self._weather_rows(service_code, f"AND time >= {_ql_time(first)} AND time < {_ql_time(last)}")
+        return self._weather_rows(service_code, f"AND time >= {ql_time(first)} AND time < {ql_time(last)}")
 
     def _weather_rows(self, service_code: str, tail: str) -> list[Weather]:
         series = self._query(
             "SELECT ghi_w_m2, temperature_c, source FROM weather"  # noqa: S608
-            f" WHERE service_code = {_ql_string(service_code)} {tail}"
+            f" WHERE service_code = {ql_string(service_code)} {tail}"
         )
         return [
             Weather(
                 service_code=service_code,
                 observed_at=timeutil.from_epoch(int(row["time"])),
                 ghi_w_m2=float(row["ghi_w_m2"]),
-                temperature_c=_float_or_none(row.get("temperature_c")),
+                temperature_c=float_or_none(row.get("temperature_c")),
                 source=str(row["source"]),
             )
             for s in series

@@ -1,26 +1,20 @@
 """The time-series store on InfluxDB, through the v1-compatible HTTP API (line protocol + InfluxQL).
 
 Only `/write` and `/query` are used because they are the one API that InfluxDB 1.x, 2.x (DBRP) and
-3.x all serve (DESIGN.md §3). Idempotency rests on InfluxDB's point identity: a point is named by
-(measurement, tag set, time), so writing the same reading twice stores one point, and rewriting a
-point merges its fields (new values win, fields left out keep their stored value).
+3.x all serve. Idempotency rests on InfluxDB's point identity: a point is named by (measurement, tag
+set, time), so writing the same reading twice stores one point, and rewriting a point merges its
+fields (new values win, fields left out keep their stored value).
 
-Schema (precision: seconds):
-- `power`, tag gateway_id: power_w (int), sold_power_w (int), current_r_a, current_t_a; time = measured_at
-- `energy_slot`, tag gateway_id: forward_kwh, reverse_kwh, wrap_kwh, backfilled (bool), bought_kwh,
-  sold_kwh; time = slot_end
-- `weather`, tag service_code: ghi_w_m2, temperature_c, source (string); time = observed_at
-- `register_anomaly`, tags gateway_id, direction: previous_kwh, current_kwh, reason (string),
-  detected_at_us (int, µs since the epoch); time = slot_end. Written only when not yet stored.
-(and the rollups `energy_hour|day|month` and `power_day_peak`, see influx_derive). The queries are
-in `influx_queries`.
+The measurements are described in `schema`; what a write derives from the stored registers (slot
+energy, rollups, peaks, anomalies) is in `derive`, and the queries are in `queries`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -29,31 +23,31 @@ import httpx
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading, Weather
 from pms_store.base import (
+    DailyPeak,
+    EnergyInterval,
+    EnergyPoint,
     GatewayReadings,
+    LatestPower,
+    PowerPoint,
+    RegisterAnomaly,
     StoreError,
     StoreRefused,
     WriteOutcome,
 )
-from pms_store.influx_derive import (
-    _batch_peaks,
-    _GatewayEnergy,
-    _peak_line,
-    _peak_statements,
-    _peaks_of,
-    _power_lines,
+from pms_store.influx.derive import (
+    GatewayEnergy,
+    batch_peaks,
+    peak_line,
+    peak_statements,
+    peaks_of,
+    power_lines,
 )
-from pms_store.influx_protocol import (
-    _line,
-    _ql_ident,
-    _Series,
-    _series_of,
-    _statement_id,
-)
-from pms_store.influx_queries import InfluxQueries
+from pms_store.influx.influxql import Series, ql_ident, series_of, statement_id
+from pms_store.influx.line_protocol import point_line
+from pms_store.influx.queries import InfluxQueries
 
 log = logging.getLogger(__name__)
 
-SLOT_S = int(timeutil.SLOT.total_seconds())
 DEFAULT_PORT = 8086
 # Longer queries are POSTed as a form (InfluxDB 1.x, 2.x and 3.x all take q in a POST body).
 _MAX_GET_QUERY = 4000
@@ -63,7 +57,7 @@ _LINES_PER_WRITE = 10_000
 _PEAK_CACHE_MAX = 200_000
 
 
-class InfluxStore(InfluxQueries):
+class InfluxStore:
     def __init__(
         self,
         base_url: str,
@@ -97,6 +91,7 @@ class InfluxStore(InfluxQueries):
         self._db_ready = False
         self._peak_floor: dict[tuple[str, int], tuple[int, int]] = {}
         self._multi_statement: bool | None = None  # does the server take `;`-separated statements?
+        self._queries = InfluxQueries(self._query_many)
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 10.0) -> InfluxStore:
@@ -182,7 +177,7 @@ class InfluxStore(InfluxQueries):
             if self._db_ready:
                 return
             response = self._request(
-                "POST", "/query", params={"q": f"CREATE DATABASE {_ql_ident(self.database)}"}
+                "POST", "/query", params={"q": f"CREATE DATABASE {ql_ident(self.database)}"}
             )
             if response.status_code >= 500:
                 raise self._refused(response, "CREATE DATABASE")
@@ -216,11 +211,11 @@ class InfluxStore(InfluxQueries):
             if response.status_code != 204:
                 raise self._refused(response, what)
 
-    def _query(self, q: str) -> list[_Series]:
+    def _query(self, q: str) -> list[Series]:
         """Run one SELECT and return its series; any error becomes a StoreError."""
         return [series for result in self._query_many([q]) for series in result]
 
-    def _query_many(self, statements: Sequence[str]) -> list[list[_Series]]:
+    def _query_many(self, statements: Sequence[str]) -> list[list[Series]]:
         """Run SELECTs in one request (one round trip); returns the series of each, in order.
 
         InfluxDB 1.x and 2.x answer `;`-separated statements with one result each. A server that
@@ -239,7 +234,7 @@ class InfluxStore(InfluxQueries):
                 results = []
             if len(results) == len(statements):
                 self._multi_statement = True
-                return [self._series_checked(r) for r in sorted(results, key=_statement_id)]
+                return [self._series_checked(r) for r in sorted(results, key=statement_id)]
             if self._multi_statement:
                 raise StoreError(f"InfluxDB at {self._base_url} answered {len(results)} results"
                                  f" to {len(statements)} statements")
@@ -267,12 +262,12 @@ class InfluxStore(InfluxQueries):
             raise StoreError(f"InfluxDB at {self._base_url} answered a query with no results: {exc}") from exc
         return results
 
-    def _series_checked(self, result: Mapping[str, Any]) -> list[_Series]:
+    def _series_checked(self, result: Mapping[str, Any]) -> list[Series]:
         if result.get("error"):
             raise StoreError(
                 f"InfluxDB at {self._base_url} refused a query on database {self.database!r}: {result['error']}"
             )
-        return _series_of(result)
+        return series_of(result)
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -292,29 +287,29 @@ class InfluxStore(InfluxQueries):
             return outcomes
         lines: list[str] = []
         for batch, outcome in zip(batches, outcomes, strict=True):
-            lines.extend(_power_lines(batch.gateway_id, batch.power))
+            lines.extend(power_lines(batch.gateway_id, batch.power))
             outcome.power_written = len(batch.power)
             outcome.slots_written = len(batch.energy)
         with self._write_lock:
             detected_at = timeutil.now_jst()
-            peaks = _batch_peaks(batches)
+            peaks = batch_peaks(batches)
             unsure = {key: peak for key, peak in peaks.items() if peak > self._peak_floor.get(key, (-1, 0))}
             energy_by_gw: dict[str, list[tuple[GatewayReadings, WriteOutcome]]] = {}
             for batch, outcome in zip(batches, outcomes, strict=True):
                 if batch.energy:
                     energy_by_gw.setdefault(batch.gateway_id, []).append((batch, outcome))
-            work = [_GatewayEnergy(gw, items, detected_at) for gw, items in energy_by_gw.items()]
-            statements = [st for w in work for st in w.statements()] + _peak_statements(unsure)
+            work = [GatewayEnergy(gw, items, detected_at) for gw, items in energy_by_gw.items()]
+            statements = [st for w in work for st in w.statements()] + peak_statements(unsure)
             results = self._query_many(statements)
             for w in work:
-                w.load(results[:_GatewayEnergy.STATEMENTS])
-                results = results[_GatewayEnergy.STATEMENTS:]
+                w.load(results[:GatewayEnergy.STATEMENTS])
+                results = results[GatewayEnergy.STATEMENTS:]
                 lines.extend(w.apply())
-            stored_peaks = _peaks_of(results)
+            stored_peaks = peaks_of(results)
             for key, peak in unsure.items():
                 stored = stored_peaks.get(key)
                 if stored is None or peak > stored:
-                    lines.append(_peak_line(key, peak))
+                    lines.append(peak_line(key, peak))
                 self._remember_peak(key, max(peak, stored) if stored is not None else peak)
             names = sorted({b.gateway_id for b in batches})
             what = (
@@ -339,7 +334,7 @@ class InfluxStore(InfluxQueries):
         for w in weather:
             # Unlike SQLite's INSERT OR REPLACE, a rewrite without temperature keeps a stored one:
             # line protocol cannot clear a field. A weather source resends the same observation.
-            line = _line(
+            line = point_line(
                 "weather",
                 {"service_code": w.service_code},
                 {
@@ -353,6 +348,36 @@ class InfluxStore(InfluxQueries):
                 lines.append(line)
         self._write(lines, "weather")
 
+    # --- queries: InfluxQueries runs them through _query_many -------------------------------------
+
+    def latest_power(self, gateway_ids: Iterable[str]) -> dict[str, LatestPower]:
+        return self._queries.latest_power(gateway_ids)
+
+    def sold_kwh_between(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> dict[str, float]:
+        return self._queries.sold_kwh_between(gateway_ids, start, end)
+
+    def power_series(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> list[PowerPoint]:
+        return self._queries.power_series(gateway_ids, start, end)
+
+    def energy_series(
+        self, gateway_ids: Iterable[str], start: datetime, end: datetime, interval: EnergyInterval
+    ) -> list[EnergyPoint]:
+        return self._queries.energy_series(gateway_ids, start, end, interval)
+
+    def daily_peaks(self, gateway_ids: Iterable[str], first_day: date, last_day: date) -> list[DailyPeak]:
+        return self._queries.daily_peaks(gateway_ids, first_day, last_day)
+
+    def total_sold_kwh(self, gateway_ids: Iterable[str]) -> dict[str, float]:
+        return self._queries.total_sold_kwh(gateway_ids)
+
+    def latest_weather(self, service_code: str) -> Weather | None:
+        return self._queries.latest_weather(service_code)
+
+    def weather_series(self, service_code: str, start: datetime, end: datetime) -> list[Weather]:
+        return self._queries.weather_series(service_code, start, end)
+
+    def register_anomalies(self, since: datetime, limit: int) -> list[RegisterAnomaly]:
+        return self._queries.register_anomalies(since, limit)
 
     def close(self) -> None:
         self._client.close()

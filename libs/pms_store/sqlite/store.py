@@ -7,30 +7,42 @@ same transaction as the write that changes them, so readers never see one withou
 beneath it whenever one of them changes (a late or corrected slot included), never incremented, so
 it cannot drift: an hour from its two slots, a day from its 24 hours, a month from its days.
 A register anomaly found deriving a slot is kept in `register_anomaly`, once per slot and register.
-Tables and rollup SQL live in `sqlite_schema`, the queries in `sqlite_queries`.
+Tables and rollup SQL live in `schema`, the queries in `queries`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
 from itertools import repeat
 from pathlib import Path
+from typing import Any
 
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading, Weather
 from pms_store import rollup
-from pms_store.base import GatewayReadings, RegisterAnomaly, StoreError, StoreRefused, WriteOutcome
+from pms_store.base import (
+    DailyPeak,
+    EnergyInterval,
+    EnergyPoint,
+    GatewayReadings,
+    LatestPower,
+    PowerPoint,
+    RegisterAnomaly,
+    StoreError,
+    StoreRefused,
+    WriteOutcome,
+)
 from pms_store.energy import anomalies_of_slot, derive_slot, describe, to_micros
-from pms_store.sqlite_queries import SqliteQueries
-from pms_store.sqlite_schema import REBUILD, ROLLUP_SCHEMA, SCHEMA, SCHEMA_VERSION, SUM_BELOW
+from pms_store.sqlite.queries import SqliteQueries
+from pms_store.sqlite.schema import REBUILD, ROLLUP_SCHEMA, SCHEMA, SCHEMA_VERSION, SUM_BELOW
 
 SLOT_S = rollup.SLOT_S
 
 
-class SqliteStore(SqliteQueries):
+class SqliteStore:
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         """`synchronous` FULL makes every commit durable (ingest acks only what survives a power
         cut); NORMAL survives a crash of the process, not of the machine (bulk loads, benches)."""
@@ -39,6 +51,7 @@ class SqliteStore(SqliteQueries):
         self._synchronous = synchronous
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._queries = SqliteQueries(self._select)
         with self._write_lock:
             conn = self._conn()
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -58,6 +71,13 @@ class SqliteStore(SqliteQueries):
                 raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
             self._local.conn = conn
         return conn
+
+    def _select(self, sql: str, args: Sequence[object]) -> list[Any]:
+        """The rows of one SELECT on the calling thread's connection."""
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the store {self.path} refused a query: {exc}") from exc
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -253,6 +273,37 @@ class SqliteStore(SqliteQueries):
                 )
             except sqlite3.Error as exc:
                 raise StoreError(f"the store {self.path} refused weather: {exc}") from exc
+
+    # --- queries: SqliteQueries runs them through _select -----------------------------------------
+
+    def latest_power(self, gateway_ids: Iterable[str]) -> dict[str, LatestPower]:
+        return self._queries.latest_power(gateway_ids)
+
+    def sold_kwh_between(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> dict[str, float]:
+        return self._queries.sold_kwh_between(gateway_ids, start, end)
+
+    def power_series(self, gateway_ids: Iterable[str], start: datetime, end: datetime) -> list[PowerPoint]:
+        return self._queries.power_series(gateway_ids, start, end)
+
+    def energy_series(
+        self, gateway_ids: Iterable[str], start: datetime, end: datetime, interval: EnergyInterval
+    ) -> list[EnergyPoint]:
+        return self._queries.energy_series(gateway_ids, start, end, interval)
+
+    def daily_peaks(self, gateway_ids: Iterable[str], first_day: date, last_day: date) -> list[DailyPeak]:
+        return self._queries.daily_peaks(gateway_ids, first_day, last_day)
+
+    def total_sold_kwh(self, gateway_ids: Iterable[str]) -> dict[str, float]:
+        return self._queries.total_sold_kwh(gateway_ids)
+
+    def latest_weather(self, service_code: str) -> Weather | None:
+        return self._queries.latest_weather(service_code)
+
+    def weather_series(self, service_code: str, start: datetime, end: datetime) -> list[Weather]:
+        return self._queries.weather_series(service_code, start, end)
+
+    def register_anomalies(self, since: datetime, limit: int) -> list[RegisterAnomaly]:
+        return self._queries.register_anomalies(since, limit)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

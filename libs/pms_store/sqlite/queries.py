@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from pms_common import timeutil
@@ -22,36 +19,31 @@ from pms_store.base import (
     StoreError,
 )
 from pms_store.energy import from_micros, to_micros
-from pms_store.sqlite_schema import ROLLUP_TABLES
+from pms_store.sqlite.schema import ROLLUP_TABLES
 
 SLOT_S = rollup.SLOT_S
 
 
-def marks(items: Sequence[object]) -> str:
+def _marks(items: Sequence[object]) -> str:
     return ",".join("?" * len(items))
 
 
-class SqliteQueries(ABC):
-    """Mixed into SqliteStore, which provides the connection of the calling thread."""
+# Runs one SELECT with its arguments and returns its rows; any error is a StoreError.
+Select = Callable[[str, Sequence[object]], list[Any]]
 
-    path: Path
 
-    @abstractmethod
-    def _conn(self) -> sqlite3.Connection:
-        """The connection of the calling thread (SqliteStore keeps one per thread)."""
+class SqliteQueries:
+    """The store's read-only queries, run through the function the store hands in."""
 
-    def _select(self, sql: str, args: Sequence[object]) -> list[Any]:
-        try:
-            return self._conn().execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"the store {self.path} refused a query: {exc}") from exc
+    def __init__(self, select: Select) -> None:
+        self._select = select
 
     def latest_power(self, gateway_ids: Iterable[str]) -> dict[str, LatestPower]:
         ids = list(gateway_ids)
         if not ids:
             return {}
         rows = self._select(
-            f"SELECT gateway_id, measured_at, power_w FROM latest_power WHERE gateway_id IN ({marks(ids)})",  # noqa: S608
+            f"SELECT gateway_id, measured_at, power_w FROM latest_power WHERE gateway_id IN ({_marks(ids)})",  # noqa: S608
             ids,
         )
         return {str(gw): LatestPower(str(gw), timeutil.from_epoch(int(t)), int(w)) for gw, t, w in rows}
@@ -63,7 +55,7 @@ class SqliteQueries(ABC):
             return totals
         rows = self._select(
             f"SELECT gateway_id, coalesce(sum(sold_kwh), 0) FROM energy_slot"  # noqa: S608
-            f" WHERE gateway_id IN ({marks(ids)}) AND slot_end > ? AND slot_end <= ? GROUP BY gateway_id",
+            f" WHERE gateway_id IN ({_marks(ids)}) AND slot_end > ? AND slot_end <= ? GROUP BY gateway_id",
             [*ids, timeutil.to_epoch(start), timeutil.to_epoch(end)],
         )
         for gw, kwh in rows:
@@ -76,7 +68,7 @@ class SqliteQueries(ABC):
             return []
         rows = self._select(
             "SELECT gateway_id, measured_at, power_w, current_r_a, current_t_a FROM power"  # noqa: S608
-            f" WHERE gateway_id IN ({marks(ids)}) AND measured_at >= ? AND measured_at < ?"
+            f" WHERE gateway_id IN ({_marks(ids)}) AND measured_at >= ? AND measured_at < ?"
             " ORDER BY gateway_id, measured_at",
             [*ids, timeutil.to_epoch(start), timeutil.to_epoch(end)],
         )
@@ -95,7 +87,7 @@ class SqliteQueries(ABC):
             # A slot [end - 30 min, end) overlaps [first, last) when first < end < last + 30 min.
             rows = self._select(
                 "SELECT gateway_id, slot_end, sold_kwh, bought_kwh, 1, backfilled FROM energy_slot"  # noqa: S608
-                f" WHERE gateway_id IN ({marks(ids)}) AND slot_end > ? AND slot_end < ?"
+                f" WHERE gateway_id IN ({_marks(ids)}) AND slot_end > ? AND slot_end < ?"
                 " AND (sold_kwh IS NOT NULL OR bought_kwh IS NOT NULL) ORDER BY gateway_id, slot_end",
                 [*ids, first, last + SLOT_S],
             )
@@ -107,7 +99,7 @@ class SqliteQueries(ABC):
             raise StoreError(f"unknown energy interval {interval!r}: use 30min, hour, day or month")
         rows = self._select(
             f"SELECT gateway_id, period_start, sold_kwh, bought_kwh, slots, backfilled_slots"  # noqa: S608
-            f" FROM {ROLLUP_TABLES[interval]} WHERE gateway_id IN ({marks(ids)})"
+            f" FROM {ROLLUP_TABLES[interval]} WHERE gateway_id IN ({_marks(ids)})"
             " AND period_start >= ? AND period_start < ? ORDER BY gateway_id, period_start",
             [*ids, rollup.floor_to(interval, first), last],
         )
@@ -124,7 +116,7 @@ class SqliteQueries(ABC):
             return []
         rows = self._select(
             "SELECT gateway_id, day_start, peak_sold_w, measured_at FROM power_day_peak"  # noqa: S608
-            f" WHERE gateway_id IN ({marks(ids)}) AND day_start >= ? AND day_start <= ?"
+            f" WHERE gateway_id IN ({_marks(ids)}) AND day_start >= ? AND day_start <= ?"
             " ORDER BY gateway_id, day_start",
             [*ids, timeutil.to_epoch(timeutil.day_start(first_day)), timeutil.to_epoch(timeutil.day_start(last_day))],
         )
@@ -140,7 +132,7 @@ class SqliteQueries(ABC):
             return totals
         rows = self._select(
             f"SELECT gateway_id, coalesce(sum(sold_kwh), 0) FROM energy_month"  # noqa: S608
-            f" WHERE gateway_id IN ({marks(ids)}) GROUP BY gateway_id",
+            f" WHERE gateway_id IN ({_marks(ids)}) GROUP BY gateway_id",
             ids,
         )
         for gw, kwh in rows:
