@@ -8,6 +8,7 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -60,7 +61,12 @@ class BrokerAddress:
         clean_session: bool | None = None,
         keepalive: int = 30,
         max_queued_outgoing: int | None = None,
+        inbound_queue: asyncio.Queue[aiomqtt.Message] | None = None,
     ) -> aiomqtt.Client:
+        """A client of this broker; `inbound_queue`, when given, is the queue aiomqtt fills with
+        received messages (through its public `queue_type` parameter), so that a consumer can drain a
+        burst with `get_nowait()` instead of one event-loop turn per message."""
+        queue_type = None if inbound_queue is None else _the_queue(inbound_queue)
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -72,7 +78,17 @@ class BrokerAddress:
             keepalive=keepalive,
             tls_context=ssl.create_default_context() if self.tls else None,
             max_queued_outgoing_messages=max_queued_outgoing,
+            queue_type=queue_type,
         )
+
+
+def _the_queue(queue: asyncio.Queue[aiomqtt.Message]) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """A stand-in for a queue class that hands aiomqtt the queue its caller made."""
+
+    def make(maxsize: int = 0) -> asyncio.Queue[aiomqtt.Message]:
+        return queue
+
+    return cast("type[asyncio.Queue[aiomqtt.Message]]", make)
 
 
 def is_broker_failure(exc: BaseException) -> bool:

@@ -161,8 +161,10 @@ class Ingest:
         backoff = Backoff()
 
         async def session() -> None:
+            inbound: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
             async with self.broker.client(identifier=self.settings.client_id(),
-                                          clean_session=not self.settings.persistent_session) as client:
+                                          clean_session=not self.settings.persistent_session,
+                                          inbound_queue=inbound) as client:
                 backoff.reset()
                 # Acks are published without waiting on each other: hundreds may await their PUBACK
                 # after a large write, which is no cause for aiomqtt's warning per publish.
@@ -172,7 +174,7 @@ class Ingest:
                 self.health.set("mqtt", True)
                 log.info("ingest: connected to %s:%d, storing readings into %s", self.broker.host,
                          self.broker.port, type(self.store).__name__)
-                tasks = {asyncio.create_task(self._consume(client)), asyncio.create_task(self._writer(client))}
+                tasks = {asyncio.create_task(self._consume(client, inbound)), asyncio.create_task(self._writer(client))}
                 stopper = asyncio.create_task(stop.wait())
                 try:
                     done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -190,16 +192,20 @@ class Ingest:
 
     # --- receiving -------------------------------------------------------------------------------
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
+    async def _consume(self, client: aiomqtt.Client, inbound: asyncio.Queue[aiomqtt.Message]) -> None:
         # What is queued when a message arrives is taken with it, up to _DRAIN_MAX, before the
         # dead letters are published and the pending limit is checked: per burst, not per message,
-        # which matters at thousands of messages per second. len() counts what aiomqtt has queued,
-        # so none of those iterations waits for the broker.
-        messages = client.messages
-        async for message in messages:
+        # which matters at thousands of messages per second. `inbound` is the queue aiomqtt fills
+        # (handed to it when the client was made): get_nowait() takes a queued message without the
+        # event-loop turn per message that the message iterator costs.
+        async for message in client.messages:
             rejected = [self._receive(message)]
-            while len(messages) and len(rejected) < _DRAIN_MAX:
-                rejected.append(self._receive(await anext(messages)))
+            while len(rejected) < _DRAIN_MAX:
+                try:
+                    queued = inbound.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                rejected.append(self._receive(queued))
             for letter in rejected:
                 if letter is not None:
                     await self._deadletter(client, *letter)
