@@ -45,7 +45,7 @@ from echonet.skstack_events import (
 )
 
 
-# ---- script control flow -------------------------------------------------------------------------
+# ---- script control flow: thrown into or raised inside the script, never out of the session ----------
 class DialogueTimeout(Exception):
     def __init__(self, message: str, *, command: str | None = None) -> None:
         super().__init__(message)
