@@ -1,14 +1,16 @@
-"""SKSTACK IP command builders: the right argument count for each module family (DESIGN §4).
+"""SKSTACK IP command builders: the right argument count for each module family.
 
 Wrong argument counts are the commonest field failure (FAIL ER05), so every family-dependent
-command takes the family explicitly. Builders validate our own arguments and raise ValueError
-(we misused the API); they never guess.
+command takes the family explicitly: dual-stack modules take a side (0: B-route) after SKSCAN's
+duration and SKSENDTO's security flag, single-hop ones do not. Builders validate our own arguments
+and raise `ArgumentError` (a `ValueError`: the caller misused the API); they never guess.
 """
 
 from __future__ import annotations
 
 import re
 
+from echonet.errors import ArgumentError
 from echonet.skstack_events import Family
 
 ECHONET_PORT = 0x0E1A
@@ -25,7 +27,7 @@ def _line(*fields: str) -> bytes:
 def _ip(address: str) -> str:
     address = address.upper()
     if not _IPV6.match(address):
-        raise ValueError(f"{address!r} is not a full-form IPv6 address as SKSTACK prints it")
+        raise ArgumentError(f"{address!r} is not a full-form IPv6 address as SKSTACK prints it")
     return address
 
 
@@ -50,26 +52,26 @@ def wopt(hex_output: bool) -> bytes:
 
 def sksreg(register: str, value: str | None = None) -> bytes:
     if not re.fullmatch(r"S[0-9A-F]{1,3}", register):
-        raise ValueError(f"{register!r} is not a virtual register name such as S2 or SFE")
+        raise ArgumentError(f"{register!r} is not a virtual register name such as S2 or SFE")
     return _line("SKSREG", register) if value is None else _line("SKSREG", register, value)
 
 
 def sksetpwd(password: str) -> bytes:
     if not 1 <= len(password) <= 32 or not password.isascii() or " " in password:
-        raise ValueError("a B-route password is 1-32 printable ASCII characters without spaces")
+        raise ArgumentError("a B-route password is 1-32 printable ASCII characters without spaces")
     return _line("SKSETPWD", f"{len(password):X}", password)
 
 
 def sksetrbid(rbid: str) -> bytes:
     if len(rbid) != 32 or not rbid.isascii() or " " in rbid:
-        raise ValueError("a B-route ID is 32 ASCII characters")
+        raise ArgumentError("a B-route ID is 32 ASCII characters")
     return _line("SKSETRBID", rbid)
 
 
 def skscan(family: Family, duration: int, channel_mask: int = ALL_CHANNELS, mode: int = 2) -> bytes:
     """Active scan (mode 2) with information element: EPANDESC per coordinator, then EVENT 22."""
     if not 0 <= duration <= 14:
-        raise ValueError(f"scan duration {duration} is outside 0-14")
+        raise ArgumentError(f"scan duration {duration} is outside 0-14")
     fields = ["SKSCAN", str(mode), f"{channel_mask:08X}", f"{duration:X}"]
     if family is Family.DUAL_STACK:
         fields.append(str(B_ROUTE_SIDE))
@@ -78,7 +80,7 @@ def skscan(family: Family, duration: int, channel_mask: int = ALL_CHANNELS, mode
 
 def skll64(mac: str) -> bytes:
     if not _MAC.match(mac.upper()):
-        raise ValueError(f"{mac!r} is not a 64-bit MAC address in 16 hex digits")
+        raise ArgumentError(f"{mac!r} is not a 64-bit MAC address in 16 hex digits")
     return _line("SKLL64", mac.upper())
 
 
@@ -94,9 +96,9 @@ def sksendto(family: Family, address: str, data: bytes, *, handle: int = 1, port
              secured: int = 1) -> bytes:
     """UDP send: the data follows the length as raw bytes, with no line break after it."""
     if not 1 <= handle <= 6:
-        raise ValueError("UDP handle is 1-6")
+        raise ArgumentError("UDP handle is 1-6")
     if not 1 <= len(data) <= 1232:
-        raise ValueError(f"a UDP payload is 1-1232 bytes, not {len(data)}")
+        raise ArgumentError(f"a UDP payload is 1-1232 bytes, not {len(data)}")
     fields = [str(handle), _ip(address), f"{port:04X}", str(secured)]
     if family is Family.DUAL_STACK:
         fields.append(str(B_ROUTE_SIDE))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from echonet.errors import FrameError
+from echonet.errors import ArgumentError, FrameError
 
 EHD_FORMAT1 = b"\x10\x81"
 EHD_FORMAT2 = b"\x10\x82"
@@ -104,7 +104,7 @@ class Frame(NamedTuple):
 
 def encode_frame(frame: Frame) -> bytes:
     if not 0 <= frame.tid <= 0xFFFF:
-        raise ValueError(f"TID {frame.tid} does not fit two bytes")
+        raise ArgumentError(f"TID {frame.tid} does not fit two bytes")
     out = bytearray(EHD_FORMAT1)
     out += frame.tid.to_bytes(2, "big")
     out += frame.seoj.to_bytes()
@@ -118,11 +118,11 @@ def encode_frame(frame: Frame) -> bytes:
 
 def _encode_block(out: bytearray, properties: tuple[Property, ...]) -> None:
     if len(properties) > 0xFF:
-        raise ValueError("a frame carries at most 255 properties per block")
+        raise ArgumentError("a frame carries at most 255 properties per block")
     out.append(len(properties))
     for prop in properties:
         if len(prop.edt) > 0xFF:
-            raise ValueError(f"EDT of EPC 0x{prop.epc:02X} is longer than 255 bytes")
+            raise ArgumentError(f"EDT of EPC 0x{prop.epc:02X} is longer than 255 bytes")
         out.append(prop.epc)
         out.append(len(prop.edt))
         out += prop.edt

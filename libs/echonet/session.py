@@ -7,12 +7,16 @@
     while (event := session.next_event()) is not None: ...
     tid = session.request_get([0xE7], now)  # once StateChanged(READY)
 
-The dialogue is one generator script (probe → credentials → scan → join → serve, in
-`session_dialogue`) that yields the deadline it waits for and is sent module events; timeouts are
-thrown into it. What can happen at any moment (meter frames, EVENT 29 session expiry, EVENT 32/33
-ARIB limit) is handled here, beside the script, which is interrupted when the session must rejoin or
-reconnect. Backoff and jitter come from an injected `random.Random`, so tests are deterministic.
-The configuration, state and event types live in `session_types` and are re-exported here.
+The session is composed of parts that each own their state: the SKSTACK parser (bytes to module
+output), a `ModuleDialogue` (the probe → credentials → scan → join → serve script, in
+`session_dialogue`, which owns the session state and what the probe and scan found) and the
+`MeterRequests` (TIDs, the send queue, the requests awaiting an answer, in `session_requests`).
+The session itself owns the bytes for the module and the event queue, which it hands to the
+dialogue as a writer and a sink. What can happen at any moment (meter frames, EVENT 29 session
+expiry, EVENT 32/33 ARIB limit) is handled here, beside the script, which is interrupted when the
+session must rejoin or reconnect. Backoff and jitter come from an injected `random.Random`, so
+tests are deterministic. The configuration, state and event types live in `session_types` and are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -22,18 +26,10 @@ from collections import deque
 from collections.abc import Iterable
 
 from echonet import commands
-from echonet.errors import FrameError
+from echonet.errors import FrameError, StateError
 from echonet.frame import CONTROLLER, EOJ, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
-from echonet.session_dialogue import (
-    WAKE,
-    DialogueScript,
-    DialogueTimeout,
-    PendingRequest,
-    Rejoin,
-    SessionDialogue,
-    Wake,
-    scan_seconds,
-)
+from echonet.session_dialogue import WAKE, ModuleDialogue, scan_seconds
+from echonet.session_requests import MeterRequests
 from echonet.session_types import (
     BackoffCause,
     ModuleDetected,
@@ -46,6 +42,7 @@ from echonet.session_types import (
     SessionState,
     StateChanged,
 )
+from echonet.skstack import SkstackParser
 from echonet.skstack_events import (
     EVENT_ARIB_LIMIT,
     EVENT_ARIB_RELEASED,
@@ -53,9 +50,12 @@ from echonet.skstack_events import (
     EVENT_SESSION_END_REQUEST,
     EVENT_SESSION_ENDED,
     EVENT_SESSION_EXPIRED,
-    Event,
+    Family,
     Garbage,
     ModuleEvent,
+    ModuleOutput,
+    PanDescriptor,
+    PayloadMode,
     RxUdp,
 )
 
@@ -78,61 +78,66 @@ _RESPONSES = frozenset({ESV.GET_RES, ESV.GET_SNA, ESV.SET_RES, ESV.SETC_SNA, ESV
 _REJOIN_EVENTS = frozenset({EVENT_SESSION_EXPIRED, EVENT_SESSION_END_REQUEST, EVENT_SESSION_ENDED, EVENT_PANA_TIMEOUT})
 
 
-class BRouteSession(SessionDialogue):
+class BRouteSession:
     def __init__(self, config: SessionConfig, rng: random.Random | None = None) -> None:
-        super().__init__(config, rng)
+        self.config = config
+        self.parser = SkstackParser()
         self.garbage_count = 0
         self.bad_frame_count = 0
-        self._next_tid = 1
-        self._script: DialogueScript | None = None
-        self._deadline: float | None = None
+        self._to_module = bytearray()
+        self._events: deque[SessionEvent] = deque()
+        self._requests = MeterRequests()
+        self._dialogue = ModuleDialogue(config, rng or random.Random(), parser=self.parser, requests=self._requests,
+                                        write=self._to_module.extend, emit=self._events.append)
+
+    # ---- what the dialogue found out ------------------------------------------------------------
+    @property
+    def state(self) -> SessionState:
+        return self._dialogue.state
+
+    @property
+    def family(self) -> Family | None:
+        return self._dialogue.family
+
+    @property
+    def payload_mode(self) -> PayloadMode:
+        return self._dialogue.payload_mode
+
+    @property
+    def pan(self) -> PanDescriptor | None:
+        return self._dialogue.pan
+
+    @property
+    def meter_address(self) -> str | None:
+        return self._dialogue.meter_address
 
     # ---- the public face ----------------------------------------------------------------------
     def start(self, now: float) -> None:
-        self._now = now
-        self._script = self._run()
-        self._deadline = next(self._script)
+        self._dialogue.start(now)
 
     def close(self, now: float) -> None:
-        self._now = now
-        if self.state is SessionState.READY:
-            self._out += commands.skterm()
-        self._fail_all("session closed")
-        self._script = None
-        self._deadline = None
-        self._set_state(SessionState.CLOSED, "closed by the application")
+        self._dialogue.close(now)
 
     def receive_data(self, data: bytes, now: float) -> None:
-        self._now = now
         self.parser.receive_data(data)
-        for event in self.parser.events():
-            self._on_module_event(event)
+        for output in self.parser.events():
+            self._on_module_output(output, now)
 
     def tick(self, now: float) -> None:
-        self._now = now
-        for tid, pending in list(self._pending.items()):
-            if now >= pending.deadline:
-                del self._pending[tid]
-                self._outbox = deque(item for item in self._outbox if item[0] != tid)
-                self._events.append(RequestFailed(tid, "no response from the meter in time"))
-                if pending.sent:
-                    self._count_failure()
-        if self._interrupt is not None and self.state is SessionState.READY:
-            interrupt, self._interrupt = self._interrupt, None
-            self._throw(interrupt)
-        if self._deadline is not None and now >= self._deadline:
-            self._throw(DialogueTimeout("the module did not answer in time"))
+        for tid, sent in self._requests.expire(now):
+            self._events.append(RequestFailed(tid, "no response from the meter in time"))
+            if sent:
+                self._dialogue.request_failed()
+        self._dialogue.tick(now)
 
     def next_deadline(self) -> float | None:
         """The earliest time `tick` has work to do."""
-        times = [p.deadline for p in self._pending.values()]
-        if self._deadline is not None:
-            times.append(self._deadline)
+        times = [t for t in (self._requests.next_deadline(), self._dialogue.deadline) if t is not None]
         return min(times, default=None)
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
+        out = bytes(self._to_module)
+        self._to_module.clear()
         return out
 
     def next_event(self) -> SessionEvent | None:
@@ -144,68 +149,48 @@ class BRouteSession(SessionDialogue):
     def request(self, esv: ESV, properties: Iterable[Property], now: float, deoj: EOJ = SMART_METER) -> int:
         """Queue a request frame; its answer comes as Response(tid) or RequestFailed(tid)."""
         if self.state is not SessionState.READY:
-            raise RuntimeError(f"the session is {self.state}, not ready: wait for StateChanged(READY)")
-        self._now = now
-        tid = self._allocate_tid()
+            raise StateError(f"the session is {self.state}, not ready: wait for StateChanged(READY)")
+        tid = self._requests.allocate_tid()
         frame = Frame(tid, CONTROLLER, deoj, esv, tuple(properties))
-        self._pending[tid] = PendingRequest(now + self.config.request_timeout_s)
-        self._outbox.append((tid, encode_frame(frame)))
-        self._advance(WAKE)
+        self._requests.add(tid, encode_frame(frame), now + self.config.request_timeout_s)
+        self._dialogue.advance(WAKE, now)
         return tid
 
-    # ---- events that may arrive at any time ---------------------------------------------------
-    def _on_module_event(self, event: ModuleEvent) -> None:
-        if isinstance(event, RxUdp):
-            if event.lport == commands.ECHONET_PORT:
-                self._on_frame(event)
+    # ---- module output that may arrive at any time ----------------------------------------------
+    def _on_module_output(self, output: ModuleOutput, now: float) -> None:
+        if isinstance(output, RxUdp):
+            if output.lport == commands.ECHONET_PORT:
+                self._on_frame(output, now)
             return
-        if isinstance(event, Event) and event.side in (None, commands.B_ROUTE_SIDE):
-            if event.code == EVENT_ARIB_LIMIT:
-                self._arib_limited = True
+        if isinstance(output, ModuleEvent) and output.side in (None, commands.B_ROUTE_SIDE):
+            if output.code == EVENT_ARIB_LIMIT:
+                self._dialogue.limit_transmission(True, now)
                 return
-            if event.code == EVENT_ARIB_RELEASED:
-                self._arib_limited = False
-                self._advance(WAKE)
+            if output.code == EVENT_ARIB_RELEASED:
+                self._dialogue.limit_transmission(False, now)
                 return
-            if event.code in _REJOIN_EVENTS and self.state is SessionState.READY:
-                self._throw(Rejoin(f"EVENT {event.code:02X}: {event.meaning}"))
+            if output.code in _REJOIN_EVENTS and self.state is SessionState.READY:
+                self._dialogue.rejoin(f"EVENT {output.code:02X}: {output.meaning}", now)
                 return
-        if isinstance(event, Garbage):
+        if isinstance(output, Garbage):
             self.garbage_count += 1
             return
-        self._advance(event)
+        self._dialogue.advance(output, now)
 
-    def _on_frame(self, rx: RxUdp) -> None:
+    def _on_frame(self, rx: RxUdp, now: float) -> None:
         try:
             frame = decode_frame(rx.data)
         except FrameError:
             self.bad_frame_count += 1
             return
-        pending = self._pending.pop(frame.tid, None) if frame.esv in _RESPONSES else None
-        if pending is not None:
-            self._failures = 0
+        if frame.esv in _RESPONSES and self._requests.settle(frame.tid):
+            self._dialogue.request_answered()
             self._events.append(Response(frame.tid, frame, rx.rssi))
             return
         if frame.esv == ESV.INFC and self.state is SessionState.READY:
             # INFC asks for an acknowledgement (spec part II, 4.2.3.5): answer INFC_Res with empty EDTs.
             acks = tuple(Property(p.epc) for p in frame.properties)
             answer = Frame(frame.tid, frame.deoj, frame.seoj, ESV.INFC_RES, acks)
-            self._outbox.append((None, encode_frame(answer)))
-            self._advance(WAKE)
+            self._requests.add_unanswered(encode_frame(answer))
+            self._dialogue.advance(WAKE, now)
         self._events.append(Notification(frame, rx.rssi))
-
-    # ---- script driving ---------------------------------------------------------------------------
-    def _advance(self, event: ModuleEvent | Wake) -> None:
-        if self._script is not None:
-            self._deadline = self._script.send(event)
-
-    def _throw(self, exc: Exception) -> None:
-        if self._script is not None:
-            self._deadline = self._script.throw(exc)
-
-    def _allocate_tid(self) -> int:
-        while True:
-            tid = self._next_tid
-            self._next_tid = tid % 0xFFFF + 1
-            if tid not in self._pending:
-                return tid

@@ -1,21 +1,23 @@
 """The B-route session's dialogue with the module: one generator script, probe → credentials → scan → join → serve.
 
-The script yields the deadline it waits for (None: no deadline) and is sent module events, or
+The script yields the deadline it waits for (None: no deadline) and is sent module output, or
 `WAKE` when there is new work; `DialogueTimeout` is thrown into it when a deadline passes, and
 `Rejoin`/`Reconnect` when something beside the script (EVENT 29, too many failed requests) ends the
-session. `SessionDialogue` holds the session state the script works on; `echonet.session.BRouteSession`
-builds the sans-IO driving surface (bytes, clock, requests, meter frames) on top of it.
+session. `ModuleDialogue` runs the script and owns what it decides: the session state, the module's
+family and payload mode, the meter's PAN and address, the failure counts that lead to a reconnect.
+`echonet.session.BRouteSession` owns a dialogue and hands it its collaborators explicitly: the
+parser (whose payload mode the probe sets), the meter requests (which the serve loop sends), a
+writer of bytes to the module and a sink of session events.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-from collections import deque
-from collections.abc import Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
 
 from echonet import commands
+from echonet.session_requests import MeterRequests
 from echonet.session_types import (
     BackoffCause,
     ModuleDetected,
@@ -31,11 +33,11 @@ from echonet.skstack_events import (
     EVENT_PANA_FAILED,
     EVENT_PANA_JOINED,
     EVENT_SCAN_DONE,
-    Event,
     Fail,
     Family,
     Info,
     ModuleEvent,
+    ModuleOutput,
     Ok,
     PanDescriptor,
     PayloadMode,
@@ -43,7 +45,7 @@ from echonet.skstack_events import (
 )
 
 
-# ---- script control flow -------------------------------------------------------------------------
+# ---- script control flow: thrown into or raised inside the script, never out of the session ----------
 class DialogueTimeout(Exception):
     def __init__(self, message: str, *, command: str | None = None) -> None:
         super().__init__(message)
@@ -81,48 +83,83 @@ class Wake:
 
 
 WAKE = Wake()
-DialogueScript = Generator[float | None, ModuleEvent | Wake, None]
+DialogueScript = Generator[float | None, ModuleOutput | Wake, None]
 
 
 def scan_seconds(duration: int, channels: int = 28) -> float:
-    """How long an active scan takes: 0.0096 s × (2^d + 1) per channel (DESIGN §4)."""
+    """How long an active scan takes: 0.0096 s × (2^d + 1) per channel (duration d, 28 channels)."""
     return 0.0096 * ((1 << duration) + 1) * channels
 
 
-@dataclass
-class PendingRequest:
-    deadline: float
-    sent: bool = False
-
-
-class SessionDialogue:
-    def __init__(self, config: SessionConfig, rng: random.Random | None = None) -> None:
+class ModuleDialogue:
+    def __init__(self, config: SessionConfig, rng: random.Random, *, parser: SkstackParser,
+                 requests: MeterRequests, write: Callable[[bytes], None],
+                 emit: Callable[[SessionEvent], None]) -> None:
         self.config = config
-        self.rng = rng or random.Random()
-        self.parser = SkstackParser()
         self.state = SessionState.IDLE
         self.family = config.family
         self.payload_mode = PayloadMode.AUTO
         self.pan = config.pan
         self.meter_address: str | None = None
+        self.deadline: float | None = None  # what the script waits for; None: nothing
+        self._rng = rng
+        self._parser = parser
+        self._requests = requests
+        self._write = write
+        self._emit = emit
         self._now = 0.0
-        self._out = bytearray()
-        self._events: deque[SessionEvent] = deque()
-        self._outbox: deque[tuple[int | None, bytes]] = deque()
-        self._pending: dict[int, PendingRequest] = {}
+        self._script: DialogueScript | None = None
         self._arib_limited = False
         self._failures = 0
         self._join_failures = 0
         self._probed = False
         self._interrupt: Reconnect | None = None  # raised by the script at its next step
 
-    # ---- state the script and the driving surface share -----------------------------------------
-    def _set_state(self, state: SessionState, reason: str = "", cause: BackoffCause | None = None) -> None:
-        if state is not self.state:
-            self.state = state
-            self._events.append(StateChanged(state, reason, cause))
+    # ---- driving the script -----------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        self._now = now
+        self._script = self._run()
+        self.deadline = next(self._script)
 
-    def _count_failure(self) -> None:
+    def close(self, now: float) -> None:
+        self._now = now
+        if self.state is SessionState.READY:
+            self._write(commands.skterm())
+        self._fail_all("session closed")
+        self._script = None
+        self.deadline = None
+        self._set_state(SessionState.CLOSED, "closed by the application")
+
+    def advance(self, event: ModuleOutput | Wake, now: float) -> None:
+        """Send the script module output, or WAKE when there is new work for it."""
+        self._now = now
+        if self._script is not None:
+            self.deadline = self._script.send(event)
+
+    def tick(self, now: float) -> None:
+        """Raise a pending reconnect in the script, and time it out when its deadline has passed."""
+        self._now = now
+        if self._interrupt is not None and self.state is SessionState.READY:
+            interrupt, self._interrupt = self._interrupt, None
+            self._throw(interrupt)
+        if self.deadline is not None and now >= self.deadline:
+            self._throw(DialogueTimeout("the module did not answer in time"))
+
+    def rejoin(self, reason: str, now: float) -> None:
+        """The meter ended the PANA session: join again."""
+        self._now = now
+        self._throw(Rejoin(reason))
+
+    def limit_transmission(self, limited: bool, now: float) -> None:
+        """The ARIB transmit-time limit started (nothing may be sent) or ended."""
+        self._arib_limited = limited
+        if not limited:
+            self.advance(WAKE, now)
+
+    def request_answered(self) -> None:
+        self._failures = 0
+
+    def request_failed(self) -> None:
         self._failures += 1
         if self._failures >= self.config.max_request_failures and self.state is SessionState.READY:
             self._failures = 0
@@ -130,15 +167,23 @@ class SessionDialogue:
             self._interrupt = Reconnect(f"{self.config.max_request_failures} requests in a row failed",
                                         BackoffCause.REQUESTS_FAILED)
 
+    def _throw(self, exc: Exception) -> None:
+        if self._script is not None:
+            self.deadline = self._script.throw(exc)
+
+    # ---- state the script decides ------------------------------------------------------------------
+    def _set_state(self, state: SessionState, reason: str = "", cause: BackoffCause | None = None) -> None:
+        if state is not self.state:
+            self.state = state
+            self._emit(StateChanged(state, reason, cause))
+
     def _fail_all(self, reason: str) -> None:
-        for tid in list(self._pending):
-            self._events.append(RequestFailed(tid, reason))
-        self._pending.clear()
-        self._outbox.clear()
+        for tid in self._requests.drop_all():
+            self._emit(RequestFailed(tid, reason))
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2.0**attempt)
-        return base * self.rng.uniform(1 - self.config.jitter, 1 + self.config.jitter)
+        return base * self._rng.uniform(1 - self.config.jitter, 1 + self.config.jitter)
 
     # ---- the script -------------------------------------------------------------------------------
     def _run(self) -> DialogueScript:
@@ -174,11 +219,11 @@ class SessionDialogue:
 
     def _command(
         self, command: bytes, timeout: float | None = None
-    ) -> Generator[float | None, ModuleEvent | Wake, list[ModuleEvent]]:
+    ) -> Generator[float | None, ModuleOutput | Wake, list[ModuleOutput]]:
         """Send a command and collect what comes until its OK; FAIL raises CommandFailed."""
-        self._out += command
+        self._write(command)
         deadline = self._now + (timeout or self.config.command_timeout_s)
-        seen: list[ModuleEvent] = []
+        seen: list[ModuleOutput] = []
         while True:
             try:
                 event = yield deadline
@@ -211,14 +256,14 @@ class SessionDialogue:
             if exc.fail.code != "ER04":
                 raise
             self.payload_mode = PayloadMode.AUTO  # no ROPT: read each record by its shape
-        self.parser.payload_mode = self.payload_mode
+        self._parser.payload_mode = self.payload_mode
         if self.family is Family.DUAL_STACK:
             # SA2 = 1 adds the packet's RSSI to every ERXUDP: the heartbeat's signal figure, measured
             # on every answer rather than once per scan. A module that lacks the register says FAIL:
             # it is a nicety, not a reason to stop.
             with contextlib.suppress(CommandFailed):
                 yield from self._command(commands.sksreg("SA2", "1"))
-        self._events.append(ModuleDetected(self.family, self.payload_mode, version))
+        self._emit(ModuleDetected(self.family, self.payload_mode, version))
         yield from self._command(commands.sksetpwd(self.config.password))
         yield from self._command(commands.sksetrbid(self.config.rbid))
         self._probed = True
@@ -246,11 +291,11 @@ class SessionDialogue:
                     raise DialogueTimeout(f"scan of duration {duration} never finished") from None
                 if isinstance(event, PanDescriptor) and event.side in (None, commands.B_ROUTE_SIDE):
                     found = found or event
-                elif isinstance(event, Event) and event.code == EVENT_SCAN_DONE:
+                elif isinstance(event, ModuleEvent) and event.code == EVENT_SCAN_DONE:
                     break
             if found is not None:
                 self.pan = found
-                self._events.append(PanCached(found))
+                self._emit(PanCached(found))
                 return
         raise Reconnect(f"no meter answered scans up to duration {self.config.scan_durations[-1]}",
                         BackoffCause.NO_METER)
@@ -269,7 +314,7 @@ class SessionDialogue:
             except DialogueTimeout:
                 self._join_failed()
                 raise DialogueTimeout("no PANA result (EVENT 24/25) in time") from None
-            if isinstance(event, Event) and event.side in (None, commands.B_ROUTE_SIDE):
+            if isinstance(event, ModuleEvent) and event.side in (None, commands.B_ROUTE_SIDE):
                 if event.code == EVENT_PANA_JOINED:
                     self._join_failures = 0
                     return
@@ -289,16 +334,13 @@ class SessionDialogue:
             if self._interrupt is not None:
                 interrupt, self._interrupt = self._interrupt, None
                 raise interrupt
-            if self._outbox and not self._arib_limited:
-                tid, data = self._outbox.popleft()
-                pending = self._pending.get(tid) if tid is not None else None
-                if pending is not None:
-                    pending.sent = True
+            if self._requests.has_queued and not self._arib_limited:
+                tid, data = self._requests.next_to_send()
                 try:
                     yield from self._command(commands.sksendto(self.family, self.meter_address, data))
                 except CommandFailed as exc:
-                    if tid is not None and self._pending.pop(tid, None) is not None:
-                        self._events.append(RequestFailed(tid, str(exc)))
-                        self._count_failure()
+                    if tid is not None and self._requests.settle(tid):
+                        self._emit(RequestFailed(tid, str(exc)))
+                        self.request_failed()
                 continue
             yield None

@@ -23,11 +23,11 @@ from typing import Final
 
 from echonet.skstack_events import (
     Echo,
-    Event,
     Fail,
     Garbage,
     Info,
     ModuleEvent,
+    ModuleOutput,
     Ok,
     PanDescriptor,
     PayloadMode,
@@ -69,21 +69,21 @@ class SkstackParser:
     def receive_data(self, data: bytes) -> None:
         self._buffer += data
 
-    def events(self) -> list[ModuleEvent]:
+    def events(self) -> list[ModuleOutput]:
         """Every event the buffered bytes complete."""
-        out: list[ModuleEvent] = []
+        out: list[ModuleOutput] = []
         while True:
             event = self.next_event()
             if isinstance(event, _NeedData):
                 return out
             out.append(event)
 
-    def feed(self, data: bytes) -> list[ModuleEvent]:
+    def feed(self, data: bytes) -> list[ModuleOutput]:
         self.receive_data(data)
         return self.events()
 
     # ---- the record splitter ------------------------------------------------------------------
-    def next_event(self) -> ModuleEvent | _NeedData:
+    def next_event(self) -> ModuleOutput | _NeedData:
         buf = self._buffer
         while True:
             # Blank lines (a bare CRLF after a binary record, or between replies) carry nothing.
@@ -134,13 +134,13 @@ class SkstackParser:
         return best
 
     @staticmethod
-    def _unglued(prefix: bytes) -> ModuleEvent:
+    def _unglued(prefix: bytes) -> ModuleOutput:
         if prefix.startswith(_ECHO_PREFIXES):
             return Echo(prefix.decode("ascii", "replace").rstrip())
         return Garbage(prefix, "noise before a reply")
 
     # ---- length-framed records (binary ERXUDP, SKSENDTO echo) ---------------------------------
-    def _binary_aware(self, header: _HeaderReader, limit: int) -> ModuleEvent | _NeedData | None:
+    def _binary_aware(self, header: _HeaderReader, limit: int) -> ModuleOutput | _NeedData | None:
         """Parse a record whose data is split by its length field; None: not such a record after all."""
         buf = self._buffer
         newline = buf.find(b"\n")
@@ -162,7 +162,7 @@ class SkstackParser:
                 return None
             return self._take_data(tokens, pos, verdict)
 
-    def _take_data(self, tokens: list[bytes], pos: int, length: int) -> ModuleEvent | _NeedData | None:
+    def _take_data(self, tokens: list[bytes], pos: int, length: int) -> ModuleOutput | _NeedData | None:
         buf = self._buffer
         binary = tokens[0] == b"SKSENDTO" or self.payload_mode is PayloadMode.BINARY
         if not binary and self.payload_mode is PayloadMode.AUTO:
@@ -196,7 +196,7 @@ class SkstackParser:
                 return True
         return None  # all hex so far: wait for the rest
 
-    def _record(self, tokens: list[bytes], data: bytes) -> ModuleEvent:
+    def _record(self, tokens: list[bytes], data: bytes) -> ModuleOutput:
         text = [t.decode("ascii", "replace") for t in tokens]
         if text[0] == "SKSENDTO":
             return Echo(" ".join(text) + " " + data.hex().upper())
@@ -216,7 +216,7 @@ class SkstackParser:
             return Garbage(b" ".join(tokens) + b" " + data, "malformed ERXUDP fields")
 
     # ---- single lines -------------------------------------------------------------------------
-    def _line(self, raw: bytes) -> ModuleEvent | None:
+    def _line(self, raw: bytes) -> ModuleOutput | None:
         if self._pan is not None and raw.startswith(b" "):
             return self._pan_field(raw)
         try:
@@ -238,17 +238,17 @@ class SkstackParser:
             return Text(line)
         return Garbage(raw, "not a line a module prints")
 
-    def _ok(self, line: str, rest: str) -> ModuleEvent:
+    def _ok(self, line: str, rest: str) -> ModuleOutput:
         if rest and (len(rest) > 8 or not rest.isalnum()):
             raise ValueError(line)
         return Ok(rest or None)
 
-    def _fail(self, line: str, rest: str) -> ModuleEvent:
+    def _fail(self, line: str, rest: str) -> ModuleOutput:
         if not re.fullmatch(r"ER\d\d", rest):
             raise ValueError(line)
         return Fail(rest)
 
-    def _event(self, line: str, rest: str) -> ModuleEvent:
+    def _event(self, line: str, rest: str) -> ModuleOutput:
         fields = rest.split(" ")
         if len(fields) < 2 or len(fields) > 4 or len(fields[0]) != 2:
             raise ValueError(line)
@@ -260,15 +260,15 @@ class SkstackParser:
             side = int(extra.pop(0))
         if len(extra) > 1:
             raise ValueError(line)
-        return Event(code, fields[1], side, extra[0] if extra else None)
+        return ModuleEvent(code, fields[1], side, extra[0] if extra else None)
 
-    def _epandesc(self, line: str, rest: str) -> ModuleEvent | None:
+    def _epandesc(self, line: str, rest: str) -> ModuleOutput | None:
         if rest:
             raise ValueError(line)
         self._pan = {}
         return None
 
-    def _pan_field(self, raw: bytes) -> ModuleEvent | None:
+    def _pan_field(self, raw: bytes) -> ModuleOutput | None:
         assert self._pan is not None
         key, sep, value = raw.decode("ascii", "replace").strip().partition(":")
         if not sep or key not in _PAN_FIELDS:
@@ -278,7 +278,7 @@ class SkstackParser:
         # PairID is the last field in both families: finish without waiting for the next line.
         return self._finish_pan() if key == "PairID" else None
 
-    def _finish_pan(self) -> ModuleEvent:
+    def _finish_pan(self) -> ModuleOutput:
         fields, self._pan = self._pan or {}, None
         try:
             return PanDescriptor(
@@ -289,12 +289,12 @@ class SkstackParser:
         except (KeyError, ValueError):
             return Garbage(repr(fields).encode(), "incomplete EPANDESC")
 
-    def _version(self, line: str, rest: str) -> ModuleEvent:
+    def _version(self, line: str, rest: str) -> ModuleOutput:
         if not rest:
             raise ValueError(line)
         return Version(rest)
 
-    def _info(self, line: str, rest: str) -> ModuleEvent:
+    def _info(self, line: str, rest: str) -> ModuleOutput:
         fields = rest.split(" ")
         if len(fields) not in (5, 6):
             raise ValueError(line)
@@ -306,12 +306,12 @@ class SkstackParser:
             return Info(fields[0], fields[1], int(fields[2], 16), int(fields[3], 16), "", int(fields[4]))
         return Info(fields[0], fields[1], int(fields[2], 16), int(fields[3], 16), fields[4])
 
-    def _register(self, line: str, rest: str) -> ModuleEvent:
+    def _register(self, line: str, rest: str) -> ModuleOutput:
         if not rest:
             raise ValueError(line)
         return RegisterValue(rest)
 
-    def _malformed_erxudp(self, line: str, rest: str) -> ModuleEvent:
+    def _malformed_erxudp(self, line: str, rest: str) -> ModuleOutput:
         raise ValueError(line)  # a well-formed ERXUDP was taken by the length-framed reader
 
 

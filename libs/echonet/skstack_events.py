@@ -1,6 +1,7 @@
 """Typed events of the SKSTACK IP module dialogue: what one line (or binary record) from a module means.
 
-Small immutable values that compare structurally, so a test is `assert events == [Ok(), Event(25, ...)]`.
+`ModuleOutput` is the union of them all: what the parser yields. Small immutable values that compare
+structurally, so a test is `assert events == [Ok(), ModuleEvent(0x25, ...)]`.
 Field names follow the Rohm/Tessera command references (BP35A1, BP35C0); `side` is None on single-hop
 modules, which do not print it, and 0 (B-route) or 1 (HAN) on dual-stack modules.
 """
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 
 
 class Family(enum.StrEnum):
-    """The two SKSTACK IP text families (DESIGN §4): they differ in argument and field counts."""
+    """The two SKSTACK IP text families: they differ in argument and field counts (SKSCAN, SKSENDTO,
+    EVENT, ERXUDP, EINFO print a side on dual-stack modules only)."""
 
     SINGLE_HOP = "single_hop"  # BP35A1, RL7023 Stick-D/IPS, WSR35A1
     DUAL_STACK = "dual_stack"  # BP35C0/C2, RS-WSUHA-P, RL7023 Stick-D/DSS
@@ -85,7 +87,9 @@ class Fail:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class ModuleEvent:
+    """An `EVENT nn SENDER [SIDE] [PARAM]` line: the module reports something that happened (scan done, PANA joined)."""
+
     code: int
     sender: str
     side: int | None = None
@@ -164,4 +168,4 @@ class Garbage:
     reason: str
 
 
-ModuleEvent = Ok | Fail | Event | PanDescriptor | RxUdp | Version | Info | RegisterValue | Echo | Text | Garbage
+ModuleOutput = Ok | Fail | ModuleEvent | PanDescriptor | RxUdp | Version | Info | RegisterValue | Echo | Text | Garbage

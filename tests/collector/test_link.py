@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from echonet.errors import LinkError, LinkFatal
 from echonet.frame import ESV, Frame, Property
-from echonet.io.aio_link import AsyncBRouteLink, LinkFatal, open_serial
-from echonet.io.serial_link import LinkError
+from echonet.io.aio_link import AsyncBRouteLink, open_serial
 from echonet.session import SessionConfig
 from echonet.sim.meter import MeterProfile, SimulatedMeter
 from echonet.sim.module import Fault, ModuleConfig, VirtualModule

@@ -9,9 +9,11 @@ from datetime import datetime
 import pytest
 
 from echonet import smart_meter as sm
+from echonet.errors import LanTimeout
 from echonet.frame import CONTROLLER, ESV, NODE_PROFILE, SMART_METER, Frame, Property, encode_frame
-from echonet.io.lan_client import LanClient, LanTimeout, RequestTable
+from echonet.io.lan_client import LanClient
 from echonet.io.udp import UdpConfig
+from echonet.lan import RequestTable
 from echonet.sim.meter import SimulatedMeter
 from echonet.sim.udp_node import MeterNode
 from tests.echonet.test_udp import udp_free_port

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from echonet import smart_meter as sm
-from echonet.io.serial_link import BRouteClient, RequestError, SerialLink
+from echonet.errors import RequestError
+from echonet.io.serial_link import BRouteClient, SerialLink
 from echonet.session import SessionConfig, SessionState
 from echonet.sim.module import Fault
 from echonet.sim.pty_module import PtySimulator, ScheduledFault, build_module, parser

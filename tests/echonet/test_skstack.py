@@ -2,7 +2,19 @@ import pytest
 
 from echonet import commands
 from echonet.skstack import NEED_DATA, SkstackParser
-from echonet.skstack_events import Echo, Event, Fail, Family, Garbage, Info, Ok, RegisterValue, RxUdp, Text, Version
+from echonet.skstack_events import (
+    Echo,
+    Fail,
+    Family,
+    Garbage,
+    Info,
+    ModuleEvent,
+    Ok,
+    RegisterValue,
+    RxUdp,
+    Text,
+    Version,
+)
 
 METER = "FE80:0000:0000:0000:021C:6400:030C:12A4"
 
@@ -28,21 +40,21 @@ def test_echo_glued_to_reply() -> None:
 def test_binary_sksendto_echo_with_line_breaks_in_data() -> None:
     echo = commands.sksendto(Family.SINGLE_HOP, METER, b"\r\n\x10\x81") + b"\r\n"
     events = SkstackParser().feed(echo + f"EVENT 21 {METER} 00\r\nOK\r\n".encode())
-    assert events == [Echo(f"SKSENDTO 1 {METER} 0E1A 1 0004 0D0A1081"), Event(0x21, METER, None, "00"), Ok()]
+    assert events == [Echo(f"SKSENDTO 1 {METER} 0E1A 1 0004 0D0A1081"), ModuleEvent(0x21, METER, None, "00"), Ok()]
 
 
 def test_blank_and_garbage_lines_then_resync() -> None:
     events = SkstackParser().feed(b"\r\n\r\n\x00\xff\xfe\r\nhello world\r\nEVENT 2\r\n#!\x01EVENT 25 " + METER.encode() + b" 0\r\n")
-    assert [type(e) for e in events] == [Garbage, Garbage, Garbage, Garbage, Event]
-    assert events[-1] == Event(0x25, METER, 0)
+    assert [type(e) for e in events] == [Garbage, Garbage, Garbage, Garbage, ModuleEvent]
+    assert events[-1] == ModuleEvent(0x25, METER, 0)
 
 
 def test_event_fields_per_family() -> None:
     events = SkstackParser().feed(
         f"EVENT 21 {METER} 00\r\nEVENT 21 {METER} 0 00\r\nEVENT 29 {METER}\r\nEVENT 32 {METER} 0\r\n".encode())
-    assert events == [Event(0x21, METER, None, "00"), Event(0x21, METER, 0, "00"), Event(0x29, METER),
-                      Event(0x32, METER, 0)]
-    assert Event(0x29, METER).meaning == "session lifetime expired"
+    assert events == [ModuleEvent(0x21, METER, None, "00"), ModuleEvent(0x21, METER, 0, "00"), ModuleEvent(0x29, METER),
+                      ModuleEvent(0x32, METER, 0)]
+    assert ModuleEvent(0x29, METER).meaning == "session lifetime expired"
 
 
 def test_info_register_and_text_lines() -> None:

@@ -7,7 +7,7 @@ import pytest
 from echonet import smart_meter as sm
 from echonet.frame import ESV, decode_frame
 from echonet.skstack import SkstackParser
-from echonet.skstack_events import Event, Ok, PanDescriptor, PayloadMode, RxUdp
+from echonet.skstack_events import ModuleEvent, Ok, PanDescriptor, PayloadMode, RxUdp
 from echonet.tools.decode import frame_json
 
 METER = "FE80:0000:0000:0000:021C:6400:030C:12A4"
@@ -123,5 +123,5 @@ def test_join_transcripts_both_families() -> None:
         events = SkstackParser().feed(data)
         pans = [e for e in events if isinstance(e, PanDescriptor)]
         assert pans == [PanDescriptor(0x21, 9, 0x8888, LLA, 0xE1, "00AB12CD", side)]
-        assert Event(0x25, METER, side) in events
+        assert ModuleEvent(0x25, METER, side) in events
         assert Ok() in events

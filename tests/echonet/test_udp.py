@@ -7,13 +7,13 @@ import socket
 
 import pytest
 
+from echonet.errors import UdpError
 from echonet.io.udp import (
     MULTICAST_V4,
     MULTICAST_V6,
     Address,
     UdpConfig,
     UdpEndpoint,
-    UdpError,
     open_sockets,
     same_host,
 )

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from echonet import smart_meter as sm
+from echonet.errors import UdpError
 from echonet.frame import CONTROLLER, EOJ, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
 from echonet.io.lan_client import LanClient
-from echonet.io.udp import UdpConfig, UdpError
+from echonet.io.udp import UdpConfig
 from echonet.sim.meter import SimulatedMeter
 from echonet.sim.udp_node import MeterNode
 from tests.conftest import PmsProcess, wait_until

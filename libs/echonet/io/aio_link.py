@@ -7,11 +7,11 @@
 The port is read with `loop.add_reader` on its file descriptor (non-blocking, no thread); the
 session's deadlines are kept by one driver task. The driver re-opens the port after I/O errors
 (an unplugged dongle) with backoff, and keeps the PAN the session found so a reconnect skips the
-scan. Errors raised to the application:
+scan. Errors raised to the application (all in `echonet.errors`):
 
-    LinkError (serial_link)  the port cannot be opened or fails
-    RequestError (serial_link)  one request got no usable answer
-    LinkFatal  the configuration cannot work (the meter refuses the ID/password; not a module)
+    LinkError     the port cannot be opened or fails
+    RequestError  one request got no usable answer
+    LinkFatal     the configuration cannot work (the meter refuses the ID/password; not a module)
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from echonet.errors import EchonetError
+from echonet.errors import LinkError, LinkFatal, RequestError
 from echonet.frame import ESV, Frame, Property
-from echonet.io.serial_link import LinkError, RequestError
+from echonet.io.translate import translate_errors
 from echonet.session import (
     BackoffCause,
     BRouteSession,
@@ -45,10 +45,6 @@ from echonet.skstack_events import Family, PanDescriptor
 log = logging.getLogger(__name__)
 
 
-class LinkFatal(EchonetError):
-    """The link cannot work as configured: retrying will not help, a person has to fix something."""
-
-
 class Port(Protocol):
     """What the driver needs of a pyserial port opened non-blocking (timeout=0)."""
 
@@ -64,10 +60,9 @@ def open_serial(device: str, baudrate: int = 115200) -> Port:
     """Open a dongle (or a pty) non-blocking; pyserial errors become LinkError."""
     import serial  # the gateway's only hardware dependency, imported where it is used
 
-    try:
+    # pyserial says ValueError for settings the port cannot take (a baud rate out of range).
+    with translate_errors(LinkError, f"cannot open serial device {device}", errors=(OSError, ValueError)):
         port: Port = serial.Serial(device, baudrate=baudrate, timeout=0, write_timeout=5)
-    except (serial.SerialException, OSError, ValueError) as exc:
-        raise LinkError(f"cannot open serial device {device}: {exc}") from exc
     return port
 
 
@@ -101,7 +96,7 @@ class AsyncBRouteLink:
         self._session: BRouteSession | None = None
         self._port: Port | None = None
         self._wake = asyncio.Event()
-        self._error: BaseException | None = None
+        self._error: LinkError | None = None  # a read failure, raised by the driver task
         self._futures: dict[int, asyncio.Future[Frame]] = {}
         self._restart_port = False
         self._rejoin = False
@@ -230,7 +225,7 @@ class AsyncBRouteLink:
             self._wake.clear()
             if self._error is not None:
                 error, self._error = self._error, None
-                raise LinkError(f"the serial link failed: {error}") from error
+                raise error
             self._session.tick(self.clock())
         self._end_session()
 
@@ -247,8 +242,11 @@ class AsyncBRouteLink:
         if port is None or session is None:
             return
         try:
-            data = port.read(port.in_waiting or 1)
-        except Exception as exc:  # pyserial raises SerialException or OSError on an unplugged dongle
+            # pyserial raises SerialException or OSError on an unplugged dongle; any failure of the
+            # port's read ends this port the same way.
+            with translate_errors(LinkError, "the serial link failed", errors=(Exception,)):
+                data = port.read(port.in_waiting or 1)
+        except LinkError as exc:
             self._error = exc
             asyncio.get_running_loop().remove_reader(port.fileno())
         else:
@@ -261,10 +259,8 @@ class AsyncBRouteLink:
             return
         out = self._session.data_to_send()
         if out:
-            try:
+            with translate_errors(LinkError, "writing to the module failed", errors=(Exception,)):
                 self._port.write(out)
-            except Exception as exc:
-                raise LinkError(f"writing to the module failed: {exc}") from exc
 
     def _fail_futures(self, reason: str) -> None:
         for future in self._futures.values():

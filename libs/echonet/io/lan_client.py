@@ -5,87 +5,30 @@
         frame = await client.get(host, SMART_METER, [0xE7])    # Get_Res, or Get_SNA as it came
         notification = await client.next_notification()        # INF / INFC from any node
 
-Which request a datagram answers is decided by `RequestTable`, sans-IO (a clock in, TIDs out), so
-its rules are tested without sockets: the TID must match, the ESV must be an answer (0x7x other
-than INF/INFC, or 0x5x), and a unicast request accepts its answer only from the host it asked.
-A multicast request (discovery) collects every answer until its deadline. INFC is acknowledged
-with INFC_Res, as the spec requires of the receiver (part II, 4.2.2).
+The rules (which datagram answers which request, INFC acknowledgement, reading discovery answers)
+are sans-IO, in `echonet.lan`; this module owns the endpoint, the futures and the notification queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from types import TracebackType
 
-from echonet import node_profile
-from echonet.errors import EchonetError, FrameError, PropertyError
-from echonet.frame import CONTROLLER, EOJ, ESV, NODE_PROFILE, Frame, Property, decode_frame, encode_frame
-from echonet.io.udp import Address, UdpConfig, UdpEndpoint, same_host
+from echonet.errors import FrameError, LanTimeout, StateError
+from echonet.frame import CONTROLLER, EOJ, ESV, Frame, Property, decode_frame, encode_frame
+from echonet.io.udp import UdpConfig, UdpEndpoint
+from echonet.lan import (
+    NOTIFICATIONS,
+    Address,
+    Received,
+    RequestTable,
+    discovered_nodes,
+    discovery_request,
+    infc_response,
+)
 
-_ANSWERS = frozenset({ESV.SET_RES, ESV.GET_RES, ESV.INFC_RES, ESV.SETGET_RES, ESV.SETI_SNA, ESV.SETC_SNA,
-                      ESV.GET_SNA, ESV.INF_SNA, ESV.SETGET_SNA})
-_NOTIFICATIONS = frozenset({ESV.INF, ESV.INFC})
-INSTANCE_LIST = 0xD6  # node profile: self-node instance list S
-
-
-class LanTimeout(EchonetError):
-    """A node did not answer a request within its timeout."""
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A frame and the address it came from."""
-
-    address: Address
-    frame: Frame
-
-    @property
-    def host(self) -> str:
-        return self.address[0]
-
-
-@dataclass
-class _Open:
-    host: str | None  # None: sent to the multicast group, any host may answer
-    deadline: float
-
-
-@dataclass
-class RequestTable:
-    """Open requests by TID, sans-IO: which received frame answers which request, and expiry."""
-
-    _open: dict[int, _Open] = field(default_factory=dict)
-    _tids: itertools.cycle[int] = field(default_factory=lambda: itertools.cycle(range(1, 0x10000)))
-
-    def open(self, host: str | None, now: float, timeout_s: float) -> int:
-        if len(self._open) >= 0xFFFF:
-            raise EchonetError("65535 requests are open: every TID is in use")
-        tid = next(self._tids)
-        while tid in self._open:
-            tid = next(self._tids)
-        self._open[tid] = _Open(host, now + timeout_s)
-        return tid
-
-    def match(self, frame: Frame, host: str) -> int | None:
-        """The TID of the open request this frame answers, or None."""
-        if frame.esv not in _ANSWERS:
-            return None
-        request = self._open.get(frame.tid)
-        if request is None or (request.host is not None and not same_host(request.host, host)):
-            return None
-        return frame.tid
-
-    def close(self, tid: int) -> None:
-        self._open.pop(tid, None)
-
-    def expired(self, now: float) -> list[int]:
-        return [tid for tid, request in self._open.items() if request.deadline <= now]
-
-    def __len__(self) -> int:
-        return len(self._open)
+__all__ = ["LanClient", "Received"]
 
 
 class LanClient:
@@ -123,7 +66,7 @@ class LanClient:
     @property
     def endpoint(self) -> UdpEndpoint:
         if self._endpoint is None:
-            raise EchonetError("the LAN client is not open: use `async with LanClient(...)`")
+            raise StateError("the LAN client is not open: use `async with LanClient(...)`")
         return self._endpoint
 
     # ---- requests -----------------------------------------------------------------------------
@@ -159,21 +102,13 @@ class LanClient:
         answers: list[Received] = []
         self._collecting[tid] = answers
         try:
-            request = Frame(tid, self.controller, NODE_PROFILE, ESV.GET, (Property(INSTANCE_LIST),))
-            self.endpoint.multicast(encode_frame(request))
+            self.endpoint.multicast(encode_frame(discovery_request(tid, self.controller)))
             await asyncio.sleep(timeout_s)
         finally:
             self._collecting.pop(tid, None)
             self.requests.close(tid)
-        nodes: dict[str, tuple[EOJ, ...]] = {}
-        for received in answers:
-            prop = received.frame.property(INSTANCE_LIST)
-            if received.frame.esv != ESV.GET_RES or prop is None:
-                continue
-            try:
-                nodes[received.host] = node_profile.decode_value(INSTANCE_LIST, prop.edt)
-            except PropertyError:
-                self.frame_errors += 1
+        nodes, errors = discovered_nodes(answers)
+        self.frame_errors += errors
         return nodes
 
     async def next_notification(self, timeout_s: float | None = None) -> Received:
@@ -200,11 +135,9 @@ class LanClient:
             if future is not None and not future.done():
                 future.set_result(received)
                 return
-        if frame.esv in _NOTIFICATIONS:
+        if frame.esv in NOTIFICATIONS:
             if frame.esv == ESV.INFC:
-                answer = Frame(frame.tid, frame.deoj, frame.seoj, ESV.INFC_RES,
-                               tuple(Property(p.epc) for p in frame.properties))
-                self.endpoint.send(encode_frame(answer), address)
+                self.endpoint.send(encode_frame(infc_response(frame)), address)
             if self.notifications.full():
                 self.notifications.get_nowait()  # the oldest goes: a slow reader loses history, not news
                 self.dropped_notifications += 1

@@ -1,7 +1,7 @@
 """Thin I/O for the B-route: a pyserial link and a blocking client that drives `BRouteSession`.
 
-The session is sans-IO; this module owns the port, the clock and the waiting. pyserial errors are
-translated to `LinkError` here, at the boundary, with the cause chained.
+The session is sans-IO; this module owns the port, the clock and the waiting. pyserial errors
+become `LinkError` at the boundary (`echonet.io.translate`), with the cause chained.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Protocol
 
-from echonet.errors import EchonetError
+from echonet.errors import LinkError, RequestError
 from echonet.frame import Frame
+from echonet.io.translate import translate_errors
 from echonet.session import (
     BRouteSession,
     Notification,
@@ -23,13 +24,7 @@ from echonet.session import (
     SessionState,
 )
 
-
-class LinkError(EchonetError):
-    """The serial port (or pseudo-terminal) failed: unplugged dongle, missing device, I/O error."""
-
-
-class RequestError(EchonetError):
-    """A request got no usable answer: timeout, FAIL from the module, or the session dropped."""
+__all__ = ["BRouteClient", "Link", "SerialLink"]
 
 
 class Link(Protocol):
@@ -44,29 +39,22 @@ class SerialLink:
     def __init__(self, device: str, baudrate: int = 115200) -> None:
         import serial  # the gateway's only hardware dependency, imported where it is used
 
-        try:
+        with translate_errors(LinkError, f"cannot open serial device {device}"):
             self._port = serial.Serial(device, baudrate=baudrate, timeout=0)
-        except (serial.SerialException, OSError) as exc:
-            raise LinkError(f"cannot open serial device {device}: {exc}") from exc
-        self._serial_error: type[Exception] = serial.SerialException
 
     def write(self, data: bytes) -> None:
-        try:
+        with translate_errors(LinkError, f"writing to {self._port.port} failed"):
             self._port.write(data)
             self._port.flush()
-        except (self._serial_error, OSError) as exc:
-            raise LinkError(f"writing to {self._port.port} failed: {exc}") from exc
 
     def read(self, timeout_s: float) -> bytes:
-        try:
+        with translate_errors(LinkError, f"reading from {self._port.port} failed"):
             self._port.timeout = max(0.0, timeout_s)
             first: bytes = self._port.read(1)
             if not first:
                 return b""
             rest: bytes = self._port.read(self._port.in_waiting) if self._port.in_waiting else b""
             return first + rest
-        except (self._serial_error, OSError) as exc:
-            raise LinkError(f"reading from {self._port.port} failed: {exc}") from exc
 
     def close(self) -> None:
         self._port.close()

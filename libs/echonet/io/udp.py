@@ -23,7 +23,9 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from echonet.errors import EchonetError
+from echonet.errors import UdpError
+from echonet.io.translate import translate_errors
+from echonet.lan import Address, same_host
 
 ECHONET_PORT = 3610
 MULTICAST_V4 = "224.0.23.0"
@@ -31,12 +33,12 @@ MULTICAST_V6 = "ff02::1"
 # A node serves every interface of its LAN unless told otherwise (--bind).
 ANY_IPV4 = "0.0.0.0"  # noqa: S104
 
-Address = tuple[str, int] | tuple[str, int, int, int]
 DatagramHandler = Callable[[bytes, Address], None]
 
-
-class UdpError(EchonetError):
-    """A LAN socket could not be opened or used: address in use, no such interface, no route."""
+__all__ = [
+    "ANY_IPV4", "ECHONET_PORT", "MULTICAST_V4", "MULTICAST_V6", "Address", "DatagramHandler", "UdpConfig",
+    "UdpEndpoint", "open_sockets", "same_host",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,21 +64,11 @@ class UdpConfig:
         return ipaddress.ip_address(self.bind.partition("%")[0]).is_unspecified
 
 
-def same_host(a: str, b: str) -> bool:
-    """Whether two printed addresses are one host (drops an IPv6 zone, compares the numbers)."""
-    try:
-        return ipaddress.ip_address(a.partition("%")[0]) == ipaddress.ip_address(b.partition("%")[0])
-    except ValueError:
-        return a == b
-
-
 def _interface_index(config: UdpConfig) -> int:
     if config.interface is None:
         return 0
-    try:
+    with translate_errors(UdpError, f"no network interface named {config.interface!r}", detail=False):
         return socket.if_nametoindex(config.interface)
-    except OSError as exc:
-        raise UdpError(f"no network interface named {config.interface!r}") from exc
 
 
 def _new_socket(config: UdpConfig) -> socket.socket:
@@ -124,24 +116,29 @@ def open_sockets(config: UdpConfig) -> list[socket.socket]:
         raise UdpError("IPv6 multicast (ff02::1) is link-local: name the interface it is on (e.g. eth0)")
     sockets: list[socket.socket] = []
     try:
-        main = _new_socket(config)
-        sockets.append(main)
-        main.bind((config.bind, config.port, 0, index) if config.ipv6 else (config.bind, config.port))
-        if config.multicast:
-            _set_sender_options(main, config, index)
-            if config.wildcard:
-                _join(main, config, index)
-            else:
-                receiver = _new_socket(config)
-                sockets.append(receiver)
-                port = main.getsockname()[1]  # the configured port, or the one the OS chose for port 0
-                receiver.bind((MULTICAST_V6, port, 0, index) if config.ipv6 else (MULTICAST_V4, port))
-                _join(receiver, config, index)
-    except OSError as exc:
+        with translate_errors(UdpError, f"cannot open ECHONET Lite UDP on [{config.bind}]:{config.port}"):
+            _open_into(sockets, config, index)
+    except UdpError:
         for sock in sockets:
             sock.close()
-        raise UdpError(f"cannot open ECHONET Lite UDP on [{config.bind}]:{config.port}: {exc}") from exc
+        raise
     return sockets
+
+
+def _open_into(sockets: list[socket.socket], config: UdpConfig, index: int) -> None:
+    main = _new_socket(config)
+    sockets.append(main)
+    main.bind((config.bind, config.port, 0, index) if config.ipv6 else (config.bind, config.port))
+    if config.multicast:
+        _set_sender_options(main, config, index)
+        if config.wildcard:
+            _join(main, config, index)
+        else:
+            receiver = _new_socket(config)
+            sockets.append(receiver)
+            port = main.getsockname()[1]  # the configured port, or the one the OS chose for port 0
+            receiver.bind((MULTICAST_V6, port, 0, index) if config.ipv6 else (MULTICAST_V4, port))
+            _join(receiver, config, index)
 
 
 class _Protocol(asyncio.DatagramProtocol):

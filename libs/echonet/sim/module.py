@@ -6,19 +6,23 @@ ROPT/WOPT say. It checks argument counts per family (FAIL ER05), so a client usi
 family's command forms fails here as it would in the field. Faults are injected with `inject`.
 Time: `now` is the caller's monotonic clock; the meter sees `meter_clock(now)` (accelerated).
 
-This module holds the byte interface (command framing, scheduled output, the meter's INF pushes) and
-fault injection; the command handlers are in `module_sim_commands`, the configuration, state and
-output formatting in `module_sim_state` (`ModuleConfig` is re-exported here).
+`VirtualModule` holds the byte interface (command framing, scheduled output, the meter's INF pushes)
+and fault injection. It owns the parts it is composed of and hands each what it needs: the
+`ModuleState` (registers, keys, joined, armed faults) and the `ModuleWriter` (output now or later)
+from `module_state`, and the `ModuleCommands` handler from `module_commands`, which reads and
+changes that state and writes through that writer. `ModuleConfig` is re-exported here.
 """
 
 from __future__ import annotations
 
 import enum
+import random
+from collections.abc import Callable
 from datetime import datetime
 
-from echonet.sim.meter import SLOT_S
-from echonet.sim.module_commands import PANA_PORT, VirtualModuleCommands
-from echonet.sim.module_state import ModuleConfig
+from echonet.sim.meter import SLOT_S, SimulatedMeter
+from echonet.sim.module_commands import PANA_PORT, ModuleCommands
+from echonet.sim.module_state import ModuleConfig, ModuleState, ModuleWriter
 
 __all__ = ["PANA_PORT", "Fault", "ModuleConfig", "VirtualModule"]
 
@@ -34,7 +38,45 @@ class Fault(enum.StrEnum):
     REGISTER_RESET = "reset"  # registers restart from 0
 
 
-class VirtualModule(VirtualModuleCommands):
+class VirtualModule:
+    def __init__(self, config: ModuleConfig, meter: SimulatedMeter, meter_clock: Callable[[float], datetime],
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.meter = meter
+        self.meter_clock = meter_clock
+        self.rng = rng or random.Random(1)
+        self.state = ModuleState(config)
+        self._output = ModuleWriter(self.state, self.rng)
+        self._commands = ModuleCommands(self.state, self._output, meter, meter_clock)
+        self._in = bytearray()
+        self._silent_until = 0.0  # a hung module (fault injection) reads and writes nothing until then
+        self._last_slot: int | None = None
+
+    # ---- the module's state, as a test inspects it ------------------------------------------------
+    @property
+    def registers(self) -> dict[str, str]:
+        return self.state.registers
+
+    @property
+    def joined(self) -> bool:
+        return self.state.joined
+
+    @property
+    def hex_payload(self) -> bool:
+        return self.state.hex_payload
+
+    @property
+    def flash_writes(self) -> int:
+        return self.state.flash_writes
+
+    @property
+    def meter_ip(self) -> str:
+        return self.state.meter_ip
+
+    @property
+    def own_ip(self) -> str:
+        return self.state.own_ip
+
     # ---- the byte interface -------------------------------------------------------------------
     def receive_data(self, data: bytes, now: float) -> None:
         self.tick(now)
@@ -42,59 +84,55 @@ class VirtualModule(VirtualModuleCommands):
             return  # a hung module reads nothing
         self._in += data
         while (command := self._next_command()) is not None:
-            self._handle(command)
+            self._commands.handle(command)
 
     def tick(self, now: float) -> None:
-        self._now = now
-        if self._arib_until is not None and now >= self._arib_until:
-            self._arib_until = None
-            self._emit_line(self._event(0x33, self.own_ip))
-        self._scheduled.sort()
-        while self._scheduled and self._scheduled[0].at <= now:
-            item = self._scheduled.pop(0)
+        state = self.state
+        state.now = now
+        if state.arib_until is not None and now >= state.arib_until:
+            state.arib_until = None
+            self._output.line(self._output.event(0x33, state.own_ip))
+        for data in self._output.pop_due(now):
             if now >= self._silent_until:
-                self._out += item.data
+                self._output.write(data)
         slot = int(self.meter_clock(now).timestamp()) // SLOT_S
-        if self._last_slot is not None and slot > self._last_slot and self.joined:
-            # A real meter pushes EA/EB as INF at each slot end (DESIGN §4).
+        if self._last_slot is not None and slot > self._last_slot and state.joined:
+            # A real meter pushes EA/EB (the fixed-time registers) as INF at the end of each 30-minute slot.
             slot_end = datetime.fromtimestamp(slot * SLOT_S, self.meter_clock(now).tzinfo)
-            self._emit_udp(self.meter.fixed_time_inf(slot_end))
+            self._output.udp(self.meter.fixed_time_inf(slot_end))
         self._last_slot = slot
 
     def data_to_send(self) -> bytes:
-        if self._now < self._silent_until:
-            self._out.clear()
+        if self.state.now < self._silent_until:
+            self._output.discard()
             return b""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        return self._output.take()
 
     def next_deadline(self) -> float | None:
-        times = [item.at for item in self._scheduled]
-        if self._arib_until is not None:
-            times.append(self._arib_until)
+        times = [t for t in (self._output.next_deadline(), self.state.arib_until) if t is not None]
         return min(times, default=None)
 
     # ---- faults -------------------------------------------------------------------------------
     def inject(self, fault: Fault, now: float, seconds: float = 10.0) -> None:
         self.tick(now)
+        state = self.state
         if fault is Fault.NO_RESPONSE:
             self._silent_until = now + seconds
-            self._out.clear()
+            self._output.discard()
         elif fault is Fault.SESSION_EXPIRY:
-            if self.joined:
-                self.joined = False
-                self._emit_line(self._event(0x29, self.meter_ip))
+            if state.joined:
+                state.joined = False
+                self._output.line(self._output.event(0x29, state.meter_ip))
         elif fault is Fault.JOIN_FAILURE:
-            self._join_failures += 1
+            state.join_failures += 1
         elif fault is Fault.ER10:
-            self._er10 += 1
+            state.er10 += 1
         elif fault is Fault.ARIB_LIMIT:
-            self._arib_until = now + seconds
-            self._emit_line(self._event(0x32, self.own_ip))
+            state.arib_until = now + seconds
+            self._output.line(self._output.event(0x32, state.own_ip))
         elif fault is Fault.GARBAGE:
             noise = bytes(self.rng.randrange(256) for _ in range(24)).replace(b"\n", b"")
-            self._out += noise + b"\r\nEVENT 2\r\n\r\n#!&%\r\n" + noise[:5]
+            self._output.write(noise + b"\r\nEVENT 2\r\n\r\n#!&%\r\n" + noise[:5])
         elif fault is Fault.REGISTER_WRAP:
             self.meter.force_near_wrap(self.meter_clock(now))
         elif fault is Fault.REGISTER_RESET:

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
-from echonet.errors import EchonetError
-from echonet.io.udp import ANY_IPV4, ECHONET_PORT, Address, UdpConfig, UdpEndpoint, UdpError
+from echonet.errors import EchonetError, UdpError
+from echonet.io.udp import ANY_IPV4, ECHONET_PORT, Address, UdpConfig, UdpEndpoint
 from echonet.sim.meter import SLOT_S, MeterProfile, SimulatedMeter
 
 

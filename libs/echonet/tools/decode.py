@@ -19,7 +19,7 @@ from echonet import node_profile, smart_meter
 from echonet.errors import EchonetError
 from echonet.frame import EOJ, Frame, decode_frame
 from echonet.skstack import SkstackParser
-from echonet.skstack_events import Event, Garbage, PanDescriptor, PayloadMode, RxUdp
+from echonet.skstack_events import Garbage, ModuleEvent, PanDescriptor, PayloadMode, RxUdp
 
 _REQUESTS = frozenset({0x60, 0x61, 0x62, 0x63, 0x6E})
 
@@ -99,7 +99,7 @@ class LineDecoder:
             out = self._frame(event.data)
             out.update({"sender": event.sender, "side": event.side, "rssi": event.rssi})
             return out
-        if isinstance(event, Event):
+        if isinstance(event, ModuleEvent):
             return {"event": f"{event.code:02X}", "meaning": event.meaning, "sender": event.sender,
                     "side": event.side, "param": event.param}
         if isinstance(event, PanDescriptor):

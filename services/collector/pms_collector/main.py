@@ -11,8 +11,7 @@ import asyncio
 import sqlite3
 import sys
 
-from echonet.io.aio_link import LinkFatal
-from echonet.io.serial_link import LinkError
+from echonet.errors import LinkError, LinkFatal
 from pms_collector.agent import Collector
 from pms_collector.link import build_link
 from pms_collector.settings import CollectorSettings

@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from echonet import smart_meter as sm
+from echonet.errors import RequestError
 from echonet.frame import CONTROLLER, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
-from echonet.io.serial_link import RequestError
 from echonet.sim.meter import MeterProfile, SimulatedMeter
 from pms_collector.meter import MeterReader, MeterReadError, RegisterScale, slot_readings_from_inf
 from pms_common.messages import EnergyReading, PowerReading
