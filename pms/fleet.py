@@ -11,15 +11,15 @@ import asyncio
 from pathlib import Path
 
 from pms.demo import gateway_id
-from pms_collector.agent import Collector
+from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import SimulatedModuleLink
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
 
 
 def build_fleet(base: CollectorSettings, count: int, outbox_dir: Path, health: Health,
-                first: int = 1) -> list[Collector]:
-    collectors = []
+                first: int = 1) -> list[Gateway]:
+    gateways = []
     for index in range(first, first + count):
         gw = gateway_id(index)
         settings = base.model_copy(update={
@@ -32,11 +32,11 @@ def build_fleet(base: CollectorSettings, count: int, outbox_dir: Path, health: H
             # Both families in a fleet, as in the field.
             "sim_module": "bp35a1" if index % 2 else "bp35c0",
         })
-        collectors.append(Collector(settings, SimulatedModuleLink(settings), health))
-    return collectors
+        gateways.append(build_gateway(settings, SimulatedModuleLink(settings), health))
+    return gateways
 
 
-async def run_fleet(collectors: list[Collector], stop: asyncio.Event) -> None:
+async def run_fleet(gateways: list[Gateway], stop: asyncio.Event) -> None:
     async with asyncio.TaskGroup() as group:
-        for collector in collectors:
-            group.create_task(collector.run(stop))
+        for gateway in gateways:
+            group.create_task(gateway.run(stop))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pms_collector.agent import Collector
+from pms_collector.gateway import build_gateway
 from pms_collector.link import SimulatedModuleLink
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
@@ -24,7 +24,7 @@ def test_config_and_commands_reach_the_gateway_and_come_back(mosquitto: str, tmp
     gateway_id = f"gw-ctl-{run}"
     settings = CollectorSettings(link="sim", gateway_id=gateway_id, mqtt_url=mosquitto, mqtt_client_id=f"c-{run}",
                                  outbox_path=tmp_path / "outbox.db", power_interval_s=60)
-    collector = Collector(settings, SimulatedModuleLink(settings), Health())
+    collector = build_gateway(settings, SimulatedModuleLink(settings), Health())
     control = GatewayControl(BrokerAddress.parse(mosquitto), f"dm-{run}")
 
     async def scenario() -> None:
@@ -34,7 +34,7 @@ def test_config_and_commands_reach_the_gateway_and_come_back(mosquitto: str, tmp
                          "config version 2 reported")
         reported = control.reported[gateway_id]
         assert (reported.power_interval_s, reported.heartbeat_interval_s) == (5, 7)
-        assert (collector.power_interval_s, collector.heartbeat_interval_s) == (5, 7)  # no restart needed
+        assert (collector.config.power_interval_s, collector.config.heartbeat_interval_s) == (5, 7)  # no restart needed
         assert collector.outbox.meta("config_version") == "2"
 
         read = await control.command(gateway_id, "read_property", {"epc": "E7"}, timeout_s=20)

@@ -12,7 +12,7 @@ import sqlite3
 import sys
 
 from echonet.errors import LinkError, LinkFatal
-from pms_collector.agent import Collector
+from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import build_link
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
@@ -23,8 +23,8 @@ EXIT_DEVICE = 3
 EXIT_METER_REFUSED = 4
 
 
-def build(settings: CollectorSettings, health: Health) -> Collector:
-    return Collector(settings, build_link(settings), health)
+def build(settings: CollectorSettings, health: Health) -> Gateway:
+    return build_gateway(settings, build_link(settings), health)
 
 
 def main(settings: CollectorSettings | None = None) -> int:
@@ -34,12 +34,12 @@ def main(settings: CollectorSettings | None = None) -> int:
 
     async def serve(stop: asyncio.Event) -> None:
         try:
-            collector = build(settings, health)
+            gateway = build(settings, health)
         except (sqlite3.Error, OSError) as exc:
             failure.append((EXIT_CONFIG, f"cannot open the outbox {settings.resolved_outbox_path()}: {exc}"))
             return
         try:
-            await collector.run(stop)
+            await gateway.run(stop)
         except* LinkFatal as group:
             failure.append((EXIT_METER_REFUSED, str(group.exceptions[0])))
         except* LinkError as group:

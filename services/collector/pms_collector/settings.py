@@ -20,7 +20,7 @@ class CollectorSettings(ServiceSettings):
     device: str = Field(default="/dev/ttyWISUN0", description="serial device of the Wi-SUN module")
     baudrate: int = Field(default=115200, gt=0)
     module_family: Literal["auto", "single-hop", "dual-stack"] = Field(
-        default="auto", description="SKSTACK family; auto detects it from the module (DESIGN §4)")
+        default="auto", description="SKSTACK family; auto detects it from the module")
     broute_id: str = Field(default="", description="the 32-character B-route authentication ID")
     broute_password: SecretStr = Field(default=SecretStr(""), description="the 12-character B-route password")
     power_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)

@@ -1,29 +1,72 @@
 """The collector's MQTT side: presence, the in-order pump with cumulative acks, heartbeats, and
 the control channel (config/desired, cmd/req), all on the one connection the gateway dials out.
+
+The uplink owns the MQTT client and translates between topics and the contract models; what a
+heartbeat says, what a command does and how a configuration is applied are handed in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 import aiomqtt
 from pydantic import ValidationError
 
 from pms_collector import metrics
-from pms_collector.control import Control
+from pms_collector.outbox import Outbox
+from pms_collector.readings_json import readings_batch_payload
 from pms_common import timeutil, topics
-from pms_common.messages import Ack, CommandRequest, ConfigDesired, GatewayStatus, Heartbeat
+from pms_common.health import Health
+from pms_common.messages import (
+    Ack,
+    CommandRequest,
+    CommandResult,
+    ConfigDesired,
+    ConfigReported,
+    GatewayStatus,
+    Heartbeat,
+)
 from pms_common.mqtt import Backoff, BrokerAddress, run_connected
 
-if TYPE_CHECKING:
-    from pms_collector.agent import Collector
-
 log = logging.getLogger(__name__)
+
+HeartbeatSource = Callable[[], Heartbeat]
+CommandHandler = Callable[[CommandRequest], Awaitable[CommandResult]]
+
+
+class ConfigHandler(Protocol):
+    def apply_config(self, desired: ConfigDesired) -> ConfigReported | None:
+        """Apply a desired configuration; the one now in effect, or None when nothing changed."""
+
+    def reported_config(self) -> ConfigReported:
+        """The configuration in effect."""
+
+
+class IncomingMessage(Protocol):
+    @property
+    def topic(self) -> object: ...  # str() gives the topic name
+    @property
+    def payload(self) -> object: ...
+
+
+class MqttClient(Protocol):
+    """The part of aiomqtt's client the uplink uses."""
+
+    pending_calls_threshold: int
+
+    @property
+    def messages(self) -> AsyncIterator[IncomingMessage]: ...
+    async def subscribe(self, topic: str, /, qos: int = 0) -> object: ...
+    async def publish(self, topic: str, /, payload: bytes, qos: int = 0, retain: bool = False) -> None: ...
+
+
+Connect = Callable[[aiomqtt.Will], AbstractAsyncContextManager[MqttClient]]
 
 
 class _Stopping(Exception):
@@ -31,14 +74,27 @@ class _Stopping(Exception):
 
 
 class Uplink:
-    def __init__(self, collector: Collector) -> None:
-        self.collector = collector
-        self.settings = collector.settings
-        self.gateway_id = collector.gateway_id
-        self.outbox = collector.outbox
-        self.broker = BrokerAddress.parse(self.settings.mqtt_url)
-        self.control = Control(collector)
+    def __init__(self, outbox: Outbox, *, heartbeat: HeartbeatSource, commands: CommandHandler,
+                 config: ConfigHandler, batch_stored: asyncio.Event, health: Health, gateway_id: str,
+                 broker: BrokerAddress, client_id: str, max_in_flight: int, resend_timeout_s: float,
+                 connect: Connect | None = None) -> None:
+        self.outbox = outbox
+        self.heartbeat = heartbeat
+        self.commands = commands
+        self.config = config
+        # Set when the outbox has a new batch, or room was made for more in flight: the pump looks again.
+        self.batch_stored = batch_stored
+        self.health = health
+        self.gateway_id = gateway_id
+        self.broker = broker
+        self.client_id = client_id
+        self.max_in_flight = max_in_flight
+        self.resend_timeout_s = resend_timeout_s
+        self._connect: Connect = connect or self._connect_to_broker
         self._in_flight: dict[int, float] = {}
+
+    def _connect_to_broker(self, will: aiomqtt.Will) -> aiomqtt.Client:
+        return self.broker.client(identifier=self.client_id, will=will, clean_session=True)
 
     def _status(self, state: str, reason: str | None) -> bytes:
         at = None if state == "offline" and reason == "connection lost" else timeutil.now_jst()
@@ -46,45 +102,16 @@ class Uplink:
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=1.0, maximum_s=120.0)
-        health_key = f"mqtt:{self.gateway_id}"
 
         async def session() -> None:
             will = aiomqtt.Will(topics.status(self.gateway_id), self._status("offline", "connection lost"),
                                 qos=1, retain=True)
-            client_id = self.settings.mqtt_client_id or f"pms-gw-{self.gateway_id}"
-            async with self.broker.client(identifier=client_id, will=will, clean_session=True) as client:
+            async with self._connect(will) as client:
                 backoff.reset()
-                # A backlog goes out max_in_flight batches at a time by design (plus a heartbeat or a
-                # command result): that many publishes awaiting PUBACK are no cause for aiomqtt's warning.
-                client.pending_calls_threshold = self.settings.max_in_flight + 10
-                self._in_flight.clear()  # nothing sent on the old connection is known to have arrived
-                self.collector.health.set(health_key, True)
-                metrics.CONNECTED.labels(self.gateway_id).set(1)
-                for leaf in ("ack", "config/desired", "cmd/req"):
-                    await client.subscribe(topics.gateway(self.gateway_id, leaf), qos=1)
-                await client.publish(topics.status(self.gateway_id), self._status("online", None), qos=1, retain=True)
-                await self.control.report_config(client)
-                log.info("%s: connected to %s:%d", self.gateway_id, self.broker.host, self.broker.port)
-                try:
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self._consume(client, group))
-                        group.create_task(self._pump(client, stop))
-                        group.create_task(self._heartbeat(client, stop))
-                        await stop.wait()
-                        raise _Stopping
-                except* _Stopping:
-                    await client.publish(topics.status(self.gateway_id), self._status("offline", "shutdown"),
-                                         qos=1, retain=True)
-                finally:
-                    self.collector.health.set(health_key, False)
-                    metrics.CONNECTED.labels(self.gateway_id).set(0)
-
-        def disconnected() -> None:
-            self.collector.health.set(health_key, False)
-            metrics.CONNECTED.labels(self.gateway_id).set(0)
+                await self.serve(client, stop)
 
         connected = asyncio.create_task(
-            run_connected(f"collector {self.gateway_id}", session, backoff=backoff, on_disconnect=disconnected))
+            run_connected(f"collector {self.gateway_id}", session, backoff=backoff, on_disconnect=self._disconnected))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({connected, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -99,7 +126,41 @@ class Uplink:
                 return
         connected.result()
 
-    async def _consume(self, client: aiomqtt.Client, group: asyncio.TaskGroup) -> None:
+    def _disconnected(self) -> None:
+        self.health.set(f"mqtt:{self.gateway_id}", False)
+        metrics.CONNECTED.labels(self.gateway_id).set(0)
+
+    async def serve(self, client: MqttClient, stop: asyncio.Event) -> None:
+        """One connection's life: announce, subscribe, then pump, beat and answer until `stop`."""
+        # A backlog goes out max_in_flight batches at a time by design (plus a heartbeat or a
+        # command result): that many publishes awaiting PUBACK are no cause for aiomqtt's warning.
+        client.pending_calls_threshold = self.max_in_flight + 10
+        self._in_flight.clear()  # nothing sent on the old connection is known to have arrived
+        self.health.set(f"mqtt:{self.gateway_id}", True)
+        metrics.CONNECTED.labels(self.gateway_id).set(1)
+        for leaf in ("ack", "config/desired", "cmd/req"):
+            await client.subscribe(topics.gateway(self.gateway_id, leaf), qos=1)
+        await client.publish(topics.status(self.gateway_id), self._status("online", None), qos=1, retain=True)
+        await self._report_config(client, self.config.reported_config())
+        log.info("%s: connected to %s:%d", self.gateway_id, self.broker.host, self.broker.port)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._consume(client, group))
+                group.create_task(self._pump(client, stop))
+                group.create_task(self._heartbeat(client, stop))
+                await stop.wait()
+                raise _Stopping
+        except* _Stopping:
+            await client.publish(topics.status(self.gateway_id), self._status("offline", "shutdown"),
+                                 qos=1, retain=True)
+        finally:
+            self._disconnected()
+
+    async def _report_config(self, client: MqttClient, reported: ConfigReported) -> None:
+        await client.publish(topics.gateway(self.gateway_id, "config/reported"), reported.to_json(),
+                             qos=1, retain=True)
+
+    async def _consume(self, client: MqttClient, group: asyncio.TaskGroup) -> None:
         async for message in client.messages:
             leaf = topics.split_gateway_topic(str(message.topic))
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
@@ -107,14 +168,20 @@ class Uplink:
                 if leaf == (self.gateway_id, "ack"):
                     self._on_ack(Ack.model_validate_json(payload))
                 elif leaf == (self.gateway_id, "config/desired"):
-                    await self.control.apply_config(client, ConfigDesired.model_validate_json(payload))
+                    reported = self.config.apply_config(ConfigDesired.model_validate_json(payload))
+                    if reported is not None:
+                        await self._report_config(client, reported)
                 elif leaf == (self.gateway_id, "cmd/req"):
                     request = CommandRequest.model_validate_json(payload)
                     # Commands may take a while (a backfill): the acks must keep flowing meanwhile.
-                    group.create_task(self.control.execute(client, request))
+                    group.create_task(self._answer(client, request))
             except ValidationError as exc:
                 log.warning("%s: ignoring a bad message on %s: %s", self.gateway_id, message.topic,
                             exc.errors()[0]["msg"])
+
+    async def _answer(self, client: MqttClient, request: CommandRequest) -> None:
+        result = await self.commands(request)
+        await client.publish(topics.gateway(self.gateway_id, "cmd/res"), result.to_json(), qos=1)
 
     def _on_ack(self, ack: Ack) -> None:
         if ack.stream_id != self.outbox.stream_id or ack.gateway_id != self.gateway_id:
@@ -124,56 +191,39 @@ class Uplink:
         for seq in [s for s in self._in_flight if s <= ack.acked_seq]:
             del self._in_flight[seq]
         metrics.OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
-        self.collector.new_batch.set()
+        self.batch_stored.set()
 
-    async def _pump(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+    async def _pump(self, client: MqttClient, stop: asyncio.Event) -> None:
         """Publish outbox batches in order, at most max_in_flight unacked, resending after a timeout."""
         while not stop.is_set():
-            self.collector.new_batch.clear()
+            self.batch_stored.clear()
             now = time.monotonic()
-            timeout = self.settings.resend_timeout_s
+            timeout = self.resend_timeout_s
             expired = {seq for seq, sent in self._in_flight.items() if now - sent > timeout}
             if expired:
                 # Resend from the oldest unacked on: ingest acks cumulatively, so order matters.
                 self._in_flight.clear()
-            room = self.settings.max_in_flight - len(self._in_flight)
+            room = self.max_in_flight - len(self._in_flight)
             if room > 0:
                 floor = self.outbox.floor_seq()
                 after = max(self._in_flight, default=0)
                 publishes = []
                 for batch in self.outbox.pending(limit=room, after_seq=after):
-                    payload = (
-                        f'{{"v":1,"gateway_id":{json.dumps(self.gateway_id)},'
-                        f'"stream_id":"{self.outbox.stream_id}","seq":{batch.seq},'
-                        f'"outbox_floor_seq":{floor},"sent_at":"{timeutil.now_jst().isoformat()}",'
-                        f'"readings":{batch.readings_json}}}'
-                    )
+                    payload = readings_batch_payload(
+                        gateway_id=self.gateway_id, stream_id=self.outbox.stream_id, seq=batch.seq,
+                        outbox_floor_seq=floor, sent_at=timeutil.now_jst(), readings_json=batch.readings_json)
                     # Started in seq order (tasks run FIFO), awaited together: a backlog drains at the
                     # line's bandwidth, not at one broker round trip per batch.
-                    publishes.append(client.publish(topics.readings(self.gateway_id), payload.encode(), qos=1))
+                    publishes.append(client.publish(topics.readings(self.gateway_id), payload, qos=1))
                     (metrics.BATCHES_RESENT if batch.seq in expired else metrics.BATCHES_PUBLISHED).inc()
                     self._in_flight[batch.seq] = time.monotonic()
                 await asyncio.gather(*publishes)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.collector.new_batch.wait(), timeout=min(1.0, timeout))
+                await asyncio.wait_for(self.batch_stored.wait(), timeout=min(1.0, timeout))
 
-    async def _heartbeat(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        collector = self.collector
+    async def _heartbeat(self, client: MqttClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            beat = Heartbeat(
-                gateway_id=self.gateway_id,
-                at=timeutil.now_jst(),
-                uptime_s=round(time.monotonic() - collector.started, 1),
-                firmware=self.settings.firmware,
-                module_family=collector.link.module_family,  # type: ignore[arg-type]
-                rssi_dbm=collector.link.signal_dbm,
-                lqi=collector.link.lqi,
-                read_errors_total=collector.read_errors,
-                outbox_depth=self.outbox.depth(),
-                last_slot_end=collector.last_slot_end,
-                power_interval_s=collector.power_interval_s,
-                heartbeat_interval_s=collector.heartbeat_interval_s,
-            )
+            beat = self.heartbeat()
             await client.publish(topics.heartbeat(self.gateway_id), beat.to_json(), qos=0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=collector.heartbeat_interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=beat.heartbeat_interval_s)

@@ -1,29 +1,28 @@
-"""Remote control of a gateway: the desired configuration and commands with correlation ids.
+"""Remote control of a gateway: the desired configuration, and commands with a deadline.
 
-Both arrive on the connection the gateway dialled out (it sits behind NAT). A configuration is
-applied without a restart when its version is newer than the one running, kept in the outbox file
-(a restart keeps it), and reported back retained. A command runs until its deadline at most, and
-its result (ok or a sentence saying what went wrong) goes to cmd/res with the same correlation id.
+Both arrive on the connection the gateway dialled out (it sits behind NAT); the uplink hands them
+over as contract models and publishes what comes back. A configuration is applied without a
+restart when its version is newer than the one running, and kept (a restart keeps it). A command
+runs until its deadline at most, and its result says ok or, in a sentence, what went wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-
-import aiomqtt
+from typing import Protocol
 
 from echonet import smart_meter as sm
 from echonet.errors import EchonetError
 from pms_collector import metrics
-from pms_collector.meter import MeterReadError
-from pms_common import timeutil, topics
+from pms_collector.backfill import SlotBook
+from pms_collector.live_config import LiveConfig
+from pms_collector.meter import MeterReader, MeterReadError
+from pms_collector.meter_clock import MeterClock
+from pms_common import timeutil
 from pms_common.messages import CommandRequest, CommandResult, ConfigDesired, ConfigReported
-
-if TYPE_CHECKING:
-    from pms_collector.agent import Collector
 
 log = logging.getLogger(__name__)
 
@@ -32,43 +31,51 @@ class CommandError(Exception):
     """The command cannot be carried out as asked (bad arguments, meter refused, deadline)."""
 
 
-class Control:
-    def __init__(self, collector: Collector) -> None:
-        self.collector = collector
-        outbox = collector.outbox
-        power, heartbeat = outbox.meta("config_power_interval_s"), outbox.meta("config_heartbeat_interval_s")
-        if power is not None and heartbeat is not None:
-            collector.apply_intervals(float(power), float(heartbeat))
-        applied = outbox.meta("config_applied_at")
-        self.applied_at = datetime.fromisoformat(applied) if applied else timeutil.now_jst()
+class RejoinableLink(Protocol):
+    """What remote control needs of the B-route link: how often it joined, its state, a rejoin."""
+
+    @property
+    def joins(self) -> int: ...
+    @property
+    def state(self) -> object: ...  # only reported, as text
+    def rejoin(self) -> None: ...
+    def restart(self) -> None: ...
+    async def wait_joined(self, *, after: int) -> None: ...
+
+
+class RemoteControl:
+    def __init__(self, link: RejoinableLink, reader: MeterReader, slots: SlotBook, config: LiveConfig,
+                 meter_clock: MeterClock, *, wake_reader: Callable[[], None], gateway_id: str) -> None:
+        self.link = link
+        self.reader = reader
+        self.slots = slots
+        self.config = config
+        self.meter_clock = meter_clock
+        self._wake_reader = wake_reader  # the read loop acts on a new interval or backfill at once
+        self.gateway_id = gateway_id
 
     # ---- configuration ------------------------------------------------------------------------
-    async def apply_config(self, client: aiomqtt.Client, desired: ConfigDesired) -> None:
-        collector = self.collector
-        if desired.version <= collector.config_version:
-            return
-        collector.apply_intervals(desired.power_interval_s, desired.heartbeat_interval_s)
-        collector.config_version = desired.version
-        self.applied_at = timeutil.now_jst()
-        for key, value in (("config_version", desired.version),
-                           ("config_power_interval_s", collector.power_interval_s),
-                           ("config_heartbeat_interval_s", collector.heartbeat_interval_s),
-                           ("config_applied_at", self.applied_at.isoformat())):
-            collector.outbox.set_meta(key, str(value))
+    def apply_config(self, desired: ConfigDesired) -> ConfigReported | None:
+        """Apply a newer configuration and return it as now in effect; None when it is not newer."""
+        config = self.config
+        if desired.version <= config.version:
+            return None
+        config.apply(version=desired.version, power_interval_s=desired.power_interval_s,
+                     heartbeat_interval_s=desired.heartbeat_interval_s, applied_at=timeutil.now_jst())
+        self._wake_reader()
         metrics.CONFIG_APPLIED.inc()
-        log.info("%s: applied config version %d (power every %.0f s)", collector.gateway_id, desired.version,
-                 collector.power_interval_s)
-        await self.report_config(client)
+        log.info("%s: applied config version %d (power every %.0f s)", self.gateway_id, desired.version,
+                 config.power_interval_s)
+        return self.reported_config()
 
-    async def report_config(self, client: aiomqtt.Client) -> None:
-        collector = self.collector
-        reported = ConfigReported(version=collector.config_version, power_interval_s=collector.power_interval_s,
-                                  heartbeat_interval_s=collector.heartbeat_interval_s, applied_at=self.applied_at)
-        await client.publish(topics.gateway(collector.gateway_id, "config/reported"), reported.to_json(),
-                             qos=1, retain=True)
+    def reported_config(self) -> ConfigReported:
+        config = self.config
+        return ConfigReported(version=config.version, power_interval_s=config.power_interval_s,
+                              heartbeat_interval_s=config.heartbeat_interval_s, applied_at=config.applied_at)
 
     # ---- commands -----------------------------------------------------------------------------
-    async def execute(self, client: aiomqtt.Client, request: CommandRequest) -> None:
+    async def execute(self, request: CommandRequest) -> CommandResult:
+        """Carry out a command; every failure, the deadline's included, is a result with an error."""
         left_s = (request.deadline - timeutil.now_jst()).total_seconds()
         result: dict[str, object] | None = None
         error: str | None = None
@@ -82,16 +89,14 @@ class Control:
         except (CommandError, MeterReadError) as exc:
             error = str(exc)
         except Exception as exc:  # the caller still gets an answer, and the uplink keeps running
-            log.exception("%s: command %s failed", self.collector.gateway_id, request.command)
+            log.exception("%s: command %s failed", self.gateway_id, request.command)
             error = f"{request.command} failed on the gateway: {exc!r}"
         metrics.COMMANDS.labels(request.command, "ok" if error is None else "failed").inc()
-        answer = CommandResult(correlation_id=request.correlation_id, ok=error is None, result=result,
-                               error=error, at=timeutil.now_jst())
-        await client.publish(topics.gateway(self.collector.gateway_id, "cmd/res"), answer.to_json(), qos=1)
+        return CommandResult(correlation_id=request.correlation_id, ok=error is None, result=result,
+                             error=error, at=timeutil.now_jst())
 
     async def _run(self, request: CommandRequest) -> dict[str, object]:
-        collector = self.collector
-        link = collector.link
+        link = self.link
         if request.command in ("rejoin", "restart_link"):
             joins = link.joins
             link.rejoin() if request.command == "rejoin" else link.restart()
@@ -99,11 +104,11 @@ class Control:
             return {"joins": link.joins, "state": str(link.state)}
         if request.command == "backfill":
             after, until = self._backfill_range(request.args)
-            queued = collector.slots.request(after, until)
-            collector.wake.set()
+            queued = self.slots.request(after, until)
+            self._wake_reader()
             return {"slots_queued": queued, "from": after.isoformat(), "to": until.isoformat()}
         epc = self._epc(request.args)
-        values = await collector.reader.get(epc)
+        values = await self.reader.get(epc)
         try:
             value = sm.decode_value(epc, values[epc])
         except EchonetError as exc:
@@ -111,7 +116,7 @@ class Control:
         return {"epc": f"{epc:02X}", "edt": values[epc].hex().upper(), "value": str(value)}
 
     def _backfill_range(self, args: dict[str, object]) -> tuple[datetime, datetime]:
-        now = (self.collector.meter_clock.now() if self.collector.meter_clock.known else timeutil.now_jst())
+        now = self.meter_clock.now() if self.meter_clock.known else timeutil.now_jst()
         latest = timeutil.slot_end_at_or_before(now)
         try:
             if "days" in args:

@@ -1,4 +1,4 @@
-"""The collector agent: a read loop that fills the outbox; the uplink (uplink.py) empties it on acks.
+"""The read loop: it fills the outbox; the uplink (uplink.py) empties it on acks.
 
 What is read when (the meter's own timestamps throughout, see meter_clock.py):
 - at start and after every (re)join: D3/E1/D7 (the register scale) and the meter's clock;
@@ -17,62 +17,59 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from pydantic import TypeAdapter
-
 from echonet.frame import Frame
 from pms_collector import metrics
 from pms_collector.backfill import SLOT, BackfillDeferred, SlotBook, backfill_one_day
 from pms_collector.link import MeterLinkDriver
+from pms_collector.live_config import LiveConfig
 from pms_collector.meter import MeterReader, MeterReadError, slot_readings_from_inf
 from pms_collector.meter_clock import MeterClock
 from pms_collector.outbox import Outbox
-from pms_collector.settings import CollectorSettings
+from pms_collector.readings_json import encode_readings
 from pms_common import timeutil
 from pms_common.health import Health
-from pms_common.messages import EnergyReading, PowerReading, Reading
+from pms_common.messages import EnergyReading, PowerReading
 from pms_common.mqtt import Backoff
 
 log = logging.getLogger(__name__)
-_READINGS = TypeAdapter(list[Reading])
 
 
-class Collector:
-    def __init__(self, settings: CollectorSettings, link: MeterLinkDriver, health: Health, *,
+class ReadLoop:
+    """Reads the meter on its schedule and stores what it reads in the outbox, batch by batch."""
+
+    def __init__(self, link: MeterLinkDriver, reader: MeterReader, *, meter_clock: MeterClock, slots: SlotBook,
+                 outbox: Outbox, config: LiveConfig, health: Health, gateway_id: str, energy_interval_s: float,
+                 slot_fallback_s: float, on_stored: Callable[[], None],
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.settings = settings
-        self.gateway_id = settings.gateway_id
         self.link = link
-        self.reader = MeterReader(link, timeout_s=settings.read_timeout_s)
+        self.reader = reader
+        self.meter_clock = meter_clock
+        self.slots = slots
+        self.outbox = outbox
+        self.config = config
         self.health = health
+        self.gateway_id = gateway_id
+        self.energy_interval_s = energy_interval_s
+        self.slot_fallback_s = slot_fallback_s
+        self._on_stored = on_stored  # the uplink publishes the new batch without waiting out its poll
         self.monotonic = monotonic
-        self.meter_clock = MeterClock(monotonic)
-        self.meter_clock.rate = link.clock_rate
-        self.outbox = Outbox(settings.resolved_outbox_path(), max_batches=settings.outbox_max_batches)
-        self.slots = SlotBook.load(self.outbox.meta("latest_slot_end"), self.outbox.meta("contiguous_slot_end"))
-        self.started = monotonic()
         self.read_errors = 0
-        self.power_interval_s = settings.power_interval_s
-        self.heartbeat_interval_s = settings.heartbeat_interval_s
-        self.config_version = int(self.outbox.meta("config_version") or 0)
-        self.new_batch = asyncio.Event()
-        self.wake = asyncio.Event()  # a push arrived, the config changed, a backfill was asked for
+        self._wake = asyncio.Event()  # a push arrived, the config changed, a backfill was asked for
         self._pushes: list[tuple[Frame, float]] = []
         self._thinned_seen = 0
         self._dropped_seen = 0
         self._fallback: tuple[datetime, float] | None = None  # (expected slot, next Get) after a missed push
         # Near the meter's midnight the history waits (until this meter time); other reads go on.
         self._backfill_resume: datetime | None = None
-        link.on_notification = self._on_push
 
-    @property
-    def last_slot_end(self) -> datetime | None:
-        return self.slots.latest
+    def wake_up(self) -> None:
+        """Look at the schedule again now: something it depends on changed."""
+        self._wake.set()
 
     # ---- the outbox -------------------------------------------------------------------------------
-    def store(self, readings: list[PowerReading | EnergyReading], meta: dict[str, str] | None = None) -> None:
-        body = _READINGS.dump_json(readings).decode()
+    def _store(self, readings: list[PowerReading | EnergyReading], meta: dict[str, str] | None = None) -> None:
         has_energy = any(isinstance(r, EnergyReading) for r in readings)
-        self.outbox.append(body, has_energy=has_energy, now=time.time(), meta=meta)
+        self.outbox.append(encode_readings(readings), has_energy=has_energy, now=time.time(), meta=meta)
         for seen, total, counter in ((self._thinned_seen, self.outbox.thinned_power_batches, metrics.THINNED),
                                      (self._dropped_seen, self.outbox.dropped_energy_batches, metrics.DROPPED_ENERGY)):
             if total > seen:
@@ -81,18 +78,19 @@ class Collector:
         for reading in readings:
             metrics.READINGS.labels(reading.kind).inc()
         metrics.OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
-        self.new_batch.set()
+        self._on_stored()
 
     def _on_slot(self, reading: EnergyReading, source: str) -> None:
         meta = self.slots.accept(reading)
         if meta is not None:
             metrics.SLOT_SOURCE.labels(source).inc()
-            self.store([reading], meta)
+            self._store([reading], meta)
 
     # ---- the meter's pushes --------------------------------------------------------------------
-    def _on_push(self, frame: Frame) -> None:
+    def on_push(self, frame: Frame) -> None:
+        """The link's notification hook: the push is taken up by the read loop's next turn."""
         self._pushes.append((frame, self.monotonic()))
-        self.wake.set()
+        self._wake.set()
 
     def _take_pushes(self) -> None:
         pushes, self._pushes = self._pushes, []
@@ -122,7 +120,7 @@ class Collector:
     def _slot_due(self, now: float) -> float:
         """When to Get EA/EB because the push for the next slot did not come."""
         expected = (self.slots.latest or timeutil.slot_end_at_or_before(self.meter_clock.now())) + SLOT
-        due = self.meter_clock.monotonic_at(expected) + self.settings.slot_fallback_s
+        due = self.meter_clock.monotonic_at(expected) + self.slot_fallback_s
         if self.slots.latest is None:
             due = now  # nothing stored yet: read the last slot at once
         if self._fallback is not None and self._fallback[0] == expected:
@@ -131,7 +129,7 @@ class Collector:
 
     async def _read_slot(self, now: float) -> None:
         expected = (self.slots.latest or timeutil.slot_end_at_or_before(self.meter_clock.now())) + SLOT
-        self._fallback = (expected, now + self.settings.slot_fallback_s)
+        self._fallback = (expected, now + self.slot_fallback_s)
         reading = await self.reader.read_fixed_time_energy()
         if reading is not None:
             self._on_slot(reading, "get")
@@ -149,14 +147,14 @@ class Collector:
             log.info("%s: %s", self.gateway_id, deferred)
             return
         self._backfill_resume = None
-        self.store(list(readings), meta)
+        self._store(list(readings), meta)
 
-    async def read_loop(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=0.5, maximum_s=30.0)
         joins_seen = 0
         next_power = next_registers = 0.0
         while not stop.is_set():
-            self.wake.clear()  # set again by anything arriving from here on, so nothing waits a turn
+            self._wake.clear()  # set again by anything arriving from here on, so nothing waits a turn
             wait = 1.0
             try:
                 ready = self.link.ready.is_set()
@@ -178,16 +176,16 @@ class Collector:
                 if now >= next_power:
                     power = await self.reader.read_power(self.meter_clock.now())
                     if power is not None:
-                        self.store([power])
-                    next_power += self.power_interval_s
+                        self._store([power])
+                    next_power += self.config.power_interval_s
                     if next_power <= now:  # fell behind (a slow link, a backfill): skip, do not burst
-                        next_power = now + self.power_interval_s
+                        next_power = now + self.config.power_interval_s
                 if now >= next_registers:
                     forward, reverse = await self.reader.read_registers_now()
                     for direction, kwh in (("forward", forward), ("reverse", reverse)):
                         if kwh is not None:
                             metrics.REGISTER_KWH.labels(direction).set(kwh)
-                    next_registers = now + self.settings.energy_interval_s
+                    next_registers = now + self.energy_interval_s
                 backoff.reset()
                 now = self.monotonic()
                 if self._backfill_due():
@@ -208,23 +206,7 @@ class Collector:
                 wait = backoff.next_delay()
                 log.exception("%s: unexpected error in the read loop; next try in %.1f s", self.gateway_id, wait)
             if wait > 0:
-                await _wait_any(stop, self.wake, wait_s=wait)
-
-    def apply_intervals(self, power_interval_s: float, heartbeat_interval_s: float) -> None:
-        self.power_interval_s = max(1.0, power_interval_s)
-        self.heartbeat_interval_s = max(1.0, heartbeat_interval_s)
-        self.wake.set()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        from pms_collector.uplink import Uplink
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self.link.run(stop))
-                group.create_task(self.read_loop(stop))
-                group.create_task(Uplink(self).run(stop))
-        finally:
-            self.outbox.close()
+                await _wait_any(stop, self._wake, wait_s=wait)
 
 
 async def _wait_any(stop: asyncio.Event, other: asyncio.Event, *, wait_s: float) -> None:

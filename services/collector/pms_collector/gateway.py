@@ -1,0 +1,109 @@
+"""One gateway's collector, put together: the link, the read loop filling the outbox, the uplink
+emptying it, and remote control between the uplink and the meter.
+
+Each part is handed only what it uses; this is the one place that knows them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pms_collector.backfill import SlotBook
+from pms_collector.link import MeterLinkDriver
+from pms_collector.live_config import LiveConfig
+from pms_collector.meter import MeterReader
+from pms_collector.meter_clock import MeterClock
+from pms_collector.outbox import Outbox
+from pms_collector.read_loop import ReadLoop
+from pms_collector.remote_control import RemoteControl
+from pms_collector.settings import CollectorSettings
+from pms_collector.uplink import Uplink
+from pms_common import timeutil
+from pms_common.health import Health
+from pms_common.messages import Heartbeat
+from pms_common.mqtt import BrokerAddress
+
+
+@dataclass(frozen=True)
+class GatewayHeartbeat:
+    """The heartbeat as of now, from the parts that know each figure."""
+
+    gateway_id: str
+    firmware: str
+    link: MeterLinkDriver
+    read_loop: ReadLoop
+    outbox: Outbox
+    slots: SlotBook
+    config: LiveConfig
+    started: float  # time.monotonic() when the gateway was put together
+    monotonic: Callable[[], float] = time.monotonic
+
+    def __call__(self) -> Heartbeat:
+        return Heartbeat(
+            gateway_id=self.gateway_id,
+            at=timeutil.now_jst(),
+            uptime_s=round(self.monotonic() - self.started, 1),
+            firmware=self.firmware,
+            module_family=self.link.module_family,  # type: ignore[arg-type]
+            rssi_dbm=self.link.signal_dbm,
+            lqi=self.link.lqi,
+            read_errors_total=self.read_loop.read_errors,
+            outbox_depth=self.outbox.depth(),
+            last_slot_end=self.slots.latest,
+            power_interval_s=self.config.power_interval_s,
+            heartbeat_interval_s=self.config.heartbeat_interval_s,
+        )
+
+
+@dataclass(frozen=True)
+class Gateway:
+    link: MeterLinkDriver
+    outbox: Outbox
+    slots: SlotBook
+    config: LiveConfig
+    read_loop: ReadLoop
+    control: RemoteControl
+    uplink: Uplink
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.link.run(stop))
+                group.create_task(self.read_loop.run(stop))
+                group.create_task(self.uplink.run(stop))
+        finally:
+            self.outbox.close()
+
+
+def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: Health, *,
+                  monotonic: Callable[[], float] = time.monotonic) -> Gateway:
+    """Open the outbox (sqlite3.Error or OSError when it cannot be) and wire the parts to the link."""
+    gateway_id = settings.gateway_id
+    started = monotonic()
+    broker = BrokerAddress.parse(settings.mqtt_url)  # a bad URL fails before anything is opened
+    outbox = Outbox(settings.resolved_outbox_path(), max_batches=settings.outbox_max_batches)
+    slots = SlotBook.load(outbox.meta("latest_slot_end"), outbox.meta("contiguous_slot_end"))
+    config = LiveConfig(outbox, power_interval_s=settings.power_interval_s,
+                        heartbeat_interval_s=settings.heartbeat_interval_s)
+    reader = MeterReader(link, timeout_s=settings.read_timeout_s)
+    meter_clock = MeterClock(monotonic)
+    meter_clock.rate = link.clock_rate
+    batch_stored = asyncio.Event()
+    read_loop = ReadLoop(link, reader, meter_clock=meter_clock, slots=slots, outbox=outbox, config=config,
+                         health=health, gateway_id=gateway_id, energy_interval_s=settings.energy_interval_s,
+                         slot_fallback_s=settings.slot_fallback_s, on_stored=batch_stored.set, monotonic=monotonic)
+    link.on_notification = read_loop.on_push
+    control = RemoteControl(link, reader, slots, config, meter_clock, wake_reader=read_loop.wake_up,
+                            gateway_id=gateway_id)
+    heartbeat = GatewayHeartbeat(gateway_id=gateway_id, firmware=settings.firmware, link=link, read_loop=read_loop,
+                                 outbox=outbox, slots=slots, config=config, started=started,
+                                 monotonic=monotonic)
+    uplink = Uplink(outbox, heartbeat=heartbeat, commands=control.execute, config=control, batch_stored=batch_stored,
+                    health=health, gateway_id=gateway_id, broker=broker,
+                    client_id=settings.mqtt_client_id or f"pms-gw-{gateway_id}", max_in_flight=settings.max_in_flight,
+                    resend_timeout_s=settings.resend_timeout_s)
+    return Gateway(link=link, outbox=outbox, slots=slots, config=config, read_loop=read_loop, control=control,
+                   uplink=uplink)

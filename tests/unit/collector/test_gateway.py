@@ -1,0 +1,56 @@
+"""The gateway put together (not run): the parts share one outbox, slot book and configuration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from echonet.frame import Frame
+from pms_collector.gateway import build_gateway
+from pms_collector.settings import CollectorSettings
+from pms_common.health import Health
+from pms_common.messages import ConfigDesired
+
+
+class IdleLink:
+    """A link that is never run: the figures a heartbeat takes from it, and its push hook."""
+
+    joins = 0
+    clock_rate = 1.0
+    module_family = "sim"
+    lqi = 120
+    signal_dbm = -61
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+        self.on_notification: Callable[[Frame], None] | None = None
+
+
+def test_the_heartbeat_tells_what_the_parts_know(tmp_path: Path) -> None:
+    settings = CollectorSettings(link="sim", gateway_id="gw-built", outbox_path=tmp_path / "outbox.db",
+                                 power_interval_s=60, heartbeat_interval_s=30, firmware="pms-collector/test")
+    link = IdleLink()
+    ticks = iter(range(100, 1000, 7))
+    gateway = build_gateway(settings, link, Health(), monotonic=lambda: float(next(ticks)))
+    try:
+        assert link.on_notification == gateway.read_loop.on_push
+        beat = gateway.uplink.heartbeat()
+        assert (beat.gateway_id, beat.firmware, beat.module_family) == ("gw-built", "pms-collector/test", "sim")
+        assert (beat.uptime_s, beat.outbox_depth, beat.read_errors_total, beat.last_slot_end) == (7, 0, 0, None)
+        assert (beat.lqi, beat.rssi_dbm) == (120, -61)
+        assert (beat.power_interval_s, beat.heartbeat_interval_s) == (60, 30)
+
+        gateway.control.apply_config(ConfigDesired(version=4, power_interval_s=5, heartbeat_interval_s=7))
+        beat = gateway.uplink.heartbeat()
+        assert (beat.power_interval_s, beat.heartbeat_interval_s) == (5, 7)
+        assert gateway.outbox.meta("config_version") == "4"
+    finally:
+        gateway.outbox.close()
+
+    # Built again on the same outbox (a restart): the configuration applied last is in effect.
+    again = build_gateway(settings, IdleLink(), Health())
+    try:
+        assert (again.config.version, again.config.power_interval_s, again.config.heartbeat_interval_s) == (4, 5, 7)
+    finally:
+        again.outbox.close()
