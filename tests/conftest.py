@@ -19,7 +19,14 @@ from pms_common import timeutil
 
 MOSQUITTO = ("127.0.0.1", 1883)
 # A weekday noon in Japan, far from any day, month or slot boundary.
+NOON = datetime(2026, 6, 1, 12, 0, tzinfo=timeutil.JST)
 PINNED_NOON = datetime(2026, 6, 17, 12, 0, tzinfo=timeutil.JST)
+
+
+@pytest.fixture
+def noon() -> datetime:
+    """A fixed JST noon for tests that pass time explicitly (sans-IO code, stores, models)."""
+    return NOON
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ make sure a new module cannot slip past them unnoticed.
 
 from __future__ import annotations
 
+import importlib.machinery
 import subprocess
 import sys
 import tomllib
@@ -49,3 +50,31 @@ def test_the_cycle_finder_sees_a_circle(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path), str(ROOT / "scripts")],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[['circle_probe.a', 'circle_probe.b']]"
+
+
+def test_tests_directory_does_not_shadow_the_echonet_library() -> None:
+    """A regression: while tests/ had no __init__.py, pytest (import mode `prepend`) put `tests/` on
+    sys.path and the empty `tests/echonet/` folder answered `import echonet` as an empty namespace
+    package before the installed library was found. Every test folder is a package now
+    (`tests.echonet`), so it can no longer shadow the library.
+    """
+    spec = importlib.machinery.PathFinder.find_spec("echonet", sys.path)
+    found = None if spec is None else (spec.origin, list(spec.submodule_search_locations or []))
+    assert spec is None or spec.origin is not None, f"sys.path resolves echonet to {found}"
+
+
+# tests/<folder> mirrors the package it tests; three folders test the product as a whole.
+PACKAGE_OF_TEST_FOLDER = {
+    "echonet": "echonet", "common": "pms_common", "store": "pms_store", "registry": "pms_registry",
+    "collector": "pms_collector", "ingest": "pms_ingest", "alerts": "pms_alerts", "weather": "pms_weather",
+    "device_manager": "pms_device_manager", "api": "pms_api", "pms": "pms",
+}
+WHOLE_PRODUCT_FOLDERS = {"integration", "browser", "deploy"}
+
+
+def test_the_tests_follow_the_layout_rule_of_tests_readme() -> None:
+    tests = ROOT / "tests"
+    folders = {path.name for path in tests.iterdir() if path.is_dir() and not path.name.startswith((".", "__"))}
+    assert folders <= set(PACKAGE_OF_TEST_FOLDER) | WHOLE_PRODUCT_FOLDERS, "see tests/README.md"
+    for folder in folders:
+        assert (tests / folder / "__init__.py").exists(), f"tests/{folder} must be a package (see above)"

@@ -12,8 +12,8 @@ import pytest
 from pms_common import timeutil
 from pms_registry import schema as t
 from pms_registry.registry import Registry
-from tests.unit.registry.test_migrations import check_upgraded_v1
-from tests.unit.registry.v1_fixture import make_v1_registry
+from tests.registry.test_migrations import check_upgraded_v1
+from tests.registry.v1_fixture import make_v1_registry
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 The outbox keeps each batch's readings as the contract model's JSON text. Publishing splices that
 text into the batch envelope instead of parsing it back into models to dump it again: the result is
-byte for byte what `ReadingsBatch.model_dump_json()` gives (tests/unit/collector pin this), at a
+byte for byte what `ReadingsBatch.model_dump_json()` gives (tests/collector/test_readings_json.py pins this), at a
 fraction of the cost while a backlog drains (about 3 µs against 16 µs for one power reading, 4 µs
 against 400 µs for a day of history).
 """

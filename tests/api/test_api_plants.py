@@ -10,7 +10,7 @@ import pytest
 
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading, Weather
-from tests.unit.api.conftest import ADMIN, PROBLEM, Api
+from tests.api.conftest import ADMIN, PROBLEM, Api
 
 SERIES = ["power", "energy", "energy?interval=30min", "energy?interval=day", "energy?interval=month", "peaks",
           "price", "price?interval=month", "weather"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.unit.api.conftest import ADMIN, PROBLEM, Api
+from tests.api.conftest import ADMIN, PROBLEM, Api
 
 
 def test_customers(api: Api) -> None:

@@ -109,3 +109,23 @@ def test_is_broker_failure_in_exception_groups() -> None:
     assert not is_broker_failure(mixed)
     assert not is_broker_failure(ExceptionGroup("tg", [RuntimeError("bug")]))
     assert not is_broker_failure(BaseExceptionGroup("tg", [aiomqtt.MqttError("a"), KeyboardInterrupt()]))
+
+
+def test_backoff_survives_a_long_outage() -> None:
+    """libs/pms_common/mqtt.py `Backoff.next_delay` (line 94): `initial_s * 2**attempt` overflows.
+
+    `attempt` grows without bound, so after 1024 failed reconnects (about 8.5 h of broker outage at
+    the 30 s cap) `0.5 * 2**1024` raises OverflowError inside `run_connected`'s except block, which
+    ends the reconnect loop and the service. The delay should stay at `maximum_s`.
+    """
+    backoff = Backoff(initial_s=0.5, maximum_s=30.0, attempt=1024)
+    delay = backoff.next_delay()
+    assert 15.0 <= delay <= 30.0
+
+
+def test_broker_url_with_port_zero_is_refused() -> None:
+    """libs/pms_common/mqtt.py `BrokerAddress.parse` (line 41): `parts.port or default` turns an
+    explicit port 0 into 1883 (8883 for mqtts) silently; a port the user wrote must not be replaced.
+    """
+    with pytest.raises(BrokerUrlError):
+        BrokerAddress.parse("mqtt://broker:0")

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Engine, insert
 
 from pms_common.timeutil import JST
-from tests.unit.registry import schema_v1 as v1
+from tests.registry import schema_v1 as v1
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=JST)
 

@@ -12,7 +12,7 @@ from pms_api import login_throttle
 from pms_api.app import create_app
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.settings import ApiSettings
-from tests.unit.api.conftest import ADMIN, Api
+from tests.api.conftest import ADMIN, Api
 
 POLICY = ThrottlePolicy(max_failures=3, window_s=60.0, address_factor=2)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from pms_common import timeutil
 from pms_common.messages import EnergyReading
-from tests.unit.api.conftest import PROBLEM, Api
+from tests.api.conftest import PROBLEM, Api
 
 
 def test_notices_for_everyone_and_for_one_customer(api: Api) -> None:
@@ -92,3 +93,29 @@ def test_gateway_binding(api: Api) -> None:
     assert api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": "pss99999999"}).status_code == 422
     assert api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": api.codes["a"]}, api.keys["c1"]).status_code == 403
     assert api.send("PUT", "/api/v1/gateways/bad%20id", {"service_code": None}).status_code == 422
+
+
+def test_events_total_counts_every_event(tmp_path: Path) -> None:
+    """services/api/pms_api/app.py `list_events` (lines 134-137): `total = offset + len(records)`
+    with records fetched with `limit + 1`, so total is at most offset + limit + 1, not the number
+    of events: 5 events with limit=1 answer total 2. The plants and gateways pages give the true total.
+    """
+    from pms_api.app import create_app
+    from pms_api.settings import ApiSettings
+    from pms_common import timeutil
+    from pms_registry import Registry
+
+    app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r.db", tsdb_url=f"sqlite:///{tmp_path}/ts.db",
+                                 admin_api_key="admin-secret"))
+    registry: Registry = app.config["registry"]
+    now = timeutil.now_jst()
+    for n in range(5):
+        registry.open_event(kind="gateway_offline", at=now - timedelta(minutes=n), message=f"e{n}",
+                            gateway_id=f"gw-{n}")
+    response = app.test_client().get("/api/v1/events?limit=1",
+                                     headers={"Authorization": "Bearer admin-secret"})
+    body = response.get_json()
+    app.config["store"].close()
+    registry.close()
+    assert [e["message"] for e in body["items"]] == ["e0"]
+    assert body["total"] == 5

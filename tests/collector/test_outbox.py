@@ -153,3 +153,21 @@ def test_empty_batches_can_be_acked_past(tmp_path: Path) -> None:
     assert box.ack(2) == 2
     assert box.depth() == 0
     box.close()
+
+
+def test_outbox_cap_keeps_the_newest_power_batches(tmp_path: Path) -> None:
+    """services/collector/pms_collector/outbox.py `_enforce_cap` (lines 59-73, `excess` on line 68) over-thins.
+
+    `excess = depth - max_batches` counts the rows already emptied, so every append past the cap
+    empties more batches than it added: with cap 3 and 8 power batches, all 8 are emptied, even the
+    one just appended (before it is ever published). Past the cap, only the oldest power readings
+    should go: the newest `max_batches` batches must keep theirs.
+    """
+    box = Outbox(tmp_path / "o.db", max_batches=3)
+    for n in range(1, 9):
+        box.append(json.dumps([{"kind": "power", "n": n}]), has_energy=False, now=0.0)
+    pending = box.pending(limit=100)
+    assert [b.seq for b in pending] == list(range(1, 9))
+    with_readings = [b.seq for b in pending if b.readings_json != "[]"]
+    box.close()
+    assert with_readings == [6, 7, 8]

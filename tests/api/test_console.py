@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 
 from pms_common import timeutil
-from tests.unit.api.conftest import ADMIN, Api
+from tests.api.conftest import ADMIN, Api
 
 PAGES = ["/", "/sales", "/sales/graph"]
 
@@ -73,7 +73,7 @@ def test_every_screen_in_english_and_japanese(api: Api) -> None:
 def test_sales_list_shows_not_measured_and_sold_power(api: Api) -> None:
     from datetime import timedelta
 
-    from tests.unit.api.conftest import write_power
+    from tests.api.conftest import write_power
 
     write_power(api, "gw-a", -2500, timedelta(seconds=5))
     page = _login(api).get("/sales").get_data(as_text=True)

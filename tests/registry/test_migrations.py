@@ -10,7 +10,7 @@ from sqlalchemy import update
 from pms_registry import schema as t
 from pms_registry.migrations import upgrade
 from pms_registry.registry import Registry, RegistryError
-from tests.unit.registry.v1_fixture import T0, make_v1_registry
+from tests.registry.v1_fixture import T0, make_v1_registry
 
 
 def check_upgraded_v1(registry: Registry) -> None:

@@ -20,7 +20,7 @@ from pms_collector.meter_clock import MeterClock
 from pms_collector.remote_control import RemoteControl
 from pms_common.messages import CommandName, CommandRequest, CommandResult, ConfigDesired
 from pms_common.timeutil import JST, now_jst
-from tests.unit.collector.test_meter import NOON, MeterModelLink
+from tests.collector.test_meter import NOON, MeterModelLink
 
 
 class MetaDict(dict[str, str]):

@@ -10,7 +10,7 @@ from pms_collector.meter import MeterReader, MeterReadError
 from pms_collector.meter_clock import MeterClock
 from pms_common.messages import EnergyReading
 from pms_common.timeutil import JST, SLOT
-from tests.unit.collector.test_meter import PROFILE, MeterModelLink
+from tests.collector.test_meter import PROFILE, MeterModelLink
 
 NOW = datetime(2026, 6, 1, 3, 10, tzinfo=JST)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pms_registry.registry import Registry, RegistryError
-from tests.unit.registry.v1_fixture import T0
+from tests.registry.v1_fixture import T0
 
 
 @pytest.fixture

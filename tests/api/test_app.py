@@ -6,7 +6,7 @@ import pytest
 
 from pms_common import timeutil
 from pms_common.messages import EnergyReading
-from tests.unit.api.conftest import ADMIN, PROBLEM, Api, plant_json, write_power
+from tests.api.conftest import ADMIN, PROBLEM, Api, plant_json, write_power
 
 ENDPOINTS = ["/api/v1/plants", "/api/v1/plants/pss00000001", "/api/v1/gateways", "/api/v1/events"]
 
