@@ -1,5 +1,13 @@
 """The store contract: the interface ingest writes through and the API and alerts read through, and
-the values and errors it speaks in."""
+the values and errors it speaks in.
+
+    PmsError (pms_common.errors)   a failure the operator can act on
+    └── StoreError                 the store cannot be reached, or refused a write or a query
+        └── StoreRefused           it refused this very data: sending the same data again fails again
+
+The stores translate their drivers' errors (sqlite3, httpx) into these at their boundary, the cause
+chained.
+"""
 
 from __future__ import annotations
 
