@@ -22,6 +22,7 @@ from pms_collector import metrics
 from pms_collector.outbox import Outbox
 from pms_collector.readings_json import readings_batch_payload
 from pms_common import timeutil, topics
+from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
 from pms_common.messages import (
     Ack,
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 HeartbeatSource = Callable[[], Heartbeat]
 CommandHandler = Callable[[CommandRequest], Awaitable[CommandResult]]
+# Unknown fields (a newer cloud's) are dropped and counted, never a cause to refuse a message.
+READER = ContractReader("collector", metrics.UNKNOWN_FIELDS)
 
 
 class ConfigHandler(Protocol):
@@ -166,13 +169,13 @@ class Uplink:
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
             try:
                 if leaf == (self.gateway_id, "ack"):
-                    self._on_ack(Ack.model_validate_json(payload))
+                    self._on_ack(READER.parse(Ack, payload))
                 elif leaf == (self.gateway_id, "config/desired"):
-                    reported = self.config.apply_config(ConfigDesired.model_validate_json(payload))
+                    reported = self.config.apply_config(READER.parse(ConfigDesired, payload))
                     if reported is not None:
                         await self._report_config(client, reported)
                 elif leaf == (self.gateway_id, "cmd/req"):
-                    request = CommandRequest.model_validate_json(payload)
+                    request = READER.parse(CommandRequest, payload)
                     # Commands may take a while (a backfill): the acks must keep flowing meanwhile.
                     group.create_task(self._answer(client, request))
             except ValidationError as exc:

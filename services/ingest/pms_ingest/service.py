@@ -24,6 +24,7 @@ import aiomqtt
 from pydantic import ValidationError
 
 from pms_common import timeutil, topics
+from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
 from pms_common.messages import Ack, DeadLetter, ReadingsBatch, Weather
 from pms_common.mqtt import Backoff, BrokerAddress, run_connected
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Messages taken from aiomqtt's queue in one go before the pending limit is checked again.
 _DRAIN_MAX = 200
+# Unknown fields (a newer writer's) are dropped and counted, never a cause to reject a payload.
+READER = ContractReader("ingest", metrics.UNKNOWN_FIELDS)
 
 
 class Rejected(Exception):
@@ -56,7 +59,7 @@ def _validation_reason(exc: ValidationError) -> str:
 
 def parse_batch(topic: str, payload: bytes) -> ReadingsBatch:
     try:
-        batch = ReadingsBatch.model_validate_json(payload)
+        batch = READER.parse(ReadingsBatch, payload)
     except ValidationError as exc:
         kind = "json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
         raise Rejected(kind, _validation_reason(exc)) from exc
@@ -68,7 +71,7 @@ def parse_batch(topic: str, payload: bytes) -> ReadingsBatch:
 
 def parse_weather(topic: str, payload: bytes) -> Weather:
     try:
-        weather = Weather.model_validate_json(payload)
+        weather = READER.parse(Weather, payload)
     except ValidationError as exc:
         kind = "json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
         raise Rejected(kind, _validation_reason(exc)) from exc
