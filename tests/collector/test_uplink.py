@@ -332,3 +332,24 @@ def test_a_newer_clouds_fields_are_ignored_in_acks_configurations_and_commands(t
     assert rig.remaining == [3]
     assert rig.control.config.version == 3
     assert rig.control.requests == [request]
+
+
+def test_batches_acked_beyond_the_cumulative_point_are_deleted_and_not_sent_again(tmp_path: Path) -> None:
+    # Two ingest replicas share the gateway's batches round robin: each acks what it stored.
+    rig = Rig(tmp_path, resend_timeout_s=0.5)
+    client = rig.client
+    for watts in range(1, 7):
+        rig.store(watts)
+
+    async def scenario() -> None:
+        await eventually(lambda: len(client.batches()) == 6, 5, "the stored batches")
+        ack = Ack(gateway_id=GW, stream_id=rig.outbox.stream_id, acked_seq=1, at=now_jst(),
+                  stored_ranges=[(3, 3), (5, 6)])
+        client.deliver("ack", ack.to_json())
+        await eventually(lambda: rig.outbox.depth() == 2, 5, "batches 1, 3, 5 and 6 deleted")
+        await eventually(lambda: len(client.batches()) >= 8, 5, "the resend of what is left")
+        await asyncio.sleep(0.2)
+
+    rig.play(scenario)
+    assert [b.seq for b in client.batches()][6:8] == [2, 4]  # only the batches nobody acked
+    assert rig.remaining == [2, 4]

@@ -189,9 +189,10 @@ class Uplink:
     def _on_ack(self, ack: Ack) -> None:
         if ack.stream_id != self.outbox.stream_id or ack.gateway_id != self.gateway_id:
             return
-        deleted = self.outbox.ack(ack.acked_seq)
+        deleted = self.outbox.ack(ack.acked_seq, ack.stored_ranges)
         metrics.BATCHES_ACKED.inc(deleted)
-        for seq in [s for s in self._in_flight if s <= ack.acked_seq]:
+        for seq in [s for s in self._in_flight if s <= ack.acked_seq
+                    or any(low <= s <= high for low, high in ack.stored_ranges)]:
             del self._in_flight[seq]
         metrics.OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
         self.batch_stored.set()
@@ -204,7 +205,7 @@ class Uplink:
             timeout = self.resend_timeout_s
             expired = {seq for seq, sent in self._in_flight.items() if now - sent > timeout}
             if expired:
-                # Resend from the oldest unacked on: ingest acks cumulatively, so order matters.
+                # Resend from the oldest unacked on (what an ack deleted is not in the outbox to resend).
                 self._in_flight.clear()
             room = self.max_in_flight - len(self._in_flight)
             if room > 0:
