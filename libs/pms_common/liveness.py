@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from pms_common.contract_reader import ContractReader
 from pms_common.messages import GatewayStatus, Heartbeat
 from pms_common.topics import split_gateway_topic
 
@@ -77,18 +78,21 @@ class LivenessTracker:
         return transitions
 
 
-def parse_presence(topic: str, payload: bytes) -> GatewayStatus | Heartbeat | None:
+def parse_presence(topic: str, payload: bytes,
+                   reader: ContractReader | None = None) -> GatewayStatus | Heartbeat | None:
     """A status or heartbeat message from its topic; None for other topics or an empty (cleared) retain.
 
-    Raises pydantic.ValidationError for a payload that breaks the contract.
+    Unknown fields are dropped (and counted by `reader`, when given). Raises pydantic.ValidationError
+    for a payload that breaks the contract.
     """
     parts = split_gateway_topic(topic)
     if parts is None or not payload:
         return None
+    reader = reader or ContractReader("presence")
     if parts[1] == "status":
-        return GatewayStatus.model_validate_json(payload)
+        return reader.parse(GatewayStatus, payload)
     if parts[1] == "heartbeat":
-        return Heartbeat.model_validate_json(payload)
+        return reader.parse(Heartbeat, payload)
     return None
 
 

@@ -1,7 +1,10 @@
 """Pydantic models of every MQTT payload of contract v1 (see docs/asyncapi.yaml).
 
-Third parties subscribe to these topics, so the models are strict: unknown fields are refused,
-timestamps must carry their timezone, and every payload carries `"v": 1`.
+Third parties subscribe to these topics, so the models are strict about what they know: timestamps
+must carry their timezone, and every payload carries `"v": 1`. They are tolerant of what they do not
+know: v1 grows by optional fields, so a reader older than its writer must take a payload with fields
+it has never heard of. Unknown fields are kept aside by pydantic (`extra="allow"`), never refused;
+read payloads with `pms_common.contract_reader.ContractReader`, which drops and counts them.
 """
 
 from __future__ import annotations
@@ -26,8 +29,13 @@ def _is_slot_boundary(moment: datetime) -> datetime:
     return moment
 
 
+# "allow", not "ignore": pydantic keeps the unknown fields aside, where the reader finds, counts and
+# drops them at almost no cost (a validator that looked at every key would slow ingest down).
+TOLERANT = ConfigDict(extra="allow", frozen=True)
+
+
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = TOLERANT
 
     v: Literal[1] = 1
 
@@ -38,7 +46,7 @@ class Message(BaseModel):
 class PowerReading(BaseModel):
     """Instantaneous power (E7, signed: negative = selling) and currents (E8, R and T phase)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = TOLERANT
 
     kind: Literal["power"] = "power"
     measured_at: AwareDatetime
@@ -54,7 +62,7 @@ class PowerReading(BaseModel):
 class EnergyReading(BaseModel):
     """The fixed-time cumulative registers (EA forward = bought, EB reverse = sold) at a slot end."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = TOLERANT
 
     kind: Literal["energy"] = "energy"
     slot_end: Annotated[AwareDatetime, AfterValidator(_is_slot_boundary)]
@@ -79,11 +87,30 @@ class ReadingsBatch(Message):
     readings: list[Reading] = Field(max_length=MAX_READINGS_PER_BATCH)
 
 
+def _is_ordered_range(bounds: tuple[int, int]) -> tuple[int, int]:
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"a stored range runs from its lower seq to its higher, not {list(bounds)}")
+    return bounds
+
+
+SeqRange = Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]], AfterValidator(_is_ordered_range)]
+MAX_STORED_RANGES = 1000
+
+
 class Ack(Message):
     gateway_id: GatewayId
     stream_id: str
     acked_seq: int = Field(ge=0)
     at: AwareDatetime
+    # Selective acks: batches stored beyond the cumulative point, as inclusive [from, to] ranges, so the
+    # gateway deletes them without waiting for the gap below them to fill (ingest replicas sharing a
+    # subscription each see only some of a gateway's batches). Absent from an ack that has none.
+    stored_ranges: list[SeqRange] = Field(default_factory=list, max_length=MAX_STORED_RANGES)
+
+    def to_json(self) -> bytes:
+        # Gateways from before this field refuse every field they do not know: an ack with no ranges
+        # goes out exactly as it did before it, so they still read the cumulative part.
+        return self.model_dump_json(exclude=None if self.stored_ranges else {"stored_ranges"}).encode()
 
 
 class GatewayStatus(Message):
@@ -98,7 +125,8 @@ class Heartbeat(Message):
     at: AwareDatetime
     uptime_s: float = Field(ge=0)
     firmware: str
-    module_family: Literal["sim", "single-hop", "dual-stack", "lan"]
+    # "unknown" until the link has detected the module's family (auto detection).
+    module_family: Literal["sim", "single-hop", "dual-stack", "lan", "unknown"]
     rssi_dbm: int | None = None
     lqi: int | None = None
     read_errors_total: int = Field(ge=0)

@@ -11,6 +11,7 @@ import aiomqtt
 from pydantic import ValidationError
 
 from pms_common import timeutil, topics
+from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
 from pms_common.liveness import LivenessTracker, Transition, feed, parse_presence
 from pms_common.messages import GatewayStatus, Heartbeat
@@ -36,11 +37,14 @@ async def follow_presence(
     missed_heartbeats: int = 3,
     bad_payload: Callable[[str, str], None] | None = None,
     on_tick: OnTick | None = None,
+    reader: ContractReader | None = None,
 ) -> None:
     """Subscribe to every gateway's status and heartbeat and report liveness transitions.
 
-    `on_tick`, when given, runs every tick with the connected client (for periodic rules).
+    `on_tick`, when given, runs every tick with the connected client (for periodic rules); `reader`
+    counts the payloads with fields this version does not know, on the caller's metric.
     """
+    reader = reader or ContractReader(name)
     tracker = LivenessTracker(missed_heartbeats=missed_heartbeats)
     backoff = Backoff()
 
@@ -48,7 +52,7 @@ async def follow_presence(
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
             try:
-                parsed = parse_presence(message.topic.value, payload)
+                parsed = parse_presence(message.topic.value, payload, reader)
             except ValidationError as exc:
                 reason = f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc']))}"
                 log.warning("%s: bad payload on %s: %s", name, message.topic.value, reason)

@@ -18,7 +18,7 @@ from echonet.sim.meter import MeterProfile, SimulatedMeter
 from echonet.sim.module import Fault, ModuleConfig, VirtualModule
 from echonet.sim.pty_module import PtySimulator, SimClock
 from echonet.skstack_events import Family
-from pms_collector.link import SIM_PASSWORD, SIM_RBID, SimulatedModuleLink
+from pms_collector.link import SIM_PASSWORD, SIM_RBID, SerialMeterLink, SimulatedModuleLink
 from pms_collector.settings import CollectorSettings
 from pms_common.timeutil import JST
 from tests.collector.waiting import eventually
@@ -102,3 +102,26 @@ def test_the_signal_figure_is_per_packet_rssi_where_the_module_gives_it(module: 
             assert link.rssi_dbm is None and link.signal_dbm == from_lqi
 
     _run(link, body)
+
+
+def test_the_module_family_is_unknown_until_the_session_has_detected_it(tmp_path: Path) -> None:
+    module = VirtualModule(ModuleConfig(family=Family.DUAL_STACK, rbid=SIM_RBID, password=SIM_PASSWORD, speed=50,
+                                        min_scan_duration=4),
+                           SimulatedMeter(MeterProfile(installed_at=datetime(2026, 5, 1, tzinfo=JST))),
+                           SimClock(START, 1.0, time.monotonic()))
+    simulator = PtySimulator(module, str(tmp_path / "tty"))
+    simulator.start()
+    link = SerialMeterLink(str(tmp_path / "tty"), 115200, SessionConfig(rbid=SIM_RBID, password=SIM_PASSWORD))
+    configured = SerialMeterLink(str(tmp_path / "tty"), 115200,
+                                 SessionConfig(rbid=SIM_RBID, password=SIM_PASSWORD, family=Family.SINGLE_HOP))
+    assert configured.module_family == "single-hop"  # configured, not guessed
+    assert link.module_family == "unknown"  # auto, nothing detected yet: no guess in the heartbeat
+
+    async def body() -> None:
+        await link.request(ESV.GET, [Property(0xE7)], timeout_s=20)
+        assert link.module_family == "dual-stack"
+
+    try:
+        _run(link, body)
+    finally:
+        simulator.stop()

@@ -77,6 +77,16 @@ def test_ack_deletes_up_to_seq(outbox: Outbox) -> None:
     assert outbox.depth() == 2
 
 
+def test_acked_ranges_are_deleted_and_the_floor_stays_below_the_gap(outbox: Outbox) -> None:
+    for i in range(8):
+        outbox.append(POWER % i, has_energy=False, now=0.0)
+    assert outbox.ack(1, stored_ranges=[(3, 4), (6, 6), (20, 30)]) == 4
+    assert [b.seq for b in outbox.pending(limit=10)] == [2, 5, 7, 8]
+    assert outbox.floor_seq() == 2  # 2 is still held: everything below the floor was acked
+    assert outbox.ack(2) == 1
+    assert outbox.floor_seq() == 5
+
+
 def test_floor_seq(outbox: Outbox) -> None:
     assert outbox.floor_seq() == 1
     for i in range(4):

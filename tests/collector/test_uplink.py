@@ -302,3 +302,54 @@ def test_the_payload_is_the_contracts_json(tmp_path: Path) -> None:
     assert payload == ReadingsBatch.model_validate_json(payload).model_dump_json().encode()
     assert json.loads(payload)["readings"] == [{"kind": "power", "measured_at": (AT + timedelta(seconds=1234)).isoformat(),
                                                 "power_w": 1234, "current_r_a": None, "current_t_a": None}]
+
+
+def _with(payload: bytes, **added: object) -> bytes:
+    """`payload` as a newer cloud would send it: with fields this version has never heard of."""
+    return json.dumps({**json.loads(payload), **added}).encode()
+
+
+def test_a_newer_clouds_fields_are_ignored_in_acks_configurations_and_commands(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    client = rig.client
+    for watts in (1, 2, 3):
+        rig.store(watts)
+    request = CommandRequest(correlation_id=str(uuid.uuid4()), command="read_property", args={"epc": "E7"},
+                             deadline=now_jst() + timedelta(seconds=10))
+
+    async def scenario() -> None:
+        await eventually(lambda: len(client.batches()) == 3, 5, "the stored batches")
+        ack = Ack(gateway_id=GW, stream_id=rig.outbox.stream_id, acked_seq=2, at=now_jst())
+        client.deliver("ack", _with(ack.to_json(), ingest_replica="ingest-2", detail={"stored_by": "b"}))
+        await eventually(lambda: rig.outbox.depth() == 1, 5, "batches 1 and 2 deleted")
+        desired = ConfigDesired(version=3, power_interval_s=5, heartbeat_interval_s=7)
+        client.deliver("config/desired", _with(desired.to_json(), read_current=False))
+        await eventually(lambda: len(client.on("config/reported")) == 2, 5, "the report of version 3")
+        client.deliver("cmd/req", _with(request.to_json(), priority="high"))
+        await eventually(lambda: client.on("cmd/res"), 5, "the result")
+
+    rig.play(scenario)
+    assert rig.remaining == [3]
+    assert rig.control.config.version == 3
+    assert rig.control.requests == [request]
+
+
+def test_batches_acked_beyond_the_cumulative_point_are_deleted_and_not_sent_again(tmp_path: Path) -> None:
+    # Two ingest replicas share the gateway's batches round robin: each acks what it stored.
+    rig = Rig(tmp_path, resend_timeout_s=0.5)
+    client = rig.client
+    for watts in range(1, 7):
+        rig.store(watts)
+
+    async def scenario() -> None:
+        await eventually(lambda: len(client.batches()) == 6, 5, "the stored batches")
+        ack = Ack(gateway_id=GW, stream_id=rig.outbox.stream_id, acked_seq=1, at=now_jst(),
+                  stored_ranges=[(3, 3), (5, 6)])
+        client.deliver("ack", ack.to_json())
+        await eventually(lambda: rig.outbox.depth() == 2, 5, "batches 1, 3, 5 and 6 deleted")
+        await eventually(lambda: len(client.batches()) >= 8, 5, "the resend of what is left")
+        await asyncio.sleep(0.2)
+
+    rig.play(scenario)
+    assert [b.seq for b in client.batches()][6:8] == [2, 4]  # only the batches nobody acked
+    assert rig.remaining == [2, 4]

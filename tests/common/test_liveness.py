@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -151,3 +152,12 @@ def test_parse_presence_refuses_bad_payloads() -> None:
         parse_presence("pms/v1/gw/gw-1/status", b'{"gateway_id":"gw-1","state":"maybe"}')
     with pytest.raises(ValidationError):
         parse_presence("pms/v1/gw/gw-1/heartbeat", b"not json")
+
+
+def test_parse_presence_takes_a_newer_gateways_fields() -> None:
+    beat = {**_heartbeat().model_dump(mode="json"), "meter_clock_skew_s": 3.0}
+    heartbeat = parse_presence("pms/v1/gw/gw-1/heartbeat", json.dumps(beat).encode())
+    assert isinstance(heartbeat, Heartbeat) and heartbeat.gateway_id == "gw-1"
+    status = {**_status("offline", reason="shutdown").model_dump(mode="json"), "detail": {"why": "upgrade"}}
+    parsed = parse_presence("pms/v1/gw/gw-1/status", json.dumps(status).encode())
+    assert isinstance(parsed, GatewayStatus) and parsed.reason == "shutdown"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from pms_collector.gateway import build_gateway
 from pms_collector.link import SimulatedModuleLink
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
-from pms_common.messages import ConfigDesired
+from pms_common.messages import CommandResult, ConfigDesired
 from pms_common.mqtt import BrokerAddress
 from pms_device_manager.gateway_control import GatewayControl
 from tests.collector.waiting import eventually
@@ -60,3 +63,44 @@ def test_config_and_commands_reach_the_gateway_and_come_back(mosquitto: str, tmp
             await asyncio.wait_for(asyncio.gather(*tasks), 20)
 
     asyncio.run(main())
+
+
+@dataclass
+class _Message:
+    topic: str
+    payload: bytes
+
+
+class _Client:
+    def __init__(self, messages: list[_Message]) -> None:
+        self._messages = messages
+
+    @property
+    def messages(self) -> AsyncIterator[_Message]:
+        async def each() -> AsyncIterator[_Message]:
+            for message in self._messages:
+                yield message
+        return each()
+
+
+def test_a_newer_gateways_reports_and_results_are_read_with_their_unknown_fields_ignored() -> None:
+    control = GatewayControl(BrokerAddress.parse("mqtt://broker.invalid"), "dm-test")
+    correlation_id = str(uuid.uuid4())
+    at = "2026-06-01T12:00:00+09:00"
+    reported = {"v": 1, "version": 2, "power_interval_s": 5, "heartbeat_interval_s": 7, "applied_at": at,
+                "meter_scale_ok": True}
+    result = {"v": 1, "correlation_id": correlation_id, "ok": True, "result": {"epc": "E7"}, "at": at,
+              "took_s": 0.4}
+
+    async def main() -> CommandResult:
+        waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        control._waiting[correlation_id] = waiter
+        await control._consume(_Client([  # type: ignore[arg-type]
+            _Message("pms/v1/gw/gw-1/config/reported", json.dumps(reported).encode()),
+            _Message("pms/v1/gw/gw-1/cmd/res", json.dumps(result).encode()),
+        ]))
+        return await asyncio.wait_for(waiter, 1)
+
+    answered = asyncio.run(main())
+    assert (answered.ok, answered.result) == (True, {"epc": "E7"})
+    assert control.reported["gw-1"].version == 2

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pms_ingest.progress import StreamProgress
+from pms_ingest.progress import StreamProgress, seq_ranges
 
 
 def test_in_order() -> None:
@@ -59,3 +59,8 @@ def test_floor_never_moves_the_ack_back() -> None:
         progress.stored(seq, 1)
     assert progress.stored(3, 2) == 10
     assert progress.acked == 10
+
+
+def test_seq_ranges_are_sorted_inclusive_and_merged() -> None:
+    assert seq_ranges([9, 3, 5, 4, 9, 7]) == [(3, 5), (7, 7), (9, 9)]
+    assert seq_ranges([]) == []

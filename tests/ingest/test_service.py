@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from pms_ingest.service import Rejected, parse_batch
+from pms_ingest.service import Rejected, parse_batch, parse_weather
 
 TOPIC = "pms/v1/gw/gw-1/readings"
 
@@ -57,7 +57,7 @@ def test_schema_error_inside_a_reading_names_its_path() -> None:
 
 def test_schema_error_counts_the_others() -> None:
     with pytest.raises(Rejected) as exc:
-        parse_batch(TOPIC, _payload(seq=0, outbox_floor_seq=0, extra=1))
+        parse_batch(TOPIC, _payload(seq=0, outbox_floor_seq=0, sent_at="2026-06-01T12:00:05"))
     assert exc.value.kind == "schema"
     assert exc.value.reason.endswith("(and 2 more)")
 
@@ -75,3 +75,17 @@ def test_topic_mismatch(topic: str) -> None:
     assert exc.value.kind == "topic"
     assert "'gw-1'" in exc.value.reason
     assert topic in exc.value.reason
+
+
+def test_a_newer_gateways_fields_are_taken_at_the_top_and_in_a_reading() -> None:
+    reading = {"kind": "power", "measured_at": "2026-06-01T12:00:00+09:00", "power_w": -900, "voltage_v": 101.0}
+    batch = parse_batch(TOPIC, _payload(readings=[reading], compressed=False))
+    assert (batch.seq, batch.readings[0].power_w) == (2, -900)
+    assert batch == parse_batch(TOPIC, _payload())
+
+
+def test_a_newer_weather_services_fields_are_taken() -> None:
+    payload = {"v": 1, "service_code": "pss00000001", "observed_at": "2026-06-01T12:00:00+09:00", "ghi_w_m2": 640.0,
+               "source": "clear-sky", "cloud_cover": 0.2}
+    weather = parse_weather("pms/v1/plants/pss00000001/weather", json.dumps(payload).encode())
+    assert weather.ghi_w_m2 == 640.0

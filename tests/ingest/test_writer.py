@@ -129,3 +129,35 @@ def test_a_shared_subscription_and_a_stable_distinct_client_id() -> None:
     assert alone.settings.client_id() == "pms-ingest"
     assert replica.settings.client_id().startswith("pms-ingest-")
     assert ingest(share_group="ingest", mqtt_client_id="ingest-0").settings.client_id() == "ingest-0"
+
+
+def _flush(service: Ingest, items: list[Received]) -> list[dict[str, Any]]:
+    client = FakeClient()
+
+    async def flush() -> None:
+        await service._after_write(client, write_isolating(service.store, items))  # type: ignore[arg-type]
+        await asyncio.gather(*service._ack_tasks)
+
+    asyncio.run(flush())
+    return [payload for topic, payload in client.published if topic.endswith("/ack")]
+
+
+def test_acks_name_the_ranges_stored_beyond_the_cumulative_point() -> None:
+    # One replica of a round-robin share group: it sees 1, 3, 4, 5, 7 of a gateway, the other the rest.
+    service = ingest(share_group="ingest")
+    [ack] = _flush(service, [received("gw-1", seq) for seq in (1, 3, 4, 5, 7)])
+    assert (ack["acked_seq"], ack["stored_ranges"]) == (1, [[3, 5], [7, 7]])
+    # A later flush names what it stored itself; the cumulative point moves on as the floor does.
+    [ack] = _flush(service, [received("gw-1", 9, floor=8), received("gw-1", 8, floor=8)])
+    assert (ack["acked_seq"], ack.get("stored_ranges", [])) == (9, [])
+
+
+def test_an_ack_with_nothing_beyond_the_cumulative_point_has_no_ranges_field() -> None:
+    # Exactly the payload of before, which gateways that refuse unknown fields still read.
+    [ack] = _flush(ingest(), [received("gw-1", seq) for seq in (1, 2)])
+    assert set(ack) == {"v", "gateway_id", "stream_id", "acked_seq", "at"}
+
+
+def test_selective_acks_can_be_turned_off_for_a_fleet_of_old_gateways() -> None:
+    [ack] = _flush(ingest(selective_acks=False), [received("gw-1", seq) for seq in (1, 3)])
+    assert set(ack) == {"v", "gateway_id", "stream_id", "acked_seq", "at"} and ack["acked_seq"] == 1

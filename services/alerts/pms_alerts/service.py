@@ -18,6 +18,7 @@ from pms_alerts.anomalies import RegisterAnomalyRule
 from pms_alerts.billing import BillingStartRule
 from pms_alerts.settings import AlertsSettings
 from pms_common import timeutil, topics
+from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
 from pms_common.liveness import Transition
 from pms_common.messages import Event
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 EVENTS = Counter("pms_alerts_events_total", "Events raised or recovered", ["kind"])
 BAD_PAYLOADS = Counter("pms_alerts_bad_payloads_total", "Presence payloads that broke the contract")
+UNKNOWN_FIELDS = Counter("pms_alerts_unknown_fields_total",
+                         "Messages read with fields this version does not know (ignored)", ["message"])
 
 
 def event_message(record: EventRecord, kind: str | None = None) -> Event:
@@ -113,5 +116,6 @@ class Alerts:
             tick_s=self.settings.tick_s,
             missed_heartbeats=self.settings.missed_heartbeats,
             bad_payload=lambda _topic, _reason: BAD_PAYLOADS.inc(),
+            reader=ContractReader("alerts", UNKNOWN_FIELDS),
             on_tick=self.on_tick,
         )

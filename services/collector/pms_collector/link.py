@@ -69,8 +69,9 @@ class SerialMeterLink(AsyncBRouteLink):
         """The heartbeat's name of the module family (the contract spells them with a hyphen)."""
         if self.simulated:
             return "sim"
-        family = self.family or Family.SINGLE_HOP  # until detected, the commonest kind (heartbeats need one)
-        return "dual-stack" if family is Family.DUAL_STACK else "single-hop"
+        if self.family is None:
+            return "unknown"  # configured as auto and not detected yet: a guess would mislead
+        return "dual-stack" if self.family is Family.DUAL_STACK else "single-hop"
 
 
 class SimulatedModuleLink(SerialMeterLink):

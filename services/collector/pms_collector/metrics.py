@@ -8,6 +8,8 @@ SLOTS_UNRECOVERABLE = Counter("pms_collector_slots_unrecoverable_total",
 SLOT_SOURCE = Counter("pms_collector_slot_reads_total", "Live slot registers by source", ["source"])
 BATCHES_PUBLISHED = Counter("pms_collector_batches_published_total", "Batches published (first sends)")
 BATCHES_RESENT = Counter("pms_collector_batches_resent_total", "Batches published again after no ack")
+UNKNOWN_FIELDS = Counter("pms_collector_unknown_fields_total",
+                         "Messages read with fields this version does not know (ignored)", ["message"])
 BATCHES_ACKED = Counter("pms_collector_batches_acked_total", "Batches deleted from the outbox after an ack")
 THINNED = Counter("pms_collector_thinned_batches_total", "Power-only batches emptied because the outbox was full")
 DROPPED_ENERGY = Counter("pms_collector_dropped_energy_batches_total",

@@ -1,6 +1,7 @@
 """The durable outbox: every batch is written to SQLite (WAL) before it is published.
 
-A batch leaves the outbox only when ingest's cumulative ack covers its sequence number. The
+A batch leaves the outbox only when an ack of ingest covers its sequence number (the cumulative
+point, or one of the ranges stored beyond it). The
 stream id names this outbox file: a gateway whose outbox is wiped starts a new stream, so an ack
 meant for the old one can never delete the new one's batches.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,9 +118,13 @@ class Outbox:
         last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()
         return (int(last[0]) if last else 0) + 1
 
-    def ack(self, acked_seq: int) -> int:
-        """Delete every batch up to `acked_seq`; returns how many were deleted."""
-        return self._db.execute("DELETE FROM batches WHERE seq <= ?", (acked_seq,)).rowcount
+    def ack(self, acked_seq: int, stored_ranges: Sequence[tuple[int, int]] = ()) -> int:
+        """Delete every batch up to `acked_seq`, and those in the inclusive `stored_ranges` (a
+        selective ack); returns how many were deleted."""
+        deleted = self._db.execute("DELETE FROM batches WHERE seq <= ?", (acked_seq,)).rowcount
+        if stored_ranges:
+            deleted += self._db.executemany("DELETE FROM batches WHERE seq BETWEEN ? AND ?", stored_ranges).rowcount
+        return deleted
 
     def depth(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM batches").fetchone()[0])

@@ -22,6 +22,7 @@ from pms_collector import metrics
 from pms_collector.outbox import Outbox
 from pms_collector.readings_json import readings_batch_payload
 from pms_common import timeutil, topics
+from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
 from pms_common.messages import (
     Ack,
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 HeartbeatSource = Callable[[], Heartbeat]
 CommandHandler = Callable[[CommandRequest], Awaitable[CommandResult]]
+# Unknown fields (a newer cloud's) are dropped and counted, never a cause to refuse a message.
+READER = ContractReader("collector", metrics.UNKNOWN_FIELDS)
 
 
 class ConfigHandler(Protocol):
@@ -166,13 +169,13 @@ class Uplink:
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
             try:
                 if leaf == (self.gateway_id, "ack"):
-                    self._on_ack(Ack.model_validate_json(payload))
+                    self._on_ack(READER.parse(Ack, payload))
                 elif leaf == (self.gateway_id, "config/desired"):
-                    reported = self.config.apply_config(ConfigDesired.model_validate_json(payload))
+                    reported = self.config.apply_config(READER.parse(ConfigDesired, payload))
                     if reported is not None:
                         await self._report_config(client, reported)
                 elif leaf == (self.gateway_id, "cmd/req"):
-                    request = CommandRequest.model_validate_json(payload)
+                    request = READER.parse(CommandRequest, payload)
                     # Commands may take a while (a backfill): the acks must keep flowing meanwhile.
                     group.create_task(self._answer(client, request))
             except ValidationError as exc:
@@ -186,9 +189,10 @@ class Uplink:
     def _on_ack(self, ack: Ack) -> None:
         if ack.stream_id != self.outbox.stream_id or ack.gateway_id != self.gateway_id:
             return
-        deleted = self.outbox.ack(ack.acked_seq)
+        deleted = self.outbox.ack(ack.acked_seq, ack.stored_ranges)
         metrics.BATCHES_ACKED.inc(deleted)
-        for seq in [s for s in self._in_flight if s <= ack.acked_seq]:
+        for seq in [s for s in self._in_flight if s <= ack.acked_seq
+                    or any(low <= s <= high for low, high in ack.stored_ranges)]:
             del self._in_flight[seq]
         metrics.OUTBOX_DEPTH.labels(self.gateway_id).set(self.outbox.depth())
         self.batch_stored.set()
@@ -201,7 +205,7 @@ class Uplink:
             timeout = self.resend_timeout_s
             expired = {seq for seq, sent in self._in_flight.items() if now - sent > timeout}
             if expired:
-                # Resend from the oldest unacked on: ingest acks cumulatively, so order matters.
+                # Resend from the oldest unacked on (what an ack deleted is not in the outbox to resend).
                 self._in_flight.clear()
             room = self.max_in_flight - len(self._in_flight)
             if room > 0:

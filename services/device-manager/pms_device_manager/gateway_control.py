@@ -19,12 +19,17 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from pms_common import timeutil, topics
+from pms_common.contract_reader import ContractReader
 from pms_common.messages import CommandName, CommandRequest, CommandResult, ConfigDesired, ConfigReported
 from pms_common.mqtt import Backoff, BrokerAddress, run_connected
 
 log = logging.getLogger(__name__)
 COMMANDS = Counter("pms_device_manager_commands_total", "Commands sent to gateways", ["command", "outcome"])
 REPORTS = Counter("pms_device_manager_config_reports_total", "Configurations reported by gateways")
+UNKNOWN_FIELDS = Counter("pms_device_manager_unknown_fields_total",
+                         "Messages read with fields this version does not know (ignored)", ["message"])
+# One reader for every message the device manager takes in (presence, reports, results).
+READER = ContractReader("device-manager", UNKNOWN_FIELDS)
 _REPORTED = topics.gateway("+", "config/reported")
 _RESULTS = topics.gateway("+", "cmd/res")
 
@@ -72,10 +77,10 @@ class GatewayControl:
             gateway_id, leaf = parts
             try:
                 if leaf == "config/reported":
-                    self.reported[gateway_id] = ConfigReported.model_validate_json(message.payload)
+                    self.reported[gateway_id] = READER.parse(ConfigReported, message.payload)
                     REPORTS.inc()
                 elif leaf == "cmd/res":
-                    result = CommandResult.model_validate_json(message.payload)
+                    result = READER.parse(CommandResult, message.payload)
                     waiter = self._waiting.get(result.correlation_id)
                     if waiter is not None and not waiter.done():
                         waiter.set_result(result)

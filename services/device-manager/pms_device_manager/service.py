@@ -16,7 +16,7 @@ from pms_common.liveness import Transition
 from pms_common.messages import GatewayStatus, Heartbeat
 from pms_common.mqtt import BrokerAddress
 from pms_common.presence import follow_presence
-from pms_device_manager.gateway_control import GatewayControl
+from pms_device_manager.gateway_control import READER, GatewayControl
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 
@@ -70,4 +70,5 @@ class DeviceManager:
             tick_s=self.settings.tick_s,
             missed_heartbeats=self.settings.missed_heartbeats,
             bad_payload=lambda _topic, _reason: BAD_PAYLOADS.inc(),
+            reader=READER,
         )

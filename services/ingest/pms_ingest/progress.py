@@ -1,8 +1,20 @@
-"""Cumulative ack bookkeeping, per gateway stream: which sequence numbers are durably stored."""
+"""Ack bookkeeping, per gateway stream: which sequence numbers are durably stored."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """`seqs` as sorted, merged, inclusive (from, to) ranges: the selective part of an ack."""
+    ranges: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if ranges and ranges[-1][1] == seq - 1:
+            ranges[-1] = (ranges[-1][0], seq)
+        else:
+            ranges.append((seq, seq))
+    return ranges
 
 
 @dataclass

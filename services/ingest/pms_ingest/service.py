@@ -24,11 +24,12 @@ import aiomqtt
 from pydantic import ValidationError
 
 from pms_common import timeutil, topics
+from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
 from pms_common.messages import Ack, DeadLetter, ReadingsBatch, Weather
 from pms_common.mqtt import Backoff, BrokerAddress, run_connected
 from pms_ingest import metrics
-from pms_ingest.progress import StreamProgress
+from pms_ingest.progress import StreamProgress, seq_ranges
 from pms_ingest.settings import IngestSettings
 from pms_store import GatewayReadings, StoreError, StoreRefused, TimeSeriesStore, WriteOutcome
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Messages taken from aiomqtt's queue in one go before the pending limit is checked again.
 _DRAIN_MAX = 200
+# Unknown fields (a newer writer's) are dropped and counted, never a cause to reject a payload.
+READER = ContractReader("ingest", metrics.UNKNOWN_FIELDS)
 
 
 class Rejected(Exception):
@@ -56,7 +59,7 @@ def _validation_reason(exc: ValidationError) -> str:
 
 def parse_batch(topic: str, payload: bytes) -> ReadingsBatch:
     try:
-        batch = ReadingsBatch.model_validate_json(payload)
+        batch = READER.parse(ReadingsBatch, payload)
     except ValidationError as exc:
         kind = "json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
         raise Rejected(kind, _validation_reason(exc)) from exc
@@ -68,7 +71,7 @@ def parse_batch(topic: str, payload: bytes) -> ReadingsBatch:
 
 def parse_weather(topic: str, payload: bytes) -> Weather:
     try:
-        weather = Weather.model_validate_json(payload)
+        weather = READER.parse(Weather, payload)
     except ValidationError as exc:
         kind = "json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
         raise Rejected(kind, _validation_reason(exc)) from exc
@@ -277,6 +280,7 @@ class Ingest:
     async def _after_write(self, client: aiomqtt.Client, result: Flushed) -> None:
         now = time.monotonic()
         acks: dict[tuple[str, str], int] = {}
+        stored_now: dict[tuple[str, str], list[int]] = {}
         power = energy = 0
         for item, outcome in result.stored:
             batch = item.batch
@@ -288,6 +292,7 @@ class Ingest:
                 log.warning("ingest: %s: %s", batch.gateway_id, anomaly)
             key = (batch.gateway_id, batch.stream_id)
             acks[key] = self.progress.setdefault(key, StreamProgress()).stored(batch.seq, batch.outbox_floor_seq)
+            stored_now.setdefault(key, []).append(batch.seq)
         if result.stored:
             metrics.BATCHES.inc(len(result.stored))
             metrics.READINGS.labels("power").inc(power)
@@ -303,12 +308,16 @@ class Ingest:
             metrics.STORE_ERRORS.inc()
             await self._deadletter(client, item.topic, item.payload, Rejected("store", f"the store refused it: {exc}"))
         if acks:
-            # One ack per stream, the cumulative one. The writer does not wait for the broker's
-            # PUBACKs (a round trip per flush): it goes on with the next write meanwhile. A lost ack
-            # costs a resend, which idempotent writes absorb.
+            # One ack per stream: the cumulative point, and the batches this write stored beyond it
+            # (selective), so a gap left by a batch another replica holds, or one still on its way,
+            # does not keep the gateway resending what is stored. The writer does not wait for the
+            # broker's PUBACKs (a round trip per flush): it goes on with the next write meanwhile. A
+            # lost ack costs a resend, which idempotent writes absorb.
             at = timeutil.now_jst()
+            selective = self.settings.selective_acks
             task = asyncio.create_task(self._publish_acks(client, [
-                (topics.ack(gw), Ack(gateway_id=gw, stream_id=stream, acked_seq=acked, at=at).to_json())
+                (topics.ack(gw), Ack(gateway_id=gw, stream_id=stream, acked_seq=acked, at=at, stored_ranges=seq_ranges(
+                    s for s in stored_now[gw, stream] if s > acked) if selective else []).to_json())
                 for (gw, stream), acked in acks.items()
             ]))
             self._ack_tasks.add(task)

@@ -11,14 +11,19 @@ from pms_common.settings import StoreSettings
 class IngestSettings(StoreSettings):
     default_metrics_port: ClassVar[int] = 9102
 
-    # Acks are cumulative per gateway stream and each replica knows only the batches it stored, so
-    # the broker must hand all of one gateway's messages to one replica: EMQX with
-    # `mqtt.shared_subscription_strategy = hash_topic` (or `sticky`). Mosquitto deals messages out
-    # round robin: nothing is lost or counted twice, but acks then advance only through resends.
+    # Each replica knows only the batches it stored. Its acks name them (the cumulative point and the
+    # ranges stored beyond it), so a broker may deal one gateway's batches out round robin
+    # (Mosquitto) without the gateway resending what the other replicas stored. Nothing is lost or
+    # counted twice either way.
     share_group: str | None = Field(
         default=None,
-        description="subscribe as $share/<group>/... so replicas split the load; needs a broker that "
-        "keeps one gateway's messages on one replica (EMQX hash_topic or sticky); not amqtt",
+        description="subscribe as $share/<group>/... so replicas split the load (Mosquitto's round robin, "
+        "EMQX's hash_topic or sticky); not amqtt",
+    )
+    selective_acks: bool = Field(
+        default=True,
+        description="name the batches stored beyond the cumulative ack (Ack.stored_ranges); turn off only "
+        "while gateways from before contract v1.1 remain, which refuse an ack carrying the field",
     )
     persistent_session: bool = Field(default=True, description="keep queued readings while ingest is down")
     flush_max_readings: int = Field(
