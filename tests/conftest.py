@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -121,3 +123,33 @@ def mosquitto() -> str:
     """The shared real Mosquitto on 127.0.0.1:1883; the suite fails (never skips) without it."""
     assert mosquitto_available(), "Mosquitto is not listening on 127.0.0.1:1883 (make test starts it)"
     return "mqtt://127.0.0.1:1883"
+
+
+# A LAN inside `network_namespace()`: a veth pair, the meter's side `vea`, the gateway's side `veb`.
+LAN_METER, LAN_METER_MOVED, LAN_GATEWAY = "10.36.10.1", "10.36.10.3", "10.36.10.2"
+_CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def network_namespace() -> Iterator[None]:
+    """Run the calling thread in a fresh network namespace with a LAN of its own (needs root).
+
+    Network namespaces belong to threads: sockets this thread opens meanwhile (and threads and
+    processes it starts) live in the new one, on the real ECHONET Lite port 3610 and its multicast
+    group, seeing no other test's traffic. IPv4 on the veth pair: `vea` has LAN_METER and
+    LAN_METER_MOVED, `veb` has LAN_GATEWAY; IPv6: fd00::a on vea, fd00::b on veb.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net") as home:
+        if libc.unshare(_CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed: network namespaces need root")
+        try:
+            for command in ("link set lo up", "link add vea type veth peer name veb", "link set vea up",
+                            "link set veb up", f"addr add {LAN_METER}/24 dev vea",
+                            f"addr add {LAN_METER_MOVED}/24 dev vea", f"addr add {LAN_GATEWAY}/24 dev veb",
+                            "-6 addr add fd00::a/64 dev vea nodad", "-6 addr add fd00::b/64 dev veb nodad"):
+                subprocess.run(["ip", *command.split()], check=True, capture_output=True)
+            yield
+        finally:
+            if libc.setns(home.fileno(), _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back to the test's own network namespace failed")

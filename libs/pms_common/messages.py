@@ -134,6 +134,7 @@ class Heartbeat(Message):
     last_slot_end: AwareDatetime | None = None
     power_interval_s: float = Field(gt=0)
     heartbeat_interval_s: float = Field(gt=0)
+    meter_address: str | None = None  # link "lan": the meter's address, as configured or discovered
 
 
 class Weather(Message):

@@ -21,6 +21,7 @@ class IdleLink:
     module_family = "sim"
     lqi = 120
     signal_dbm = -61
+    meter_address = "192.0.2.20"  # a LAN link's; the B-route links have None
 
     def __init__(self) -> None:
         self.ready = asyncio.Event()
@@ -39,6 +40,7 @@ def test_the_heartbeat_tells_what_the_parts_know(tmp_path: Path) -> None:
         assert (beat.gateway_id, beat.firmware, beat.module_family) == ("gw-built", "pms-collector/test", "sim")
         assert (beat.uptime_s, beat.outbox_depth, beat.read_errors_total, beat.last_slot_end) == (7, 0, 0, None)
         assert (beat.lqi, beat.rssi_dbm) == (120, -61)
+        assert beat.meter_address == "192.0.2.20"
         assert (beat.power_interval_s, beat.heartbeat_interval_s) == (60, 30)
 
         gateway.control.apply_config(ConfigDesired(version=4, power_interval_s=5, heartbeat_interval_s=7))

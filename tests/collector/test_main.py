@@ -31,6 +31,10 @@ def _collector(pms_processes: Any, tmp_path: Path, **settings: str) -> tuple[int
     ({"broute_id": "tooshort"}, "broute_id must be the 32 letters and digits of the B-route ID"),
     ({"broute_password": ""}, "broute_password is empty"),
     ({"power_interval_s": "0.5"}, "PMS_POWER_INTERVAL_S: Input should be greater than or equal to 1"),
+    ({"link": "lan", "meter_address": "meter.local"},
+     "meter_address must be an IPv4 or IPv6 literal, not 'meter.local' (PMS_METER_ADDRESS)"),
+    ({"link": "lan", "meter_address": "fe80::1"}, "an IPv6 meter needs lan_interface"),
+    ({"link": "lan", "meter_address": "192.0.2.7", "lan_bind": "::1"}, "are of different IP versions"),
 ])
 def test_bad_settings_exit_2(pms_processes: Any, tmp_path: Path, settings: dict[str, str], says: str) -> None:
     code, log = _collector(pms_processes, tmp_path, device=str(tmp_path / "tty"), **settings)
@@ -42,6 +46,13 @@ def test_a_missing_device_exits_3(pms_processes: Any, tmp_path: Path) -> None:
     code, log = _collector(pms_processes, tmp_path, device="/dev/ttyNOSUCHDONGLE")
     assert code == 3
     assert "cannot open serial device /dev/ttyNOSUCHDONGLE" in log and "Traceback" not in log
+
+
+def test_a_lan_address_that_cannot_be_bound_exits_3(pms_processes: Any, tmp_path: Path) -> None:
+    code, log = _collector(pms_processes, tmp_path, link="lan", lan_bind="192.0.2.1", lan_port="0")
+    assert code == 3
+    assert "cannot open ECHONET Lite UDP on [192.0.2.1]" in log and "(PMS_LAN_BIND=192.0.2.1)" in log
+    assert "Traceback" not in log
 
 
 def test_an_unwritable_outbox_exits_2(pms_processes: Any, tmp_path: Path) -> None:

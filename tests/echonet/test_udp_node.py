@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from echonet import smart_meter as sm
-from echonet.errors import UdpError
+from echonet.errors import LanTimeout, UdpError
 from echonet.frame import CONTROLLER, EOJ, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
 from echonet.io.lan_client import LanClient
 from echonet.io.udp import UdpConfig
 from echonet.sim.meter import SimulatedMeter
-from echonet.sim.udp_node import MeterNode
+from echonet.sim.udp_node import MeterNode, NodeFault, ScheduledNodeFault
 from tests.conftest import PmsProcess, wait_until
 from tests.echonet.test_udp import udp_free_port
 
@@ -105,3 +105,59 @@ def test_ipv6_multicast_and_pychonet_in_a_network_namespace() -> None:
     assert theirs["host"] == "127.0.0.1" and theirs["meter_class"] == "LowVoltageSmartElectricEnergyMeter"
     assert theirs["instances"] == ["028801"]
     assert -20000 < theirs["power"] < 20000 and theirs["forward"] > 0
+
+
+def test_node_faults_no_answer_no_history_and_away() -> None:
+    """The LAN node's faults: silent for a while, Get_SNA for E2/E4, off the LAN and back (announcing)."""
+    moment = datetime(2026, 5, 1, 12, 10, tzinfo=sm.JST)
+    monotonic = [0.0]
+
+    async def main() -> None:
+        port = udp_free_port()
+        node = MeterNode(SimulatedMeter(), [UdpConfig(bind="127.0.0.1", port=port)], lambda: moment,
+                         monotonic=lambda: monotonic[0])
+        async with LanClient(UdpConfig(bind="127.0.0.2", port=port)) as client:
+            await node.start()
+            try:
+                await client.next_notification(2)  # D5 of the start
+                node.inject(NodeFault.NO_ANSWER, 5)
+                with pytest.raises(LanTimeout):
+                    await client.get("127.0.0.1", SMART_METER, [0xE7], 0.3)
+                monotonic[0] = 6.0
+                assert (await client.get("127.0.0.1", SMART_METER, [0xE7], 2)).esv == ESV.GET_RES
+                node.inject(NodeFault.NO_HISTORY)
+                refused = await client.get("127.0.0.1", SMART_METER, [0xE2, 0xE7], 2)
+                assert refused.esv == ESV.GET_SNA
+                assert [(p.epc, bool(p.edt)) for p in refused.properties] == [(0xE2, False), (0xE7, True)]
+                node.inject(NodeFault.AWAY, 10)
+                assert node.away and node.endpoints == []
+                with pytest.raises(LanTimeout):
+                    await client.get("127.0.0.1", SMART_METER, [0xE7], 0.3)
+                await node.come_back_when_due()
+                assert node.away  # 10 s have not passed
+                monotonic[0] = 17.0
+                await node.come_back_when_due()
+                back = await client.next_notification(2)
+                assert back.frame.properties[0].epc == 0xD5  # a node starting announces itself
+                assert (await client.get("127.0.0.1", SMART_METER, [0xE7], 2)).esv == ESV.GET_RES
+            finally:
+                node.close()
+
+    asyncio.run(main())
+    assert ScheduledNodeFault.parse("away@60:30") == ScheduledNodeFault(NodeFault.AWAY, 60.0, 30.0)
+    assert ScheduledNodeFault.parse("no-history") == ScheduledNodeFault(NodeFault.NO_HISTORY, 0.0, 10.0)
+
+
+def test_pms_sim_module_lan_takes_scheduled_faults(pms_processes: Callable[..., PmsProcess]) -> None:
+    port = udp_free_port()
+    sim = pms_processes(["sim", "--module", "lan", "--bind", "127.0.0.1", "--port", str(port),
+                         "--fault", "no-history"], name="sim-lan-fault")
+    wait_until(lambda: "ECHONET Lite node" in sim.log(), 20, "the LAN node to start")
+
+    async def read() -> int:
+        async with LanClient(UdpConfig(bind="127.0.0.2", port=port)) as client:
+            await asyncio.sleep(0.6)  # the fault is applied on the node's first tick
+            return (await client.get("127.0.0.1", SMART_METER, [0xE2])).esv
+
+    assert asyncio.run(read()) == ESV.GET_SNA
+    assert sim.stop(signal.SIGTERM) == 0

@@ -54,6 +54,7 @@ class SimulatedMeter:
     # kWh added to the modelled (forward, reverse) registers: how the wrap and reset faults are made.
     offsets_kwh: list[float] = field(default_factory=lambda: [0.0, 0.0])
     history2: sm.History2Request | None = None  # ED
+    history_refused: bool = False  # a meter that keeps no E2/E4 history: Get_SNA for them (fault no-history)
 
     # ---- the physical model -------------------------------------------------------------------
     def power_w(self, moment: datetime) -> int:
@@ -194,7 +195,7 @@ class SimulatedMeter:
             forward, reverse = self.registers_kwh(now)
             return sm.encode_value(epc, self._raw(forward, 0) if epc == 0xE0 else self._raw(reverse, 1))
         if epc in (0xE2, 0xE4):
-            return sm.encode_value(epc, self._history(epc, now))
+            return None if self.history_refused else sm.encode_value(epc, self._history(epc, now))
         if epc == 0xEC:
             return sm.encode_value(epc, self._history2(now))
         local = now.astimezone(sm.JST)

@@ -31,6 +31,7 @@ class Fault(enum.StrEnum):
     NO_RESPONSE = "no-response"  # the module goes silent for a while
     SESSION_EXPIRY = "event29"  # the meter ends the PANA session (EVENT 29)
     JOIN_FAILURE = "join-failure"  # the next join fails (EVENT 24)
+    NO_HISTORY = "no-history"  # the meter answers Get_SNA for E2/E4 from then on
     ER10 = "er10"  # the next SKSENDTO answers FAIL ER10
     ARIB_LIMIT = "arib"  # EVENT 32 ... EVENT 33: no transmission meanwhile
     GARBAGE = "garbage"  # noise lines, a cut line, noise glued before a reply
@@ -137,6 +138,8 @@ class VirtualModule:
             self.meter.force_near_wrap(self.meter_clock(now))
         elif fault is Fault.REGISTER_RESET:
             self.meter.reset_registers(self.meter_clock(now))
+        elif fault is Fault.NO_HISTORY:
+            self.meter.history_refused = True
 
     # ---- command input ------------------------------------------------------------------------
     def _next_command(self) -> tuple[bytes, list[str], bytes] | None:

@@ -6,6 +6,13 @@ instance list (node profile D5 INF) when it starts, answers the multicast Get of
 controllers use for discovery, and announces EA/EB as INF to the group at every 30-minute slot end.
 Answers go to the requester's address and port. One endpoint per bind address (IPv4 and IPv6 at
 once with two --bind options).
+
+Faults (`inject`, or `--fault KIND[@AFTER_S[:SECONDS]]` as for the pty module):
+
+    no-answer   the node hears requests but answers none and pushes nothing, for SECONDS
+    no-history  the meter answers Get_SNA for E2/E4 from then on (a meter that keeps no history)
+    away        the node leaves the LAN (its sockets close) and comes back after SECONDS, announcing
+                itself again; with `configs` changed meanwhile, it comes back at another address
 """
 
 from __future__ import annotations
@@ -13,32 +20,80 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import enum
 import functools
 import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
 from echonet.errors import EchonetError, UdpError
+from echonet.frame import decode_frame
 from echonet.io.udp import ANY_IPV4, ECHONET_PORT, Address, UdpConfig, UdpEndpoint
 from echonet.sim.meter import SLOT_S, MeterProfile, SimulatedMeter
+
+
+class NodeFault(enum.StrEnum):
+    NO_ANSWER = "no-answer"  # hears requests, answers none, pushes nothing
+    NO_HISTORY = "no-history"  # Get_SNA for E2/E4 from then on
+    AWAY = "away"  # off the LAN (sockets closed), back after a while
+
+
+@dataclass(frozen=True)
+class ScheduledNodeFault:
+    fault: NodeFault
+    after_s: float
+    seconds: float = 10.0
+
+    @classmethod
+    def parse(cls, text: str) -> ScheduledNodeFault:
+        """KIND[@AFTER_S[:SECONDS]], e.g. away@60:60 or no-answer@30:20."""
+        kind, _, when = text.partition("@")
+        after, _, seconds = when.partition(":")
+        return cls(NodeFault(kind), float(after or 0), float(seconds or 10))
 
 
 class MeterNode:
     """One simulated node on one or more UDP endpoints."""
 
     def __init__(self, meter: SimulatedMeter, configs: list[UdpConfig],
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.meter = meter
         self.configs = configs
         self.clock = clock or (lambda: datetime.now(sm.JST))
+        self.monotonic = monotonic  # fault windows are real seconds, whatever the meter clock's speed
         self.endpoints: list[UdpEndpoint] = []
         self.frame_errors = 0  # datagrams that were not usable ECHONET Lite requests
         self.answered = 0
+        self.requests: dict[int, int] = {}  # EPC -> requests naming it (what a controller asked for)
         self._tid = 0
         self._last_slot: int | None = None
+        self._silent_until = 0.0
+        self._away_until: float | None = None
+
+    def inject(self, fault: NodeFault, seconds: float = 10.0) -> None:
+        now = self.monotonic()
+        if fault is NodeFault.NO_ANSWER:
+            self._silent_until = now + seconds
+        elif fault is NodeFault.NO_HISTORY:
+            self.meter.history_refused = True
+        elif fault is NodeFault.AWAY:
+            self.close()
+            self._away_until = now + seconds
+
+    @property
+    def away(self) -> bool:
+        return self._away_until is not None
+
+    async def come_back_when_due(self) -> None:
+        """Rejoin the LAN (at the current `configs`) once an `away` fault has run its time."""
+        if self._away_until is not None and self.monotonic() >= self._away_until:
+            self._away_until = None
+            await self.start()
 
     async def start(self) -> None:
         try:
@@ -60,7 +115,8 @@ class MeterNode:
         """Push EA/EB at each slot end, as a meter does (call it a few times a minute, or faster)."""
         now = self.clock()
         slot = int(now.timestamp()) // SLOT_S
-        if self._last_slot is not None and slot > self._last_slot:
+        quiet = self.away or self.monotonic() < self._silent_until
+        if self._last_slot is not None and slot > self._last_slot and not quiet:
             slot_end = datetime.fromtimestamp(slot * SLOT_S, sm.JST)
             self.announce(self.meter.fixed_time_inf(slot_end, self._next_tid()))
         self._last_slot = slot
@@ -75,11 +131,16 @@ class MeterNode:
         return self._tid
 
     def _on(self, index: int, data: bytes, address: Address) -> None:
+        if self.monotonic() < self._silent_until:
+            return
         try:
             answer = self.meter.handle(data, self.clock())
         except EchonetError:  # not a frame, or a property the meter cannot read: counted, never fatal
             self.frame_errors += 1
             return
+        with contextlib.suppress(EchonetError):
+            for prop in decode_frame(data).properties:
+                self.requests[prop.epc] = self.requests.get(prop.epc, 0) + 1
         if answer is not None:
             self.answered += 1
             self.endpoints[index].send(answer, address)
@@ -102,6 +163,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--coefficient", type=int, default=1, help="D3")
     p.add_argument("--unit", type=float, default=0.1, choices=sorted(sm.UNIT_MULTIPLIERS.values()), help="E1")
     p.add_argument("--digits", type=int, default=6, help="D7")
+    p.add_argument("--fault", action="append", default=[], type=ScheduledNodeFault.parse,
+                   help=f"KIND[@AFTER_S[:SECONDS]]; KIND one of {', '.join(f.value for f in NodeFault)}")
     return p
 
 
@@ -120,15 +183,23 @@ def build_node(args: argparse.Namespace, origin: float) -> MeterNode:
     return MeterNode(SimulatedMeter(profile), configs, clock)
 
 
-async def serve(node: MeterNode, stop: asyncio.Event, on_started: Callable[[], None] | None = None) -> None:
+async def serve(node: MeterNode, stop: asyncio.Event, on_started: Callable[[], None] | None = None, *,
+                faults: tuple[ScheduledNodeFault, ...] = (), tick_s: float = 0.5) -> None:
+    """Run the node until `stop`: slot-end pushes, scheduled faults, coming back from `away`."""
     await node.start()
+    started = node.monotonic()
+    todo = sorted(faults, key=lambda f: f.after_s)
     try:
         if on_started is not None:
             on_started()
         while not stop.is_set():
+            while todo and node.monotonic() - started >= todo[0].after_s:
+                item = todo.pop(0)
+                node.inject(item.fault, item.seconds)
+            await node.come_back_when_due()
             node.tick()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+                await asyncio.wait_for(stop.wait(), tick_s)
     finally:
         node.close()
 
@@ -146,7 +217,7 @@ def main(argv: list[str]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(node, stop, started)
+        await serve(node, stop, started, faults=tuple(args.fault))
 
     try:
         asyncio.run(run())

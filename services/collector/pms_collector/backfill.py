@@ -4,7 +4,9 @@ Two watermarks live in the outbox file (so they survive a restart or a power cut
 transaction as the readings): `latest` is the newest slot stored, `contiguous` the newest slot up
 to which every slot is stored. A slot that arrives past `contiguous + 30 min` opens a gap; the gap
 is refilled one meter day at a time (E5 = days back, then E2/E4) and the refilled slots are marked
-`backfilled`. Ranges asked for by a command are refilled the same way.
+`backfilled`. Ranges asked for by a command are refilled the same way. A meter that refuses its
+history (Get_SNA for E2/E4, SetC_SNA for E5) is asked once: from then on its gaps are counted
+lost and skipped, and the live reads go on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
 from pms_collector import metrics
-from pms_collector.meter import MeterReader, MeterReadError
+from pms_collector.meter import MeterReader, MeterReadError, MeterRefused
 from pms_collector.meter_clock import MeterClock
 from pms_common import timeutil
 from pms_common.messages import EnergyReading
@@ -50,6 +52,8 @@ class SlotBook:
         self.requested: list[Range] = []
         # Slots stored live (from the meter's push or Get), kept to check the history against them.
         self.known: dict[datetime, tuple[float | None, float | None]] = {}
+        # Why the meter's history is not asked for any more (it refused it), or None.
+        self.history_refused: str | None = None
 
     @staticmethod
     def _parse(text: str | None) -> datetime | None:
@@ -131,9 +135,18 @@ async def backfill_one_day(book: SlotBook, reader: MeterReader, clock: MeterCloc
         return [], _advance(book, target, min(oldest, target.until))
     if days_back < 0:
         raise MeterReadError(f"slot {first.isoformat()} is after the meter's today {meter_today}")
+    if book.history_refused is not None:
+        return [], _give_up(book, target)
     if reader.scale is None:
         await reader.read_scale()
-    history = await reader.read_day(days_back, meter_today)
+    try:
+        history = await reader.read_day(days_back, meter_today)
+    except MeterRefused as exc:
+        book.history_refused = str(exc)
+        metrics.HISTORY_REFUSED.set(1)
+        log.warning("the meter refuses its E2/E4 history (%s): missing slots are counted lost and no longer "
+                    "asked for; power and live slots go on", exc)
+        return [], _give_up(book, target)
     readings: list[EnergyReading] = []
     end = min(day_end, target.until)
     for slot_end, raw in history.registers.items():
@@ -159,6 +172,15 @@ def _check_against_known(book: SlotBook, reader: MeterReader,
             continue
         if (history.forward_kwh, history.reverse_kwh) != live:
             raise MeterReadError(f"E2/E4 disagree with the live registers at {slot_end.isoformat()}; retrying")
+
+
+def _give_up(book: SlotBook, target: Range) -> dict[str, str]:
+    """The slots of `target` cannot be refilled: count them lost and move past them."""
+    requested = bool(book.requested) and book.requested[0] is target
+    # A gap ends at the newest slot, which is stored; a requested range may end anywhere.
+    lost = int((target.until - target.after) / SLOT) - (0 if requested else 1)
+    metrics.SLOTS_UNRECOVERABLE.inc(max(0, lost))
+    return _advance(book, target, target.until)
 
 
 def _advance(book: SlotBook, target: Range, through: datetime) -> dict[str, str]:

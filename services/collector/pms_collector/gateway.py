@@ -55,6 +55,7 @@ class GatewayHeartbeat:
             last_slot_end=self.slots.latest,
             power_interval_s=self.config.power_interval_s,
             heartbeat_interval_s=self.config.heartbeat_interval_s,
+            meter_address=self.link.meter_address,
         )
 
 

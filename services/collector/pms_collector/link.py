@@ -1,8 +1,9 @@
-"""Building the B-route link the settings name: a dongle on a serial port, or a virtual one.
+"""Building the meter link the settings name: a dongle on a serial port, a virtual one, or the LAN.
 
-`link = "sim"` runs the echonet virtual module (SKSTACK dialogue + 0x0288 meter) on a pseudo-
-terminal inside this process, and the collector opens that pty exactly as it opens /dev/ttyUSB0:
-the whole stack (serial, SKSTACK, session, codec) is exercised, only the radio is simulated.
+`link = "lan"` reads a meter that is an ECHONET Lite node on the LAN (lan_link.py). `link = "sim"`
+runs the echonet virtual module (SKSTACK dialogue + 0x0288 meter) on a pseudo-terminal inside this
+process, and the collector opens that pty exactly as it opens /dev/ttyUSB0: the whole stack (serial,
+SKSTACK, session, codec) is exercised, only the radio is simulated.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Protocol
 from echonet import smart_meter as sm
 from echonet.frame import ESV, Frame, Property
 from echonet.io.aio_link import AsyncBRouteLink, open_serial
+from echonet.io.udp import UdpConfig
 from echonet.session import SessionConfig, SessionState
 from echonet.sim.meter import MeterProfile, SimulatedMeter
 from echonet.sim.module import ModuleConfig, VirtualModule
 from echonet.sim.pty_module import MODULES, PtySimulator, SimClock
 from echonet.skstack_events import Family
+from pms_collector.lan_link import LanMeterLink
 from pms_collector.settings import CollectorSettings
 
 FAMILIES = {"auto": None, "single-hop": Family.SINGLE_HOP, "dual-stack": Family.DUAL_STACK}
@@ -54,6 +57,11 @@ class MeterLinkDriver(Protocol):
     @property
     def signal_dbm(self) -> int | None: ...
 
+    @property
+    def meter_address(self) -> str | None:
+        """The meter's LAN address, where the link has one (None on the B-route)."""
+        ...
+
 
 class SerialMeterLink(AsyncBRouteLink):
     """A Wi-SUN dongle on a serial port."""
@@ -72,6 +80,10 @@ class SerialMeterLink(AsyncBRouteLink):
         if self.family is None:
             return "unknown"  # configured as auto and not detected yet: a guess would mislead
         return "dual-stack" if self.family is Family.DUAL_STACK else "single-hop"
+
+    @property
+    def meter_address(self) -> str | None:
+        return None
 
 
 class SimulatedModuleLink(SerialMeterLink):
@@ -108,9 +120,18 @@ class SimulatedModuleLink(SerialMeterLink):
             self._dir.cleanup()
 
 
-def build_link(settings: CollectorSettings) -> SerialMeterLink:
+def build_lan_link(settings: CollectorSettings) -> LanMeterLink:
+    config = UdpConfig(bind=settings.resolved_lan_bind(), port=settings.lan_port, interface=settings.lan_interface)
+    # A request waits `read_timeout_s` in all; each lost datagram is sent again after one attempt's time.
+    return LanMeterLink(config, settings.meter_address or None, discovery_s=settings.lan_discovery_s,
+                        attempt_timeout_s=min(settings.lan_request_timeout_s, settings.read_timeout_s))
+
+
+def build_link(settings: CollectorSettings) -> MeterLinkDriver:
     if settings.link == "sim":
         return SimulatedModuleLink(settings)
+    if settings.link == "lan":
+        return build_lan_link(settings)
     config = SessionConfig(rbid=settings.broute_id, password=settings.broute_password.get_secret_value(),
                            family=FAMILIES[settings.module_family])
     return SerialMeterLink(settings.device, settings.baudrate, config)

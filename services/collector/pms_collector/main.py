@@ -1,7 +1,7 @@
 """`pms collector`: one gateway agent, configured by PMS_* settings or a TOML file.
 
 Exit codes (the systemd unit in deploy/gateway relies on them): 0 stopped, 2 bad configuration
-(settings, outbox path), 3 the serial device cannot be opened, 4 the meter refuses the B-route
+(settings, outbox path), 3 the serial device (or the LAN socket) cannot be opened, 4 the meter refuses the B-route
 credentials or the device is no SKSTACK module.
 """
 
@@ -11,7 +11,7 @@ import asyncio
 import sqlite3
 import sys
 
-from echonet.errors import LinkError, LinkFatal
+from echonet.errors import LinkError, LinkFatal, UdpError
 from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import build_link
 from pms_collector.settings import CollectorSettings
@@ -44,6 +44,8 @@ def main(settings: CollectorSettings | None = None) -> int:
             failure.append((EXIT_METER_REFUSED, str(group.exceptions[0])))
         except* LinkError as group:
             failure.append((EXIT_DEVICE, f"{group.exceptions[0]} (PMS_DEVICE={settings.device})"))
+        except* UdpError as group:
+            failure.append((EXIT_DEVICE, f"{group.exceptions[0]} (PMS_LAN_BIND={settings.resolved_lan_bind()})"))
 
     run_service("collector", settings, health, serve)
     if failure:

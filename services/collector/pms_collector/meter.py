@@ -25,6 +25,10 @@ class MeterReadError(Exception):
     """The meter did not answer usefully (timeout, Get_SNA, wrong frame, link down)."""
 
 
+class MeterRefused(MeterReadError):
+    """The meter answered with a refusal (Get_SNA, SetC_SNA): asking again will not help."""
+
+
 class MeterLink(Protocol):
     joins: int
 
@@ -104,7 +108,7 @@ class MeterReader:
             raise MeterReadError(str(exc)) from exc
         if answer.esv not in (ESV.GET_RES, ESV.SET_RES):
             refused = [f"{p.epc:02X}" for p in answer.properties if (not p.edt) == (esv == ESV.GET)]
-            raise MeterReadError(f"meter refused (ESV 0x{answer.esv:02X}) EPC {', '.join(refused)}")
+            raise MeterRefused(f"meter refused (ESV 0x{answer.esv:02X}) EPC {', '.join(refused)}")
         return {p.epc: p.edt for p in answer.properties}
 
     async def get(self, *epcs: int) -> dict[int, bytes]:

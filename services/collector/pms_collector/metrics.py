@@ -5,6 +5,8 @@ READ_ERRORS = Counter("pms_collector_read_errors_total", "Meter reads that faile
 SLOTS_BACKFILLED = Counter("pms_collector_slots_backfilled_total", "Slots refilled from the E2/E4 history")
 SLOTS_UNRECOVERABLE = Counter("pms_collector_slots_unrecoverable_total",
                               "Missing slots the meter no longer holds (older than 99 days, or no data)")
+HISTORY_REFUSED = Gauge("pms_collector_meter_history_refused",
+                        "1 once the meter refused its E2/E4 history: gaps are counted lost, not refilled")
 SLOT_SOURCE = Counter("pms_collector_slot_reads_total", "Live slot registers by source", ["source"])
 BATCHES_PUBLISHED = Counter("pms_collector_batches_published_total", "Batches published (first sends)")
 BATCHES_RESENT = Counter("pms_collector_batches_resent_total", "Batches published again after no ack")

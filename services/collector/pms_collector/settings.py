@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -13,9 +14,10 @@ class CollectorSettings(ServiceSettings):
     default_metrics_port: ClassVar[int] = 9101
 
     gateway_id: str = Field(default="gw-0001", pattern=rf"^{GATEWAY_ID_PATTERN}$")
-    link: Literal["serial", "sim"] = Field(
+    link: Literal["serial", "sim", "lan"] = Field(
         default="serial",
-        description="serial: a Wi-SUN dongle at `device`; sim: a virtual module on a pty inside this process",
+        description="serial: a Wi-SUN dongle at `device`; sim: a virtual module on a pty inside this process; "
+                    "lan: an ECHONET Lite meter on the LAN (a HEMS controller or a Wi-SUN-to-Ethernet bridge)",
     )
     device: str = Field(default="/dev/ttyWISUN0", description="serial device of the Wi-SUN module")
     baudrate: int = Field(default=115200, gt=0)
@@ -33,6 +35,15 @@ class CollectorSettings(ServiceSettings):
     max_in_flight: int = Field(default=50, ge=1)
     read_timeout_s: float = Field(default=30.0, gt=0, description="one meter request, queueing included")
     firmware: str = "pms-collector/0.1.0"
+    # link = lan: the meter as an ECHONET Lite node on UDP 3610
+    meter_address: str = Field(default="", description="the meter's IPv4 or IPv6 address; empty: discover the "
+                                                       "0x0288 node by multicast")
+    lan_bind: str = Field(default="", description="local address to bind; empty: every IPv4 address (0.0.0.0), "
+                                                  "or :: when meter_address is IPv6")
+    lan_interface: str | None = Field(default=None, description="interface for multicast (needed for IPv6)")
+    lan_port: int = Field(default=3610, ge=0, le=65535, description="ECHONET Lite's UDP port")
+    lan_request_timeout_s: float = Field(default=5.0, gt=0, description="one attempt of a LAN request")
+    lan_discovery_s: float = Field(default=3.0, gt=0, description="how long discovery collects answers")
     # link = sim: the virtual module's meter
     sim_module: Literal["bp35a1", "bp35c0"] = "bp35c0"
     sim_seed: int = 1
@@ -45,7 +56,32 @@ class CollectorSettings(ServiceSettings):
                 raise ValueError("broute_id must be the 32 letters and digits of the B-route ID (PMS_BROUTE_ID)")
             if not self.broute_password.get_secret_value():
                 raise ValueError("broute_password is empty (PMS_BROUTE_PASSWORD)")
+        if self.link == "lan":
+            for name, value in (("meter_address", self.meter_address), ("lan_bind", self.lan_bind)):
+                if value and not _is_ip(value):
+                    raise ValueError(f"{name} must be an IPv4 or IPv6 literal, not {value!r} "
+                                     f"(PMS_{name.upper()})")
+            if self.meter_address and self.lan_bind and _is_ip(self.meter_address, 6) != _is_ip(self.lan_bind, 6):
+                raise ValueError(f"meter_address {self.meter_address} and lan_bind {self.lan_bind} are of different "
+                                 "IP versions (PMS_METER_ADDRESS, PMS_LAN_BIND)")
+            if self.resolved_lan_bind().count(":") and not self.lan_interface:
+                raise ValueError("an IPv6 meter needs lan_interface, the interface of its link (ff02::1 is "
+                                 "link-local) (PMS_LAN_INTERFACE)")
         return self
+
+    def resolved_lan_bind(self) -> str:
+        if self.lan_bind:
+            return self.lan_bind
+        return "::" if self.meter_address and _is_ip(self.meter_address, 6) else "0.0.0.0"  # noqa: S104
 
     def resolved_outbox_path(self) -> Path:
         return self.outbox_path or Path("var") / f"outbox-{self.gateway_id}.db"
+
+
+def _is_ip(text: str, version: int | None = None) -> bool:
+    """Whether `text` is an IP literal (an IPv6 zone such as %eth0 allowed), of `version` if given."""
+    try:
+        address = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return False
+    return version is None or address.version == version
