@@ -106,6 +106,14 @@ class Heartbeat(Message):
     last_slot_end: AwareDatetime | None = None
     power_interval_s: float = Field(gt=0)
     heartbeat_interval_s: float = Field(gt=0)
+    # The meter's clock minus the gateway's (seconds, + = ahead) as last judged, beyond the reading's
+    # minute resolution and the link's latency; None until judged.
+    meter_clock_skew_s: float | None = None
+    # When the skew went beyond the gateway's threshold; None while the meter's clock is within it.
+    meter_clock_skewed_since: AwareDatetime | None = None
+    # Why the meter's register scale (D3/E1/D7) is refused, in one sentence; None while it is valid.
+    # Meanwhile no energy is read (power is).
+    meter_scale_problem: str | None = None
 
 
 class Weather(Message):
@@ -116,7 +124,8 @@ class Weather(Message):
     source: str
 
 
-EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided", "register_anomaly"]
+EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided", "register_anomaly",
+                    "meter_clock_skew", "meter_scale_invalid"]
 
 
 class Event(Message):

@@ -24,6 +24,7 @@ from echonet.sim.module import ModuleConfig, VirtualModule
 from echonet.sim.pty_module import MODULES, PtySimulator, SimClock
 from echonet.skstack_events import Family
 from pms_collector.settings import CollectorSettings
+from pms_common import timeutil
 
 FAMILIES = {"auto": None, "single-hop": Family.SINGLE_HOP, "dual-stack": Family.DUAL_STACK}
 SIM_RBID = "00112233445566778899AABBCCDDEEFF"
@@ -98,6 +99,11 @@ class SimulatedModuleLink(SerialMeterLink):
         super().__init__(device, settings.baudrate, config, simulated=True)
         self.clock_rate = speed  # a sped-up meter: known before two pushes could measure it
 
+    def world_now(self) -> datetime:
+        """The simulated world's time: the gateway's clock beside this meter (whose own clock a fault
+        may set wrong), running as fast as the meter's."""
+        return self.simulator.module.meter_clock(time.monotonic())
+
     async def run(self, stop: asyncio.Event) -> None:
         self.simulator.start()
         try:
@@ -105,6 +111,14 @@ class SimulatedModuleLink(SerialMeterLink):
         finally:
             await asyncio.to_thread(self.simulator.stop)
             self._dir.cleanup()
+
+
+def gateway_clock(link: MeterLinkDriver) -> Callable[[], datetime]:
+    """The clock that stamps power and judges the meter's: the gateway's own (NTP-synchronised),
+    or the simulated world's beside a simulated meter, which may run faster than real time."""
+    if isinstance(link, SimulatedModuleLink):
+        return link.world_now
+    return timeutil.now_jst
 
 
 def build_link(settings: CollectorSettings) -> SerialMeterLink:

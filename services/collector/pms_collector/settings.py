@@ -32,6 +32,10 @@ class CollectorSettings(ServiceSettings):
     resend_timeout_s: float = Field(default=15.0, gt=0)
     max_in_flight: int = Field(default=50, ge=1)
     read_timeout_s: float = Field(default=30.0, gt=0, description="one meter request, queueing included")
+    meter_check_interval_s: float = Field(
+        default=600.0, gt=0, description="read the register scale (D3/E1/D7) and the meter's clock again this often")
+    meter_clock_skew_threshold_s: float = Field(
+        default=300.0, gt=0, description="report the meter's clock when it is further than this from the gateway's")
     firmware: str = "pms-collector/0.1.0"
     # link = sim: the virtual module's meter
     sim_module: Literal["bp35a1", "bp35c0"] = "bp35c0"
