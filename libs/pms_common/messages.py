@@ -135,6 +135,14 @@ class Heartbeat(Message):
     power_interval_s: float = Field(gt=0)
     heartbeat_interval_s: float = Field(gt=0)
     meter_address: str | None = None  # link "lan": the meter's address, as configured or discovered
+    # The meter's clock minus the gateway's (seconds, + = ahead) as last judged, beyond the reading's
+    # minute resolution and the link's latency; None until judged.
+    meter_clock_skew_s: float | None = None
+    # When the skew went beyond the gateway's threshold; None while the meter's clock is within it.
+    meter_clock_skewed_since: AwareDatetime | None = None
+    # Why the meter's register scale (D3/E1/D7) is refused, in one sentence; None while it is valid.
+    # Meanwhile no energy is read (power is).
+    meter_scale_problem: str | None = None
 
 
 class Weather(Message):
@@ -145,7 +153,8 @@ class Weather(Message):
     source: str
 
 
-EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided", "register_anomaly"]
+EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided", "register_anomaly",
+                    "meter_clock_skew", "meter_scale_invalid"]
 
 
 class Event(Message):

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from echonet.sim.module import Fault
 from pms_collector import metrics
 from pms_collector.gateway import Gateway, build_gateway
+from pms_collector.link import SimulatedModuleLink
+from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
 from pms_common.messages import Heartbeat
 from pms_common.timeutil import JST, SLOT
@@ -88,7 +91,7 @@ def test_slots_from_pushes_gaps_backfilled_and_meter_timestamps(kind: str, tmp_p
     assert slots == [slots[0] + SLOT * i for i in range(len(slots))], "every slot, none missing"
     assert any(r["kind"] == "energy" and r["backfilled"] for r in readings)
     assert metrics.SLOT_SOURCE.labels("push")._value.get() > pushed_before
-    # Power carries the meter's time (June), not the gateway's.
+    # Power carries the gateway's clock: beside a simulated meter, the simulated world's (June), not the host's.
     stamps = [datetime.fromisoformat(str(r["measured_at"])) for r in readings if r["kind"] == "power"]
     assert stamps and all(START - timedelta(minutes=2) < s < slots[-1] + timedelta(hours=1) for s in stamps)
     gateway.outbox.close()
@@ -219,4 +222,104 @@ def test_a_meter_that_goes_away_is_found_again_and_its_slots_refilled(kind: str,
     assert slots == [slots[0] + SLOT * i for i in range(len(slots))], "every slot, none missing"
     assert any(r["backfilled"] and datetime.fromisoformat(str(r["slot_end"])) > slots[0] + 19 * SLOT
                for r in energy), "the slots of the absence came from E2/E4"
+
+
+async def _run_gateway_until_done(gateway: Gateway, scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run a gateway over the virtual module (which runs by itself) while the scenario plays."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+        await asyncio.wait_for(scenario(), 60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+def _gateway(tmp_path: Path, name: str, start: datetime = START, speed: float = SPEED,
+             **overrides: float) -> tuple[Gateway, SimulatedModuleLink, CollectorSettings]:
+    run = uuid.uuid4().hex[:8]
+    settings = CollectorSettings(link="sim", gateway_id=f"gw-{name}-{run}", mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
+                                 mqtt_client_id=f"c-{run}", outbox_path=tmp_path / "outbox.db", power_interval_s=1,
+                                 slot_fallback_s=1, read_timeout_s=3, meter_check_interval_s=1, **overrides)
+    link = SimulatedModuleLink(settings, start=start, speed=speed)
+    return build_gateway(settings, link, Health()), link, settings
+
+
+def _true_registers(link: SimulatedModuleLink, reading: dict[str, object]) -> tuple[float, float]:
+    """The simulated meter's own registers at a stored slot (kWh, in register steps)."""
+    slot = datetime.fromisoformat(str(reading["slot_end"]))
+    meter = link.simulator.module.meter
+    step = meter.profile.coefficient * meter.profile.unit
+    forward, reverse = meter.registers_kwh_at_slot(slot)
+    return round(int(forward / step + 1e-9) * step, 6), round(int(reverse / step + 1e-9) * step, 6)
+
+
+def test_a_zero_coefficient_stops_energy_not_power_and_a_corrected_meter_recovers(tmp_path: Path) -> None:
+    """D3 = 0 for a while (the default of some meters): power reads on, the heartbeat names D3, no
+    energy value is made from it; once the meter reports D3 = 1 again the slots come back, gap refilled."""
+    gateway, link, settings = _gateway(tmp_path, "d3")
+    link.simulator.inject(Fault.SCALE_ZERO, seconds=8)  # before the join: the meter starts with D3 = 0
+
+    def power_count() -> int:
+        return sum(r["kind"] == "power" for r in _readings(gateway))
+
+    async def scenario() -> None:
+        await asyncio.wait_for(link.ready.wait(), 20)
+        await eventually(lambda: power_count() >= 4, 10, "power while D3 = 0")
+        beat = gateway.uplink.heartbeat()
+        assert beat.meter_scale_problem is not None
+        assert beat.meter_scale_problem.startswith("D3 (the energy coefficient) is 0, outside 1–999999")
+        assert not any(r["kind"] == "energy" for r in _readings(gateway))
+        assert metrics.METER_SCALE_VALID.labels(settings.gateway_id)._value.get() == 0
+        await eventually(lambda: gateway.slots.latest is not None and not gateway.slots.pending, 30,
+                         "slots after D3 was corrected")
+        assert gateway.uplink.heartbeat().meter_scale_problem is None
+
+    asyncio.run(_run_gateway_until_done(gateway, scenario))
+    gateway = build_gateway(settings, link, Health())
+    energy = [r for r in _readings(gateway) if r["kind"] == "energy"]
+    assert energy and all((r["forward_kwh"], r["reverse_kwh"]) == _true_registers(link, r) for r in energy)
+    slots = sorted({datetime.fromisoformat(str(r["slot_end"])) for r in energy})
+    assert slots == [slots[0] + SLOT * i for i in range(len(slots))], "every slot, none missing"
+    gateway.outbox.close()
+
+
+def test_a_meter_clock_ahead_is_reported_and_a_stray_push_is_not_believed(tmp_path: Path) -> None:
+    """The meter's clock runs 20 minutes ahead for a while: the heartbeat reports the skew (and since
+    when) until it is corrected, power keeps the gateway's time; a single push stamped up to an hour
+    ahead neither moves the collector's meter time nor is stored as a slot."""
+    gateway, link, settings = _gateway(tmp_path, "skew", speed=300)
+    world = link.world_now
+
+    def power_stamps() -> list[datetime]:
+        return [datetime.fromisoformat(str(r["measured_at"])) for r in _readings(gateway) if r["kind"] == "power"]
+
+    async def scenario() -> None:
+        await asyncio.wait_for(link.ready.wait(), 20)
+        await eventually(lambda: gateway.slots.latest is not None and not gateway.slots.pending, 20, "first slots")
+        assert gateway.uplink.heartbeat().meter_clock_skew_s == 0.0
+        for _ in range(3):  # a stray push now and then: never a slot, never meter time
+            link.simulator.inject(Fault.STRAY_INF)
+            await asyncio.sleep(1.5)
+        link.simulator.inject(Fault.CLOCK_AHEAD, seconds=8)
+        await eventually(lambda: gateway.uplink.heartbeat().meter_clock_skewed_since is not None, 10,
+                         "the skew reported")
+        beat = gateway.uplink.heartbeat()
+        assert beat.meter_clock_skew_s is not None and 1000 < beat.meter_clock_skew_s <= 1200
+        assert metrics.METER_CLOCK_SKEW.labels(settings.gateway_id)._value.get() == beat.meter_clock_skew_s
+        since = beat.meter_clock_skewed_since
+        assert since is not None
+        # Power is stamped by the gateway's clock, not the meter's 20 minutes ahead.
+        newest, now = max(power_stamps()), world()
+        assert now - timedelta(minutes=10) < newest <= now
+        await eventually(lambda: gateway.uplink.heartbeat().meter_clock_skewed_since is None, 20,
+                         "the skew corrected")
+        await eventually(lambda: not gateway.slots.pending, 20, "slots refilled")
+
+    asyncio.run(_run_gateway_until_done(gateway, scenario))
+    gateway = build_gateway(settings, link, Health())
+    energy = [r for r in _readings(gateway) if r["kind"] == "energy"]
+    assert all((r["forward_kwh"], r["reverse_kwh"]) == _true_registers(link, r) for r in energy)
+    slots = sorted({datetime.fromisoformat(str(r["slot_end"])) for r in energy})
+    assert slots == [slots[0] + SLOT * i for i in range(len(slots))], "every slot, none missing"
     gateway.outbox.close()

@@ -10,7 +10,14 @@ from echonet import smart_meter as sm
 from echonet.errors import RequestError
 from echonet.frame import CONTROLLER, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
 from echonet.sim.meter import MeterProfile, SimulatedMeter
-from pms_collector.meter import MeterReader, MeterReadError, RegisterScale, slot_readings_from_inf
+from pms_collector.meter import (
+    MeterReader,
+    MeterReadError,
+    RegisterScale,
+    ScaleRefused,
+    SlotStampError,
+    slot_readings_from_inf,
+)
 from pms_common.messages import EnergyReading, PowerReading
 from pms_common.timeutil import JST
 
@@ -137,7 +144,7 @@ def test_link_errors_become_read_errors() -> None:
 
 def test_get_sna_is_a_read_error() -> None:
     reader = MeterReader(_link(), timeout_s=1.0)
-    with pytest.raises(MeterReadError, match=r"ESV 0x52\) EPC C0"):
+    with pytest.raises(MeterReadError, match=r"ESV 0x52\): it has no EPC C0"):
         asyncio.run(reader.get(0xE7, 0xC0))
 
 
@@ -161,7 +168,7 @@ def test_energy_with_different_slot_times_is_a_read_error() -> None:
         return _reply(req, {0xEA: sm.encode_value(0xEA, sm.TimedRegister(NOON, 100)),
                             0xEB: sm.encode_value(0xEB, sm.TimedRegister(NOON - timedelta(minutes=30), 5))})
 
-    with pytest.raises(MeterReadError, match="different slot times"):
+    with pytest.raises(MeterReadError, match="name different slots"):
         asyncio.run(MeterReader(ScriptedLink(answer), timeout_s=1.0).read_fixed_time_energy())
 
 
@@ -211,3 +218,107 @@ def test_the_inf_push_gives_the_slot_registers() -> None:
     reading = slot_readings_from_inf(decode_frame(meter.fixed_time_inf(NOON)), scale)
     assert isinstance(reading, EnergyReading) and reading.slot_end == NOON and not reading.backfilled
     assert slot_readings_from_inf(decode_frame(meter.instance_list_inf()), scale) is None
+
+
+def _scale_answer(d3: bytes, e1: bytes, d7: bytes) -> Callable[[Frame], bytes]:
+    """A meter with the given raw D3/E1/D7 EDTs whose EA/EB registers read 100 and 5 at noon."""
+
+    def answer(req: Frame) -> bytes:
+        if req.properties[0].epc == 0xD3:
+            return _reply(req, {0xD3: d3, 0xE1: e1, 0xD7: d7})
+        if req.properties[0].epc == 0xE0:
+            return _reply(req, {0xE0: sm.encode_value(0xE0, 100), 0xE3: sm.encode_value(0xE3, 5)})
+        return _reply(req, {0xEA: sm.encode_value(0xEA, sm.TimedRegister(NOON, 100)),
+                            0xEB: sm.encode_value(0xEB, sm.TimedRegister(NOON, 5))})
+
+    return answer
+
+
+GOOD_D3, GOOD_E1, GOOD_D7 = sm.encode_value(0xD3, 1), sm.encode_value(0xE1, 0.1), sm.encode_value(0xD7, 6)
+
+
+@pytest.mark.parametrize(("edts", "sentence"), [
+    ((bytes(4), GOOD_E1, GOOD_D7), r"^D3 \(the energy coefficient\) is 0, outside 1–999999"),
+    (((1_000_000).to_bytes(4, "big"), GOOD_E1, GOOD_D7), r"^D3 \(the energy coefficient\) is 1000000, outside"),
+    ((GOOD_D3, b"\x05", GOOD_D7), r"^E1 \(the energy unit\) is code 0x05, which the 0x0288 class does not define"),
+    ((GOOD_D3, GOOD_E1, b"\x00"), r"^D7 \(the effective digits\) is 0, outside 1–8"),
+    ((GOOD_D3, GOOD_E1, b"\x09"), r"^D7 \(the effective digits\) is 9, outside 1–8"),
+])
+def test_an_impossible_scale_is_refused_in_one_sentence(edts: tuple[bytes, bytes, bytes], sentence: str) -> None:
+    """The scale is checked when it is read; no energy value is ever computed from it, while
+    power reads on. (Before: D3 = 0 was taken and EA/EB failed in pydantic on every read.)"""
+    reader = MeterReader(ScriptedLink(_scale_answer(*edts)), timeout_s=1.0)
+    with pytest.raises(ScaleRefused, match=sentence) as refused:
+        asyncio.run(reader.read_scale())
+    message = str(refused.value)
+    assert message.count(". ") == 0 and message.endswith("valid scale")  # one sentence, saying what happens
+    assert reader.scale is None and reader.scale_problem == message
+    for read in (reader.read_fixed_time_energy, reader.read_registers_now):
+        with pytest.raises(ScaleRefused, match=sentence):
+            asyncio.run(read())
+    assert reader.energy_at(NOON, (100, 5)) is None
+
+
+def test_a_corrected_scale_is_taken_when_read_again() -> None:
+    edts = [bytes(4), GOOD_E1, GOOD_D7]
+
+    def answer(req: Frame) -> bytes:  # the EDTs as they are at each request
+        return _scale_answer(*edts)(req)
+
+    reader = MeterReader(ScriptedLink(answer), timeout_s=1.0)
+    with pytest.raises(ScaleRefused):
+        asyncio.run(reader.read_scale())
+    edts[0] = GOOD_D3
+    assert asyncio.run(reader.read_scale()) == RegisterScale(coefficient=1, unit=0.1, digits=6)
+    assert reader.scale_problem is None
+    reading = asyncio.run(reader.read_fixed_time_energy())
+    assert reading is not None and reading.forward_kwh == 10.0
+
+
+def test_a_refusal_without_properties_says_what_was_asked() -> None:
+    def refuse(req: Frame) -> bytes:
+        return encode_frame(Frame(req.tid, SMART_METER, CONTROLLER, ESV.SETC_SNA, ()))
+
+    with pytest.raises(MeterReadError) as refused:
+        asyncio.run(MeterReader(ScriptedLink(refuse), timeout_s=1.0).read_day(3, date(2026, 6, 1)))
+    assert str(refused.value) == "the meter refused the SetC of E5 = 03 (ESV 0x51) and named no property"
+
+
+def test_a_refusal_names_what_was_asked_and_what_was_refused() -> None:
+    with pytest.raises(MeterReadError) as refused:
+        asyncio.run(MeterReader(_link(), timeout_s=1.0).get(0xE7, 0xC0))
+    assert str(refused.value) == "the meter refused the Get of E7, C0 (ESV 0x52): it has no EPC C0"
+
+
+def _ea_eb(ea_stamp: datetime, eb_stamp: datetime) -> Callable[[Frame], bytes]:
+    def answer(req: Frame) -> bytes:
+        if req.properties[0].epc == 0xD3:
+            return _reply(req, {0xD3: GOOD_D3, 0xE1: GOOD_E1, 0xD7: GOOD_D7})
+        return _reply(req, {0xEA: sm.encode_value(0xEA, sm.TimedRegister(ea_stamp, 100)),
+                            0xEB: sm.encode_value(0xEB, sm.TimedRegister(eb_stamp, 5))})
+
+    return answer
+
+
+def test_a_stamp_a_few_seconds_off_the_boundary_is_taken_as_that_slot(caplog: pytest.LogCaptureFixture) -> None:
+    link = ScriptedLink(_ea_eb(NOON + timedelta(seconds=20), NOON))
+    with caplog.at_level("INFO"):
+        reading = asyncio.run(MeterReader(link, timeout_s=1.0).read_fixed_time_energy())
+    assert reading is not None and reading.slot_end == NOON and reading.forward_kwh == 10.0
+    assert ("EA is stamped 12:00:20, 20 s off the 30-minute boundary: taken as the slot ending 12:00"
+            in caplog.text)
+
+
+def test_a_stamp_far_off_the_boundary_is_named_and_not_stored() -> None:
+    link = ScriptedLink(_ea_eb(NOON + timedelta(minutes=14), NOON + timedelta(minutes=14)))
+    with pytest.raises(SlotStampError) as refused:
+        asyncio.run(MeterReader(link, timeout_s=1.0).read_fixed_time_energy())
+    assert str(refused.value) == (
+        "EA and EB are stamped 12:14:00, 14 minutes off the 30-minute boundary: the reading is not stored "
+        "(the slot is read again, or refilled from the E2/E4 history)")
+
+
+def test_registers_naming_different_slots_are_told_apart_from_an_off_boundary_stamp() -> None:
+    link = ScriptedLink(_ea_eb(NOON, NOON - timedelta(minutes=30)))
+    with pytest.raises(SlotStampError, match=r"^EA and EB name different slots \(12:00 and 11:30\)"):
+        asyncio.run(MeterReader(link, timeout_s=1.0).read_fixed_time_energy())

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from pms_collector.meter_clock import MeterClock
+from pms_collector.meter_clock import MeterClock, SkewWatch, Verdict, clock_skew_s
 from pms_common.timeutil import JST
 
 T = datetime(2026, 6, 1, 12, 0, tzinfo=JST)
@@ -41,3 +41,53 @@ def test_a_minute_reading_never_replaces_an_exact_anchor() -> None:
     clock.anchor(T + timedelta(minutes=2), 100.0, exact=False)
     assert clock.now() == T + timedelta(minutes=30)
     assert clock.rate == 1.0
+
+
+def test_a_single_jump_is_held_until_the_next_reading_confirms_it() -> None:
+    """One push stamped 46 minutes ahead once moved the collector's idea of meter time; now a jump
+    waits for the next reading: dropped if that agrees with the model, believed if it confirms."""
+    clock = MeterClock(Mono())
+    clock.anchor(T + timedelta(seconds=30), 100.0, exact=False)
+    clock.anchor(T + timedelta(minutes=30), 1870.0, exact=True)  # the 12:30 push
+    # A stray push at 12:14 stamped 13:00: held, the model stays where it was.
+    assert clock.observe(T + timedelta(minutes=60), 2710.0, exact=True) is Verdict.HELD
+    assert clock.held is not None
+    assert clock._at(2710.0) == T + timedelta(minutes=44)
+    # The meter's clock, read next, says 12:14: the stray is dropped.
+    assert clock.observe(T + timedelta(minutes=44), 2720.0, exact=False) is Verdict.AGREES
+    assert clock.held is None and clock._at(2720.0) == T + timedelta(minutes=44, seconds=10)
+
+
+def test_a_confirmed_jump_moves_the_model() -> None:
+    clock = MeterClock(Mono())
+    clock.anchor(T, 100.0, exact=True)
+    # Someone set the meter 20 minutes ahead: two clock reads a minute apart agree with each other.
+    assert clock.observe(T + timedelta(minutes=30), 700.0, exact=False) is Verdict.HELD
+    assert clock._at(700.0) == T + timedelta(minutes=10)
+    assert clock.observe(T + timedelta(minutes=31), 760.0, exact=False) is Verdict.CONFIRMED
+    assert clock._at(760.0) == T + timedelta(minutes=31)
+    assert clock.rate == 1.0  # no rate learned across the jump
+
+
+def test_a_frozen_clock_is_never_believed() -> None:
+    clock = MeterClock(Mono())
+    clock.anchor(T, 100.0, exact=False)
+    for at in (1300.0, 2500.0, 3700.0):
+        assert clock.observe(T, at, exact=False) is Verdict.HELD
+    assert clock._at(3700.0) == T + timedelta(seconds=3600)
+
+
+def test_the_skew_counts_only_what_lies_beyond_resolution_and_latency() -> None:
+    gateway = T + timedelta(seconds=40)
+    assert clock_skew_s(T, gateway, gateway + timedelta(seconds=2)) == 0.0  # 12:00 shown at 12:00:40
+    assert clock_skew_s(T + timedelta(minutes=20), gateway, gateway) == 1160.0  # at least 19:20 ahead
+    assert clock_skew_s(T - timedelta(minutes=10), gateway, gateway) == -580.0  # 12:00:40 shows 11:50
+
+
+def test_a_skew_episode_begins_and_ends_once() -> None:
+    watch = SkewWatch(threshold_s=300)
+    assert watch.update(10, T) is None and watch.since is None
+    assert watch.update(1200, T + timedelta(minutes=10)) is True
+    assert watch.update(1190, T + timedelta(minutes=20)) is None
+    assert watch.since == T + timedelta(minutes=10) and watch.skew_s == 1190
+    assert watch.update(-2, T + timedelta(minutes=30)) is False and watch.since is None

@@ -69,3 +69,27 @@ def test_set_is_accepted_where_the_table_allows_it() -> None:
         answer = _ask(meter, ESV.SETC, refused)
         assert answer.esv == ESV.SETC_SNA
     assert meter.history_day == 2
+
+
+def test_scale_and_clock_faults_change_what_the_meter_says() -> None:
+    meter = SimulatedMeter(PROFILE)
+    noon = datetime(2026, 6, 1, 12, 14, tzinfo=JST)
+    meter.scale_edts[0xD3] = bytes(4)
+    assert meter.property_value(0xD3, noon) == bytes(4)
+    meter.correct_scale(0xD3)
+    assert sm.decode_value(0xD3, meter.property_value(0xD3, noon) or b"") == PROFILE.coefficient
+
+    def clock(now: datetime) -> datetime:
+        request = encode_frame(Frame(1, CONTROLLER, SMART_METER, ESV.GET, (Property(0x97), Property(0x98))))
+        values = {p.epc: sm.decode_value(p.epc, p.edt) for p in decode_frame(meter.handle(request, now) or b"").properties}
+        return datetime.combine(values[0x98], values[0x97], tzinfo=JST)
+
+    meter.set_clock_offset(timedelta(minutes=20))
+    assert clock(noon) == noon + timedelta(minutes=20)
+    meter.restore_clock()
+    meter.freeze_clock(noon)
+    assert clock(noon + timedelta(hours=1)) == noon
+    meter.restore_clock()
+    stray = decode_frame(meter.stray_fixed_time_inf(noon))
+    stamps = {sm.decode_value(p.epc, p.edt).time for p in stray.properties}
+    assert stamps == {datetime(2026, 6, 1, 13, 0, tzinfo=JST)}  # 46 minutes ahead, on a boundary

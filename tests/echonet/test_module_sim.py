@@ -8,7 +8,7 @@ from echonet import commands
 from echonet import smart_meter as sm
 from echonet.frame import CONTROLLER, ESV, SMART_METER, Frame, Property, encode_frame
 from echonet.sim.meter import MeterProfile, SimulatedMeter
-from echonet.sim.module import ModuleConfig, VirtualModule
+from echonet.sim.module import Fault, ModuleConfig, VirtualModule
 from echonet.skstack_events import Family
 
 START = datetime(2026, 5, 1, 11, 0, tzinfo=sm.JST)
@@ -69,3 +69,18 @@ def test_sa2_adds_the_rssi_field_to_dual_stack_erxudp() -> None:
     record = next(line for line in say(vm, b"", now + 1).split(b"\r\n") if line.startswith(b"ERXUDP"))
     fields = record.split(b" ")
     assert len(fields) == 11 and int(fields[6]) < 0  # ERXUDP, 9 header fields with RSSI and side, data
+
+
+def test_timed_meter_faults_are_corrected_after_their_seconds() -> None:
+    meter = SimulatedMeter(MeterProfile(installed_at=datetime(2026, 5, 31, tzinfo=sm.JST)))
+    start = datetime(2026, 6, 1, 12, 0, tzinfo=sm.JST)
+    module = VirtualModule(ModuleConfig(family=Family.DUAL_STACK, rbid="0" * 32, password="P" * 12), meter,
+                           lambda now: start + timedelta(seconds=now))
+    module.inject(Fault.SCALE_ZERO, 0.0, 10.0)
+    module.inject(Fault.CLOCK_AHEAD, 0.0, 5.0)
+    assert meter.property_value(0xD3, start) == bytes(4)
+    assert meter.displayed_time(start) == start + timedelta(minutes=20)
+    module.tick(6.0)
+    assert meter.displayed_time(start) == start and meter.property_value(0xD3, start) == bytes(4)
+    module.tick(11.0)
+    assert meter.property_value(0xD3, start) != bytes(4)

@@ -61,3 +61,11 @@ def test_pty_ready_read_and_recover(tmp_path: Path, module: str, payload: str) -
 def test_fault_schedule_parsing() -> None:
     assert ScheduledFault.parse("no-response@30:20") == ScheduledFault(Fault.NO_RESPONSE, 30.0, 20.0)
     assert ScheduledFault.parse("event29") == ScheduledFault(Fault.SESSION_EXPIRY, 0.0, 10.0)
+
+
+def test_meter_fault_kinds_parse() -> None:
+    assert ScheduledFault.parse("scale-zero@60:3600") == ScheduledFault(Fault.SCALE_ZERO, 60.0, 3600.0)
+    assert ScheduledFault.parse("clock-ahead@10:1200") == ScheduledFault(Fault.CLOCK_AHEAD, 10.0, 1200.0)
+    assert ScheduledFault.parse("clock-frozen@5:600").fault is Fault.CLOCK_FROZEN
+    assert ScheduledFault.parse("stray-inf@30").fault is Fault.STRAY_INF
+    assert {Fault("scale-unit"), Fault("scale-digits")} == {Fault.SCALE_UNIT, Fault.SCALE_DIGITS}

@@ -55,6 +55,11 @@ class SimulatedMeter:
     offsets_kwh: list[float] = field(default_factory=lambda: [0.0, 0.0])
     history2: sm.History2Request | None = None  # ED
     history_refused: bool = False  # a meter that keeps no E2/E4 history: Get_SNA for them (fault no-history)
+    # Faults of the meter's own settings: raw EDTs served instead of the profile's D3/E1/D7 (a D3
+    # of 0 is the default of some meters and emulators), and a clock that is off or stopped.
+    scale_edts: dict[int, bytes] = field(default_factory=dict)
+    clock_offset: timedelta = timedelta(0)
+    clock_frozen_at: datetime | None = None
 
     # ---- the physical model -------------------------------------------------------------------
     def power_w(self, moment: datetime) -> int:
@@ -131,6 +136,36 @@ class SimulatedMeter:
         return int(kwh / (p.coefficient * p.unit) + 1e-9) % int(10**p.digits)
 
     # ---- faults -------------------------------------------------------------------------------
+    def displayed_time(self, now: datetime) -> datetime:
+        """What the meter's clock shows when the world's time is `now`: everything the meter says
+        (0x97/0x98, the EA/EB stamps, its pushes, its history days) follows this clock."""
+        return self.clock_frozen_at if self.clock_frozen_at is not None else now + self.clock_offset
+
+    def set_clock_offset(self, offset: timedelta) -> None:
+        self.clock_offset = offset
+
+    def freeze_clock(self, now: datetime) -> None:
+        self.clock_frozen_at = self.displayed_time(now)
+
+    def correct_scale(self, epc: int) -> None:
+        self.scale_edts.pop(epc, None)
+
+    def restore_clock(self) -> None:
+        self.clock_offset = timedelta(0)
+        self.clock_frozen_at = None
+
+    def stray_fixed_time_inf(self, now: datetime, tid: int = 0) -> bytes:
+        """An EA/EB push stamped at the first slot end at least 30 minutes after the meter's clock
+        (e.g. 13:00 at 12:14, 46 minutes ahead), as some meters send one after a clock glitch."""
+        shown = self.displayed_time(now)
+        stamp = datetime.fromtimestamp((int(shown.timestamp()) // SLOT_S + 2) * SLOT_S, sm.JST)
+        forward, reverse = self.registers_kwh(shown)
+        props = (
+            Property(0xEA, sm.encode_value(0xEA, sm.TimedRegister(stamp, self._raw(forward, 0)))),
+            Property(0xEB, sm.encode_value(0xEB, sm.TimedRegister(stamp, self._raw(reverse, 1)))),
+        )
+        return encode_frame(Frame(tid, SMART_METER, CONTROLLER, ESV.INF, props))
+
     def force_near_wrap(self, now: datetime, steps_before: int = 3) -> None:
         """Move both registers to a few steps below 10^D7, so they wrap within minutes."""
         p = self.profile
@@ -180,7 +215,10 @@ class SimulatedMeter:
 
     # ---- the ECHONET Lite face ----------------------------------------------------------------
     def property_value(self, epc: int, now: datetime) -> bytes | None:
+        """The EDT of `epc` at `now`, the meter's displayed time (see `displayed_time`)."""
         p = self.profile
+        if epc in self.scale_edts:
+            return self.scale_edts[epc]
         if epc == 0xE7:
             return sm.encode_value(epc, self.power_w(now))
         if epc == 0xE8:
@@ -251,6 +289,7 @@ class SimulatedMeter:
 
     def handle(self, request: bytes, now: datetime) -> bytes | None:
         """Answer one request frame; None when the meter stays silent (not addressed to it)."""
+        now = self.displayed_time(now)
         frame = decode_frame(request)
         deoj = frame.deoj
         if deoj.instance == 0:  # instance code 0 addresses every instance of the class (part II, 3.2.4)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from echonet.sim.meter import SLOT_S, SimulatedMeter
 from echonet.sim.module_commands import PANA_PORT, ModuleCommands
@@ -37,6 +37,19 @@ class Fault(enum.StrEnum):
     GARBAGE = "garbage"  # noise lines, a cut line, noise glued before a reply
     REGISTER_WRAP = "wrap"  # registers jump to just below 10^D7
     REGISTER_RESET = "reset"  # registers restart from 0
+    # The meter's settings and clock, for SECONDS, then corrected:
+    SCALE_ZERO = "scale-zero"  # D3 (coefficient) reads 0
+    SCALE_UNIT = "scale-unit"  # E1 (unit) reads 0x05, a code the class does not define
+    SCALE_DIGITS = "scale-digits"  # D7 (effective digits) reads 9
+    CLOCK_AHEAD = "clock-ahead"  # the meter's clock runs 20 minutes ahead
+    CLOCK_FROZEN = "clock-frozen"  # the meter's clock stops
+    STRAY_INF = "stray-inf"  # one EA/EB push stamped up to an hour ahead of the meter's clock
+
+
+# The bad EDTs the scale faults serve, and how far the clock-ahead fault moves the clock.
+SCALE_FAULT_EDTS = {Fault.SCALE_ZERO: (0xD3, bytes(4)), Fault.SCALE_UNIT: (0xE1, b"\x05"),
+                    Fault.SCALE_DIGITS: (0xD7, b"\x09")}
+CLOCK_AHEAD_BY = timedelta(minutes=20)
 
 
 class VirtualModule:
@@ -52,6 +65,7 @@ class VirtualModule:
         self._in = bytearray()
         self._silent_until = 0.0  # a hung module (fault injection) reads and writes nothing until then
         self._last_slot: int | None = None
+        self._corrections: list[tuple[float, Callable[[], None]]] = []  # (when, undo) of timed meter faults
 
     # ---- the module's state, as a test inspects it ------------------------------------------------
     @property
@@ -96,10 +110,14 @@ class VirtualModule:
         for data in self._output.pop_due(now):
             if now >= self._silent_until:
                 self._output.write(data)
-        slot = int(self.meter_clock(now).timestamp()) // SLOT_S
+        for correction in [c for c in self._corrections if now >= c[0]]:
+            self._corrections.remove(correction)
+            correction[1]()
+        shown = self.meter.displayed_time(self.meter_clock(now))
+        slot = int(shown.timestamp()) // SLOT_S
         if self._last_slot is not None and slot > self._last_slot and state.joined:
             # A real meter pushes EA/EB (the fixed-time registers) as INF at the end of each 30-minute slot.
-            slot_end = datetime.fromtimestamp(slot * SLOT_S, self.meter_clock(now).tzinfo)
+            slot_end = datetime.fromtimestamp(slot * SLOT_S, shown.tzinfo)
             self._output.udp(self.meter.fixed_time_inf(slot_end))
         self._last_slot = slot
 
@@ -140,6 +158,18 @@ class VirtualModule:
             self.meter.reset_registers(self.meter_clock(now))
         elif fault is Fault.NO_HISTORY:
             self.meter.history_refused = True
+        elif fault in SCALE_FAULT_EDTS:
+            epc, edt = SCALE_FAULT_EDTS[fault]
+            self.meter.scale_edts[epc] = edt
+            self._corrections.append((now + seconds, lambda: self.meter.correct_scale(epc)))
+        elif fault is Fault.CLOCK_AHEAD:
+            self.meter.set_clock_offset(CLOCK_AHEAD_BY)
+            self._corrections.append((now + seconds, self.meter.restore_clock))
+        elif fault is Fault.CLOCK_FROZEN:
+            self.meter.freeze_clock(self.meter_clock(now))
+            self._corrections.append((now + seconds, self.meter.restore_clock))
+        elif fault is Fault.STRAY_INF and state.joined:
+            self._output.udp(self.meter.stray_fixed_time_inf(self.meter_clock(now)))
 
     # ---- command input ------------------------------------------------------------------------
     def _next_command(self) -> tuple[bytes, list[str], bytes] | None:

@@ -1,7 +1,8 @@
 """Gateway-offline rule: an open event while a gateway is offline, recovered with a time when it is back.
 
 Periodic rules that read the time-series store run on the ticks: billing start (`billing`) and
-register anomalies (`anomalies`)."""
+register anomalies (`anomalies`). What heartbeats say about each meter (its clock, its scale) is
+followed by `meter_faults`."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from prometheus_client import Counter
 
 from pms_alerts.anomalies import RegisterAnomalyRule
 from pms_alerts.billing import BillingStartRule
+from pms_alerts.meter_faults import MeterFaultRule
 from pms_alerts.settings import AlertsSettings
 from pms_common import timeutil, topics
 from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
 from pms_common.liveness import Transition
-from pms_common.messages import Event
+from pms_common.messages import Event, GatewayStatus, Heartbeat
 from pms_common.mqtt import BrokerAddress
 from pms_common.presence import follow_presence
 from pms_registry import Registry, RegistryError
@@ -53,6 +55,7 @@ class Alerts:
         self.health = health
         self.billing = BillingStartRule(registry, store) if store is not None else None
         self.anomalies = RegisterAnomalyRule(registry, store) if store is not None else None
+        self.meter_faults = MeterFaultRule(registry)
         self._next_billing_check = 0.0
         self._next_anomaly_check = 0.0
 
@@ -80,6 +83,20 @@ class Alerts:
             # An anomaly needs someone to look at the meter; a billing decision is just news.
             log.log(logging.WARNING if kind == "register_anomaly" else logging.INFO, "alerts: %s", record.message)
             await client.publish(topics.event(kind), event_message(record).to_json(), qos=1)
+
+    async def on_message(self, client: aiomqtt.Client, message: GatewayStatus | Heartbeat) -> None:
+        """A heartbeat's verdict on its meter: an event when it goes bad, recovered when it is well again."""
+        if not isinstance(message, Heartbeat):
+            return
+        try:
+            records = await asyncio.to_thread(self.meter_faults.on_heartbeat, message)
+        except RegistryError as exc:
+            log.error("alerts: meter-fault check of %s failed: %s", message.gateway_id, exc)
+            return
+        for record in records:
+            EVENTS.labels(record.kind).inc()
+            log.warning("alerts: %s%s", record.message, " (recovered)" if record.state == "recovered" else "")
+            await client.publish(topics.event(record.kind), event_message(record).to_json(), qos=1)
 
     async def on_transition(self, client: aiomqtt.Client, transition: Transition) -> None:
         gateway_id = transition.gateway_id
@@ -113,6 +130,7 @@ class Alerts:
             health=self.health,
             stop=stop,
             on_transition=self.on_transition,
+            on_message=self.on_message,
             tick_s=self.settings.tick_s,
             missed_heartbeats=self.settings.missed_heartbeats,
             bad_payload=lambda _topic, _reason: BAD_PAYLOADS.inc(),

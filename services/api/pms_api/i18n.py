@@ -65,6 +65,8 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "kind_gateway_recovered": ("復旧", "Recovered"),
     "kind_billing_start_decided": ("課金開始日確定", "Billing start decided"),
     "kind_register_anomaly": ("積算値異常", "Register anomaly"),
+    "kind_meter_clock_skew": ("メーター時刻ずれ", "Meter clock skew"),
+    "kind_meter_scale_invalid": ("メーター係数異常", "Meter scale invalid"),
     "state_open": ("発生中", "Open"),
     "state_recovered": ("復旧済み", "Recovered"),
     "state_info": ("情報", "Info"),

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pms_collector.backfill import SlotBook
-from pms_collector.link import MeterLinkDriver
+from pms_collector.link import MeterLinkDriver, gateway_clock
 from pms_collector.live_config import LiveConfig
 from pms_collector.meter import MeterReader
-from pms_collector.meter_clock import MeterClock
+from pms_collector.meter_clock import MeterClock, SkewWatch
 from pms_collector.outbox import Outbox
 from pms_collector.read_loop import ReadLoop
 from pms_collector.remote_control import RemoteControl
@@ -56,6 +56,9 @@ class GatewayHeartbeat:
             power_interval_s=self.config.power_interval_s,
             heartbeat_interval_s=self.config.heartbeat_interval_s,
             meter_address=self.link.meter_address,
+            meter_clock_skew_s=self.read_loop.skew.skew_s,
+            meter_clock_skewed_since=self.read_loop.skew.since,
+            meter_scale_problem=self.read_loop.reader.scale_problem,
         )
 
 
@@ -95,7 +98,9 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
     batch_stored = asyncio.Event()
     read_loop = ReadLoop(link, reader, meter_clock=meter_clock, slots=slots, outbox=outbox, config=config,
                          health=health, gateway_id=gateway_id, energy_interval_s=settings.energy_interval_s,
-                         slot_fallback_s=settings.slot_fallback_s, on_stored=batch_stored.set, monotonic=monotonic)
+                         slot_fallback_s=settings.slot_fallback_s, on_stored=batch_stored.set, monotonic=monotonic,
+                         wall=gateway_clock(link), meter_check_s=settings.meter_check_interval_s,
+                         skew=SkewWatch(settings.meter_clock_skew_threshold_s))
     link.on_notification = read_loop.on_push
     control = RemoteControl(link, reader, slots, config, meter_clock, wake_reader=read_loop.wake_up,
                             gateway_id=gateway_id)

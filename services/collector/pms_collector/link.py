@@ -27,6 +27,7 @@ from echonet.sim.pty_module import MODULES, PtySimulator, SimClock
 from echonet.skstack_events import Family
 from pms_collector.lan_link import LanMeterLink
 from pms_collector.settings import CollectorSettings
+from pms_common import timeutil
 
 FAMILIES = {"auto": None, "single-hop": Family.SINGLE_HOP, "dual-stack": Family.DUAL_STACK}
 SIM_RBID = "00112233445566778899AABBCCDDEEFF"
@@ -111,6 +112,11 @@ class SimulatedModuleLink(SerialMeterLink):
         super().__init__(device, settings.baudrate, config, simulated=True)
         self.clock_rate = speed  # a sped-up meter: known before two pushes could measure it
 
+    def world_now(self) -> datetime:
+        """The simulated world's time: the gateway's clock beside this meter (whose own clock a fault
+        may set wrong), running as fast as the meter's."""
+        return self.simulator.module.meter_clock(time.monotonic())
+
     async def run(self, stop: asyncio.Event) -> None:
         self.simulator.start()
         try:
@@ -125,6 +131,14 @@ def build_lan_link(settings: CollectorSettings) -> LanMeterLink:
     # A request waits `read_timeout_s` in all; each lost datagram is sent again after one attempt's time.
     return LanMeterLink(config, settings.meter_address or None, discovery_s=settings.lan_discovery_s,
                         attempt_timeout_s=min(settings.lan_request_timeout_s, settings.read_timeout_s))
+
+
+def gateway_clock(link: MeterLinkDriver) -> Callable[[], datetime]:
+    """The clock that stamps power and judges the meter's: the gateway's own (NTP-synchronised),
+    or the simulated world's beside a simulated meter, which may run faster than real time."""
+    if isinstance(link, SimulatedModuleLink):
+        return link.world_now
+    return timeutil.now_jst
 
 
 def build_link(settings: CollectorSettings) -> MeterLinkDriver:

@@ -7,6 +7,7 @@ meter's answer frame, and pushes the meter's own notifications to a callback.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -19,6 +20,15 @@ from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# A register stamp this close to a slot boundary is that boundary (a meter that stamps when it
+# sampled, a few seconds late); further off, the stamp names no slot the collector can trust.
+STAMP_TOLERANCE = timedelta(seconds=60)
+# What the class allows for D3 and D7; E1 is checked against the codes the class defines.
+COEFFICIENT_RANGE = range(1, 1_000_000)
+DIGITS_RANGE = range(1, 9)
+_REQUEST_NAMES = {ESV.GET: "Get", ESV.SETC: "SetC", ESV.SETI: "SetI", ESV.INF_REQ: "INF_REQ", ESV.SETGET: "SetGet"}
 
 
 class MeterReadError(Exception):
@@ -27,6 +37,15 @@ class MeterReadError(Exception):
 
 class MeterRefused(MeterReadError):
     """The meter answered with a refusal (Get_SNA, SetC_SNA): asking again will not help."""
+
+
+class ScaleRefused(MeterReadError):
+    """D3, E1 or D7 hold a value no energy register can be scaled by: energy is not read until the
+    meter reports a valid scale (power is, meanwhile)."""
+
+
+class SlotStampError(MeterReadError):
+    """EA/EB carry a stamp that names no 30-minute slot (or two different ones): not stored."""
 
 
 class MeterLink(Protocol):
@@ -78,10 +97,7 @@ def _energy(values: dict[int, bytes], scale: RegisterScale, *, backfilled: bool 
         reverse = _timed_register(sm.FIXED_TIME_ENERGY_REVERSE, values)
     except EchonetError as exc:
         raise MeterReadError(f"the meter sent a bad EA/EB register: {exc}") from exc
-    stamps = {r.time for r in (forward, reverse) if r is not None}
-    if len(stamps) != 1:
-        raise MeterReadError("EA and EB carry different slot times")
-    slot_end = timeutil.slot_end_at_or_before(stamps.pop())
+    slot_end = _slot_of_stamps({"EA": forward, "EB": reverse})
     forward_raw = forward.raw if forward is not None else None
     reverse_raw = reverse.raw if reverse is not None else None
     if forward_raw is None and reverse_raw is None:
@@ -95,11 +111,72 @@ def _energy(values: dict[int, bytes], scale: RegisterScale, *, backfilled: bool 
     )
 
 
+def _clock_text(moment: datetime) -> str:
+    return moment.astimezone(timeutil.JST).strftime("%H:%M:%S")
+
+
+def _offset_text(offset: timedelta) -> str:
+    seconds = abs(offset.total_seconds())
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minutes"
+
+
+def _slot_of_stamps(registers: dict[str, sm.TimedRegister | None]) -> datetime:
+    """The slot EA/EB name: each stamp is taken as the nearest boundary when within STAMP_TOLERANCE."""
+    slots: dict[str, datetime] = {}
+    off: dict[datetime, list[str]] = {}
+    for name, register in registers.items():
+        if register is None:
+            continue
+        stamp = register.time
+        nearest = timeutil.slot_end_at_or_before(stamp + timeutil.SLOT / 2)
+        if abs(stamp - nearest) > STAMP_TOLERANCE:
+            off.setdefault(stamp, []).append(name)
+        elif stamp != nearest:
+            log.info("%s is stamped %s, %s off the 30-minute boundary: taken as the slot ending %s", name,
+                     _clock_text(stamp), _offset_text(stamp - nearest), nearest.astimezone(timeutil.JST)
+                     .strftime("%H:%M"))
+        slots[name] = nearest
+    for stamp, names in off.items():
+        nearest = timeutil.slot_end_at_or_before(stamp + timeutil.SLOT / 2)
+        raise SlotStampError(f"{' and '.join(names)} {'are' if len(names) > 1 else 'is'} stamped "
+                             f"{_clock_text(stamp)}, {_offset_text(stamp - nearest)} off the 30-minute boundary: "
+                             "the reading is not stored (the slot is read again, or refilled from the E2/E4 history)")
+    distinct = sorted(set(slots.values()), reverse=True)
+    if len(distinct) > 1:
+        named = " and ".join(s.astimezone(timeutil.JST).strftime("%H:%M") for s in distinct)
+        raise SlotStampError(f"EA and EB name different slots ({named}): the reading is not stored "
+                             "(the slot is read again, or refilled from the E2/E4 history)")
+    if not distinct:
+        raise SlotStampError("the meter sent neither EA nor EB")
+    return distinct[0]
+
+
+def check_scale(coefficient: int, unit_code: int, digits: int) -> RegisterScale:
+    """The register scale D3/E1/D7 describe, or ScaleRefused naming the first impossible one."""
+    problem = None
+    if coefficient not in COEFFICIENT_RANGE:
+        problem = f"D3 (the energy coefficient) is {coefficient}, outside 1–999999"
+    elif unit_code not in sm.UNIT_MULTIPLIERS:
+        problem = f"E1 (the energy unit) is code 0x{unit_code:02X}, which the 0x0288 class does not define"
+    elif digits not in DIGITS_RANGE:
+        problem = f"D7 (the effective digits) is {digits}, outside 1–8"
+    if problem is not None:
+        raise ScaleRefused(f"{problem}: no energy is read from this meter until it reports a valid scale")
+    return RegisterScale(coefficient=coefficient, unit=sm.UNIT_MULTIPLIERS[unit_code], digits=digits)
+
+
 class MeterReader:
     def __init__(self, link: MeterLink, *, timeout_s: float) -> None:
         self.link = link
         self.timeout_s = timeout_s
         self.scale: RegisterScale | None = None
+        # Why the scale the meter reports was refused (one sentence), or None while it is valid.
+        self.scale_problem: str | None = None
+
+    @property
+    def scale_checked(self) -> bool:
+        """The scale was read (and found valid or refused) since the reader was made."""
+        return self.scale is not None or self.scale_problem is not None
 
     async def _request(self, esv: ESV, properties: list[Property]) -> dict[int, bytes]:
         try:
@@ -107,8 +184,15 @@ class MeterReader:
         except EchonetError as exc:
             raise MeterReadError(str(exc)) from exc
         if answer.esv not in (ESV.GET_RES, ESV.SET_RES):
+            asked = ", ".join(f"{p.epc:02X}" + (f" = {p.edt.hex().upper()}" if p.edt else "") for p in properties)
+            request = _REQUEST_NAMES.get(esv, f"ESV 0x{esv:02X}")
+            what = f"the meter refused the {request} of {asked} (ESV 0x{answer.esv:02X})"
+            # A Get_SNA leaves what it lacks empty; a Set_SNA echoes the value it did not take.
             refused = [f"{p.epc:02X}" for p in answer.properties if (not p.edt) == (esv == ESV.GET)]
-            raise MeterRefused(f"meter refused (ESV 0x{answer.esv:02X}) EPC {', '.join(refused)}")
+            if not refused:
+                raise MeterRefused(f"{what} and named no property")
+            reason = "it has no" if esv == ESV.GET else "it did not take"
+            raise MeterRefused(f"{what}: {reason} EPC {', '.join(refused)}")
         return {p.epc: p.edt for p in answer.properties}
 
     async def get(self, *epcs: int) -> dict[int, bytes]:
@@ -127,12 +211,25 @@ class MeterReader:
             raise MeterReadError(f"EPC {spec.epc:02X}: {exc}") from exc
 
     async def read_scale(self) -> RegisterScale:
+        """D3/E1/D7, checked: ScaleRefused (and no scale) when one of them is impossible."""
         values = await self.get(sm.Epc.COEFFICIENT, sm.Epc.ENERGY_UNIT, sm.Epc.EFFECTIVE_DIGITS)
         coefficient = self._decode(sm.COEFFICIENT, values)
-        unit = self._decode(sm.ENERGY_UNIT, values)
         digits = self._decode(sm.EFFECTIVE_DIGITS, values)
-        self.scale = RegisterScale(coefficient=coefficient, unit=float(unit), digits=digits)
+        unit_edt = values[sm.Epc.ENERGY_UNIT]
+        if len(unit_edt) != 1:
+            raise MeterReadError(f"EPC E1: {len(unit_edt)} bytes where the class has 1")
+        try:
+            self.scale = check_scale(coefficient, unit_edt[0], digits)
+        except ScaleRefused as exc:
+            self.scale, self.scale_problem = None, str(exc)
+            raise
+        self.scale_problem = None
         return self.scale
+
+    async def _valid_scale(self) -> RegisterScale:
+        if self.scale is not None:
+            return self.scale
+        return await self.read_scale()
 
     async def read_clock(self) -> datetime:
         """The meter's own date and time (minute resolution)."""
@@ -151,7 +248,7 @@ class MeterReader:
 
     async def read_registers_now(self) -> tuple[float | None, float | None]:
         """E0/E3: the cumulative registers at this moment (kWh)."""
-        scale = self.scale or await self.read_scale()
+        scale = await self._valid_scale()
         values = await self.get(sm.Epc.CUMULATIVE_ENERGY_FORWARD, sm.Epc.CUMULATIVE_ENERGY_REVERSE)
         forward, reverse = (None if raw is None else scale.kwh(raw)
                             for raw in (self._decode(sm.CUMULATIVE_ENERGY_FORWARD, values),
@@ -160,7 +257,7 @@ class MeterReader:
 
     async def read_fixed_time_energy(self) -> EnergyReading | None:
         """The EA/EB registers of the last slot end, stamped with the meter's own time."""
-        scale = self.scale or await self.read_scale()
+        scale = await self._valid_scale()
         return _energy(await self.get(sm.Epc.FIXED_TIME_ENERGY_FORWARD, sm.Epc.FIXED_TIME_ENERGY_REVERSE), scale)
 
     async def read_day(self, days_back: int, meter_today: date) -> DayRegisters:

@@ -22,3 +22,12 @@ LINK_READY = Gauge("pms_collector_link_ready", "1 while the B-route session is j
 REGISTER_KWH = Gauge("pms_collector_register_kwh", "Cumulative registers E0/E3 at the last read", ["direction"])
 COMMANDS = Counter("pms_collector_commands_total", "Remote commands handled", ["command", "outcome"])
 CONFIG_APPLIED = Counter("pms_collector_config_applied_total", "Desired configurations applied")
+METER_SCALE_VALID = Gauge("pms_collector_meter_scale_valid",
+                          "1 while the meter's D3/E1/D7 are valid, 0 while refused (no energy is read)", ["gateway_id"])
+METER_CLOCK_SKEW = Gauge("pms_collector_meter_clock_skew_seconds",
+                         "The meter's clock minus the gateway's at the last check (+ = ahead)", ["gateway_id"])
+METER_CLOCK_JUMPS = Counter("pms_collector_meter_clock_jumps_total",
+                            "Meter clock readings that jumped away from the model, by what became of them",
+                            ["outcome"])
+SLOT_STAMPS_REFUSED = Counter("pms_collector_slot_stamps_refused_total",
+                              "EA/EB readings not stored because their stamp names no single slot")

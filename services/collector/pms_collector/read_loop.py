@@ -1,7 +1,9 @@
 """The read loop: it fills the outbox; the uplink (uplink.py) empties it on acks.
 
-What is read when (the meter's own timestamps throughout, see meter_clock.py):
-- at start and after every (re)join: D3/E1/D7 (the register scale) and the meter's clock;
+What is read when (slots carry the meter's own times, see meter_clock.py; power the gateway's):
+- at start, after every (re)join and every meter check interval: D3/E1/D7 (the register scale,
+  refused when impossible: energy then waits for a valid one, power goes on) and the meter's clock
+  (judged against the gateway's);
 - every power interval: E7 + E8;
 - every slot end: EA/EB from the meter's INF push, or by Get when no push came in time;
 - every energy interval: E0/E3 (a gauge: the registers between slot ends);
@@ -22,8 +24,8 @@ from pms_collector import metrics
 from pms_collector.backfill import SLOT, BackfillDeferred, SlotBook, backfill_one_day
 from pms_collector.link import MeterLinkDriver
 from pms_collector.live_config import LiveConfig
-from pms_collector.meter import MeterReader, MeterReadError, slot_readings_from_inf
-from pms_collector.meter_clock import MeterClock
+from pms_collector.meter import MeterReader, MeterReadError, ScaleRefused, SlotStampError, slot_readings_from_inf
+from pms_collector.meter_clock import MeterClock, SkewWatch, Verdict, clock_skew_s, describe_skew
 from pms_collector.outbox import Outbox
 from pms_collector.readings_json import encode_readings
 from pms_common import timeutil
@@ -40,7 +42,8 @@ class ReadLoop:
     def __init__(self, link: MeterLinkDriver, reader: MeterReader, *, meter_clock: MeterClock, slots: SlotBook,
                  outbox: Outbox, config: LiveConfig, health: Health, gateway_id: str, energy_interval_s: float,
                  slot_fallback_s: float, on_stored: Callable[[], None],
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = timeutil.now_jst,
+                 meter_check_s: float = 600.0, skew: SkewWatch | None = None) -> None:
         self.link = link
         self.reader = reader
         self.meter_clock = meter_clock
@@ -53,6 +56,10 @@ class ReadLoop:
         self.slot_fallback_s = slot_fallback_s
         self._on_stored = on_stored  # the uplink publishes the new batch without waiting out its poll
         self.monotonic = monotonic
+        self.wall = wall  # the gateway's own clock (NTP): power is stamped by it, the meter's is judged by it
+        self.meter_check_s = meter_check_s
+        self.skew = skew or SkewWatch(threshold_s=300.0)
+        self._next_meter_check = 0.0
         self.read_errors = 0
         self._wake = asyncio.Event()  # a push arrived, the config changed, a backfill was asked for
         self._pushes: list[tuple[Frame, float]] = []
@@ -96,26 +103,82 @@ class ReadLoop:
         pushes, self._pushes = self._pushes, []
         for frame, received in pushes:
             if self.reader.scale is None:
-                continue  # a push before the scale is known: the Get fallback reads that slot
-            reading = slot_readings_from_inf(frame, self.reader.scale)
+                continue  # no valid scale (yet): the Get fallback or the backfill reads that slot later
+            try:
+                reading = slot_readings_from_inf(frame, self.reader.scale)
+            except SlotStampError as exc:
+                metrics.SLOT_STAMPS_REFUSED.inc()
+                log.warning("%s: pushed %s", self.gateway_id, exc)
+                continue
             if reading is None:
                 continue
-            # The meter pushes at the boundary itself: an exact anchor for its clock.
-            self.meter_clock.anchor(reading.slot_end, received, exact=True)
+            # The meter pushes at the boundary itself: an exact anchor for its clock, once believed.
+            expected = self.meter_clock.now() if self.meter_clock.known else None
+            verdict = self._observe_clock(reading.slot_end, received, exact=True)
+            if verdict is Verdict.HELD:
+                assert expected is not None
+                log.warning("%s: a push stamped %s arrived when the meter's clock should show %s: neither the "
+                            "slot nor the time is taken unless the meter's clock, read now, confirms it",
+                            self.gateway_id, reading.slot_end.isoformat(), expected.isoformat(timespec="seconds"))
+                self._next_meter_check = 0.0  # read the clock on this very turn
+                continue
             self._on_slot(reading, "push")
+
+    def _observe_clock(self, meter_time: datetime, at: float, *, exact: bool) -> Verdict:
+        held = self.meter_clock.held
+        verdict = self.meter_clock.observe(meter_time, at, exact=exact)
+        if verdict is Verdict.HELD:
+            metrics.METER_CLOCK_JUMPS.labels("held").inc()
+        elif verdict is Verdict.CONFIRMED:
+            metrics.METER_CLOCK_JUMPS.labels("believed").inc()
+            log.warning("%s: the meter's clock jumped and a second reading confirms it: meter time is now %s",
+                        self.gateway_id, meter_time.isoformat(timespec="seconds"))
+        elif held is not None:
+            metrics.METER_CLOCK_JUMPS.labels("dropped").inc()
+            log.warning("%s: the meter's clock reads %s, as expected: the reading of %s was a stray and is "
+                        "dropped", self.gateway_id, meter_time.isoformat(timespec="seconds"),
+                        held.meter_time.isoformat(timespec="seconds"))
+        return verdict
 
     # ---- the read loop ----------------------------------------------------------------------------
     async def _after_join(self) -> None:
         # A rejoin may follow a meter swap or a firmware update: the scale is read again every time.
-        await self.reader.read_scale()
+        await self._check_meter()
+        log.info("%s: meter joined; scale %s, meter clock %s", self.gateway_id,
+                 self.reader.scale or self.reader.scale_problem, self.meter_clock.now().isoformat())
+
+    async def _check_meter(self) -> None:
+        """Read the register scale and the meter's clock, and judge both."""
+        self._next_meter_check = self.monotonic() + self.meter_check_s
+        had_problem = self.reader.scale_problem
+        try:
+            await self.reader.read_scale()
+        except ScaleRefused as exc:
+            if str(exc) != had_problem:
+                log.error("%s: %s", self.gateway_id, exc)
+        else:
+            if had_problem is not None:
+                log.warning("%s: the meter's scale is valid again (%s): energy is read again",
+                            self.gateway_id, self.reader.scale)
+        metrics.METER_SCALE_VALID.labels(self.gateway_id).set(int(self.reader.scale is not None))
+        before, sent = self.wall(), self.monotonic()
         meter_now = await self.reader.read_clock()
+        after, answered = self.wall(), self.monotonic()
+        self._judge_skew(clock_skew_s(meter_now, before, after), after)
         # 0x97 has minutes only. Where the gateway's clock agrees to the minute (NTP), its seconds
         # are the better guess; otherwise the middle of the minute halves the worst error.
-        wall = timeutil.now_jst()
-        guess = wall if meter_now <= wall < meter_now + timedelta(minutes=1) else meter_now + timedelta(seconds=30)
-        self.meter_clock.anchor(guess, self.monotonic(), exact=False)
-        log.info("%s: meter joined; scale %s, meter clock %s", self.gateway_id, self.reader.scale,
-                 meter_now.isoformat())
+        guess = after if meter_now <= after < meter_now + timedelta(minutes=1) else meter_now + timedelta(seconds=30)
+        self._observe_clock(guess, (sent + answered) / 2, exact=False)
+
+    def _judge_skew(self, skew_s: float, at: datetime) -> None:
+        change = self.skew.update(skew_s, at)
+        metrics.METER_CLOCK_SKEW.labels(self.gateway_id).set(self.skew.skew_s or 0.0)
+        if change is True:
+            log.warning("%s: the meter's clock is %s the gateway's (more than %.0f s): slots keep the meter's "
+                        "times, power is stamped by the gateway", self.gateway_id, describe_skew(skew_s),
+                        self.skew.threshold_s)
+        elif change is False:
+            log.warning("%s: the meter's clock agrees with the gateway's again (%+.0f s)", self.gateway_id, skew_s)
 
     def _slot_due(self, now: float) -> float:
         """When to Get EA/EB because the push for the next slot did not come."""
@@ -130,14 +193,20 @@ class ReadLoop:
     async def _read_slot(self, now: float) -> None:
         expected = (self.slots.latest or timeutil.slot_end_at_or_before(self.meter_clock.now())) + SLOT
         self._fallback = (expected, now + self.slot_fallback_s)
-        reading = await self.reader.read_fixed_time_energy()
+        try:
+            reading = await self.reader.read_fixed_time_energy()
+        except SlotStampError as exc:  # the next Get comes after slot_fallback_s, as for a missed push
+            metrics.SLOT_STAMPS_REFUSED.inc()
+            log.warning("%s: %s", self.gateway_id, exc)
+            return
         if reading is not None:
             self._on_slot(reading, "get")
 
     def _backfill_due(self) -> bool:
         # Meter time, not a monotonic deadline: a sped-up simulated meter's rate is learned later.
         resume = self._backfill_resume
-        return self.slots.pending and (resume is None or self.meter_clock.now() >= resume)
+        return (self.reader.scale is not None and self.slots.pending
+                and (resume is None or self.meter_clock.now() >= resume))
 
     async def _backfill(self) -> None:
         try:
@@ -163,24 +232,27 @@ class ReadLoop:
                 if not self.link.ready.is_set():
                     await _wait_any(stop, self.link.ready, wait_s=1.0)
                     continue
-                if self.link.joins != joins_seen or self.reader.scale is None or not self.meter_clock.known:
+                if self.link.joins != joins_seen or not self.reader.scale_checked or not self.meter_clock.known:
                     joins_seen = self.link.joins
                     await self._after_join()
                 self._take_pushes()
+                if self.monotonic() >= self._next_meter_check:
+                    await self._check_meter()
+                energy = self.reader.scale is not None  # never an energy value from a refused scale
                 now = self.monotonic()
-                if now >= self._slot_due(now):
+                if energy and now >= self._slot_due(now):
                     await self._read_slot(now)
                 if self._backfill_due():
                     await self._backfill()
                 now = self.monotonic()
                 if now >= next_power:
-                    power = await self.reader.read_power(self.meter_clock.now())
+                    power = await self.reader.read_power(self.wall())
                     if power is not None:
                         self._store([power])
                     next_power += self.config.power_interval_s
                     if next_power <= now:  # fell behind (a slow link, a backfill): skip, do not burst
                         next_power = now + self.config.power_interval_s
-                if now >= next_registers:
+                if energy and now >= next_registers:
                     forward, reverse = await self.reader.read_registers_now()
                     for direction, kwh in (("forward", forward), ("reverse", reverse)):
                         if kwh is not None:
@@ -191,7 +263,9 @@ class ReadLoop:
                 if self._backfill_due():
                     wait = 0.0
                 else:
-                    due = [next_power, next_registers, self._slot_due(now)]
+                    due = [next_power, self._next_meter_check]
+                    if energy:
+                        due += [next_registers, self._slot_due(now)]
                     if self.slots.pending and self._backfill_resume is not None:
                         due.append(self.meter_clock.monotonic_at(self._backfill_resume))
                     wait = max(0.0, min(due) - now)

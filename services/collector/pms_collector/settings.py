@@ -34,6 +34,10 @@ class CollectorSettings(ServiceSettings):
     resend_timeout_s: float = Field(default=15.0, gt=0)
     max_in_flight: int = Field(default=50, ge=1)
     read_timeout_s: float = Field(default=30.0, gt=0, description="one meter request, queueing included")
+    meter_check_interval_s: float = Field(
+        default=600.0, gt=0, description="read the register scale (D3/E1/D7) and the meter's clock again this often")
+    meter_clock_skew_threshold_s: float = Field(
+        default=300.0, gt=0, description="report the meter's clock when it is further than this from the gateway's")
     firmware: str = "pms-collector/0.1.0"
     # link = lan: the meter as an ECHONET Lite node on UDP 3610
     meter_address: str = Field(default="", description="the meter's IPv4 or IPv6 address; empty: discover the "

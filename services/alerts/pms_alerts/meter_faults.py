@@ -1,0 +1,60 @@
+"""Meter-fault rule: what a gateway's heartbeat says about its meter becomes one event per episode.
+
+The collector judges the meter (its clock against the gateway's, its register scale D3/E1/D7) and
+reports the verdict in every heartbeat; this rule turns a verdict going bad into an open event
+(`meter_clock_skew`, `meter_scale_invalid`) and its going well again into the event's recovery.
+The registry keeps at most one open event per kind and gateway, so an episode is one event also
+across alerts restarts; alerts remembers each gateway's last verdict only to spare the registry a
+query per heartbeat.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pms_common.messages import Heartbeat
+from pms_registry import Registry
+from pms_registry.registry import EventRecord
+
+CLOCK_SKEW = "meter_clock_skew"
+SCALE_INVALID = "meter_scale_invalid"
+
+
+def skew_message(gateway_id: str, skew_s: float) -> str:
+    minutes = abs(skew_s) / 60
+    amount = f"{abs(skew_s):.0f} s" if minutes < 2 else f"{minutes:.0f} minutes" if minutes < 120 else (
+        f"{minutes / 60:.1f} hours")
+    side = "ahead of" if skew_s > 0 else "behind"
+    return f"the meter clock of {gateway_id} is {amount} {side} the gateway's clock"
+
+
+class MeterFaultRule:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._bad: dict[tuple[str, str], bool] = {}  # (gateway, kind) -> bad as last reported
+
+    def on_heartbeat(self, beat: Heartbeat) -> list[EventRecord]:
+        """The events opened or recovered by this heartbeat."""
+        records: list[EventRecord] = []
+        if beat.meter_clock_skew_s is not None:  # a collector that judges the meter's clock
+            since = beat.meter_clock_skewed_since
+            message = skew_message(beat.gateway_id, beat.meter_clock_skew_s)
+            records += self._follow(beat, CLOCK_SKEW, message, bad=since is not None, since=since)
+        scale = beat.meter_scale_problem
+        message = f"the meter of {beat.gateway_id} reports an impossible scale: {scale}"
+        records += self._follow(beat, SCALE_INVALID, message, bad=scale is not None, since=None)
+        return records
+
+    def _follow(self, beat: Heartbeat, kind: str, message: str, *, bad: bool,
+                since: datetime | None) -> list[EventRecord]:
+        key = (beat.gateway_id, kind)
+        if self._bad.get(key) is bad:
+            return []
+        self._bad[key] = bad
+        if bad:
+            record, opened = self.registry.open_event(
+                kind=kind, at=since or beat.at, message=message, gateway_id=beat.gateway_id,
+                service_code=self.registry.plant_of_gateway(beat.gateway_id))
+            return [record] if opened else []
+        recovered = self.registry.recover_event(kind=kind, gateway_id=beat.gateway_id, at=beat.at)
+        return [] if recovered is None else [recovered]

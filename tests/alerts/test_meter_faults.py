@@ -1,0 +1,92 @@
+"""The meter-fault rule: a gateway's heartbeat reporting its meter's clock skewed or its scale refused
+becomes one event per episode, recovered when the heartbeat reports the meter well again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pms_alerts.meter_faults import MeterFaultRule
+from pms_alerts.service import Alerts
+from pms_alerts.settings import AlertsSettings
+from pms_common.health import Health
+from pms_common.messages import Heartbeat
+from pms_common.timeutil import JST
+from pms_registry import Registry
+
+T = datetime(2026, 6, 1, 12, 0, tzinfo=JST)
+D3_ZERO = "D3 (the energy coefficient) is 0, outside 1–999999: no energy is read from this meter until it reports a valid scale"
+
+
+def beat(at: datetime, *, skew: float | None = 0.0, since: datetime | None = None, scale: str | None = None,
+         gateway_id: str = "gw-0001") -> Heartbeat:
+    return Heartbeat(gateway_id=gateway_id, at=at, uptime_s=1, firmware="f", module_family="sim",
+                     read_errors_total=0, outbox_depth=0, power_interval_s=60, heartbeat_interval_s=30,
+                     meter_clock_skew_s=skew, meter_clock_skewed_since=since, meter_scale_problem=scale)
+
+
+def registry_at(tmp_path: Path) -> Registry:
+    registry = Registry(f"sqlite:///{tmp_path}/r.db")
+    registry.migrate()
+    return registry
+
+
+def test_one_skew_event_per_episode_also_across_a_restart(tmp_path: Path) -> None:
+    registry = registry_at(tmp_path)
+    registry.ensure_customer("c1", "Customer 1")
+    code = registry.create_plant(customer_id="c1", name="p", address="a", phone="0", created_at=T)
+    registry.bind_gateway("gw-0001", code)
+    rule = MeterFaultRule(registry)
+    assert rule.on_heartbeat(beat(T)) == []
+    since = T + timedelta(minutes=1)
+    events = rule.on_heartbeat(beat(T + timedelta(minutes=2), skew=1200.4, since=since))
+    assert [(e.kind, e.state, e.gateway_id, e.service_code, e.opened_at) for e in events] == [
+        ("meter_clock_skew", "open", "gw-0001", code, since)]
+    assert events[0].message == "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"
+    assert rule.on_heartbeat(beat(T + timedelta(minutes=3), skew=1201, since=since)) == []
+    # alerts restarts mid-episode: the open event is in the registry, no second one.
+    rule = MeterFaultRule(registry)
+    assert rule.on_heartbeat(beat(T + timedelta(minutes=4), skew=1199, since=since)) == []
+    recovered = rule.on_heartbeat(beat(T + timedelta(minutes=5), skew=-3))
+    assert [(e.kind, e.state, e.recovered_at) for e in recovered] == [
+        ("meter_clock_skew", "recovered", T + timedelta(minutes=5))]
+    assert rule.on_heartbeat(beat(T + timedelta(minutes=6))) == []
+    # A second episode is a second event.
+    again = rule.on_heartbeat(beat(T + timedelta(hours=1), skew=-4000, since=T + timedelta(hours=1)))
+    assert [e.message for e in again] == ["the meter clock of gw-0001 is 67 minutes behind the gateway's clock"]
+    assert len([e for e in registry.list_events() if e.kind == "meter_clock_skew"]) == 2
+
+
+def test_a_refused_scale_is_one_event_until_the_meter_is_corrected(tmp_path: Path) -> None:
+    rule = MeterFaultRule(registry_at(tmp_path))
+    events = rule.on_heartbeat(beat(T, scale=D3_ZERO))
+    assert [(e.kind, e.state, e.message) for e in events] == [
+        ("meter_scale_invalid", "open", f"the meter of gw-0001 reports an impossible scale: {D3_ZERO}")]
+    assert rule.on_heartbeat(beat(T + timedelta(minutes=1), scale=D3_ZERO)) == []
+    assert [e.state for e in rule.on_heartbeat(beat(T + timedelta(minutes=2)))] == ["recovered"]
+
+
+def test_heartbeats_of_collectors_that_do_not_judge_the_meter_raise_nothing(tmp_path: Path) -> None:
+    rule = MeterFaultRule(registry_at(tmp_path))
+    assert rule.on_heartbeat(beat(T, skew=None)) == []
+
+
+class Client:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    async def publish(self, topic: str, payload: bytes, **_: Any) -> None:
+        self.published.append((topic, payload))
+
+
+def test_alerts_publish_the_meter_events(tmp_path: Path) -> None:
+    alerts = Alerts(AlertsSettings(), registry_at(tmp_path), Health())
+    client = Client()
+    asyncio.run(alerts.on_message(client, beat(T, skew=1200, since=T)))  # type: ignore[arg-type]
+    asyncio.run(alerts.on_message(client, beat(T + timedelta(minutes=1), skew=1200, since=T)))  # type: ignore[arg-type]
+    asyncio.run(alerts.on_message(client, beat(T + timedelta(minutes=2))))  # type: ignore[arg-type]
+    assert [topic for topic, _ in client.published] == ["pms/v1/events/meter_clock_skew"] * 2
+    assert [json.loads(p)["state"] for _, p in client.published] == ["open", "recovered"]
