@@ -131,6 +131,7 @@ def meter_under_test(kind: str, settings: CollectorSettings, *, start: datetime,
         node = MeterNode(meter, [UdpConfig(bind=LAN_METER, interface="vea")], clock)
         lan_link = build_lan_link(settings)
         lan_link.clock_rate = speed  # a sped-up meter: known before two pushes could measure it
+        lan_link.world_now = clock  # the gateway's clock beside a sped-up meter: the simulated world's
         under_test = MeterUnderTest(kind, settings, lan_link, meter, node)
         _count_history_reads(meter, under_test.history_reads)
         yield under_test

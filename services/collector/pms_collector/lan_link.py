@@ -21,6 +21,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from echonet import node_profile
 from echonet.errors import EchonetError, LanTimeout, RequestError, UdpError
@@ -29,6 +30,7 @@ from echonet.io.lan_client import LanClient, Received
 from echonet.io.udp import UdpConfig
 from echonet.lan import same_host
 from echonet.session import SessionState
+from pms_common import timeutil
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ class LanMeterLink:
         self.rng = rng or random.Random()
         self.joins = 0
         self.clock_rate = 1.0  # a real meter's clock; a sped-up simulated one is set by whoever builds it
+        # The gateway's own clock (NTP-synchronised); beside a sped-up simulated meter, whoever builds
+        # the link hands the simulated world's clock instead, as SimulatedModuleLink has it.
+        self.world_now: Callable[[], datetime] = timeutil.now_jst
         self.ready = asyncio.Event()
         self.state = SessionState.IDLE
         self.on_notification: Callable[[Frame], None] | None = None

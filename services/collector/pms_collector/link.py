@@ -136,7 +136,7 @@ def build_lan_link(settings: CollectorSettings) -> LanMeterLink:
 def gateway_clock(link: MeterLinkDriver) -> Callable[[], datetime]:
     """The clock that stamps power and judges the meter's: the gateway's own (NTP-synchronised),
     or the simulated world's beside a simulated meter, which may run faster than real time."""
-    if isinstance(link, SimulatedModuleLink):
+    if isinstance(link, SimulatedModuleLink | LanMeterLink):
         return link.world_now
     return timeutil.now_jst
 
