@@ -93,6 +93,19 @@ class GatewayStatus(Message):
     reason: Literal["connection lost", "shutdown"] | None = None
 
 
+class BackfillStatus(Message):
+    """What the gateway's E2/E4 backfill is doing: it retries on its own backoff, live reads go on."""
+
+    pending_days: int = Field(default=0, ge=0)
+    last_failure: str | None = None
+    last_failure_at: AwareDatetime | None = None
+    next_attempt_at: AwareDatetime | None = None
+    failures_total: int = Field(default=0, ge=0)
+    # Slots whose history disagreed with the registers read live (the live value stood).
+    conflicts_total: int = Field(default=0, ge=0)
+    last_conflict: str | None = None
+
+
 class Heartbeat(Message):
     gateway_id: GatewayId
     at: AwareDatetime
@@ -106,6 +119,7 @@ class Heartbeat(Message):
     last_slot_end: AwareDatetime | None = None
     power_interval_s: float = Field(gt=0)
     heartbeat_interval_s: float = Field(gt=0)
+    backfill: BackfillStatus | None = None
 
 
 class Weather(Message):

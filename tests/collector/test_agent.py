@@ -80,7 +80,7 @@ def test_power_is_read_on_while_the_backfill_waits_out_the_meters_midnight(tmp_p
     settings = CollectorSettings(link="sim", gateway_id=f"gw-midnight-{run}",
                                  mqtt_url=f"mqtt://127.0.0.1:{free_port()}", mqtt_client_id=f"c-{run}",
                                  outbox_path=tmp_path / "outbox.db", power_interval_s=1, slot_fallback_s=1,
-                                 read_timeout_s=3)
+                                 read_timeout_s=3, backfill_days=0)  # the meter's day only, no days before
     before_midnight = datetime(2026, 6, 1, 23, 59, 0, tzinfo=JST)
     midnight = before_midnight + timedelta(minutes=1)
     link = SimulatedModuleLink(settings, start=before_midnight, speed=30)  # the 4-minute window in 8 s

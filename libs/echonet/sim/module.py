@@ -36,6 +36,9 @@ class Fault(enum.StrEnum):
     GARBAGE = "garbage"  # noise lines, a cut line, noise glued before a reply
     REGISTER_WRAP = "wrap"  # registers jump to just below 10^D7
     REGISTER_RESET = "reset"  # registers restart from 0
+    HISTORY_MISMATCH = "history-mismatch"  # E2 of the meter's day so far reads a step above the live EA
+    HISTORY_DAY_REFUSED = "e5-refused"  # the meter refuses the E5 day Set for SECONDS
+    HISTORY_SILENT = "e2-silent"  # the meter leaves E2/E4 Gets unanswered for SECONDS
 
 
 class VirtualModule:
@@ -137,6 +140,14 @@ class VirtualModule:
             self.meter.force_near_wrap(self.meter_clock(now))
         elif fault is Fault.REGISTER_RESET:
             self.meter.reset_registers(self.meter_clock(now))
+        elif fault is Fault.HISTORY_MISMATCH:
+            meter_now = self.meter_clock(now)
+            midnight = meter_now.replace(hour=0, minute=0, second=0, microsecond=0)
+            self.meter.misstate_history(midnight, meter_now)
+        elif fault is Fault.HISTORY_DAY_REFUSED:
+            self.meter.refuse_history_day(self.meter_clock(now + seconds))
+        elif fault is Fault.HISTORY_SILENT:
+            self.meter.silence_history(self.meter_clock(now + seconds))
 
     # ---- command input ------------------------------------------------------------------------
     def _next_command(self) -> tuple[bytes, list[str], bytes] | None:

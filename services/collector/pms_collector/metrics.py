@@ -18,3 +18,11 @@ LINK_READY = Gauge("pms_collector_link_ready", "1 while the B-route session is j
 REGISTER_KWH = Gauge("pms_collector_register_kwh", "Cumulative registers E0/E3 at the last read", ["direction"])
 COMMANDS = Counter("pms_collector_commands_total", "Remote commands handled", ["command", "outcome"])
 CONFIG_APPLIED = Counter("pms_collector_config_applied_total", "Desired configurations applied")
+SLOTS_BEFORE_HISTORY = Counter("pms_collector_slots_before_history_total",
+                               "Slots of a first start's history walk that predate the meter's history (not lost)")
+BACKFILL_FAILURES = Counter("pms_collector_backfill_failures_total",
+                            "Backfill attempts that failed (and wait on their own backoff)", ["reason"])
+HISTORY_CONFLICTS = Counter("pms_collector_history_conflicts_total",
+                            "Slots whose E2/E4 history disagreed with the registers read live (the live value stands)")
+BACKFILL_PENDING_DAYS = Gauge("pms_collector_backfill_pending_days", "Meter days the backfill still has to read",
+                              ["gateway_id"])

@@ -32,6 +32,14 @@ class CollectorSettings(ServiceSettings):
     resend_timeout_s: float = Field(default=15.0, gt=0)
     max_in_flight: int = Field(default=50, ge=1)
     read_timeout_s: float = Field(default=30.0, gt=0, description="one meter request, queueing included")
+    backfill_days: int = Field(
+        default=99, ge=0, le=99,
+        description="on a first start, read the meter's E2/E4 history this many days back (the meter keeps 99;"
+                    " 0: only its current day from midnight), one day per turn between live reads")
+    backfill_retry_s: float = Field(
+        default=30.0, gt=0,
+        description="wait after a failed backfill day (doubling on each failure up to 20 times this);"
+                    " power and registers are read on meanwhile")
     firmware: str = "pms-collector/0.1.0"
     # link = sim: the virtual module's meter
     sim_module: Literal["bp35a1", "bp35c0"] = "bp35c0"
