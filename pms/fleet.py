@@ -16,6 +16,11 @@ from pms_collector.link import SimulatedModuleLink
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
 
+# Each simulated meter's history (its registers go back 100 days) is read back this far on a first
+# start: a week of real-looking charts at once, at any hour, without every plant of a large fleet
+# ingesting three months on start-up.
+DEMO_HISTORY_DAYS = 8
+
 
 def build_fleet(base: CollectorSettings, count: int, outbox_dir: Path, health: Health,
                 first: int = 1) -> list[Gateway]:
@@ -31,6 +36,7 @@ def build_fleet(base: CollectorSettings, count: int, outbox_dir: Path, health: H
             "sim_pv_kw": 4.0 + index % 5,
             # Both families in a fleet, as in the field.
             "sim_module": "bp35a1" if index % 2 else "bp35c0",
+            "backfill_days": min(base.backfill_days, DEMO_HISTORY_DAYS),
         })
         gateways.append(build_gateway(settings, SimulatedModuleLink(settings), health))
     return gateways

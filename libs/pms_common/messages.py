@@ -120,6 +120,19 @@ class GatewayStatus(Message):
     reason: Literal["connection lost", "shutdown"] | None = None
 
 
+class BackfillStatus(Message):
+    """What the gateway's E2/E4 backfill is doing: it retries on its own backoff, live reads go on."""
+
+    pending_days: int = Field(default=0, ge=0)
+    last_failure: str | None = None
+    last_failure_at: AwareDatetime | None = None
+    next_attempt_at: AwareDatetime | None = None
+    failures_total: int = Field(default=0, ge=0)
+    # Slots whose history disagreed with the registers read live (the live value stood).
+    conflicts_total: int = Field(default=0, ge=0)
+    last_conflict: str | None = None
+
+
 class Heartbeat(Message):
     gateway_id: GatewayId
     at: AwareDatetime
@@ -143,6 +156,7 @@ class Heartbeat(Message):
     # Why the meter's register scale (D3/E1/D7) is refused, in one sentence; None while it is valid.
     # Meanwhile no energy is read (power is).
     meter_scale_problem: str | None = None
+    backfill: BackfillStatus | None = None
 
 
 class Weather(Message):

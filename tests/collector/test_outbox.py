@@ -181,3 +181,31 @@ def test_outbox_cap_keeps_the_newest_power_batches(tmp_path: Path) -> None:
     with_readings = [b.seq for b in pending if b.readings_json != "[]"]
     box.close()
     assert with_readings == [6, 7, 8]
+
+
+def test_the_slot_ledger_outlives_acks_and_restarts_and_live_values_stand(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta
+
+    from pms_collector.backfill import StoredSlot
+    from pms_common.messages import EnergyReading
+    from pms_common.timeutil import JST
+
+    slot = datetime(2026, 6, 1, 9, 0, tzinfo=JST)
+
+    def reading(forward: float, *, backfilled: bool, at: datetime = slot) -> EnergyReading:
+        return EnergyReading(slot_end=at, forward_kwh=forward, reverse_kwh=0.0, register_wrap_kwh=1e5,
+                             backfilled=backfilled)
+
+    box = Outbox(tmp_path / "outbox.db", max_batches=1000)
+    seq = box.append(ENERGY % 1, has_energy=True, now=0.0, slots=[reading(4.3, backfilled=False)])
+    box.append(ENERGY % 2, has_energy=True, now=0.0, slots=[reading(4.4, backfilled=True)])
+    box.ack(seq + 1)
+    box.close()
+    again = Outbox(tmp_path / "outbox.db", max_batches=1000)
+    assert again.depth() == 0
+    assert again.stored_slots(slot - timedelta(minutes=30), slot) == {slot: StoredSlot(4.3, 0.0, live=True)}
+    # Slots older than the meter's 99 days of history are forgotten.
+    later = slot + timedelta(days=101)
+    again.append(ENERGY % 3, has_energy=True, now=0.0, slots=[reading(9.0, backfilled=False, at=later)])
+    assert again.stored_slots(slot - timedelta(days=1), later) == {later: StoredSlot(9.0, 0.0, live=True)}
+    again.close()

@@ -93,3 +93,37 @@ def test_scale_and_clock_faults_change_what_the_meter_says() -> None:
     stray = decode_frame(meter.stray_fixed_time_inf(noon))
     stamps = {sm.decode_value(p.epc, p.edt).time for p in stray.properties}
     assert stamps == {datetime(2026, 6, 1, 13, 0, tzinfo=JST)}  # 46 minutes ahead, on a boundary
+
+
+def _request(meter: SimulatedMeter, esv: ESV, props: tuple[Property, ...], now: datetime) -> Frame | None:
+    answer = meter.handle(encode_frame(Frame(7, CONTROLLER, SMART_METER, esv, props)), now)
+    return None if answer is None else decode_frame(answer)
+
+
+def test_history_faults_refuse_e5_leave_e2_unanswered_and_misstate_a_day() -> None:
+    """The faults `pms sim --fault e5-refused|e2-silent|history-mismatch` give a collector to handle."""
+    meter = SimulatedMeter(PROFILE)
+    now = datetime(2026, 6, 1, 10, 5, tzinfo=JST)
+    set_e5 = (Property(0xE5, sm.HISTORY_DAY.encode(0)),)
+    get_e2 = (Property(0xE2),)
+    meter.refuse_history_day(until=now + timedelta(minutes=10))
+    refused = _request(meter, ESV.SETC, set_e5, now)
+    assert refused is not None and refused.esv == ESV.SETC_SNA
+    accepted = _request(meter, ESV.SETC, set_e5, now + timedelta(minutes=10))
+    assert accepted is not None and accepted.esv == ESV.SET_RES
+
+    meter.silence_history(until=now + timedelta(minutes=10))
+    assert _request(meter, ESV.GET, get_e2, now) is None
+    power = _request(meter, ESV.GET, (Property(0xE7),), now)
+    assert power is not None and power.esv == ESV.GET_RES  # only the history is silent
+    assert _request(meter, ESV.GET, get_e2, now + timedelta(minutes=10)) is not None
+
+    later = now + timedelta(minutes=10)
+    live = sm.decode_value(0xEA, meter.property_value(0xEA, later) or b"")
+    assert isinstance(live, sm.TimedRegister)
+    meter.misstate_history(later.replace(hour=0, minute=0), later)
+    answer = _request(meter, ESV.GET, get_e2, later)
+    assert answer is not None
+    history = sm.decode_value(0xE2, answer.properties[0].edt)
+    assert isinstance(history, sm.DayHistory)
+    assert history.raw[20] == live.raw + 1  # 10:00 is index 20: one step above what EA said live

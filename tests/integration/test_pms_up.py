@@ -6,9 +6,11 @@ import json
 import signal
 import sqlite3
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pms_common.timeutil import JST
 from tests.conftest import free_port, wait_until
 
 KEY = "up-test-admin-key"
@@ -61,3 +63,26 @@ def test_pms_up_makes_and_keeps_an_admin_key(tmp_path: Path, pms_processes: Any)
     assert (tmp_path / "var" / "admin-api-key").read_text().strip() == key
     assert oct((tmp_path / "var" / "admin-api-key").stat().st_mode & 0o777) == "0o600"
     assert up.stop(signal.SIGINT, timeout=30) == 0
+
+
+def test_pms_up_shows_a_week_of_history_per_plant_on_its_first_start(tmp_path: Path, pms_processes: Any) -> None:
+    """The simulated meters keep their history: a first start (at any hour, night in Japan included)
+    shows every plant's last seven whole days, not zeros."""
+    port = free_port()
+    args = ["up", "--plants", "2", "--port", str(port), "--mqtt-port", str(free_port()), "--var", str(tmp_path / "var")]
+    up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY}, name="up-history")
+    today = datetime.now(JST).date()
+    first, last = today - timedelta(days=7), today - timedelta(days=1)
+
+    def whole_days(code: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/plants/{code}/energy?interval=day&start={first}&end={last}",
+            headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            items = json.loads(response.read())["items"]
+        return sum(1 for item in items if item["slots"] == 48 and item["sold_kwh"] is not None)
+
+    wait_until(lambda: len(plants(port)) == 2, 60, "two plants")
+    wait_until(lambda: all(whole_days(code) == 7 for code in ("pss00000001", "pss00000002")), 120,
+               "seven whole days of history per plant")
+    assert up.stop(signal.SIGINT, timeout=30) == 0, up.log()

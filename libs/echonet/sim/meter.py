@@ -51,6 +51,7 @@ class SimulatedMeter:
     history_day: int = 0  # E5
     _slot_cache: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
     _cumulative: tuple[int, float, float] | None = field(default=None, repr=False)
+    _checkpoints: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)  # every 48th slot
     # kWh added to the modelled (forward, reverse) registers: how the wrap and reset faults are made.
     offsets_kwh: list[float] = field(default_factory=lambda: [0.0, 0.0])
     history2: sm.History2Request | None = None  # ED
@@ -60,6 +61,11 @@ class SimulatedMeter:
     scale_edts: dict[int, bytes] = field(default_factory=dict)
     clock_offset: timedelta = timedelta(0)
     clock_frozen_at: datetime | None = None
+    # History faults (meter time): E5 Sets refused until then, E2/E4 Gets unanswered until then, and
+    # spans of slots (first, last slot end, steps) whose E2 history reads off the registers pushed live (EA).
+    history_day_refused_until: datetime | None = None
+    history_silent_until: datetime | None = None
+    history_misstated: list[tuple[datetime, datetime, int]] = field(default_factory=list)
 
     # ---- the physical model -------------------------------------------------------------------
     def power_w(self, moment: datetime) -> int:
@@ -106,13 +112,21 @@ class SimulatedMeter:
         target = int(slot_end.timestamp()) // SLOT_S
         first = int(self.profile.installed_at.timestamp()) // SLOT_S
         if self._cumulative is None or self._cumulative[0] > target:
-            self._cumulative = (first, self.profile.initial_forward_kwh, self.profile.initial_reverse_kwh)
+            # Going back (a history read): from the nearest daily checkpoint, not from the installation.
+            below = [index for index in self._checkpoints if index <= target]
+            if below:
+                start = max(below)
+                self._cumulative = (start, *self._checkpoints[start])
+            else:
+                self._cumulative = (first, self.profile.initial_forward_kwh, self.profile.initial_reverse_kwh)
         index, forward, reverse = self._cumulative
         while index < target:
             index += 1
             slot_forward, slot_reverse = self._slot_energy(index)
             forward += slot_forward
             reverse += slot_reverse
+            if index % 48 == 0:
+                self._checkpoints[index] = (forward, reverse)
         self._cumulative = (index, forward, reverse)
         return forward, reverse
 
@@ -180,6 +194,19 @@ class SimulatedMeter:
         self.offsets_kwh = [0.0, 0.0]
         for direction, kwh in enumerate(self.registers_kwh(now)):
             self.offsets_kwh[direction] = -kwh
+
+    def misstate_history(self, first: datetime, last: datetime, steps: int = 1) -> None:
+        """From now on, E2 serves the slots ending from `first` to `last` `steps` register steps above
+        the EA it pushed live (a meter whose history and registers disagree, as some firmware does)."""
+        self.history_misstated.append((first, last, steps))
+
+    def refuse_history_day(self, until: datetime) -> None:
+        """Refuse every Set of E5 (SetC_SNA) until `until` (meter time)."""
+        self.history_day_refused_until = until
+
+    def silence_history(self, until: datetime) -> None:
+        """Leave every Get of E2/E4 unanswered until `until` (meter time); other requests are answered."""
+        self.history_silent_until = until
 
     def fixed_time_inf(self, slot_end: datetime, tid: int = 0) -> bytes:
         """The INF a meter pushes at every slot end: EA and EB stamped with that slot end."""
@@ -270,7 +297,10 @@ class SimulatedMeter:
                 registers.append(None)
                 continue
             forward, reverse = self.registers_kwh_at_slot(boundary)
-            registers.append(self._raw(forward, 0) if epc == 0xE2 else self._raw(reverse, 1))
+            raw = self._raw(forward, 0) if epc == 0xE2 else self._raw(reverse, 1)
+            if epc == 0xE2:
+                raw += sum(steps for first, last, steps in self.history_misstated if first <= boundary <= last)
+            registers.append(raw % 10**self.profile.digits)
         return sm.DayHistory(self.history_day, tuple(registers))
 
     def _history2(self, now: datetime) -> sm.History2:
@@ -299,6 +329,9 @@ class SimulatedMeter:
         node = deoj == NODE_PROFILE
         source = NODE_PROFILE if node else SMART_METER
         if frame.esv in (ESV.GET, ESV.INF_REQ):
+            if (not node and self.history_silent_until is not None and now < self.history_silent_until
+                    and any(p.epc in (0xE2, 0xE4) for p in frame.properties)):
+                return None  # the history fault: the request is lost, the meter never answers it
             answers = []
             failed = False
             for prop in frame.properties:
@@ -316,8 +349,12 @@ class SimulatedMeter:
         if frame.esv in (ESV.SETC, ESV.SETI):
             answers = []
             failed = False
+            refusing = self.history_day_refused_until is not None and now < self.history_day_refused_until
             for prop in frame.properties:
-                if not node and self.set_property(prop.epc, prop.edt):
+                if refusing and prop.epc == sm.Epc.HISTORY_DAY:
+                    failed = True
+                    answers.append(prop)
+                elif not node and self.set_property(prop.epc, prop.edt):
                     answers.append(Property(prop.epc))
                 else:
                     failed = True

@@ -44,6 +44,10 @@ class Fault(enum.StrEnum):
     CLOCK_AHEAD = "clock-ahead"  # the meter's clock runs 20 minutes ahead
     CLOCK_FROZEN = "clock-frozen"  # the meter's clock stops
     STRAY_INF = "stray-inf"  # one EA/EB push stamped up to an hour ahead of the meter's clock
+    # The meter's history:
+    HISTORY_MISMATCH = "history-mismatch"  # E2 of the meter's day so far reads a step above the live EA
+    HISTORY_DAY_REFUSED = "e5-refused"  # the meter refuses the E5 day Set for SECONDS
+    HISTORY_SILENT = "e2-silent"  # the meter leaves E2/E4 Gets unanswered for SECONDS
 
 
 # The bad EDTs the scale faults serve, and how far the clock-ahead fault moves the clock.
@@ -170,6 +174,14 @@ class VirtualModule:
             self._corrections.append((now + seconds, self.meter.restore_clock))
         elif fault is Fault.STRAY_INF and state.joined:
             self._output.udp(self.meter.stray_fixed_time_inf(self.meter_clock(now)))
+        elif fault is Fault.HISTORY_MISMATCH:
+            meter_now = self.meter_clock(now)
+            midnight = meter_now.replace(hour=0, minute=0, second=0, microsecond=0)
+            self.meter.misstate_history(midnight, meter_now)
+        elif fault is Fault.HISTORY_DAY_REFUSED:
+            self.meter.refuse_history_day(self.meter_clock(now + seconds))
+        elif fault is Fault.HISTORY_SILENT:
+            self.meter.silence_history(self.meter_clock(now + seconds))
 
     # ---- command input ------------------------------------------------------------------------
     def _next_command(self) -> tuple[bytes, list[str], bytes] | None:

@@ -10,8 +10,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
-from pms_collector.backfill import SlotBook
+from pms_collector.backfill import CONTIGUOUS, HISTORY_FLOOR, HISTORY_TARGET, LATEST, SlotBook
 from pms_collector.link import MeterLinkDriver, gateway_clock
 from pms_collector.live_config import LiveConfig
 from pms_collector.meter import MeterReader
@@ -23,7 +24,7 @@ from pms_collector.settings import CollectorSettings
 from pms_collector.uplink import Uplink
 from pms_common import timeutil
 from pms_common.health import Health
-from pms_common.messages import Heartbeat
+from pms_common.messages import BackfillStatus, Heartbeat
 from pms_common.mqtt import BrokerAddress
 
 
@@ -59,7 +60,18 @@ class GatewayHeartbeat:
             meter_clock_skew_s=self.read_loop.skew.skew_s,
             meter_clock_skewed_since=self.read_loop.skew.since,
             meter_scale_problem=self.read_loop.reader.scale_problem,
+            backfill=self._backfill(),
         )
+
+    def _backfill(self) -> BackfillStatus:
+        retry = self.read_loop.backfill_retry
+        next_attempt = None
+        if retry.retry_at is not None and self.slots.pending:
+            next_attempt = timeutil.now_jst() + timedelta(seconds=max(0.0, retry.retry_at - self.monotonic()))
+        return BackfillStatus(pending_days=self.slots.pending_days(), last_failure=retry.last_failure,
+                              last_failure_at=retry.last_failure_at, next_attempt_at=next_attempt,
+                              failures_total=retry.failures_total, conflicts_total=retry.conflicts_total,
+                              last_conflict=retry.last_conflict)
 
 
 @dataclass(frozen=True)
@@ -89,7 +101,9 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
     started = monotonic()
     broker = BrokerAddress.parse(settings.mqtt_url)  # a bad URL fails before anything is opened
     outbox = Outbox(settings.resolved_outbox_path(), max_batches=settings.outbox_max_batches)
-    slots = SlotBook.load(outbox.meta("latest_slot_end"), outbox.meta("contiguous_slot_end"))
+    slots = SlotBook.load(outbox.meta(LATEST), outbox.meta(CONTIGUOUS), ledger=outbox,
+                          history_days=settings.backfill_days, history_floor=outbox.meta(HISTORY_FLOOR),
+                          history_target=outbox.meta(HISTORY_TARGET))
     config = LiveConfig(outbox, power_interval_s=settings.power_interval_s,
                         heartbeat_interval_s=settings.heartbeat_interval_s)
     reader = MeterReader(link, timeout_s=settings.read_timeout_s)
@@ -100,7 +114,8 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
                          health=health, gateway_id=gateway_id, energy_interval_s=settings.energy_interval_s,
                          slot_fallback_s=settings.slot_fallback_s, on_stored=batch_stored.set, monotonic=monotonic,
                          wall=gateway_clock(link), meter_check_s=settings.meter_check_interval_s,
-                         skew=SkewWatch(settings.meter_clock_skew_threshold_s))
+                         skew=SkewWatch(settings.meter_clock_skew_threshold_s),
+                         backfill_retry_s=settings.backfill_retry_s)
     link.on_notification = read_loop.on_push
     control = RemoteControl(link, reader, slots, config, meter_clock, wake_reader=read_loop.wake_up,
                             gateway_id=gateway_id)

@@ -31,3 +31,11 @@ METER_CLOCK_JUMPS = Counter("pms_collector_meter_clock_jumps_total",
                             ["outcome"])
 SLOT_STAMPS_REFUSED = Counter("pms_collector_slot_stamps_refused_total",
                               "EA/EB readings not stored because their stamp names no single slot")
+SLOTS_BEFORE_HISTORY = Counter("pms_collector_slots_before_history_total",
+                               "Slots of a first start's history walk that predate the meter's history (not lost)")
+BACKFILL_FAILURES = Counter("pms_collector_backfill_failures_total",
+                            "Backfill attempts that failed (and wait on their own backoff)", ["reason"])
+HISTORY_CONFLICTS = Counter("pms_collector_history_conflicts_total",
+                            "Slots whose E2/E4 history disagreed with the registers read live (the live value stands)")
+BACKFILL_PENDING_DAYS = Gauge("pms_collector_backfill_pending_days", "Meter days the backfill still has to read",
+                              ["gateway_id"])

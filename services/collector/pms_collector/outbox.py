@@ -4,6 +4,10 @@ A batch leaves the outbox only when an ack of ingest covers its sequence number 
 point, or one of the ranges stored beyond it). The
 stream id names this outbox file: a gateway whose outbox is wiped starts a new stream, so an ack
 meant for the old one can never delete the new one's batches.
+
+The `slots` table is the ledger of the slots ever stored (their registers, and whether they were
+read live), kept after their batch is acked for as long as the meter's history reaches back: the
+backfill checks the history against it and never sends a slot twice (backfill.py).
 """
 
 from __future__ import annotations
@@ -12,7 +16,12 @@ import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+
+from pms_collector.backfill import StoredSlot
+from pms_common import timeutil
+from pms_common.messages import EnergyReading
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -22,7 +31,16 @@ CREATE TABLE IF NOT EXISTS batches (
     has_energy INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS slots (
+    slot_end INTEGER PRIMARY KEY,
+    forward_kwh REAL,
+    reverse_kwh REAL,
+    live INTEGER NOT NULL
+);
 """
+# The meter keeps 99 days of history: the ledger need not remember slots older than that.
+LEDGER_DAYS = 100
+
 
 
 @dataclass(frozen=True)
@@ -50,8 +68,9 @@ class Outbox:
         self.dropped_energy_batches = 0
 
     def append(self, readings_json: str, *, has_energy: bool, now: float,
-               meta: dict[str, str] | None = None) -> int:
-        """Store a batch durably (with `meta` updates in the same transaction); returns its seq."""
+               meta: dict[str, str] | None = None, slots: Sequence[EnergyReading] = ()) -> int:
+        """Store a batch durably (with `meta` updates and the ledger's `slots` in the same
+        transaction); returns its seq."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             cursor = self._db.execute(
@@ -60,6 +79,7 @@ class Outbox:
             )
             for key, value in (meta or {}).items():
                 self._set_meta(key, value)
+            self._record_slots(slots)
             self._enforce_cap()
             self._db.execute("COMMIT")
         except BaseException:
@@ -67,6 +87,26 @@ class Outbox:
             raise
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def _record_slots(self, slots: Sequence[EnergyReading]) -> None:
+        if not slots:
+            return
+        # A slot stored live is never replaced by a copy from the history.
+        self._db.executemany(
+            "INSERT INTO slots VALUES (?, ?, ?, ?) ON CONFLICT(slot_end) DO UPDATE SET"
+            " forward_kwh = excluded.forward_kwh, reverse_kwh = excluded.reverse_kwh, live = excluded.live"
+            " WHERE excluded.live >= slots.live",
+            [(timeutil.to_epoch(r.slot_end), r.forward_kwh, r.reverse_kwh, int(not r.backfilled)) for r in slots])
+        horizon = max(timeutil.to_epoch(r.slot_end) for r in slots) - int(timedelta(days=LEDGER_DAYS).total_seconds())
+        self._db.execute("DELETE FROM slots WHERE slot_end < ?", (horizon,))
+
+    def stored_slots(self, after: datetime, until: datetime) -> dict[datetime, StoredSlot]:
+        """The ledger's slots ending in (after, until]."""
+        rows = self._db.execute(
+            "SELECT slot_end, forward_kwh, reverse_kwh, live FROM slots WHERE slot_end > ? AND slot_end <= ?",
+            (timeutil.to_epoch(after), timeutil.to_epoch(until))).fetchall()
+        return {timeutil.from_epoch(slot_end): StoredSlot(forward, reverse, bool(live))
+                for slot_end, forward, reverse, live in rows}
 
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -7,7 +7,9 @@ What is read when (slots carry the meter's own times, see meter_clock.py; power 
 - every power interval: E7 + E8;
 - every slot end: EA/EB from the meter's INF push, or by Get when no push came in time;
 - every energy interval: E0/E3 (a gauge: the registers between slot ends);
-- after any gap: E2/E4 history, one day per turn, so power reads go on meanwhile (backfill.py).
+- after any gap, and on a first start back through the meter's history: E2/E4, one day per turn
+  after the live reads that are due, so power reads go on meanwhile (backfill.py). A failed day
+  waits on the backfill's own backoff; the live reads never wait for it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 
 from echonet.frame import Frame
 from pms_collector import metrics
-from pms_collector.backfill import SLOT, BackfillDeferred, SlotBook, backfill_one_day
+from pms_collector.backfill import SLOT, BackfillDeferred, BackfillRetry, HistoryConflict, SlotBook, backfill_one_day
 from pms_collector.link import MeterLinkDriver
 from pms_collector.live_config import LiveConfig
 from pms_collector.meter import MeterReader, MeterReadError, ScaleRefused, SlotStampError, slot_readings_from_inf
@@ -43,7 +45,8 @@ class ReadLoop:
                  outbox: Outbox, config: LiveConfig, health: Health, gateway_id: str, energy_interval_s: float,
                  slot_fallback_s: float, on_stored: Callable[[], None],
                  monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = timeutil.now_jst,
-                 meter_check_s: float = 600.0, skew: SkewWatch | None = None) -> None:
+                 meter_check_s: float = 600.0, skew: SkewWatch | None = None,
+                 backfill_retry_s: float = 30.0) -> None:
         self.link = link
         self.reader = reader
         self.meter_clock = meter_clock
@@ -68,6 +71,7 @@ class ReadLoop:
         self._fallback: tuple[datetime, float] | None = None  # (expected slot, next Get) after a missed push
         # Near the meter's midnight the history waits (until this meter time); other reads go on.
         self._backfill_resume: datetime | None = None
+        self.backfill_retry = BackfillRetry(backfill_retry_s)
 
     def wake_up(self) -> None:
         """Look at the schedule again now: something it depends on changed."""
@@ -76,7 +80,8 @@ class ReadLoop:
     # ---- the outbox -------------------------------------------------------------------------------
     def _store(self, readings: list[PowerReading | EnergyReading], meta: dict[str, str] | None = None) -> None:
         has_energy = any(isinstance(r, EnergyReading) for r in readings)
-        self.outbox.append(encode_readings(readings), has_energy=has_energy, now=time.time(), meta=meta)
+        self.outbox.append(encode_readings(readings), has_energy=has_energy, now=time.time(), meta=meta,
+                           slots=[r for r in readings if isinstance(r, EnergyReading)])
         for seen, total, counter in ((self._thinned_seen, self.outbox.thinned_power_batches, metrics.THINNED),
                                      (self._dropped_seen, self.outbox.dropped_energy_batches, metrics.DROPPED_ENERGY)):
             if total > seen:
@@ -202,21 +207,61 @@ class ReadLoop:
         if reading is not None:
             self._on_slot(reading, "get")
 
-    def _backfill_due(self) -> bool:
+    def _backfill_due(self, now: float) -> bool:
         # Meter time, not a monotonic deadline: a sped-up simulated meter's rate is learned later.
         resume = self._backfill_resume
-        return (self.reader.scale is not None and self.slots.pending
+        # Never from a refused scale, and on the backfill's own backoff after a failure.
+        return (self.reader.scale is not None and self.slots.pending and self.backfill_retry.due(now)
                 and (resume is None or self.meter_clock.now() >= resume))
 
+    def _backfill_wake(self) -> float | None:
+        """When a pending backfill may go on (monotonic), if it waits for something."""
+        if not self.slots.pending:
+            return None
+        times = [self.backfill_retry.retry_at]
+        if self._backfill_resume is not None:
+            times.append(self.meter_clock.monotonic_at(self._backfill_resume))
+        return max((t for t in times if t is not None), default=None)
+
     async def _backfill(self) -> None:
+        target = self.slots.next_range()
+        assert target is not None
+        day = (target.after + SLOT).astimezone(timeutil.JST).date()
         try:
-            readings, meta = await backfill_one_day(self.slots, self.reader, self.meter_clock)
+            result = await backfill_one_day(self.slots, self.reader, self.meter_clock,
+                                            accept_conflicts=self.backfill_retry.accept_conflicts(day))
         except BackfillDeferred as deferred:
             self._backfill_resume = deferred.resume_at
             log.info("%s: %s", self.gateway_id, deferred)
             return
+        except HistoryConflict as conflict:
+            self.backfill_retry.conflict_seen(conflict.day)
+            self._backfill_failed("conflict", str(conflict))
+            return
+        except MeterReadError as exc:
+            self._backfill_failed("meter", f"E5/E2/E4 for {day}: {exc}")
+            return
         self._backfill_resume = None
-        self._store(list(readings), meta)
+        self.backfill_retry.succeeded()
+        if result.conflicts:
+            disagreement = HistoryConflict(day, result.conflicts)
+            metrics.HISTORY_CONFLICTS.inc(len(result.conflicts))
+            self.backfill_retry.conflicts_reported(disagreement)
+            log.warning("%s: %s; the live values stand, the day's other slots are taken from the history",
+                        self.gateway_id, disagreement)
+        if result.readings:
+            self._store(list(result.readings), result.meta)
+        else:
+            for key, value in result.meta.items():
+                self.outbox.set_meta(key, value)
+        metrics.BACKFILL_PENDING_DAYS.labels(self.gateway_id).set(self.slots.pending_days())
+
+    def _backfill_failed(self, reason: str, message: str) -> None:
+        metrics.BACKFILL_FAILURES.labels(reason).inc()
+        metrics.BACKFILL_PENDING_DAYS.labels(self.gateway_id).set(self.slots.pending_days())
+        delay = self.backfill_retry.failed(message, self.monotonic())  # from the end of the attempt
+        log.warning("%s: backfill failed (%s); power and registers read on, the backfill tries again in %.1f s",
+                    self.gateway_id, message, delay)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=0.5, maximum_s=30.0)
@@ -242,8 +287,6 @@ class ReadLoop:
                 now = self.monotonic()
                 if energy and now >= self._slot_due(now):
                     await self._read_slot(now)
-                if self._backfill_due():
-                    await self._backfill()
                 now = self.monotonic()
                 if now >= next_power:
                     power = await self.reader.read_power(self.wall())
@@ -258,16 +301,21 @@ class ReadLoop:
                         if kwh is not None:
                             metrics.REGISTER_KWH.labels(direction).set(kwh)
                     next_registers = now + self.energy_interval_s
+                # The history last, one day per turn: what is due above never waits for it.
+                now = self.monotonic()
+                if self._backfill_due(now) and self.link.ready.is_set() and not stop.is_set():
+                    await _unless_stopped(stop, self._backfill())
                 backoff.reset()
                 now = self.monotonic()
-                if self._backfill_due():
+                if self._backfill_due(now) and not stop.is_set():
                     wait = 0.0
                 else:
                     due = [next_power, self._next_meter_check]
                     if energy:
                         due += [next_registers, self._slot_due(now)]
-                    if self.slots.pending and self._backfill_resume is not None:
-                        due.append(self.meter_clock.monotonic_at(self._backfill_resume))
+                        backfill_at = self._backfill_wake()
+                        if backfill_at is not None:
+                            due.append(backfill_at)
                     wait = max(0.0, min(due) - now)
             except MeterReadError as exc:
                 self.read_errors += 1
@@ -281,6 +329,24 @@ class ReadLoop:
                 log.exception("%s: unexpected error in the read loop; next try in %.1f s", self.gateway_id, wait)
             if wait > 0:
                 await _wait_any(stop, self._wake, wait_s=wait)
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Coroutine[object, object, None]) -> None:
+    """Run `work`, cancelled if `stop` is set first: a backfill day (several requests, each of which
+    may wait for a session that is going away) must not hold up a shutdown. The slot book changes
+    only once a day is read whole, so a cancelled day is simply read again next time."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.done() and not task.cancelled():
+        task.result()  # re-raise what the work raised
 
 
 async def _wait_any(stop: asyncio.Event, other: asyncio.Event, *, wait_s: float) -> None:

@@ -38,6 +38,14 @@ class CollectorSettings(ServiceSettings):
         default=600.0, gt=0, description="read the register scale (D3/E1/D7) and the meter's clock again this often")
     meter_clock_skew_threshold_s: float = Field(
         default=300.0, gt=0, description="report the meter's clock when it is further than this from the gateway's")
+    backfill_days: int = Field(
+        default=99, ge=0, le=99,
+        description="on a first start, read the meter's E2/E4 history this many days back (the meter keeps 99;"
+                    " 0: only its current day from midnight), one day per turn between live reads")
+    backfill_retry_s: float = Field(
+        default=30.0, gt=0,
+        description="wait after a failed backfill day (doubling on each failure up to 20 times this);"
+                    " power and registers are read on meanwhile")
     firmware: str = "pms-collector/0.1.0"
     # link = lan: the meter as an ECHONET Lite node on UDP 3610
     meter_address: str = Field(default="", description="the meter's IPv4 or IPv6 address; empty: discover the "
