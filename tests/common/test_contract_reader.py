@@ -77,7 +77,7 @@ def test_heartbeat_of_a_newer_gateway_is_read() -> None:
     counter = _counter()
     beat = {"v": 1, "gateway_id": "gw-1", "at": "2026-06-01T12:00:00+09:00", "uptime_s": 1, "firmware": "2.0",
             "module_family": "single-hop", "read_errors_total": 0, "outbox_depth": 0, "power_interval_s": 5,
-            "heartbeat_interval_s": 30, "meter_clock_skew_s": 1200.0}
+            "heartbeat_interval_s": 30, "grid_frequency_hz": 50.0}
     heartbeat = ContractReader("test", counter).parse(Heartbeat, json.dumps(beat))
-    assert heartbeat.firmware == "2.0" and "meter_clock_skew_s" not in heartbeat.model_dump()
+    assert heartbeat.firmware == "2.0" and "grid_frequency_hz" not in heartbeat.model_dump()
     assert _count(counter, "Heartbeat") == 1
