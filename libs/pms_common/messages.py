@@ -168,7 +168,7 @@ class Weather(Message):
 
 
 EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided", "register_anomaly",
-                    "meter_clock_skew", "meter_scale_invalid"]
+                    "meter_clock_skew", "meter_scale_invalid", "meter_history_conflict"]
 
 
 class Event(Message):

@@ -13,7 +13,7 @@ from pms_alerts.meter_faults import MeterFaultRule
 from pms_alerts.service import Alerts
 from pms_alerts.settings import AlertsSettings
 from pms_common.health import Health
-from pms_common.messages import Heartbeat
+from pms_common.messages import BackfillStatus, Heartbeat
 from pms_common.timeutil import JST
 from pms_registry import Registry
 
@@ -90,3 +90,24 @@ def test_alerts_publish_the_meter_events(tmp_path: Path) -> None:
     asyncio.run(alerts.on_message(client, beat(T + timedelta(minutes=2))))  # type: ignore[arg-type]
     assert [topic for topic, _ in client.published] == ["pms/v1/events/meter_clock_skew"] * 2
     assert [json.loads(p)["state"] for _, p in client.published] == ["open", "recovered"]
+
+
+def test_each_history_conflict_is_logged_once_also_across_a_restart(tmp_path: Path) -> None:
+    registry = registry_at(tmp_path)
+    rule = MeterFaultRule(registry)
+    conflict = "E2/E4 of 2026-06-01 disagree with 3 slots read live (09:30: reverse 12.4 live, 12.5 in the history)"
+
+    def with_conflict(at: datetime, last: str | None) -> Heartbeat:
+        status = BackfillStatus(conflicts_total=0 if last is None else 1, last_conflict=last)
+        return beat(at).model_copy(update={"backfill": status})
+
+    assert rule.on_heartbeat(with_conflict(T, None)) == []
+    events = rule.on_heartbeat(with_conflict(T + timedelta(minutes=1), conflict))
+    assert [(e.kind, e.state, e.gateway_id) for e in events] == [("meter_history_conflict", "info", "gw-0001")]
+    assert conflict in events[0].message and events[0].message.endswith("the live values stand")
+    # The heartbeat repeats its last conflict: nothing new, neither now nor after alerts restarts.
+    assert rule.on_heartbeat(with_conflict(T + timedelta(minutes=2), conflict)) == []
+    assert MeterFaultRule(registry).on_heartbeat(with_conflict(T + timedelta(minutes=3), conflict)) == []
+    other = conflict.replace("2026-06-01", "2026-06-02")
+    assert len(MeterFaultRule(registry).on_heartbeat(with_conflict(T + timedelta(days=1), other))) == 1
+    assert len([e for e in registry.list_events() if e.kind == "meter_history_conflict"]) == 2

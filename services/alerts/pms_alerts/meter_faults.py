@@ -3,6 +3,8 @@
 The collector judges the meter (its clock against the gateway's, its register scale D3/E1/D7) and
 reports the verdict in every heartbeat; this rule turns a verdict going bad into an open event
 (`meter_clock_skew`, `meter_scale_invalid`) and its going well again into the event's recovery.
+A meter whose E2/E4 history disagreed with the registers it gave live (the live values stand) is
+logged once per disagreement the heartbeat names (`meter_history_conflict`, information only).
 The registry keeps at most one open event per kind and gateway, so an episode is one event also
 across alerts restarts; alerts remembers each gateway's last verdict only to spare the registry a
 query per heartbeat.
@@ -10,7 +12,7 @@ query per heartbeat.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pms_common.messages import Heartbeat
 from pms_registry import Registry
@@ -18,6 +20,9 @@ from pms_registry.registry import EventRecord
 
 CLOCK_SKEW = "meter_clock_skew"
 SCALE_INVALID = "meter_scale_invalid"
+HISTORY_CONFLICT = "meter_history_conflict"
+# How far back the conflicts already logged are looked up when alerts starts.
+_LOGGED_WINDOW = timedelta(days=100)
 
 
 def skew_message(gateway_id: str, skew_s: float) -> str:
@@ -32,6 +37,7 @@ class MeterFaultRule:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._bad: dict[tuple[str, str], bool] = {}  # (gateway, kind) -> bad as last reported
+        self._conflicts_logged: dict[str, str] | None = None  # gateway -> message of its last conflict event
 
     def on_heartbeat(self, beat: Heartbeat) -> list[EventRecord]:
         """The events opened or recovered by this heartbeat."""
@@ -43,7 +49,24 @@ class MeterFaultRule:
         scale = beat.meter_scale_problem
         message = f"the meter of {beat.gateway_id} reports an impossible scale: {scale}"
         records += self._follow(beat, SCALE_INVALID, message, bad=scale is not None, since=None)
+        if beat.backfill is not None and beat.backfill.last_conflict:
+            records += self._history_conflict(beat, beat.backfill.last_conflict)
         return records
+
+    def _history_conflict(self, beat: Heartbeat, conflict: str) -> list[EventRecord]:
+        # The heartbeat repeats its last conflict until another one happens: log each one once, also
+        # across alerts restarts (the messages already logged are read back from the registry).
+        if self._conflicts_logged is None:
+            logged = self.registry.latest_events_of_kind(HISTORY_CONFLICT, _LOGGED_WINDOW)
+            self._conflicts_logged = {r.gateway_id: r.message for r in logged if r.gateway_id is not None}
+        message = (f"the E2/E4 history of the meter of {beat.gateway_id} disagreed with the registers it gave"
+                   f" live ({conflict}); the live values stand")
+        if self._conflicts_logged.get(beat.gateway_id) == message:
+            return []
+        self._conflicts_logged[beat.gateway_id] = message
+        return [self.registry.record_info_event(kind=HISTORY_CONFLICT, at=beat.at, message=message,
+                                                gateway_id=beat.gateway_id,
+                                                service_code=self.registry.plant_of_gateway(beat.gateway_id))]
 
     def _follow(self, beat: Heartbeat, kind: str, message: str, *, bad: bool,
                 since: datetime | None) -> list[EventRecord]:

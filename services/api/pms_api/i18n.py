@@ -67,6 +67,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "kind_register_anomaly": ("積算値異常", "Register anomaly"),
     "kind_meter_clock_skew": ("メーター時刻ずれ", "Meter clock skew"),
     "kind_meter_scale_invalid": ("メーター係数異常", "Meter scale invalid"),
+    "kind_meter_history_conflict": ("メーター履歴不一致", "Meter history conflict"),
     "state_open": ("発生中", "Open"),
     "state_recovered": ("復旧済み", "Recovered"),
     "state_info": ("情報", "Info"),
