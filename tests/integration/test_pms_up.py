@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import free_port, wait_until
 
@@ -61,3 +67,78 @@ def test_pms_up_makes_and_keeps_an_admin_key(tmp_path: Path, pms_processes: Any)
     assert (tmp_path / "var" / "admin-api-key").read_text().strip() == key
     assert oct((tmp_path / "var" / "admin-api-key").stat().st_mode & 0o777) == "0o600"
     assert up.stop(signal.SIGINT, timeout=30) == 0
+
+
+def api_keys(port: int, key: str) -> list[dict[str, Any]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/keys",
+                                     headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        items: list[dict[str, Any]] = json.loads(response.read())["items"]
+        return items
+
+
+def test_a_generated_admin_key_is_not_labelled_as_configured(tmp_path: Path, pms_processes: Any) -> None:
+    port = free_port()
+    args = ["up", "--plants", "1", "--port", str(port), "--mqtt-port", str(free_port()), "--var", str(tmp_path / "var")]
+    up = pms_processes(args, name="up-key-label")
+    wait_until(lambda: "admin API key: pms_" in up.log(), 60, "a generated admin key printed")
+    line = next(x for x in up.log().splitlines() if x.startswith("admin API key: "))
+    key = line.split()[3]
+    assert "PMS_ADMIN_API_KEY" not in line and "admin-api-key" in line, line
+    labels = [k["label"] for k in wait_until(lambda: api_keys(port, key), 30, "the key list")]
+    assert labels and not any("PMS_ADMIN_API_KEY" in label for label in labels), labels
+    assert up.stop(signal.SIGINT, timeout=30) == 0
+
+
+def test_a_busy_api_port_is_named_in_one_sentence(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
+        run = subprocess.run([sys.executable, "-m", "pms.cli", "up", "--plants", "1", "--port", str(port),
+                              "--mqtt-port", str(free_port()), "--var", str(tmp_path / "var")],
+                             capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr + run.stdout, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and f"port {port}" in errors[0] and "--port" in errors[0], run.stderr
+
+
+def test_the_embedded_broker_keeps_the_port_it_picked(tmp_path: Path, pms_processes: Any) -> None:
+    with socket.socket() as taken:  # "1883" is taken by another broker
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        wanted = taken.getsockname()[1]
+        picked = []
+        for start in range(2):
+            port = free_port()
+            args = ["up", "--plants", "1", "--port", str(port), "--mqtt-port", str(wanted),
+                    "--var", str(tmp_path / "var")]
+            up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY}, name=f"up-broker-port-{start}")
+            line = wait_until(lambda up=up: next((x for x in up.log().splitlines() if x.startswith("MQTT broker: ")),
+                                                 None), 60, "the broker's address printed")
+            picked.append(int(line.split()[2].rsplit(":", 1)[1]))
+            assert up.stop(signal.SIGINT, timeout=30) == 0, up.log()
+    assert picked[0] != wanted and picked[1] == picked[0], picked
+
+
+@pytest.mark.slow
+def test_pms_up_carries_300_plants(tmp_path: Path, pms_processes: Any) -> None:
+    port = free_port()
+    args = ["up", "--plants", "300", "--port", str(port), "--mqtt-port", str(free_port()),
+            "--var", str(tmp_path / "var")]
+    up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY, "PMS_LOG_LEVEL": "WARNING"}, name="up-300")
+
+    def all_measured() -> bool:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/plants?limit=1000",
+                                         headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            items = json.loads(response.read())["items"]
+        return len(items) == 300 and all(isinstance(p["current_sold_w"], int) for p in items)
+
+    wait_until(all_measured, 1500, "300 measured plants", interval=5)
+    assert up.alive(), up.log()
+    assert up.stop(signal.SIGINT, timeout=120) == 0, up.log()[-5000:]
+    assert "stopped; data kept in" in up.log()
+    assert "dictionary changed size" not in up.log() and "out of range in select" not in up.log()
