@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS
 from tests.conftest import free_port, wait_until
 
 KEY = "up-test-admin-key"
@@ -123,21 +124,34 @@ def test_the_embedded_broker_keeps_the_port_it_picked(tmp_path: Path, pms_proces
     assert picked[0] != wanted and picked[1] == picked[0], picked
 
 
+def test_more_plants_than_the_embedded_broker_carries_are_refused_in_one_sentence(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
+    run = subprocess.run([sys.executable, "-m", "pms.cli", "up", "--plants", str(EMBEDDED_BROKER_MAX_PLANTS + 1),
+                          "--port", str(free_port()), "--var", str(tmp_path / "var")],
+                         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "PMS_MQTT_URL" in errors[0], run.stderr
+    assert not (tmp_path / "var").exists()  # refused before anything started
+
+
 @pytest.mark.slow
-def test_pms_up_carries_300_plants(tmp_path: Path, pms_processes: Any) -> None:
+@pytest.mark.timeout(1800)
+def test_pms_up_carries_as_many_plants_as_the_embedded_broker_takes(tmp_path: Path, pms_processes: Any) -> None:
+    plants = EMBEDDED_BROKER_MAX_PLANTS
     port = free_port()
-    args = ["up", "--plants", "300", "--port", str(port), "--mqtt-port", str(free_port()),
+    args = ["up", "--plants", str(plants), "--port", str(port), "--mqtt-port", str(free_port()),
             "--var", str(tmp_path / "var")]
-    up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY, "PMS_LOG_LEVEL": "WARNING"}, name="up-300")
+    up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY, "PMS_LOG_LEVEL": "WARNING"}, name=f"up-{plants}")
 
     def all_measured() -> bool:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/plants?limit=1000",
                                          headers={"Authorization": f"Bearer {KEY}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             items = json.loads(response.read())["items"]
-        return len(items) == 300 and all(isinstance(p["current_sold_w"], int) for p in items)
+        return len(items) == plants and all(isinstance(p["current_sold_w"], int) for p in items)
 
-    wait_until(all_measured, 1500, "300 measured plants", interval=5)
+    wait_until(all_measured, 1500, f"{plants} measured plants", interval=5)
     assert up.alive(), up.log()
     assert up.stop(signal.SIGINT, timeout=120) == 0, up.log()[-5000:]
     assert "stopped; data kept in" in up.log()
