@@ -14,6 +14,9 @@ from pydantic import ValidationError
 from pms_common.errors import PmsError
 
 SERVICES = ("collector", "ingest", "alerts", "weather", "device-manager", "api")
+# What the `server` extra installs (pyproject.toml), by import name: a gateway install has none of it.
+SERVER_MODULES = frozenset({"sqlalchemy", "psycopg", "flask", "flask_openapi3", "waitress", "gunicorn", "amqtt",
+                            "httpx", "plotly"})
 
 
 def _settings_error(exc: ValidationError) -> int:
@@ -131,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         return _run_service(args.command)
     except ValidationError as exc:
         return _settings_error(exc)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVER_MODULES:
+            raise
+        print(f"pms {args.command}: this install lacks the server extra (no module {exc.name!r}); "
+              "install it with: pip install 'pms[server]'", file=sys.stderr)
+        return 2
     except (PmsError, OSError) as exc:
         # Bad URLs, unreachable stores, unwritable paths: a sentence for the operator, not a traceback.
         print(f"pms {args.command}: {exc}", file=sys.stderr)

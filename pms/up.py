@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import secrets
 import threading
 from dataclasses import dataclass
@@ -12,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from pms.demo import ensure_demo_plants
-from pms.embedded_broker import EmbeddedBroker, free_port, port_is_free
+from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS, EmbeddedBroker, choose_port, port_is_free
 from pms.fleet import build_fleet, run_fleet
 from pms_alerts.service import Alerts
 from pms_alerts.settings import AlertsSettings
 from pms_api.app import create_app
 from pms_api.settings import ApiSettings
 from pms_collector.settings import CollectorSettings
+from pms_common import timeutil
+from pms_common.errors import PmsError
 from pms_common.health import Health
 from pms_common.service import configure_logging, run_until_stopped, settle_heap
 from pms_device_manager.service import DeviceManager
@@ -45,41 +48,87 @@ class UpOptions:
     weather_interval_s: float = 600.0
 
 
-def admin_key(var_dir: Path) -> str:
-    """PMS_ADMIN_API_KEY, else the key made on the first start (kept in var/ so restarts keep it)."""
+# Open files per simulated plant: the pty pair, the collector's serial port, its MQTT socket (and the
+# embedded broker's end of it), its SQLite outbox with WAL and shared memory; with room to spare.
+FILES_PER_PLANT = 16
+FILES_BESIDES_PLANTS = 1024
+
+
+def admin_key(var_dir: Path) -> tuple[str, str]:
+    """The admin key and where it comes from: PMS_ADMIN_API_KEY, else the key made on the first start
+    (kept in var/ so restarts keep it)."""
     configured = os.environ.get("PMS_ADMIN_API_KEY")
     if configured:
-        return configured
+        return configured, "PMS_ADMIN_API_KEY"
     path = var_dir / "admin-api-key"
+    origin = f"made by pms up, kept in {path}"
     if path.exists():
-        return path.read_text().strip()
+        return path.read_text().strip(), origin
     key = "pms_" + secrets.token_urlsafe(32)
     path.write_text(key + "\n")
     path.chmod(0o600)
-    return key
+    return key, origin
 
 
-def _serve_api(app: Any, host: str, port: int) -> Any:
+def check_fleet_size(plants: int) -> None:
+    if plants > EMBEDDED_BROKER_MAX_PLANTS and not os.environ.get("PMS_MQTT_URL"):
+        raise PmsError(f"{plants} plants are more than the embedded MQTT broker carries "
+                       f"({EMBEDDED_BROKER_MAX_PLANTS}); for more, run a real broker and point "
+                       f"PMS_MQTT_URL at it (e.g. PMS_MQTT_URL=mqtt://127.0.0.1:1883 with Mosquitto)")
+
+
+def raise_open_files_limit(plants: int) -> None:
+    """Lift the soft limit on open files towards the hard one: the default soft 1024 runs out
+    at about 60 simulated plants."""
+    needed = FILES_BESIDES_PLANTS + FILES_PER_PLANT * plants
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise PmsError(f"{plants} simulated plants need about {needed} open files and this process may "
+                       f"open {hard} at most; raise the hard limit (ulimit -Hn) or simulate fewer plants")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def _bind_api(app: Any, host: str, port: int) -> Any:
     from waitress import create_server
 
-    server = create_server(app, host=host, port=port, threads=8, ident="pms-api")
-    threading.Thread(target=server.run, name="api", daemon=True).start()
-    return server
+    try:
+        # poll(), not select(): select() fails on descriptors above 1023, which a big fleet passes.
+        return create_server(app, host=host, port=port, threads=8, ident="pms-api", asyncore_use_poll=True)
+    except OSError as exc:
+        raise PmsError(f"cannot serve the console and API on {host}:{port} ({exc.strerror}); "
+                       f"stop what uses port {port} or choose another with --port") from exc
 
 
 async def up(options: UpOptions, stop: asyncio.Event) -> None:
+    # Everything that can refuse the start does so before anything runs, in one sentence.
+    if not port_is_free(options.host, options.port):
+        raise PmsError(f"port {options.port} on {options.host} (the console and API) is already in use; "
+                       f"stop what uses it or choose another with --port")
+    check_fleet_size(options.plants)
+    raise_open_files_limit(options.plants)
     var = options.var_dir
     var.mkdir(parents=True, exist_ok=True)
     env: dict[str, Any] = {}
     broker: EmbeddedBroker | None = None
     if not os.environ.get("PMS_MQTT_URL"):
-        port = options.mqtt_port
-        if not port_is_free(options.host, port):
-            port = free_port(options.host)
-            log.warning("port %d is taken (another broker?); the embedded broker uses %d", options.mqtt_port, port)
+        port = choose_port(options.host, options.mqtt_port, var)
+        if port != options.mqtt_port:
+            log.warning("port %d is taken (another broker?); the embedded broker uses %d (kept in %s)",
+                        options.mqtt_port, port, var / "mqtt-port")
         broker = EmbeddedBroker(options.host, port)
         await broker.start()
         env["mqtt_url"] = f"mqtt://{options.host}:{port}"
+    try:
+        await _run(options, stop, env)
+    finally:
+        if broker is not None:
+            await broker.stop()
+
+
+async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any]) -> None:
+    var = options.var_dir
     if not os.environ.get("PMS_TSDB_URL"):
         env["tsdb_url"] = f"sqlite:///{var / 'pms-ts.db'}"
     if not os.environ.get("PMS_REGISTRY_URL"):
@@ -89,11 +138,19 @@ async def up(options: UpOptions, stop: asyncio.Event) -> None:
         fields = cls.model_fields
         return cls(**{k: v for k, v in {**env, **extra}.items() if k in fields})
 
-    key = admin_key(var)
+    key, key_origin = admin_key(var)
     api_settings: ApiSettings = settings(ApiSettings, admin_api_key=key, api_port=options.port, api_host=options.host)
     registry = Registry(api_settings.registry_url)
     gateway_ids = ensure_demo_plants(registry, options.plants)
+    # Registered under a label saying where it comes from; the API then finds it there already.
+    registry.create_api_key(label=f"admin ({key_origin})", created_at=timeutil.now_jst(), secret=key)
     store = open_store(api_settings.tsdb_url)
+    try:
+        api_server = _bind_api(create_app(api_settings, registry=registry, store=store), options.host, options.port)
+    except BaseException:
+        store.close()
+        registry.close()
+        raise
     health = Health()
 
     watchers_stop = asyncio.Event()
@@ -113,11 +170,13 @@ async def up(options: UpOptions, stop: asyncio.Event) -> None:
                                            registry, Health()).run(rest_stop)),
         asyncio.create_task(run_fleet(fleet, rest_stop)),
     ]
-    api_server = _serve_api(create_app(api_settings, registry=registry, store=store), options.host, options.port)
+    threading.Thread(target=api_server.run, name="api", daemon=True).start()
     settle_heap()
     url = f"http://{options.host}:{options.port}/"
     print(f"PMS is up: {url}  ({len(gateway_ids)} simulated plants)", flush=True)
-    print(f"admin API key: {key}", flush=True)
+    print(f"admin API key: {key}  ({key_origin})", flush=True)
+    print(f"MQTT broker: {env['mqtt_url']} (embedded)" if "mqtt_url" in env else
+          "MQTT broker: the one PMS_MQTT_URL names", flush=True)
     password = api_settings.admin_password or key
     if len(password) >= 8:  # the registry refuses shorter console passwords
         password_note = "PMS_ADMIN_PASSWORD" if api_settings.admin_password else "the admin API key"
@@ -139,8 +198,6 @@ async def up(options: UpOptions, stop: asyncio.Event) -> None:
             if isinstance(result, BaseException):
                 log.error("a service ended with an error: %r", result)
         api_server.close()
-        if broker is not None:
-            await broker.stop()
         store.close()
         registry.close()
         print("stopped; data kept in", var.resolve(), flush=True)

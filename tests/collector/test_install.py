@@ -30,6 +30,15 @@ def test_the_collector_installs_and_runs_without_the_server_extra(tmp_path: Path
     assert run.returncode == 2
     assert "PMS_BROUTE_ID" in run.stderr and "Traceback" not in run.stderr
 
+    # The whole system and a cloud service with a registry need the server extra: one sentence says how
+    # to get it. (Ingest into SQLite needs only the standard library.)
+    for command in (["up", "--port", "0", "--mqtt-port", "0"], ["alerts"]):
+        run = subprocess.run([str(venv / "bin" / "pms"), *command], capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PMS_METRICS_PORT": "0"})
+        assert run.returncode == 2, (command, run.stderr)
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "pip install 'pms[server]'" in lines[0], (command, run.stderr)
+
     imported = subprocess.run(
         [str(python), "-c", "import sys, pms.cli, pms_collector.main, pms_collector.uplink, pms_collector.link;"
                             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"],

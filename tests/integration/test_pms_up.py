@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS
 from pms_common.timeutil import JST
 from tests.conftest import free_port, wait_until
 
@@ -86,3 +93,91 @@ def test_pms_up_shows_a_week_of_history_per_plant_on_its_first_start(tmp_path: P
     wait_until(lambda: all(whole_days(code) == 7 for code in ("pss00000001", "pss00000002")), 120,
                "seven whole days of history per plant")
     assert up.stop(signal.SIGINT, timeout=30) == 0, up.log()
+
+
+def api_keys(port: int, key: str) -> list[dict[str, Any]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/keys",
+                                     headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        items: list[dict[str, Any]] = json.loads(response.read())["items"]
+        return items
+
+
+def test_a_generated_admin_key_is_not_labelled_as_configured(tmp_path: Path, pms_processes: Any) -> None:
+    port = free_port()
+    args = ["up", "--plants", "1", "--port", str(port), "--mqtt-port", str(free_port()), "--var", str(tmp_path / "var")]
+    up = pms_processes(args, name="up-key-label")
+    wait_until(lambda: "admin API key: pms_" in up.log(), 60, "a generated admin key printed")
+    line = next(x for x in up.log().splitlines() if x.startswith("admin API key: "))
+    key = line.split()[3]
+    assert "PMS_ADMIN_API_KEY" not in line and "admin-api-key" in line, line
+    labels = [k["label"] for k in wait_until(lambda: api_keys(port, key), 30, "the key list")]
+    assert labels and not any("PMS_ADMIN_API_KEY" in label for label in labels), labels
+    assert up.stop(signal.SIGINT, timeout=30) == 0
+
+
+def test_a_busy_api_port_is_named_in_one_sentence(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
+        run = subprocess.run([sys.executable, "-m", "pms.cli", "up", "--plants", "1", "--port", str(port),
+                              "--mqtt-port", str(free_port()), "--var", str(tmp_path / "var")],
+                             capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr + run.stdout, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and f"port {port}" in errors[0] and "--port" in errors[0], run.stderr
+
+
+def test_the_embedded_broker_keeps_the_port_it_picked(tmp_path: Path, pms_processes: Any) -> None:
+    with socket.socket() as taken:  # "1883" is taken by another broker
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        wanted = taken.getsockname()[1]
+        picked = []
+        for start in range(2):
+            port = free_port()
+            args = ["up", "--plants", "1", "--port", str(port), "--mqtt-port", str(wanted),
+                    "--var", str(tmp_path / "var")]
+            up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY}, name=f"up-broker-port-{start}")
+            line = wait_until(lambda up=up: next((x for x in up.log().splitlines() if x.startswith("MQTT broker: ")),
+                                                 None), 60, "the broker's address printed")
+            picked.append(int(line.split()[2].rsplit(":", 1)[1]))
+            assert up.stop(signal.SIGINT, timeout=30) == 0, up.log()
+    assert picked[0] != wanted and picked[1] == picked[0], picked
+
+
+def test_more_plants_than_the_embedded_broker_carries_are_refused_in_one_sentence(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
+    run = subprocess.run([sys.executable, "-m", "pms.cli", "up", "--plants", str(EMBEDDED_BROKER_MAX_PLANTS + 1),
+                          "--port", str(free_port()), "--var", str(tmp_path / "var")],
+                         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "PMS_MQTT_URL" in errors[0], run.stderr
+    assert not (tmp_path / "var").exists()  # refused before anything started
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_pms_up_carries_as_many_plants_as_the_embedded_broker_takes(tmp_path: Path, pms_processes: Any) -> None:
+    plants = EMBEDDED_BROKER_MAX_PLANTS
+    port = free_port()
+    args = ["up", "--plants", str(plants), "--port", str(port), "--mqtt-port", str(free_port()),
+            "--var", str(tmp_path / "var")]
+    up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY, "PMS_LOG_LEVEL": "WARNING"}, name=f"up-{plants}")
+
+    def all_measured() -> bool:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/plants?limit=1000",
+                                         headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            items = json.loads(response.read())["items"]
+        return len(items) == plants and all(isinstance(p["current_sold_w"], int) for p in items)
+
+    wait_until(all_measured, 1500, f"{plants} measured plants", interval=5)
+    assert up.alive(), up.log()
+    assert up.stop(signal.SIGINT, timeout=120) == 0, up.log()[-5000:]
+    assert "stopped; data kept in" in up.log()
+    assert "dictionary changed size" not in up.log() and "out of range in select" not in up.log()

@@ -20,10 +20,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from echonet.errors import LinkError, LinkFatal, RequestError
 from echonet.frame import ESV, Frame, Property
@@ -56,14 +57,60 @@ class Port(Protocol):
     def close(self) -> None: ...
 
 
+class _LoopDrivenPort:
+    """A pyserial port (opened non-blocking) read and written with plain os.read/os.write.
+
+    pyserial waits in select() on every read and write, which cannot take a descriptor above 1023;
+    a process simulating hundreds of plants (`pms up`) has thousands. The event loop already does
+    the waiting here (add_reader), so pyserial only opens, configures and closes the port.
+    """
+
+    WRITE_TIMEOUT_S = 5.0
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+        self._fd: int = port.fileno()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    @property
+    def in_waiting(self) -> int:
+        return int(self._port.in_waiting)
+
+    def read(self, size: int = 1) -> bytes:
+        try:
+            data = os.read(self._fd, size)
+        except BlockingIOError:
+            return b""
+        if not data:  # called when the loop saw it readable: nothing to read is a hang-up
+            raise LinkError("the device reports data but returns none (unplugged?)")
+        return data
+
+    def write(self, data: bytes, /) -> int:
+        view = memoryview(data)
+        deadline = time.monotonic() + self.WRITE_TIMEOUT_S
+        while view:
+            try:
+                view = view[os.write(self._fd, view):]
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LinkError(f"write timeout: the device took no data for {self.WRITE_TIMEOUT_S:g} s") from None
+                time.sleep(0.005)  # the module's input buffer is full: it reads a few bytes a millisecond
+        return len(data)
+
+    def close(self) -> None:
+        self._port.close()
+
+
 def open_serial(device: str, baudrate: int = 115200) -> Port:
     """Open a dongle (or a pty) non-blocking; pyserial errors become LinkError."""
     import serial  # the gateway's only hardware dependency, imported where it is used
 
     # pyserial says ValueError for settings the port cannot take (a baud rate out of range).
     with translate_errors(LinkError, f"cannot open serial device {device}", errors=(OSError, ValueError)):
-        port: Port = serial.Serial(device, baudrate=baudrate, timeout=0, write_timeout=5)
-    return port
+        port = serial.Serial(device, baudrate=baudrate, timeout=0)
+    return _LoopDrivenPort(port)
 
 
 class AsyncBRouteLink:

@@ -2,7 +2,7 @@
 
 The collector opens PATH (a symlink to the pty's slave side) as if it were /dev/ttyUSB0 and gets
 the module's byte-for-byte dialogue from `VirtualModule`, with a `SimulatedMeter` behind it. This
-file is the I/O adapter only: the pty, select(), the accelerated clock, scheduled faults.
+file is the I/O adapter only: the pty, poll(), the accelerated clock, scheduled faults.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
-from echonet.sim.meter import MeterProfile, SimulatedMeter
+from echonet.sim.meter import SLOT_S, MeterProfile, SimulatedMeter
 from echonet.sim.module import Fault, ModuleConfig, VirtualModule
 from echonet.skstack_events import Family
 
@@ -53,6 +53,8 @@ class ScheduledFault:
 
 
 class PtySimulator:
+    IDLE_WAIT_S = 0.5
+
     def __init__(self, module: VirtualModule, link_path: str) -> None:
         self.module = module
         self.link_path = link_path
@@ -70,6 +72,10 @@ class PtySimulator:
     def inject(self, fault: Fault, seconds: float = 10.0) -> None:
         with self._lock:
             self.module.inject(fault, time.monotonic(), seconds)
+            out = self.module.data_to_send()  # now, not when the loop next wakes
+            if out:
+                with contextlib.suppress(OSError):
+                    os.write(self._master, out)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="pty-sim", daemon=True)
@@ -77,6 +83,8 @@ class PtySimulator:
 
     def stop(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            os.write(self._slave, b"\r\n")  # wakes the loop's poll(); the module skips blank lines
         if self._thread is not None:
             self._thread.join(5)
         with contextlib.suppress(OSError):
@@ -88,8 +96,15 @@ class PtySimulator:
     def run(self, faults: tuple[ScheduledFault, ...] = ()) -> None:
         started = time.monotonic()
         todo = sorted(faults, key=lambda f: f.after_s)
+        # poll(), not select(): `pms up` runs hundreds of these in one process, past select()'s 1023rd descriptor.
+        poller = select.poll()
+        poller.register(self._master, select.POLLIN)
+        now = started
         while not self._stop.is_set():
-            readable, _, _ = select.select([self._master], [], [], 0.02)
+            wait_s = self._idle_wait_s(now)
+            if todo:
+                wait_s = min(wait_s, started + todo[0].after_s - now)
+            readable = poller.poll(max(0, int(wait_s * 1000)))
             now = time.monotonic()
             with self._lock:
                 while todo and now - started >= todo[0].after_s:
@@ -109,6 +124,19 @@ class PtySimulator:
                     os.write(self._master, out)
                 except OSError:
                     time.sleep(0.05)
+
+
+    def _idle_wait_s(self, now: float) -> float:
+        """Until the module's next scheduled output or the meter's next slot end (its INF push),
+        at most IDLE_WAIT_S: hundreds of simulators in one process must not each wake 50 times a second."""
+        with self._lock:
+            deadline = self.module.next_deadline()
+        wait_s = self.IDLE_WAIT_S if deadline is None else min(self.IDLE_WAIT_S, deadline - now)
+        clock = self.module.meter_clock
+        if isinstance(clock, SimClock) and clock.speed > 0:
+            meter_s = clock(now).timestamp()
+            wait_s = min(wait_s, (SLOT_S - meter_s % SLOT_S) / clock.speed + 0.001)
+        return max(0.0, wait_s)
 
 
 def build_module(args: argparse.Namespace, origin: float) -> VirtualModule:

@@ -1,0 +1,180 @@
+"""`pms up` with a big fleet: start-up time, footprint and stop time.
+
+    .venv/bin/python bench/pms_up.py [--plants 1000] [--seconds 60] [--embedded]
+
+Starts its own Mosquitto on a free port (the repo's test configuration, whose queue limits a
+thousand gateways need) and `pms up --plants N` against it (PMS_MQTT_URL), in a throwaway data
+directory. It prints the time until every plant has a measured power (GET /api/v1/plants: an
+integer current_sold_w), then samples the resident memory and CPU share of the pms process
+(and its children, if any) for --seconds, then stops it with SIGINT and prints how long the
+stop took. --embedded runs on the embedded broker instead (no PMS_MQTT_URL): for finding its limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+MOSQUITTO_CONF = REPO / "deploy" / "mosquitto" / "test-broker.conf"
+KEY = "bench-admin-key"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def family(pid: int) -> list[int]:
+    """The process and its descendants."""
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for text in child.read_text().split():
+            pids.extend(family(int(text)))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return total
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
+
+
+def measured(port: int, plants: int) -> int:
+    """How many plants have a measured power now."""
+    count = 0
+    for offset in range(0, plants, 1000):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/plants?limit=1000&offset={offset}",
+                                         headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            items: list[dict[str, Any]] = json.loads(response.read())["items"]
+        count += sum(isinstance(item["current_sold_w"], int) for item in items)
+    return count
+
+
+def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(MOSQUITTO_CONF.read_text() + f"\nlistener {port} 127.0.0.1\n")
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    with (workdir / "mosquitto.log").open("ab") as log:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"mosquitto did not start: {(workdir / 'mosquitto.log').read_text()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plants", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=60.0, help="footprint sampling after start-up")
+    parser.add_argument("--start-timeout", type=float, default=600.0)
+    parser.add_argument("--embedded", action="store_true", help="the embedded broker instead of Mosquitto")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="pms-up-bench-"))
+    mosquitto: subprocess.Popen[bytes] | None = None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
+    env.update(PMS_ADMIN_API_KEY=KEY, PMS_LOG_LEVEL="WARNING")
+    if not args.embedded:
+        mosquitto, mqtt_port = start_mosquitto(workdir)
+        env["PMS_MQTT_URL"] = f"mqtt://127.0.0.1:{mqtt_port}"
+    api_port = free_port()
+    log_path = workdir / "pms-up.log"
+    print(f"pms up --plants {args.plants} on {'the embedded broker' if args.embedded else 'Mosquitto'} "
+          f"(log: {log_path})", flush=True)
+    started = time.monotonic()
+    with log_path.open("ab") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "pms.cli", "up", "--plants", str(args.plants), "--port", str(api_port),
+             "--mqtt-port", str(free_port()), "--var", str(workdir / "var")],
+            env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        count = 0
+        deadline = started + args.start_timeout
+        while count < args.plants:
+            if up.poll() is not None:
+                raise SystemExit(f"pms up ended early ({up.returncode}); see {log_path}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {count} of {args.plants} plants measured after {args.start_timeout:.0f} s")
+            with contextlib.suppress(OSError):  # not serving yet
+                count = measured(api_port, args.plants)
+            time.sleep(2)
+        start_s = time.monotonic() - started
+        print(f"start-up: every plant measured after {start_s:.1f} s", flush=True)
+
+        pids = family(up.pid)
+        cpu_before, wall_before = cpu_seconds(pids), time.monotonic()
+        peak = rss_mb(pids)
+        while time.monotonic() - wall_before < args.seconds:
+            time.sleep(1)
+            pids = family(up.pid)
+            peak = max(peak, rss_mb(pids))
+        cpu_share = (cpu_seconds(pids) - cpu_before) / (time.monotonic() - wall_before)
+        print(f"steady: {len(pids)} process(es), RSS {rss_mb(pids):.0f} MB (peak {peak:.0f} MB), "
+              f"CPU {cpu_share * 100:.0f} % of one core over {args.seconds:.0f} s", flush=True)
+        print(f"measured at the end: {measured(api_port, args.plants)} of {args.plants}", flush=True)
+
+        stop_started = time.monotonic()
+        up.send_signal(signal.SIGINT)
+        try:
+            code = up.wait(120)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            raise SystemExit("pms up did not stop within 120 s of SIGINT") from None
+        print(f"stop: exit code {code} after {time.monotonic() - stop_started:.1f} s", flush=True)
+        tracebacks = log_path.read_text(errors="replace").count("Traceback")
+        print(f"tracebacks in the log: {tracebacks}", flush=True)
+        return 0 if code == 0 else 1
+    finally:
+        if up.poll() is None:
+            up.kill()
+        if mosquitto is not None:
+            mosquitto.terminate()
+            mosquitto.wait(10)
+        if args.keep:
+            print(f"kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
