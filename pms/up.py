@@ -14,7 +14,7 @@ from typing import Any
 
 from pms.demo import ensure_demo_plants
 from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS, EmbeddedBroker, choose_port, port_is_free
-from pms.fleet import build_fleet, run_fleet
+from pms.fleet import build_fleet, demo_meters_installed_at, run_fleet
 from pms_alerts.service import Alerts
 from pms_alerts.settings import AlertsSettings
 from pms_api.app import create_app
@@ -163,7 +163,8 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any]) -> 
         CollectorSettings, link="sim", power_interval_s=options.power_interval_s,
         heartbeat_interval_s=options.heartbeat_interval_s,
     )
-    fleet = build_fleet(collector_base, len(gateway_ids), var / "outbox", health)
+    fleet = build_fleet(collector_base, len(gateway_ids), var / "outbox", health,
+                        installed_at=demo_meters_installed_at(var))
     rest = [
         asyncio.create_task(Ingest(settings(IngestSettings), store, Health()).run(rest_stop)),
         asyncio.create_task(WeatherService(settings(WeatherSettings, interval_s=options.weather_interval_s),

@@ -98,7 +98,7 @@ class SimulatedModuleLink(SerialMeterLink):
         # A fixed installation day keeps the registers continuous across restarts (as a real meter's
         # are); at least 100 days back, so E2/E4 serve all 99 days of history.
         hundred_days = (start - timedelta(days=100)).replace(hour=0, minute=0, second=0, microsecond=0)
-        installed = min(MeterProfile().installed_at, hundred_days)
+        installed = settings.sim_installed_at or min(MeterProfile().installed_at, hundred_days)
         profile = MeterProfile(seed=settings.sim_seed, pv_capacity_kw=settings.sim_pv_kw, installed_at=installed)
         # The meter clock runs at `speed`; scans and joins are `module_speed` times quicker than a
         # real module's (~17 s at duration 6), so simulated plants come up fast.

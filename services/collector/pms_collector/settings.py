@@ -4,7 +4,7 @@ import ipaddress
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, model_validator
 
 from pms_common.settings import ServiceSettings
 from pms_common.topics import GATEWAY_ID_PATTERN
@@ -60,6 +60,11 @@ class CollectorSettings(ServiceSettings):
     sim_module: Literal["bp35a1", "bp35c0"] = "bp35c0"
     sim_seed: int = 1
     sim_pv_kw: float = Field(default=5.0, gt=0)
+    sim_installed_at: AwareDatetime | None = Field(
+        default=None,
+        description="link sim: when the simulated meter was installed; its registers count from then, so a fixed"
+                    " time keeps them continuous across restarts (default: 2026-01-01, or 100 days before the"
+                    " simulated start when that is earlier)")
 
     @model_validator(mode="after")
     def _serial_needs_credentials(self) -> CollectorSettings:
