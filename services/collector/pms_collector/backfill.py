@@ -26,6 +26,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal, Protocol
 
 from echonet import smart_meter as sm
+from echonet.frame import ESV
 from pms_collector import metrics
 from pms_collector.meter import MeterReader, MeterReadError, MeterRefused
 from pms_collector.meter_clock import MeterClock
@@ -247,6 +248,10 @@ async def backfill_one_day(book: SlotBook, reader: MeterReader, clock: MeterCloc
     try:
         history = await reader.read_day(days_back, meter_today)
     except MeterRefused as exc:
+        if exc.request != ESV.GET:
+            # A refused E5 day Set may pass (a busy meter): the backfill tries again on its backoff.
+            raise
+        # Get_SNA for E2/E4: this meter keeps no history, asking again will not help.
         book.history_refused = str(exc)
         metrics.HISTORY_REFUSED.set(1)
         log.warning("the meter refuses its E2/E4 history (%s): missing slots are counted lost and no longer "

@@ -36,7 +36,12 @@ class MeterReadError(Exception):
 
 
 class MeterRefused(MeterReadError):
-    """The meter answered with a refusal (Get_SNA, SetC_SNA): asking again will not help."""
+    """The meter answered a request with a refusal (Get_SNA: it has no such property; SetC_SNA: it
+    did not take the value). `request` is the ESV that was refused."""
+
+    def __init__(self, message: str, request: ESV) -> None:
+        super().__init__(message)
+        self.request = request
 
 
 class ScaleRefused(MeterReadError):
@@ -190,9 +195,9 @@ class MeterReader:
             # A Get_SNA leaves what it lacks empty; a Set_SNA echoes the value it did not take.
             refused = [f"{p.epc:02X}" for p in answer.properties if (not p.edt) == (esv == ESV.GET)]
             if not refused:
-                raise MeterRefused(f"{what} and named no property")
+                raise MeterRefused(f"{what} and named no property", esv)
             reason = "it has no" if esv == ESV.GET else "it did not take"
-            raise MeterRefused(f"{what}: {reason} EPC {', '.join(refused)}")
+            raise MeterRefused(f"{what}: {reason} EPC {', '.join(refused)}", esv)
         return {p.epc: p.edt for p in answer.properties}
 
     async def get(self, *epcs: int) -> dict[int, bytes]:
