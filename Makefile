@@ -34,6 +34,10 @@ imports: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+# Slow scale runs (marker `slow`, e.g. `pms up` at the embedded broker's limit) are left out of a
+# developer's `make test`; CI (CI=true) runs them too.
+PYTEST_ARGS ?= $(if $(CI),-m "slow or not slow",)
+
 pytest: $(VENV)/.installed-test services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -25,10 +25,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # Gateways (one MQTT client and a few retained topics each) the embedded broker serves in one
-# `pms up`, measured with bench/pms_up.py --embedded on 2 cores: 100 all measured in 160 s and
-# stopped in 1.3 s; at 300 amqtt's QoS 1 deliveries time out during the start-up burst and its
-# broadcast queue stalls (a sixth of the plants never measured). More need a real broker (PMS_MQTT_URL).
-EMBEDDED_BROKER_MAX_PLANTS = 100
+# `pms up`, measured with bench/pms_up.py --embedded on 2 cores: 300 all measured 69 s after the
+# start and stopped in 3.0 s; 1000 had none measured after 600 s (amqtt's QoS 1 deliveries time out
+# in the start-up burst). More need a real broker (PMS_MQTT_URL).
+EMBEDDED_BROKER_MAX_PLANTS = 300
 
 PORT_FILE = "mqtt-port"
 
