@@ -107,6 +107,27 @@ def test_a_command_range_is_refilled_and_counted() -> None:
     assert len(readings) == 4 and not book.pending
 
 
+def test_a_command_range_sends_again_what_was_stored_as_it_was() -> None:
+    """A gap never re-sends a stored slot; a range an operator asks for (to repair a store) does,
+    with the value that was stored: the live one where the slot was read live."""
+    _link, reader, clock = _reader_and_clock(NOW)
+    asyncio.run(reader.read_scale())
+    ledger = MemoryLedger()
+    newest = NOW.replace(minute=0)
+    book = SlotBook(newest, newest, ledger=ledger)
+    plain = SlotBook(newest, newest)
+    plain.request(newest - 4 * SLOT, newest)
+    history = {r.slot_end: r for r in asyncio.run(backfill_one_day(plain, reader, clock)).readings}
+    live = history[newest - SLOT].model_copy(update={"backfilled": False})
+    ledger.record(live)
+    ledger.record(history[newest - 2 * SLOT])
+    assert book.request(newest - 4 * SLOT, newest) == 4
+    sent = {r.slot_end: r for r in asyncio.run(backfill_one_day(book, reader, clock)).readings}
+    assert sorted(sent) == [newest - 3 * SLOT, newest - 2 * SLOT, newest - SLOT, newest]
+    assert sent[newest - SLOT] == live.model_copy(update={"register_wrap_kwh": sent[newest - SLOT].register_wrap_kwh})
+    assert sent[newest - 2 * SLOT].backfilled and not sent[newest - SLOT].backfilled
+
+
 def test_near_the_meters_midnight_the_day_is_not_guessed() -> None:
     midnight = datetime(2026, 6, 1, 0, 0, 30, tzinfo=JST)
     _link, reader, clock = _reader_and_clock(midnight)

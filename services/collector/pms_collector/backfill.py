@@ -268,8 +268,16 @@ async def backfill_one_day(book: SlotBook, reader: MeterReader, clock: MeterCloc
         known = stored.get(slot_end)
         if reading is not None and known is not None and known.live and _disagree(reading, known):
             conflicts.append((reading, known))
-        if slot_end <= target.after or slot_end > end or known is not None:
-            continue  # outside the range, or already stored: never sent twice
+        if slot_end <= target.after or slot_end > end:
+            continue
+        if known is not None:
+            if target.kind == "requested" and reader.scale is not None:
+                # An operator asked for the range again (to repair a store): what was stored goes
+                # again as it was, the live value where there was one.
+                readings.append(EnergyReading(slot_end=slot_end, forward_kwh=known.forward_kwh,
+                                              reverse_kwh=known.reverse_kwh, backfilled=not known.live,
+                                              register_wrap_kwh=reader.scale.wrap_kwh))
+            continue  # a gap or the history walk: a slot already stored is never sent twice
         if reading is None:
             absent += 1
             continue
