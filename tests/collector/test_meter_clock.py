@@ -58,6 +58,18 @@ def test_a_single_jump_is_held_until_the_next_reading_confirms_it() -> None:
     assert clock.held is None and clock._at(2720.0) == T + timedelta(minutes=44, seconds=10)
 
 
+def test_a_push_taken_up_late_keeps_its_slot_and_leaves_the_model_alone() -> None:
+    """On a gateway that falls behind (hundreds of simulated plants on two cores), the 17:00 push was
+    taken up at 17:06:50 and held as a jump: its slot waited for the Get fallback. A push stamped less
+    than a slot before the model's time is the slot that has just ended."""
+    clock = MeterClock(Mono())
+    clock.anchor(T + timedelta(minutes=30), 100.0, exact=True)  # the 12:30 push
+    assert clock.observe(T + timedelta(minutes=60), 2310.0, exact=True) is Verdict.LATE  # 13:00 at 13:06:50
+    assert clock.held is None and clock._at(2310.0) == T + timedelta(minutes=66, seconds=50)
+    # Stamped a slot or more before the model's time, or ahead of it: a jump, held as before.
+    assert clock.observe(T + timedelta(minutes=30), 2400.0, exact=True) is Verdict.HELD
+
+
 def test_a_confirmed_jump_moves_the_model() -> None:
     clock = MeterClock(Mono())
     clock.anchor(T, 100.0, exact=True)

@@ -28,6 +28,9 @@ _MIN_RATE, _MAX_RATE = 0.5, 100_000.0
 # How far a reading may stray from the model before it counts as a jump: a meter's INF may leave a
 # little after the boundary, and a sped-up simulated meter covers minutes in a second of latency.
 JUMP_TOLERANCE = timedelta(minutes=5)
+# A push taken up late (a busy gateway, a slow radio) still names the slot that has just ended: its
+# slot is right, though its stamp says nothing about the meter's clock now.
+LATE_PUSH_MAX = timedelta(minutes=30)
 _MINUTE = timedelta(minutes=1)
 
 
@@ -35,6 +38,7 @@ class Verdict(enum.Enum):
     AGREES = "agrees"  # the reading fits the model (and anchored it)
     CONFIRMED = "confirmed"  # the reading confirmed a jump held before: the model moved
     HELD = "held"  # the reading jumps away from the model: held until the next reading
+    LATE = "late"  # a push stamped less than a slot before the model's time: taken, the model not moved
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class MeterClock:
             self.held = None
             self.anchor(meter_time, at_monotonic, exact=exact)
             return Verdict.AGREES
+        if exact and timedelta(0) < expected - meter_time < LATE_PUSH_MAX:
+            return Verdict.LATE
         held = self.held
         if held is not None:
             moved = held.meter_time + timedelta(seconds=(at_monotonic - held.at_monotonic) * self.rate)
