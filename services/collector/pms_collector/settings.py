@@ -4,7 +4,7 @@ import ipaddress
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, model_validator
 
 from pms_common.settings import ServiceSettings
 from pms_common.topics import GATEWAY_ID_PATTERN
@@ -60,9 +60,23 @@ class CollectorSettings(ServiceSettings):
     sim_module: Literal["bp35a1", "bp35c0"] = "bp35c0"
     sim_seed: int = 1
     sim_pv_kw: float = Field(default=5.0, gt=0)
+    # Development only, beside a sped-up simulated meter (`pms sim --speed --start --anchor-epoch`): a
+    # gateway clock that runs sped up from an anchor. Unset in production: the gateway's own (NTP) clock.
+    clock_start: AwareDatetime | None = Field(
+        default=None, description="development: the gateway's clock reads this at clock_anchor_epoch and runs "
+                                  "clock_speed times real time (with link = sim, the simulated meter's too); "
+                                  "unset: the gateway's own clock")
+    clock_speed: float = Field(default=1.0, gt=0, description="development: how much faster than real time "
+                                                              "the clock from clock_start runs")
+    clock_anchor_epoch: float | None = Field(
+        default=None, description="development: the Unix time at which the clock reads clock_start (give "
+                                  "`pms sim --anchor-epoch` the same); unset: when the collector starts")
 
     @model_validator(mode="after")
     def _serial_needs_credentials(self) -> CollectorSettings:
+        if self.clock_start is None and (self.clock_speed != 1.0 or self.clock_anchor_epoch is not None):
+            raise ValueError("clock_speed and clock_anchor_epoch run a clock from clock_start, which is unset "
+                             "(PMS_CLOCK_START)")
         if self.link == "serial":
             if len(self.broute_id) != 32 or not self.broute_id.isalnum():
                 raise ValueError("broute_id must be the 32 letters and digits of the B-route ID (PMS_BROUTE_ID)")
