@@ -46,8 +46,8 @@ METER_FAULTS: tuple[tuple[str, float, float], ...] = (
     # 07:48; the link then goes silent, and the backfill of that gap reads the day's E2: a conflict,
     # read again across the collector's kill, and the live values stand.
     ("history-mismatch", 0.475, 0), ("no-response", 0.48, 6.7), ("garbage", 0.49, 0),
-    # D3 = 0 for an hour, while the meter ends the session: the rejoin and the meter checks read it.
-    ("event29", 0.70, 0), ("scale-zero", 0.70, 1.0),
+    # D3 = 0 for an hour, on a quiet link: the meter checks read it (a rejoin might take longer than that).
+    ("scale-zero", 0.65, 1.0), ("event29", 0.70, 0),
     ("clock-ahead", 0.76, 5), ("garbage", 0.80, 0), ("event29", 0.88, 0), ("no-response", 0.92, 3.3))
 # The meter events the faults above must each raise once (as services/alerts/pms_alerts/meter_faults.py
 # names them), and whether each is an episode that recovers.

@@ -146,8 +146,8 @@ def configured_clock(settings: CollectorSettings) -> Callable[[], datetime]:
 
 def gateway_clock(link: MeterLinkDriver, settings: CollectorSettings) -> Callable[[], datetime]:
     """The clock that stamps power and judges the meter's: the one the settings configure (see
-    `configured_clock`), or the simulated world's beside a meter this process simulates or was
-    handed with a world clock of its own."""
+    `configured_clock`), or a link's own world clock (the simulated world's beside a meter simulated
+    in this process; `build_link` gives a LAN link the configured one)."""
     if isinstance(link, SimulatedModuleLink | LanMeterLink):
         return link.world_now
     return configured_clock(settings)

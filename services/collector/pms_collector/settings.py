@@ -73,10 +73,14 @@ class CollectorSettings(ServiceSettings):
                                   "`pms sim --anchor-epoch` the same); unset: when the collector starts")
 
     @model_validator(mode="after")
-    def _serial_needs_credentials(self) -> CollectorSettings:
+    def _sped_up_clock_needs_a_start(self) -> CollectorSettings:
         if self.clock_start is None and (self.clock_speed != 1.0 or self.clock_anchor_epoch is not None):
             raise ValueError("clock_speed and clock_anchor_epoch run a clock from clock_start, which is unset "
                              "(PMS_CLOCK_START)")
+        return self
+
+    @model_validator(mode="after")
+    def _serial_needs_credentials(self) -> CollectorSettings:
         if self.link == "serial":
             if len(self.broute_id) != 32 or not self.broute_id.isalnum():
                 raise ValueError("broute_id must be the 32 letters and digits of the B-route ID (PMS_BROUTE_ID)")
