@@ -9,6 +9,7 @@ from pathlib import Path
 from echonet.frame import Frame
 from pms_collector.gateway import build_gateway
 from pms_collector.settings import CollectorSettings
+from pms_common import timeutil
 from pms_common.health import Health
 from pms_common.messages import ConfigDesired
 
@@ -56,3 +57,17 @@ def test_the_heartbeat_tells_what_the_parts_know(tmp_path: Path) -> None:
         assert (again.config.version, again.config.power_interval_s, again.config.heartbeat_interval_s) == (4, 5, 7)
     finally:
         again.outbox.close()
+
+
+def test_a_change_in_what_the_heartbeat_says_of_the_meter_makes_one_due_at_once(tmp_path: Path) -> None:
+    settings = CollectorSettings(link="sim", gateway_id="gw-built", outbox_path=tmp_path / "outbox.db",
+                                 heartbeat_interval_s=30)
+    gateway = build_gateway(settings, IdleLink(), Health())
+    try:
+        due = gateway.uplink.heartbeat_due
+        gateway.read_loop._judge_skew(30.0, timeutil.now_jst())  # within the threshold: nothing new
+        assert not due.is_set()
+        gateway.read_loop._judge_skew(1200.0, timeutil.now_jst())  # a skew episode opens
+        assert due.is_set()
+    finally:
+        gateway.outbox.close()

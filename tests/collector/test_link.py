@@ -14,12 +14,21 @@ from echonet.errors import LinkError, LinkFatal
 from echonet.frame import ESV, Frame, Property
 from echonet.io.aio_link import AsyncBRouteLink, open_serial
 from echonet.session import SessionConfig
+from echonet.sim.clock import SimClock
 from echonet.sim.meter import MeterProfile, SimulatedMeter
 from echonet.sim.module import Fault, ModuleConfig, VirtualModule
-from echonet.sim.pty_module import PtySimulator, SimClock
+from echonet.sim.pty_module import PtySimulator
 from echonet.skstack_events import Family
-from pms_collector.link import SIM_PASSWORD, SIM_RBID, SerialMeterLink, SimulatedModuleLink
+from pms_collector.link import (
+    SIM_PASSWORD,
+    SIM_RBID,
+    SerialMeterLink,
+    SimulatedModuleLink,
+    build_link,
+    gateway_clock,
+)
 from pms_collector.settings import CollectorSettings
+from pms_common import timeutil
 from pms_common.timeutil import JST
 from tests.collector.waiting import eventually
 
@@ -125,3 +134,22 @@ def test_the_module_family_is_unknown_until_the_session_has_detected_it(tmp_path
         _run(link, body)
     finally:
         simulator.stop()
+
+
+def test_a_development_gateway_clock_runs_sped_up_from_its_anchor_as_the_simulator_does() -> None:
+    """PMS_CLOCK_START/SPEED/ANCHOR_EPOCH: the gateway's clock agrees with a `pms sim` meter given the
+    same anchor (to well under a sped-up second), and the meter's rate is known from the start."""
+    anchor = time.time() - 2.0
+    settings = CollectorSettings(device="/dev/null", broute_id="0" * 32, broute_password="p" * 12,
+                                 clock_start=START, clock_speed=6000, clock_anchor_epoch=anchor)
+    link = build_link(settings)
+    clock = gateway_clock(link, settings)
+    meter = SimClock.anchored(START, 6000, anchor)
+    reading, meter_reading = clock(), meter(time.monotonic())
+    assert abs((reading - meter_reading).total_seconds()) < 60  # 10 ms at 6000 times real time
+    assert abs((reading - START).total_seconds() - 2.0 * 6000) < 600
+    assert link.clock_rate == 6000
+    production = CollectorSettings(device="/dev/null", broute_id="0" * 32, broute_password="p" * 12)
+    assert gateway_clock(build_link(production), production) is timeutil.now_jst
+    with pytest.raises(ValueError, match="PMS_CLOCK_START"):
+        CollectorSettings(link="sim", clock_speed=60)

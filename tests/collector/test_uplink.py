@@ -353,3 +353,18 @@ def test_batches_acked_beyond_the_cumulative_point_are_deleted_and_not_sent_agai
     rig.play(scenario)
     assert [b.seq for b in client.batches()][6:8] == [2, 4]  # only the batches nobody acked
     assert rig.remaining == [2, 4]
+
+
+def test_a_heartbeat_due_before_its_interval_goes_out_at_once(tmp_path: Path) -> None:
+    """What a heartbeat says of the meter changed (a scale refused, a clock skew): the next one goes
+    now, not an interval later, so a short episode is never missed between two heartbeats."""
+    rig = Rig(tmp_path, heartbeat_interval_s=30)
+
+    async def scenario() -> None:
+        await eventually(lambda: len(rig.client.on("heartbeat")) == 1, 5, "the first heartbeat")
+        rig.uplink.heartbeat_due.set()
+        await eventually(lambda: len(rig.client.on("heartbeat")) == 2, 2, "a heartbeat at once")
+        await asyncio.sleep(0.2)
+        assert len(rig.client.on("heartbeat")) == 2, "then the interval again"
+
+    rig.play(scenario)

@@ -1,6 +1,7 @@
 """Acceptance (3): the collector-side client over a real pseudo-terminal, both families, every fault."""
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def test_pty_ready_read_and_recover(tmp_path: Path, module: str, payload: str) -
     args = parser().parse_args(["--module", module, "--link", link, "--rbid", RBID, "--password", PASSWORD,
                                 "--speed", "60", "--payload", payload, "--coefficient", "10", "--unit", "0.01",
                                 "--digits", "7"])
-    sim = PtySimulator(build_module(args, time.monotonic()), link)
+    sim = PtySimulator(build_module(args), link)
     sim.start()
     config = SessionConfig(rbid=RBID, password=PASSWORD, backoff_initial_s=0.2, backoff_max_s=1.0,
                            command_timeout_s=1.5, request_timeout_s=2.0)
@@ -69,3 +70,14 @@ def test_meter_fault_kinds_parse() -> None:
     assert ScheduledFault.parse("clock-frozen@5:600").fault is Fault.CLOCK_FROZEN
     assert ScheduledFault.parse("stray-inf@30").fault is Fault.STRAY_INF
     assert {Fault("scale-unit"), Fault("scale-digits")} == {Fault.SCALE_UNIT, Fault.SCALE_DIGITS}
+
+
+def test_an_anchor_epoch_sets_when_the_meter_clock_reads_its_start(tmp_path: Path) -> None:
+    """`--anchor-epoch`: the meter's clock reads --start at that Unix time, whenever the simulator started."""
+    anchor = time.time() - 1.0
+    args = parser().parse_args(["--module", "bp35c0", "--link", str(tmp_path / "tty"), "--rbid", RBID,
+                                "--password", PASSWORD, "--speed", "600", "--start", "2026-11-02T00:00:00+09:00",
+                                "--anchor-epoch", str(anchor)])
+    shown = build_module(args).meter_clock(time.monotonic())
+    elapsed = (shown - datetime(2026, 11, 2, tzinfo=sm.JST)).total_seconds()
+    assert 600 <= elapsed < 660, f"one real second after the anchor the meter shows {elapsed} s after its start"

@@ -37,7 +37,7 @@ def test_momonga_reads_power_and_energy(pms_processes: Callable[..., PmsProcess]
     started = time.monotonic()
     wait_until(link.exists, 20, f"the simulator's link {link}")
     # The same meter the simulator runs, to know which registers it must have served.
-    meter = build_module(parser().parse_args(argv), 0.0).meter
+    meter = build_module(parser().parse_args(argv)).meter
 
     client = momonga.Momonga(RBID, PASSWORD, str(link))
     client.internal_xmit_interval = 0.05  # its pause between requests, 5 s by default

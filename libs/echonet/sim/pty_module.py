@@ -2,7 +2,7 @@
 
 The collector opens PATH (a symlink to the pty's slave side) as if it were /dev/ttyUSB0 and gets
 the module's byte-for-byte dialogue from `VirtualModule`, with a `SimulatedMeter` behind it. This
-file is the I/O adapter only: the pty, poll(), the accelerated clock, scheduled faults.
+file is the I/O adapter only: the pty, poll(), scheduled faults (the sped-up clock is clock.py).
 """
 
 from __future__ import annotations
@@ -19,23 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
+from echonet.sim.clock import SimClock
 from echonet.sim.meter import SLOT_S, MeterProfile, SimulatedMeter
 from echonet.sim.module import Fault, ModuleConfig, VirtualModule
 from echonet.skstack_events import Family
 
 MODULES = {"bp35a1": Family.SINGLE_HOP, "bp35c0": Family.DUAL_STACK}
-
-
-@dataclass(frozen=True)
-class SimClock:
-    """Meter time runs `speed` times faster than the monotonic clock (--speed 60: a minute a second)."""
-
-    start: datetime
-    speed: float
-    origin: float
-
-    def __call__(self, monotonic_now: float) -> datetime:
-        return self.start + timedelta(seconds=(monotonic_now - self.origin) * self.speed)
 
 
 @dataclass(frozen=True)
@@ -93,8 +82,9 @@ class PtySimulator:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def run(self, faults: tuple[ScheduledFault, ...] = ()) -> None:
-        started = time.monotonic()
+    def run(self, faults: tuple[ScheduledFault, ...] = (), *, started: float | None = None) -> None:
+        """Serve the pty until `stop`; each fault `after_s` seconds after `started` (monotonic; default: now)."""
+        started = time.monotonic() if started is None else started
         todo = sorted(faults, key=lambda f: f.after_s)
         # poll(), not select(): `pms up` runs hundreds of these in one process, past select()'s 1023rd descriptor.
         poller = select.poll()
@@ -139,7 +129,7 @@ class PtySimulator:
         return max(0.0, wait_s)
 
 
-def build_module(args: argparse.Namespace, origin: float) -> VirtualModule:
+def build_module(args: argparse.Namespace) -> VirtualModule:
     start = datetime.fromisoformat(args.start).astimezone(sm.JST) if args.start else datetime.now(sm.JST)
     profile = MeterProfile(
         seed=args.seed, pv_capacity_kw=args.pv_kw, coefficient=args.coefficient, unit=args.unit,
@@ -152,7 +142,7 @@ def build_module(args: argparse.Namespace, origin: float) -> VirtualModule:
         hex_payload=args.payload == "hex", has_ropt=not args.no_ropt, echo=not args.no_echo,
         speed=args.speed, min_scan_duration=args.min_scan_duration,
     )
-    return VirtualModule(config, SimulatedMeter(profile), SimClock(start, args.speed, origin))
+    return VirtualModule(config, SimulatedMeter(profile), SimClock.anchored(start, args.speed, args.anchor_epoch))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -166,6 +156,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-echo", action="store_true", help="start with echo off (SFE 0)")
     p.add_argument("--speed", type=float, default=1.0, help="meter clock speed-up (60 = a minute a second)")
     p.add_argument("--start", help="meter start time, ISO 8601 (default: now)")
+    p.add_argument("--anchor-epoch", type=float, default=None,
+                   help="the Unix time at which the meter's clock reads --start (default: when the simulator "
+                        "starts); a collector given the same (PMS_CLOCK_START, PMS_CLOCK_SPEED, "
+                        "PMS_CLOCK_ANCHOR_EPOCH) keeps the same sped-up time")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--pv-kw", type=float, default=5.0)
     p.add_argument("--coefficient", type=int, default=1, help="D3")
@@ -173,7 +167,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=int, default=6, help="D7")
     p.add_argument("--min-scan-duration", type=int, default=5)
     p.add_argument("--fault", action="append", default=[], type=ScheduledFault.parse,
-                   help=f"KIND[@AFTER_S[:SECONDS]]; KIND one of {', '.join(f.value for f in Fault)}")
+                   help=f"KIND[@AFTER_S[:SECONDS]], AFTER_S counted from the start (from --anchor-epoch when given); "
+                        f"KIND one of {', '.join(f.value for f in Fault)}")
     return p
 
 
@@ -184,10 +179,12 @@ def main(argv: list[str]) -> int:
 
         return udp_node.main(argv)
     args = parser().parse_args(argv)
-    sim = PtySimulator(build_module(args, time.monotonic()), args.link)
+    sim = PtySimulator(build_module(args), args.link)
     print(f"virtual {args.module} on {os.ttyname(sim._slave)}, linked at {args.link}", flush=True)
     try:
-        sim.run(tuple(args.fault))
+        # With an anchor, faults count from it: they fall at known meter times (--start + AFTER_S × --speed).
+        started = None if args.anchor_epoch is None else time.monotonic() - (time.time() - args.anchor_epoch)
+        sim.run(tuple(args.fault), started=started)
     except KeyboardInterrupt:
         pass
     finally:

@@ -33,6 +33,7 @@ from echonet import smart_meter as sm
 from echonet.errors import EchonetError, UdpError
 from echonet.frame import decode_frame
 from echonet.io.udp import ANY_IPV4, ECHONET_PORT, Address, UdpConfig, UdpEndpoint
+from echonet.sim.clock import SimClock
 from echonet.sim.meter import SLOT_S, MeterProfile, SimulatedMeter
 
 
@@ -158,17 +159,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-multicast", action="store_true", help="unicast only: no INF, no discovery answers")
     p.add_argument("--speed", type=float, default=1.0, help="meter clock speed-up (60 = a minute a second)")
     p.add_argument("--start", help="meter start time, ISO 8601 (default: now)")
+    p.add_argument("--anchor-epoch", type=float, default=None,
+                   help="the Unix time at which the meter's clock reads --start (default: when the node starts)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--pv-kw", type=float, default=5.0)
     p.add_argument("--coefficient", type=int, default=1, help="D3")
     p.add_argument("--unit", type=float, default=0.1, choices=sorted(sm.UNIT_MULTIPLIERS.values()), help="E1")
     p.add_argument("--digits", type=int, default=6, help="D7")
     p.add_argument("--fault", action="append", default=[], type=ScheduledNodeFault.parse,
-                   help=f"KIND[@AFTER_S[:SECONDS]]; KIND one of {', '.join(f.value for f in NodeFault)}")
+                   help=f"KIND[@AFTER_S[:SECONDS]], AFTER_S counted from the start (from --anchor-epoch when given); "
+                        f"KIND one of {', '.join(f.value for f in NodeFault)}")
     return p
 
 
-def build_node(args: argparse.Namespace, origin: float) -> MeterNode:
+def build_node(args: argparse.Namespace) -> MeterNode:
     start = datetime.fromisoformat(args.start).astimezone(sm.JST) if args.start else datetime.now(sm.JST)
     profile = MeterProfile(
         seed=args.seed, pv_capacity_kw=args.pv_kw, coefficient=args.coefficient, unit=args.unit, digits=args.digits,
@@ -177,17 +181,16 @@ def build_node(args: argparse.Namespace, origin: float) -> MeterNode:
     configs = [UdpConfig(bind=bind, port=args.port, interface=args.interface, multicast=not args.no_multicast)
                for bind in args.bind or [ANY_IPV4]]
 
-    def clock() -> datetime:
-        return start + timedelta(seconds=(time.monotonic() - origin) * args.speed)
-
-    return MeterNode(SimulatedMeter(profile), configs, clock)
+    clock = SimClock.anchored(start, args.speed, args.anchor_epoch)
+    return MeterNode(SimulatedMeter(profile), configs, lambda: clock(time.monotonic()))
 
 
 async def serve(node: MeterNode, stop: asyncio.Event, on_started: Callable[[], None] | None = None, *,
-                faults: tuple[ScheduledNodeFault, ...] = (), tick_s: float = 0.5) -> None:
-    """Run the node until `stop`: slot-end pushes, scheduled faults, coming back from `away`."""
+                faults: tuple[ScheduledNodeFault, ...] = (), tick_s: float = 0.5, started: float | None = None) -> None:
+    """Run the node until `stop`: slot-end pushes, scheduled faults (`after_s` from `started`, by default
+    when the node has started), coming back from `away`."""
     await node.start()
-    started = node.monotonic()
+    started = node.monotonic() if started is None else started
     todo = sorted(faults, key=lambda f: f.after_s)
     try:
         if on_started is not None:
@@ -206,9 +209,11 @@ async def serve(node: MeterNode, stop: asyncio.Event, on_started: Callable[[], N
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    node = build_node(args, time.monotonic())
+    node = build_node(args)
+    # With an anchor, faults count from it: they fall at known meter times (--start + AFTER_S × --speed).
+    started = None if args.anchor_epoch is None else time.monotonic() - (time.time() - args.anchor_epoch)
 
-    def started() -> None:
+    def announce() -> None:
         where = ", ".join(f"[{e.config.bind}]:{e.port}" for e in node.endpoints)
         print(f"ECHONET Lite node (0EF001 + 028801) on {where}", flush=True)
 
@@ -217,7 +222,7 @@ def main(argv: list[str]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(node, stop, started, faults=tuple(args.fault))
+        await serve(node, stop, announce, faults=tuple(args.fault), started=started)
 
     try:
         asyncio.run(run())

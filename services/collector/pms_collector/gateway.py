@@ -110,12 +110,13 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
     meter_clock = MeterClock(monotonic)
     meter_clock.rate = link.clock_rate
     batch_stored = asyncio.Event()
+    heartbeat_due = asyncio.Event()
     read_loop = ReadLoop(link, reader, meter_clock=meter_clock, slots=slots, outbox=outbox, config=config,
                          health=health, gateway_id=gateway_id, energy_interval_s=settings.energy_interval_s,
                          slot_fallback_s=settings.slot_fallback_s, on_stored=batch_stored.set, monotonic=monotonic,
-                         wall=gateway_clock(link), meter_check_s=settings.meter_check_interval_s,
+                         wall=gateway_clock(link, settings), meter_check_s=settings.meter_check_interval_s,
                          skew=SkewWatch(settings.meter_clock_skew_threshold_s),
-                         backfill_retry_s=settings.backfill_retry_s)
+                         backfill_retry_s=settings.backfill_retry_s, on_meter_news=heartbeat_due.set)
     link.on_notification = read_loop.on_push
     control = RemoteControl(link, reader, slots, config, meter_clock, wake_reader=read_loop.wake_up,
                             gateway_id=gateway_id)
@@ -125,6 +126,6 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
     uplink = Uplink(outbox, heartbeat=heartbeat, commands=control.execute, config=control, batch_stored=batch_stored,
                     health=health, gateway_id=gateway_id, broker=broker,
                     client_id=settings.mqtt_client_id or f"pms-gw-{gateway_id}", max_in_flight=settings.max_in_flight,
-                    resend_timeout_s=settings.resend_timeout_s)
+                    resend_timeout_s=settings.resend_timeout_s, heartbeat_due=heartbeat_due)
     return Gateway(link=link, outbox=outbox, slots=slots, config=config, read_loop=read_loop, control=control,
                    uplink=uplink)

@@ -21,9 +21,10 @@ from echonet.frame import ESV, Frame, Property
 from echonet.io.aio_link import AsyncBRouteLink, open_serial
 from echonet.io.udp import UdpConfig
 from echonet.session import SessionConfig, SessionState
+from echonet.sim.clock import SimClock
 from echonet.sim.meter import MeterProfile, SimulatedMeter
 from echonet.sim.module import ModuleConfig, VirtualModule
-from echonet.sim.pty_module import MODULES, PtySimulator, SimClock
+from echonet.sim.pty_module import MODULES, PtySimulator
 from echonet.skstack_events import Family
 from pms_collector.lan_link import LanMeterLink
 from pms_collector.settings import CollectorSettings
@@ -91,7 +92,7 @@ class SimulatedModuleLink(SerialMeterLink):
     """A virtual module on a pty owned by this link: started with `run`, removed when it ends."""
 
     def __init__(self, settings: CollectorSettings, *, start: datetime | None = None, speed: float = 1.0,
-                 module_speed: float = 20.0) -> None:
+                 module_speed: float = 20.0, anchor_epoch: float | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="pms-sim-")
         device = str(Path(self._dir.name) / "ttyWISUN")
         start = start or datetime.now(sm.JST)
@@ -105,7 +106,7 @@ class SimulatedModuleLink(SerialMeterLink):
         module = VirtualModule(
             ModuleConfig(family=MODULES[settings.sim_module], rbid=SIM_RBID, password=SIM_PASSWORD,
                          speed=module_speed, min_scan_duration=4),
-            SimulatedMeter(profile), SimClock(start, speed, time.monotonic()),
+            SimulatedMeter(profile), SimClock.anchored(start, speed, anchor_epoch),
         )
         self.simulator = PtySimulator(module, device)
         config = SessionConfig(rbid=SIM_RBID, password=SIM_PASSWORD, family=FAMILIES[settings.module_family])
@@ -133,19 +134,40 @@ def build_lan_link(settings: CollectorSettings) -> LanMeterLink:
                         attempt_timeout_s=min(settings.lan_request_timeout_s, settings.read_timeout_s))
 
 
-def gateway_clock(link: MeterLinkDriver) -> Callable[[], datetime]:
-    """The clock that stamps power and judges the meter's: the gateway's own (NTP-synchronised),
-    or the simulated world's beside a simulated meter, which may run faster than real time."""
+def configured_clock(settings: CollectorSettings) -> Callable[[], datetime]:
+    """The gateway's clock as the settings have it: its own (NTP-synchronised), or for development
+    one that reads `clock_start` at `clock_anchor_epoch` and runs `clock_speed` times real time."""
+    if settings.clock_start is None:
+        return timeutil.now_jst
+    clock = SimClock.anchored(settings.clock_start.astimezone(timeutil.JST), settings.clock_speed,
+                              settings.clock_anchor_epoch)
+    return lambda: clock(time.monotonic())
+
+
+def gateway_clock(link: MeterLinkDriver, settings: CollectorSettings) -> Callable[[], datetime]:
+    """The clock that stamps power and judges the meter's: the one the settings configure (see
+    `configured_clock`), or a link's own world clock (the simulated world's beside a meter simulated
+    in this process; `build_link` gives a LAN link the configured one)."""
     if isinstance(link, SimulatedModuleLink | LanMeterLink):
         return link.world_now
-    return timeutil.now_jst
+    return configured_clock(settings)
 
 
 def build_link(settings: CollectorSettings) -> MeterLinkDriver:
     if settings.link == "sim":
-        return SimulatedModuleLink(settings)
+        if settings.clock_start is None:
+            return SimulatedModuleLink(settings)
+        return SimulatedModuleLink(settings, start=settings.clock_start, speed=settings.clock_speed,
+                                   anchor_epoch=settings.clock_anchor_epoch)
+    link: SerialMeterLink | LanMeterLink
     if settings.link == "lan":
-        return build_lan_link(settings)
-    config = SessionConfig(rbid=settings.broute_id, password=settings.broute_password.get_secret_value(),
-                           family=FAMILIES[settings.module_family])
-    return SerialMeterLink(settings.device, settings.baudrate, config)
+        link = build_lan_link(settings)
+        link.world_now = configured_clock(settings)
+    else:
+        config = SessionConfig(rbid=settings.broute_id, password=settings.broute_password.get_secret_value(),
+                               family=FAMILIES[settings.module_family])
+        link = SerialMeterLink(settings.device, settings.baudrate, config)
+    # A sped-up gateway clock is set only beside a meter simulated as fast: the meter's clock rate is
+    # known before two pushes could measure it.
+    link.clock_rate = settings.clock_speed
+    return link

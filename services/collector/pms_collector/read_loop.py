@@ -46,7 +46,7 @@ class ReadLoop:
                  slot_fallback_s: float, on_stored: Callable[[], None],
                  monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = timeutil.now_jst,
                  meter_check_s: float = 600.0, skew: SkewWatch | None = None,
-                 backfill_retry_s: float = 30.0) -> None:
+                 backfill_retry_s: float = 30.0, on_meter_news: Callable[[], None] = lambda: None) -> None:
         self.link = link
         self.reader = reader
         self.meter_clock = meter_clock
@@ -58,6 +58,9 @@ class ReadLoop:
         self.energy_interval_s = energy_interval_s
         self.slot_fallback_s = slot_fallback_s
         self._on_stored = on_stored  # the uplink publishes the new batch without waiting out its poll
+        # What the heartbeat says of the meter changed (its scale refused or valid again, a clock skew
+        # episode opening or closing, a history conflict let stand): the heartbeat goes at once.
+        self._on_meter_news = on_meter_news
         self.monotonic = monotonic
         self.wall = wall  # the gateway's own clock (NTP): power is stamped by it, the meter's is judged by it
         self.meter_check_s = meter_check_s
@@ -166,6 +169,8 @@ class ReadLoop:
                 log.warning("%s: the meter's scale is valid again (%s): energy is read again",
                             self.gateway_id, self.reader.scale)
         metrics.METER_SCALE_VALID.labels(self.gateway_id).set(int(self.reader.scale is not None))
+        if self.reader.scale_problem != had_problem:
+            self._on_meter_news()
         before, sent = self.wall(), self.monotonic()
         meter_now = await self.reader.read_clock()
         after, answered = self.wall(), self.monotonic()
@@ -178,6 +183,8 @@ class ReadLoop:
     def _judge_skew(self, skew_s: float, at: datetime) -> None:
         change = self.skew.update(skew_s, at)
         metrics.METER_CLOCK_SKEW.labels(self.gateway_id).set(self.skew.skew_s or 0.0)
+        if change is not None:
+            self._on_meter_news()
         if change is True:
             log.warning("%s: the meter's clock is %s the gateway's (more than %.0f s): slots keep the meter's "
                         "times, power is stamped by the gateway", self.gateway_id, describe_skew(skew_s),
@@ -249,6 +256,7 @@ class ReadLoop:
             self.backfill_retry.conflicts_reported(disagreement)
             log.warning("%s: %s; the live values stand, the day's other slots are taken from the history",
                         self.gateway_id, disagreement)
+            self._on_meter_news()
         if result.readings:
             self._store(list(result.readings), result.meta)
         else:

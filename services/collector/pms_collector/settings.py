@@ -65,6 +65,24 @@ class CollectorSettings(ServiceSettings):
         description="link sim: when the simulated meter was installed; its registers count from then, so a fixed"
                     " time keeps them continuous across restarts (default: 2026-01-01, or 100 days before the"
                     " simulated start when that is earlier)")
+    # Development only, beside a sped-up simulated meter (`pms sim --speed --start --anchor-epoch`): a
+    # gateway clock that runs sped up from an anchor. Unset in production: the gateway's own (NTP) clock.
+    clock_start: AwareDatetime | None = Field(
+        default=None, description="development: the gateway's clock reads this at clock_anchor_epoch and runs "
+                                  "clock_speed times real time (with link = sim, the simulated meter's too); "
+                                  "unset: the gateway's own clock")
+    clock_speed: float = Field(default=1.0, gt=0, description="development: how much faster than real time "
+                                                              "the clock from clock_start runs")
+    clock_anchor_epoch: float | None = Field(
+        default=None, description="development: the Unix time at which the clock reads clock_start (give "
+                                  "`pms sim --anchor-epoch` the same); unset: when the collector starts")
+
+    @model_validator(mode="after")
+    def _sped_up_clock_needs_a_start(self) -> CollectorSettings:
+        if self.clock_start is None and (self.clock_speed != 1.0 or self.clock_anchor_epoch is not None):
+            raise ValueError("clock_speed and clock_anchor_epoch run a clock from clock_start, which is unset "
+                             "(PMS_CLOCK_START)")
+        return self
 
     @model_validator(mode="after")
     def _serial_needs_credentials(self) -> CollectorSettings:

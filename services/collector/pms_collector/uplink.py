@@ -80,9 +80,12 @@ class Uplink:
     def __init__(self, outbox: Outbox, *, heartbeat: HeartbeatSource, commands: CommandHandler,
                  config: ConfigHandler, batch_stored: asyncio.Event, health: Health, gateway_id: str,
                  broker: BrokerAddress, client_id: str, max_in_flight: int, resend_timeout_s: float,
-                 connect: Connect | None = None) -> None:
+                 connect: Connect | None = None, heartbeat_due: asyncio.Event | None = None) -> None:
         self.outbox = outbox
         self.heartbeat = heartbeat
+        # Set when what the heartbeat says has changed (of the meter: its scale, its clock, its history):
+        # the next heartbeat goes at once, so an episode shorter than the interval is reported too.
+        self.heartbeat_due = heartbeat_due or asyncio.Event()
         self.commands = commands
         self.config = config
         # Set when the outbox has a new batch, or room was made for more in flight: the pump looks again.
@@ -227,7 +230,12 @@ class Uplink:
 
     async def _heartbeat(self, client: MqttClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.heartbeat_due.clear()
             beat = self.heartbeat()
             await client.publish(topics.heartbeat(self.gateway_id), beat.to_json(), qos=0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=beat.heartbeat_interval_s)
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.heartbeat_due.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=beat.heartbeat_interval_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
