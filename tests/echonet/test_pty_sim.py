@@ -11,7 +11,8 @@ from echonet.errors import RequestError
 from echonet.io.serial_link import BRouteClient, SerialLink
 from echonet.session import SessionConfig, SessionState
 from echonet.sim.module import Fault
-from echonet.sim.pty_module import PtySimulator, ScheduledFault, build_module, parser
+from echonet.sim.fault_schedule import ScheduledFault
+from echonet.sim.pty_module import PtySimulator, build_module, parse_fault, parser
 
 RBID = "00112233445566778899AABBCCDDEEFF"
 PASSWORD = "PASSWORD1234"
@@ -60,15 +61,15 @@ def test_pty_ready_read_and_recover(tmp_path: Path, module: str, payload: str) -
 
 
 def test_fault_schedule_parsing() -> None:
-    assert ScheduledFault.parse("no-response@30:20") == ScheduledFault(Fault.NO_RESPONSE, 30.0, 20.0)
-    assert ScheduledFault.parse("event29") == ScheduledFault(Fault.SESSION_EXPIRY, 0.0, 10.0)
+    assert parse_fault("no-response@30:20") == ScheduledFault(Fault.NO_RESPONSE, 30.0, 20.0)
+    assert parse_fault("event29") == ScheduledFault(Fault.SESSION_EXPIRY, 0.0, 10.0)
 
 
 def test_meter_fault_kinds_parse() -> None:
-    assert ScheduledFault.parse("scale-zero@60:3600") == ScheduledFault(Fault.SCALE_ZERO, 60.0, 3600.0)
-    assert ScheduledFault.parse("clock-ahead@10:1200") == ScheduledFault(Fault.CLOCK_AHEAD, 10.0, 1200.0)
-    assert ScheduledFault.parse("clock-frozen@5:600").fault is Fault.CLOCK_FROZEN
-    assert ScheduledFault.parse("stray-inf@30").fault is Fault.STRAY_INF
+    assert parse_fault("scale-zero@60:3600") == ScheduledFault(Fault.SCALE_ZERO, 60.0, 3600.0)
+    assert parse_fault("clock-ahead@10:1200") == ScheduledFault(Fault.CLOCK_AHEAD, 10.0, 1200.0)
+    assert parse_fault("clock-frozen@5:600").fault is Fault.CLOCK_FROZEN
+    assert parse_fault("stray-inf@30").fault is Fault.STRAY_INF
     assert {Fault("scale-unit"), Fault("scale-digits")} == {Fault.SCALE_UNIT, Fault.SCALE_DIGITS}
 
 

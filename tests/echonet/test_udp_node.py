@@ -21,7 +21,8 @@ from echonet.frame import CONTROLLER, EOJ, ESV, SMART_METER, Frame, Property, de
 from echonet.io.lan_client import LanClient
 from echonet.io.udp import UdpConfig
 from echonet.sim.meter import SimulatedMeter
-from echonet.sim.udp_node import MeterNode, NodeFault, ScheduledNodeFault
+from echonet.sim.fault_schedule import ScheduledFault
+from echonet.sim.udp_node import MeterNode, NodeFault, parse_fault
 from tests.conftest import PmsProcess, wait_until
 from tests.echonet.test_udp import udp_free_port
 
@@ -144,8 +145,8 @@ def test_node_faults_no_answer_no_history_and_away() -> None:
                 node.close()
 
     asyncio.run(main())
-    assert ScheduledNodeFault.parse("away@60:30") == ScheduledNodeFault(NodeFault.AWAY, 60.0, 30.0)
-    assert ScheduledNodeFault.parse("no-history") == ScheduledNodeFault(NodeFault.NO_HISTORY, 0.0, 10.0)
+    assert parse_fault("away@60:30") == ScheduledFault(NodeFault.AWAY, 60.0, 30.0)
+    assert parse_fault("no-history") == ScheduledFault(NodeFault.NO_HISTORY, 0.0, 10.0)
 
 
 def test_pms_sim_module_lan_takes_scheduled_faults(pms_processes: Callable[..., PmsProcess]) -> None:

@@ -132,8 +132,18 @@ class VirtualModule:
         return self._output.take()
 
     def next_deadline(self) -> float | None:
+        """The earliest time `tick` has work to do: scheduled output, the end of an ARIB pause, the
+        correction of a timed meter fault. The meter's slot-end pushes follow its clock, whose rate
+        the caller knows (`slot_end_after`)."""
         times = [t for t in (self._output.next_deadline(), self.state.arib_until) if t is not None]
+        times += [when for when, _ in self._corrections]
         return min(times, default=None)
+
+    def slot_end_after(self, now: float) -> float:
+        """Meter seconds from `now` until the meter's clock (as it shows it) ends its slot: the time of
+        its next EA/EB push. A frozen clock shows none coming; its correction is in `next_deadline`."""
+        shown = self.meter.displayed_time(self.meter_clock(now)).timestamp()
+        return SLOT_S - shown % SLOT_S
 
     # ---- faults -------------------------------------------------------------------------------
     def inject(self, fault: Fault, now: float, seconds: float = 10.0) -> None:

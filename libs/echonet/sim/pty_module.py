@@ -2,7 +2,8 @@
 
 The collector opens PATH (a symlink to the pty's slave side) as if it were /dev/ttyUSB0 and gets
 the module's byte-for-byte dialogue from `VirtualModule`, with a `SimulatedMeter` behind it. This
-file is the I/O adapter only: the pty, poll(), scheduled faults (the sped-up clock is clock.py).
+file is the I/O adapter only: the pty and scheduled faults; pty_hub.py serves every pty of the
+process from one thread (the sped-up clock is clock.py).
 """
 
 from __future__ import annotations
@@ -11,122 +12,115 @@ import argparse
 import contextlib
 import itertools
 import os
-import select
 import threading
 import time
 import tty
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
 from echonet.sim.clock import SimClock
-from echonet.sim.meter import SLOT_S, MeterProfile, SimulatedMeter
+from echonet.sim.fault_schedule import FaultTimetable, ScheduledFault
+from echonet.sim.meter import MeterProfile, SimulatedMeter
 from echonet.sim.module import Fault, ModuleConfig, VirtualModule
+from echonet.sim.pty_hub import PtyHub
 from echonet.skstack_events import Family
 
 MODULES = {"bp35a1": Family.SINGLE_HOP, "bp35c0": Family.DUAL_STACK}
 
 
-@dataclass(frozen=True)
-class ScheduledFault:
-    fault: Fault
-    after_s: float
-    seconds: float = 10.0
+ScheduledModuleFault = ScheduledFault[Fault]
 
-    @classmethod
-    def parse(cls, text: str) -> ScheduledFault:
-        """KIND[@AFTER_S[:SECONDS]], e.g. event29@60 or no-response@30:20."""
-        kind, _, when = text.partition("@")
-        after, _, seconds = when.partition(":")
-        return cls(Fault(kind), float(after or 0), float(seconds or 10))
+
+def parse_fault(text: str) -> ScheduledModuleFault:
+    """KIND[@AFTER_S[:SECONDS]], e.g. event29@60 or no-response@30:20."""
+    return ScheduledFault.parse(text, Fault)
 
 
 class PtySimulator:
+    """One virtual module on a pty, served by a `PtyHub`: the process's shared one unless given one,
+    so a process with a thousand of them (`pms up`) serves them all from one thread."""
+
+    # Between deadlines, a meter clock of unknown rate (not a SimClock) is looked at this often.
     IDLE_WAIT_S = 0.5
 
-    def __init__(self, module: VirtualModule, link_path: str) -> None:
+    def __init__(self, module: VirtualModule, link_path: str, hub: PtyHub | None = None) -> None:
         self.module = module
         self.link_path = link_path
         self._master, self._slave = os.openpty()
         # Raw mode: no echo, no CR/LF translation by the line discipline; the module does its own echo.
         tty.setraw(self._slave)
         tty.setraw(self._master)
+        os.set_blocking(self._master, False)  # the hub's one thread must never wait on one pty
         if os.path.lexists(link_path):
             os.unlink(link_path)
         os.symlink(os.ttyname(self._slave), link_path)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self.hub = hub or PtyHub.shared()
+        self._lock = threading.Lock()  # the module is changed by the hub's thread and by `inject`'s caller
+        self._faults: FaultTimetable[Fault] = FaultTimetable((), time.monotonic())
+        self._started = False
+        self._stopped = threading.Event()
+
+    @property
+    def fd(self) -> int:
+        return self._master
+
+    @property
+    def device(self) -> str:
+        """The pty's slave side, which `link_path` points to."""
+        return os.ttyname(self._slave)
 
     def inject(self, fault: Fault, seconds: float = 10.0) -> None:
         with self._lock:
             self.module.inject(fault, time.monotonic(), seconds)
-            out = self.module.data_to_send()  # now, not when the loop next wakes
-            if out:
-                with contextlib.suppress(OSError):
-                    os.write(self._master, out)
+        self.hub.wake(self)  # its output goes now, not at the module's next deadline
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="pty-sim", daemon=True)
-        self._thread.start()
+        """Serve the pty (from the hub's thread) until `stop`."""
+        self._started = True
+        self.hub.add(self)
+
+    def run(self, faults: tuple[ScheduledModuleFault, ...] = (), *, started: float | None = None) -> None:
+        """Serve the pty until `stop`, blocking; each fault `after_s` seconds after `started`
+        (monotonic; default: now)."""
+        with self._lock:
+            self._faults = FaultTimetable(faults, time.monotonic() if started is None else started)
+        self.start()
+        self._stopped.wait()
 
     def stop(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            os.write(self._slave, b"\r\n")  # wakes the loop's poll(); the module skips blank lines
-        if self._thread is not None:
-            self._thread.join(5)
+        if not self._started or not self.hub.remove(self):
+            self.close()  # never served, or the hub is stuck: nobody else touches the pty now
         with contextlib.suppress(OSError):
             os.unlink(self.link_path)
+        self._stopped.set()
+
+    def close(self) -> None:
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def run(self, faults: tuple[ScheduledFault, ...] = (), *, started: float | None = None) -> None:
-        """Serve the pty until `stop`; each fault `after_s` seconds after `started` (monotonic; default: now)."""
-        started = time.monotonic() if started is None else started
-        todo = sorted(faults, key=lambda f: f.after_s)
-        # poll(), not select(): `pms up` runs hundreds of these in one process, past select()'s 1023rd descriptor.
-        poller = select.poll()
-        poller.register(self._master, select.POLLIN)
-        now = started
-        while not self._stop.is_set():
-            wait_s = self._idle_wait_s(now)
-            if todo:
-                wait_s = min(wait_s, started + todo[0].after_s - now)
-            readable = poller.poll(max(0, int(wait_s * 1000)))
-            now = time.monotonic()
-            with self._lock:
-                while todo and now - started >= todo[0].after_s:
-                    item = todo.pop(0)
-                    self.module.inject(item.fault, now, item.seconds)
-                if readable:
-                    try:
-                        data = os.read(self._master, 4096)
-                    except OSError:
-                        data = b""
-                    if data:
-                        self.module.receive_data(data, now)
-                self.module.tick(now)
-                out = self.module.data_to_send()
-            if out:
-                try:
-                    os.write(self._master, out)
-                except OSError:
-                    time.sleep(0.05)
-
-
-    def _idle_wait_s(self, now: float) -> float:
-        """Until the module's next scheduled output or the meter's next slot end (its INF push),
-        at most IDLE_WAIT_S: hundreds of simulators in one process must not each wake 50 times a second."""
+    # ---- the hub's side -----------------------------------------------------------------------
+    def serve(self, data: bytes, now: float) -> bytes:
         with self._lock:
-            deadline = self.module.next_deadline()
-        wait_s = self.IDLE_WAIT_S if deadline is None else min(self.IDLE_WAIT_S, deadline - now)
-        clock = self.module.meter_clock
-        if isinstance(clock, SimClock) and clock.speed > 0:
-            meter_s = clock(now).timestamp()
-            wait_s = min(wait_s, (SLOT_S - meter_s % SLOT_S) / clock.speed + 0.001)
-        return max(0.0, wait_s)
+            for item in self._faults.due(now):
+                self.module.inject(item.fault, now, item.seconds)
+            if data:
+                self.module.receive_data(data, now)
+            self.module.tick(now)
+            return self.module.data_to_send()
+
+    def next_wake(self, now: float) -> float | None:
+        """The module's next deadline, the next scheduled fault, or the meter's next slot end (its
+        INF push), whichever comes first; nothing else wakes an idle module."""
+        with self._lock:
+            times = [t for t in (self.module.next_deadline(), self._faults.next_at()) if t is not None]
+            clock = self.module.meter_clock
+            if not isinstance(clock, SimClock):
+                times.append(now + self.IDLE_WAIT_S)
+            elif clock.speed > 0:
+                # A millisecond past the slot end, so that the meter's clock has surely crossed it.
+                times.append(now + self.module.slot_end_after(now) / clock.speed + 0.001)
+        return min(times, default=None)
 
 
 def build_module(args: argparse.Namespace) -> VirtualModule:
@@ -166,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", type=float, default=0.1, choices=sorted(sm.UNIT_MULTIPLIERS.values()), help="E1")
     p.add_argument("--digits", type=int, default=6, help="D7")
     p.add_argument("--min-scan-duration", type=int, default=5)
-    p.add_argument("--fault", action="append", default=[], type=ScheduledFault.parse,
+    p.add_argument("--fault", action="append", default=[], type=parse_fault,
                    help=f"KIND[@AFTER_S[:SECONDS]], AFTER_S counted from the start (from --anchor-epoch when given); "
                         f"KIND one of {', '.join(f.value for f in Fault)}")
     return p
@@ -180,7 +174,7 @@ def main(argv: list[str]) -> int:
         return udp_node.main(argv)
     args = parser().parse_args(argv)
     sim = PtySimulator(build_module(args), args.link)
-    print(f"virtual {args.module} on {os.ttyname(sim._slave)}, linked at {args.link}", flush=True)
+    print(f"virtual {args.module} on {sim.device}, linked at {args.link}", flush=True)
     try:
         # With an anchor, faults count from it: they fall at known meter times (--start + AFTER_S × --speed).
         started = None if args.anchor_epoch is None else time.monotonic() - (time.time() - args.anchor_epoch)

@@ -26,7 +26,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from echonet import smart_meter as sm
@@ -34,6 +33,7 @@ from echonet.errors import EchonetError, UdpError
 from echonet.frame import decode_frame
 from echonet.io.udp import ANY_IPV4, ECHONET_PORT, Address, UdpConfig, UdpEndpoint
 from echonet.sim.clock import SimClock
+from echonet.sim.fault_schedule import FaultTimetable, ScheduledFault
 from echonet.sim.meter import SLOT_S, MeterProfile, SimulatedMeter
 
 
@@ -43,18 +43,12 @@ class NodeFault(enum.StrEnum):
     AWAY = "away"  # off the LAN (sockets closed), back after a while
 
 
-@dataclass(frozen=True)
-class ScheduledNodeFault:
-    fault: NodeFault
-    after_s: float
-    seconds: float = 10.0
+ScheduledNodeFault = ScheduledFault[NodeFault]
 
-    @classmethod
-    def parse(cls, text: str) -> ScheduledNodeFault:
-        """KIND[@AFTER_S[:SECONDS]], e.g. away@60:60 or no-answer@30:20."""
-        kind, _, when = text.partition("@")
-        after, _, seconds = when.partition(":")
-        return cls(NodeFault(kind), float(after or 0), float(seconds or 10))
+
+def parse_fault(text: str) -> ScheduledNodeFault:
+    """KIND[@AFTER_S[:SECONDS]], e.g. away@60:60 or no-answer@30:20."""
+    return ScheduledFault.parse(text, NodeFault)
 
 
 class MeterNode:
@@ -166,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--coefficient", type=int, default=1, help="D3")
     p.add_argument("--unit", type=float, default=0.1, choices=sorted(sm.UNIT_MULTIPLIERS.values()), help="E1")
     p.add_argument("--digits", type=int, default=6, help="D7")
-    p.add_argument("--fault", action="append", default=[], type=ScheduledNodeFault.parse,
+    p.add_argument("--fault", action="append", default=[], type=parse_fault,
                    help=f"KIND[@AFTER_S[:SECONDS]], AFTER_S counted from the start (from --anchor-epoch when given); "
                         f"KIND one of {', '.join(f.value for f in NodeFault)}")
     return p
@@ -190,14 +184,12 @@ async def serve(node: MeterNode, stop: asyncio.Event, on_started: Callable[[], N
     """Run the node until `stop`: slot-end pushes, scheduled faults (`after_s` from `started`, by default
     when the node has started), coming back from `away`."""
     await node.start()
-    started = node.monotonic() if started is None else started
-    todo = sorted(faults, key=lambda f: f.after_s)
+    timetable = FaultTimetable(faults, node.monotonic() if started is None else started)
     try:
         if on_started is not None:
             on_started()
         while not stop.is_set():
-            while todo and node.monotonic() - started >= todo[0].after_s:
-                item = todo.pop(0)
+            for item in timetable.due(node.monotonic()):
                 node.inject(item.fault, item.seconds)
             await node.come_back_when_due()
             node.tick()

@@ -225,8 +225,13 @@ class Uplink:
                     (metrics.BATCHES_RESENT if batch.seq in expired else metrics.BATCHES_PUBLISHED).inc()
                     self._in_flight[batch.seq] = time.monotonic()
                 await asyncio.gather(*publishes)
+            # Until a new batch or an ack (batch_stored), or the oldest batch in flight is due for a
+            # resend; with nothing in flight, only a new batch wakes the pump (`serve` cancels it on
+            # stop): a thousand idle gateways in one process (`pms up`) must not each poll every second.
+            oldest = min(self._in_flight.values(), default=None)
+            resend_in = None if oldest is None else max(0.0, oldest + timeout - time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.batch_stored.wait(), timeout=min(1.0, timeout))
+                await asyncio.wait_for(self.batch_stored.wait(), timeout=resend_in)
 
     async def _heartbeat(self, client: MqttClient, stop: asyncio.Event) -> None:
         while not stop.is_set():

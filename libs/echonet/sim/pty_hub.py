@@ -1,0 +1,233 @@
+"""One thread that serves every virtual module of a process on its pty (`pty_module.PtySimulator`).
+
+`pms up --plants 1000` simulates a thousand modules in one process. A thread each (as the
+simulator first had) meant a thousand threads waking every half second: a load average in the
+hundreds, and collectors starved of the interpreter. Here one thread waits in one `poll()` over
+every module's pty master and a wake pipe; a heap holds each module's next deadline (scheduled
+output, a fault's time, the meter's next slot end), so a module costs nothing between its
+deadlines and the bytes a collector writes to it.
+
+Writes are non-blocking: what a pty does not take now (a collector that is not reading) waits in
+that module's buffer and goes out when poll() says the pty is writable, so one module that is not
+read never holds up the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import heapq
+import itertools
+import logging
+import math
+import os
+import select
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+
+
+class ServedModule(Protocol):
+    """What the hub needs of one module on one pty (`PtySimulator` is one)."""
+
+    @property
+    def fd(self) -> int:
+        """The pty master the module reads and writes (non-blocking)."""
+        ...
+
+    def serve(self, data: bytes, now: float) -> bytes:
+        """Hand the module what came in (maybe nothing) at monotonic `now`; what it says back."""
+        ...
+
+    def next_wake(self, now: float) -> float | None:
+        """When it next has work to do without input (monotonic), or None for not until input."""
+        ...
+
+    def close(self) -> None:
+        """Close the pty (called by the hub's thread once it no longer polls it)."""
+        ...
+
+
+class _Ask(enum.Enum):
+    ADD = "add"
+    WAKE = "wake"
+    REMOVE = "remove"
+
+
+@dataclass(eq=False)
+class _Served:
+    module: ServedModule
+    fd: int
+    due: float | None = None  # the deadline a heap entry stands for (earlier entries are stale)
+    out: bytearray = field(default_factory=bytearray)  # said, not yet taken by the pty
+    events: int = select.POLLIN
+    open: bool = True
+
+
+class PtyHub:
+    """Serves modules added with `add` from one daemon thread, started with the first one."""
+
+    _shared: ClassVar[PtyHub | None] = None
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> PtyHub:
+        """The process's hub: every simulator that is given none is served by it."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def __init__(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        # poll(), not select(): a big fleet's descriptors pass select()'s limit of 1023.
+        self._poller = select.poll()
+        self._poller.register(self._wake_r, select.POLLIN)
+        self._lock = threading.Lock()
+        self._asks: list[tuple[_Ask, ServedModule, threading.Event | None]] = []
+        self._served: dict[int, _Served] = {}  # by pty master; touched by the hub's thread only
+        self._heap: list[tuple[float, int, _Served]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self.loops = 0  # times the thread woke: what idle modules must not drive up
+
+    @property
+    def module_count(self) -> int:
+        return len(self._served)
+
+    def add(self, module: ServedModule) -> None:
+        """Serve `module` from now on (at once: what it has to say goes out now)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pty-modules", daemon=True)
+                self._thread.start()
+        self._ask(_Ask.ADD, module)
+
+    def wake(self, module: ServedModule) -> None:
+        """Serve `module` now (it was changed from another thread: a fault injected)."""
+        self._ask(_Ask.WAKE, module)
+
+    def remove(self, module: ServedModule, timeout_s: float = 5.0) -> bool:
+        """Stop serving `module` and close it; False if the hub's thread never ran (nothing to wait for)."""
+        if self._thread is None:
+            return False
+        done = threading.Event()
+        self._ask(_Ask.REMOVE, module, done)
+        return done.wait(timeout_s)
+
+    def _ask(self, ask: _Ask, module: ServedModule, done: threading.Event | None = None) -> None:
+        with self._lock:
+            self._asks.append((ask, module, done))
+        with contextlib.suppress(BlockingIOError):  # a full pipe has woken the thread already
+            os.write(self._wake_w, b"!")
+
+    # ---- the hub's thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            events = self._poller.poll(self._timeout_ms())
+            self.loops += 1
+            now = time.monotonic()
+            due: dict[_Served, bytes] = {}
+            for fd, mask in events:
+                if fd == self._wake_r:
+                    self._take_asks(due)
+                    continue
+                served = self._served.get(fd)
+                if served is None:
+                    continue
+                if mask & select.POLLOUT:
+                    self._flush(served)
+                if mask & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                    due[served] = due.get(served, b"") + self._read(served)
+            while self._heap and self._heap[0][0] <= now:
+                when, _, served = heapq.heappop(self._heap)
+                if served.open and served.due == when:
+                    served.due = None
+                    due.setdefault(served, b"")
+            for served, data in due.items():
+                if served.open:
+                    self._serve(served, data, now)
+
+    def _timeout_ms(self) -> int:
+        while self._heap and (not self._heap[0][2].open or self._heap[0][2].due != self._heap[0][0]):
+            heapq.heappop(self._heap)  # stale: the module was removed, or got an earlier deadline
+        if not self._heap:
+            return -1  # nothing due: wait for input or a request
+        # Rounded up: waking a fraction of a millisecond early would only spin until the deadline.
+        return max(0, math.ceil((self._heap[0][0] - time.monotonic()) * 1000))
+
+    def _take_asks(self, due: dict[_Served, bytes]) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+        with self._lock:
+            asks, self._asks = self._asks, []
+        for ask, module, done in asks:
+            if ask is _Ask.ADD:
+                served = _Served(module, module.fd)
+                self._served[served.fd] = served
+                self._poller.register(served.fd, served.events)
+                due.setdefault(served, b"")
+                continue
+            served_now = self._served.get(module.fd)
+            if served_now is None or served_now.module is not module:
+                if done is not None:
+                    done.set()  # never added, or removed already
+                continue
+            if ask is _Ask.WAKE:
+                due.setdefault(served_now, b"")
+            else:
+                self._close(served_now)
+                if done is not None:
+                    done.set()
+
+    def _serve(self, served: _Served, data: bytes, now: float) -> None:
+        try:
+            out = served.module.serve(data, now)
+            wake_at = served.module.next_wake(now)
+        except Exception:  # a bug in one module must not stop the others
+            log.exception("the virtual module on descriptor %d failed and is closed", served.fd)
+            self._close(served)
+            return
+        if out:
+            served.out += out
+            self._flush(served)
+        if wake_at is not None and (served.due is None or wake_at < served.due):
+            served.due = wake_at
+            heapq.heappush(self._heap, (wake_at, next(self._seq), served))
+
+    def _read(self, served: _Served) -> bytes:
+        try:
+            return os.read(served.fd, READ_SIZE)
+        except OSError:  # nothing yet (BlockingIOError), or no reader on the other side
+            return b""
+
+    def _flush(self, served: _Served) -> None:
+        while served.out:
+            try:
+                written = os.write(served.fd, served.out)
+            except BlockingIOError:
+                break  # the pty is full: the rest goes when poll() says it is writable
+            except OSError:
+                served.out.clear()  # the pty is gone: what was said is lost, as on a cut line
+                break
+            del served.out[:written]
+        events = select.POLLIN | (select.POLLOUT if served.out else 0)
+        if events != served.events:
+            served.events = events
+            self._poller.modify(served.fd, events)
+
+    def _close(self, served: _Served) -> None:
+        served.open = False
+        self._served.pop(served.fd, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._poller.unregister(served.fd)
+        with contextlib.suppress(Exception):
+            served.module.close()
