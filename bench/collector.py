@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from _support import cpu_seconds, rss_mb
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pms_common import timeutil
@@ -30,21 +31,6 @@ from pms_common.messages import ReadingsBatch
 
 RBID = "00112233445566778899AABBCCDDEEFF"
 PASSWORD = "0123456789AB"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class SlotWatch:
     """Arrival times of live (not backfilled) energy readings on the broker."""
 
@@ -89,12 +75,12 @@ def run_phase(interval_s: float, seconds: float, port: int, workdir: Path) -> di
     try:
         warmup = 15.0
         time.sleep(warmup)
-        cpu0, t0 = _cpu_seconds(collector.pid), time.monotonic()
+        cpu0, t0 = cpu_seconds([collector.pid]), time.monotonic()
         rss_peak = 0.0
         while time.monotonic() - t0 < seconds - warmup:
-            rss_peak = max(rss_peak, _rss_mb(collector.pid))
+            rss_peak = max(rss_peak, rss_mb([collector.pid]))
             time.sleep(1)
-        cpu_share = (_cpu_seconds(collector.pid) - cpu0) / (time.monotonic() - t0) * 100
+        cpu_share = (cpu_seconds([collector.pid]) - cpu0) / (time.monotonic() - t0) * 100
         slot_real_end = sim_t0 + 20
         delay = watch.arrivals.get(slot_end)
         return {"interval_s": interval_s, "rss_mb": rss_peak, "cpu_percent": cpu_share,

@@ -30,8 +30,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -48,8 +46,8 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+from _support import REPO, cpu_seconds, free_port, start_mosquitto, stop_process, wait_port
 
-REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO_DIR = REPO / "deploy" / "mosquitto"
 JST = timezone(timedelta(hours=9))
 T0 = datetime(2026, 1, 5, tzinfo=JST)
@@ -65,53 +63,10 @@ BROKER_PID = [0]
 # --- servers -------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise SystemExit(f"{what} did not listen on {port}:\n{tail}") from None
-            time.sleep(0.05)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @contextmanager
 def mosquitto(workdir: Path) -> Iterator[int]:
     """The production broker config on a free port, with the users of this bench."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    port = free_port()
-    text = (MOSQUITTO_DIR / "mosquitto.conf").read_text()
     data = workdir / "mosquitto-data"
     data.mkdir()
     data.chmod(0o777)
@@ -123,28 +78,27 @@ def mosquitto(workdir: Path) -> Iterator[int]:
         subprocess.run([passwd, *(["-c"] if n == 0 else []), "-b", str(passwords), user, password], check=True,
                        capture_output=True)
     passwords.chmod(0o644)
-    for pattern, replacement in {
-        r"^listener 1883\s*$": f"listener {port} 127.0.0.1",
-        r"^password_file .*$": f"password_file {passwords}",
-        r"^acl_file .*$": f"acl_file {acl}",
-        r"^persistence_location .*$": f"persistence_location {data}/",
-        r"^log_type information$": "",
-        r"^connection_messages true$": "connection_messages false",
-    }.items():
-        text, n = re.subn(pattern, replacement, text, flags=re.MULTILINE)
-        assert n == 1, pattern
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(text)
-    conf.chmod(0o644)
-    log = workdir / "mosquitto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+
+    def config(port: int) -> str:
+        text = (MOSQUITTO_DIR / "mosquitto.conf").read_text()
+        for pattern, replacement in {
+            r"^listener 1883\s*$": f"listener {port} 127.0.0.1",
+            r"^password_file .*$": f"password_file {passwords}",
+            r"^acl_file .*$": f"acl_file {acl}",
+            r"^persistence_location .*$": f"persistence_location {data}/",
+            r"^log_type information$": "",
+            r"^connection_messages true$": "connection_messages false",
+        }.items():
+            text, n = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+            assert n == 1, pattern
+        return text
+
+    proc, port = start_mosquitto(workdir, config)
     try:
-        _wait_port(port, proc, log, "mosquitto")
         BROKER_PID[0] = proc.pid
         yield port
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @contextmanager
@@ -168,7 +122,7 @@ def influxd(workdir: Path) -> Iterator[str]:
     with log.open("wb") as out:
         proc = subprocess.Popen([binary, "-config", str(conf)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_port(http_port, proc, log, "influxd")
+        wait_port(http_port, proc, log, "influxd")
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -181,7 +135,7 @@ def influxd(workdir: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield f"127.0.0.1:{http_port}"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 # --- the stream ----------------------------------------------------------------------------------
@@ -271,7 +225,7 @@ def role_subscriber(args: argparse.Namespace) -> None:
         raise SystemExit("the bare subscriber could not subscribe")
     if args.mode == "drain":
         client.disconnect()
-        client.loop_stop()
+        client.loopstop_process()
         print("READY", flush=True)
         args.expected = int(sys.stdin.readline())  # the batches published meanwhile
         _connect(client, args.port)
@@ -280,7 +234,7 @@ def role_subscriber(args: argparse.Namespace) -> None:
     while not done.wait(1.0):
         if received and time.time() - last > 5:
             break
-    client.loop_stop()
+    client.loopstop_process()
     print(json.dumps({"received": received, "first": first, "last": last}), flush=True)
 
 
@@ -370,7 +324,7 @@ def role_publisher(args: argparse.Namespace) -> None:
         # Every batch must be acked (nothing is resent): a batch that never is, is lost.
         finished.wait(args.seconds + args.drain_timeout)
         ended = time.time()
-    client.loop_stop()
+    client.loopstop_process()
     with lock:
         unacked = sum(next_seq[g] - 1 - acked[g] for g in range(args.gateways))
         result = {
@@ -477,18 +431,18 @@ def run_store(
         time.sleep(2.0)  # connected and subscribed (a persistent session would keep the first messages anyway)
         if ingest.poll() is not None:
             raise SystemExit(f"ingest exited:\n{log.read_text()[-3000:]}")
-        cpu_before, broker_before = cpu_seconds(ingest.pid), cpu_seconds(BROKER_PID[0])
+        cpu_before, broker_before = cpu_seconds([ingest.pid]), cpu_seconds([BROKER_PID[0]])
         publisher = _role("publisher", port, args, mode="gateway", drain_timeout=args.drain_timeout, rate=0)
         sent = _result(publisher, args.seconds + args.drain_timeout + 60)
-        ingest_cpu = cpu_seconds(ingest.pid) - cpu_before
-        broker_cpu = cpu_seconds(BROKER_PID[0]) - broker_before
+        ingest_cpu = cpu_seconds([ingest.pid]) - cpu_before
+        broker_cpu = cpu_seconds([BROKER_PID[0]]) - broker_before
         paced = None
         if args.paced_rate:
             publisher = _role("publisher", port, args, mode="gateway", drain_timeout=args.drain_timeout,
                               rate=args.paced_rate)
             paced = _result(publisher, args.seconds + args.drain_timeout + 60)
     finally:
-        _stop(ingest)
+        stop_process(ingest)
     published = (sent["published_batches"] + (paced["published_batches"] if paced else 0)) * args.readings_per_batch
     stored = stored_readings(store_url, args.gateways)
     delays = sent["delays"]

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,48 +26,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-MOSQUITTO_CONF = REPO / "deploy" / "mosquitto" / "test-broker.conf"
+from _support import cpu_seconds, free_port, process_family, rss_mb, start_mosquitto, stop_process, thread_count
+
 KEY = "bench-admin-key"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def family(pid: int) -> list[int]:
-    """The process and its descendants."""
-    pids = [pid]
-    for child in Path(f"/proc/{pid}/task").glob("*/children"):
-        for text in child.read_text().split():
-            pids.extend(family(int(text)))
-    return pids
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-    return total
-
-
-def rss_mb(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        except OSError:
-            continue
-    return total
 
 
 def measured(port: int, plants: int) -> int:
@@ -83,30 +43,13 @@ def measured(port: int, plants: int) -> int:
     return count
 
 
-def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(MOSQUITTO_CONF.read_text() + f"\nlistener {port} 127.0.0.1\n")
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    with (workdir / "mosquitto.log").open("ab") as log:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"mosquitto did not start: {(workdir / 'mosquitto.log').read_text()}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plants", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=60.0, help="footprint sampling after start-up")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     parser.add_argument("--embedded", action="store_true", help="the embedded broker instead of Mosquitto")
+    parser.add_argument("--progress", type=float, default=30.0, help="seconds between start-up progress lines")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
     args = parser.parse_args()
 
@@ -130,6 +73,7 @@ def main() -> int:
     try:
         count = 0
         deadline = started + args.start_timeout
+        next_progress = started + args.progress
         while count < args.plants:
             if up.poll() is not None:
                 raise SystemExit(f"pms up ended early ({up.returncode}); see {log_path}")
@@ -137,20 +81,28 @@ def main() -> int:
                 raise SystemExit(f"only {count} of {args.plants} plants measured after {args.start_timeout:.0f} s")
             with contextlib.suppress(OSError):  # not serving yet
                 count = measured(api_port, args.plants)
+            if time.monotonic() >= next_progress:
+                next_progress += args.progress
+                pids = process_family(up.pid)
+                print(f"  after {time.monotonic() - started:.0f} s: {count} of {args.plants} measured, "
+                      f"{thread_count(pids)} threads, RSS {rss_mb(pids):.0f} MB", flush=True)
             time.sleep(2)
         start_s = time.monotonic() - started
-        print(f"start-up: every plant measured after {start_s:.1f} s", flush=True)
+        print(f"start-up: every plant measured after {start_s:.1f} s "
+              f"(CPU {cpu_seconds(process_family(up.pid)):.0f} s used by then)", flush=True)
 
-        pids = family(up.pid)
+        pids = process_family(up.pid)
         cpu_before, wall_before = cpu_seconds(pids), time.monotonic()
         peak = rss_mb(pids)
+        threads = thread_count(pids)
         while time.monotonic() - wall_before < args.seconds:
             time.sleep(1)
-            pids = family(up.pid)
+            pids = process_family(up.pid)
             peak = max(peak, rss_mb(pids))
+            threads = max(threads, thread_count(pids))
         cpu_share = (cpu_seconds(pids) - cpu_before) / (time.monotonic() - wall_before)
-        print(f"steady: {len(pids)} process(es), RSS {rss_mb(pids):.0f} MB (peak {peak:.0f} MB), "
-              f"CPU {cpu_share * 100:.0f} % of one core over {args.seconds:.0f} s", flush=True)
+        print(f"steady: {len(pids)} process(es), {threads} threads at most, RSS {rss_mb(pids):.0f} MB "
+              f"(peak {peak:.0f} MB), CPU {cpu_share * 100:.0f} % of one core over {args.seconds:.0f} s", flush=True)
         print(f"measured at the end: {measured(api_port, args.plants)} of {args.plants}", flush=True)
 
         stop_started = time.monotonic()
@@ -168,8 +120,7 @@ def main() -> int:
         if up.poll() is None:
             up.kill()
         if mosquitto is not None:
-            mosquitto.terminate()
-            mosquitto.wait(10)
+            stop_process(mosquitto, timeout_s=10)
         if args.keep:
             print(f"kept: {workdir}")
         else:

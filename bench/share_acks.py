@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
+from _support import REPO, free_port, start_mosquitto, stop_process
 
 from pms_collector.outbox import Outbox
 from pms_collector.readings_json import encode_readings
@@ -59,16 +58,8 @@ from pms_common.mqtt import BrokerAddress
 from pms_common.timeutil import JST, now_jst
 from pms_store.sqlite import SqliteStore
 
-REPO = Path(__file__).resolve().parents[1]
-BROKER_CONF = REPO / "deploy" / "mosquitto" / "test-broker.conf"
 T0 = datetime(2026, 1, 5, tzinfo=JST)
 SLOT_KWH = 0.5  # every slot sells this much: the registers grow by it per batch
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -172,24 +163,6 @@ class Gateway:
         return sum(self.published.values()) - len(self.published)
 
 
-def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(BROKER_CONF.read_text() + f"\nlistener {port} 127.0.0.1\n")
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    log = (workdir / "mosquitto.log").open("ab")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"mosquitto did not listen on {port}: {(workdir / 'mosquitto.log').read_text()}")
-
-
 def http_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
@@ -276,7 +249,7 @@ def run(*, selective: bool, gateways: int = 8, batches: int = 60, interval_s: fl
     with tempfile.TemporaryDirectory(prefix="pms-share-") as tmp:
         work = workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        broker, port = start_broker(work)
+        broker, port = start_mosquitto(work)
         replicas: list[tuple[subprocess.Popen[bytes], int]] = []
         try:
             url = f"mqtt://127.0.0.1:{port}"
@@ -300,8 +273,7 @@ def run(*, selective: bool, gateways: int = 8, batches: int = 60, interval_s: fl
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-            broker.terminate()
-            broker.wait(10)
+            stop_process(broker, timeout_s=10)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,3 +84,30 @@ def test_timed_meter_faults_are_corrected_after_their_seconds() -> None:
     assert meter.displayed_time(start) == start and meter.property_value(0xD3, start) == bytes(4)
     module.tick(11.0)
     assert meter.property_value(0xD3, start) != bytes(4)
+
+
+def test_a_timed_meter_fault_is_a_deadline_of_the_module() -> None:
+    """The one thread that serves every module sleeps until a module's deadline: a fault's correction
+    must be one, or an idle module would keep serving the bad value until something else woke it."""
+    meter = SimulatedMeter(MeterProfile(installed_at=datetime(2026, 5, 31, tzinfo=sm.JST)))
+    start = datetime(2026, 6, 1, 12, 0, tzinfo=sm.JST)
+    module = VirtualModule(ModuleConfig(family=Family.DUAL_STACK, rbid="0" * 32, password="P" * 12), meter,
+                           lambda now: start + timedelta(seconds=now))
+    assert module.next_deadline() is None
+    module.inject(Fault.SCALE_ZERO, 0.0, 10.0)
+    module.inject(Fault.CLOCK_AHEAD, 2.0, 5.0)
+    assert module.next_deadline() == 7.0
+    module.tick(7.0)
+    assert module.next_deadline() == 10.0
+    module.tick(10.0)
+    assert module.next_deadline() is None
+
+
+def test_the_next_slot_end_follows_the_clock_the_meter_shows() -> None:
+    meter = SimulatedMeter(MeterProfile(installed_at=datetime(2026, 5, 31, tzinfo=sm.JST)))
+    start = datetime(2026, 6, 1, 12, 10, tzinfo=sm.JST)
+    module = VirtualModule(ModuleConfig(family=Family.DUAL_STACK, rbid="0" * 32, password="P" * 12), meter,
+                           lambda now: start + timedelta(seconds=now))
+    assert module.slot_end_after(0.0) == 20 * 60  # 12:10 -> 12:30
+    module.inject(Fault.CLOCK_AHEAD, 0.0, 60.0)  # the meter shows 12:30: its slot ends at 13:00
+    assert module.slot_end_after(0.0) == 30 * 60

@@ -10,8 +10,8 @@ from echonet import smart_meter as sm
 from echonet.errors import RequestError
 from echonet.io.serial_link import BRouteClient, SerialLink
 from echonet.session import SessionConfig, SessionState
-from echonet.sim.module import Fault
 from echonet.sim.fault_schedule import ScheduledFault
+from echonet.sim.module import Fault
 from echonet.sim.pty_module import PtySimulator, build_module, parse_fault, parser
 
 RBID = "00112233445566778899AABBCCDDEEFF"

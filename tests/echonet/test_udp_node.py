@@ -20,8 +20,8 @@ from echonet.errors import LanTimeout, UdpError
 from echonet.frame import CONTROLLER, EOJ, ESV, SMART_METER, Frame, Property, decode_frame, encode_frame
 from echonet.io.lan_client import LanClient
 from echonet.io.udp import UdpConfig
-from echonet.sim.meter import SimulatedMeter
 from echonet.sim.fault_schedule import ScheduledFault
+from echonet.sim.meter import SimulatedMeter
 from echonet.sim.udp_node import MeterNode, NodeFault, parse_fault
 from tests.conftest import PmsProcess, wait_until
 from tests.echonet.test_udp import udp_free_port

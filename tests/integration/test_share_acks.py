@@ -20,6 +20,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "share_acks.py"
 
 
 def _bench() -> ModuleType:
+    if str(BENCH.parent) not in sys.path:
+        sys.path.insert(0, str(BENCH.parent))  # as when run as a script: its helpers are `_support`
     spec = importlib.util.spec_from_file_location("share_acks_bench", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
