@@ -2,13 +2,14 @@
 
 `pms up --plants 1000` simulates a thousand modules in one process. A thread each (as the
 simulator first had) meant a thousand threads waking every half second: a load average in the
-hundreds, and collectors starved of the interpreter. Here one thread waits in one `poll()` over
-every module's pty master and a wake pipe; a heap holds each module's next deadline (scheduled
+hundreds, and collectors starved of the interpreter. Here one thread waits in one selector over
+every module's pty master and a wake pipe (epoll where there is one, so a wake-up costs what is
+ready, not what is registered); a heap holds each module's next deadline (scheduled
 output, a fault's time, the meter's next slot end), so a module costs nothing between its
 deadlines and the bytes a collector writes to it.
 
 Writes are non-blocking: what a pty does not take now (a collector that is not reading) waits in
-that module's buffer and goes out when poll() says the pty is writable, so one module that is not
+that module's buffer and goes out when the selector says the pty is writable, so one module that is not
 read never holds up the others.
 """
 
@@ -21,7 +22,7 @@ import itertools
 import logging
 import math
 import os
-import select
+import selectors
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ class _Served:
     fd: int
     due: float | None = None  # the deadline a heap entry stands for (earlier entries are stale)
     out: bytearray = field(default_factory=bytearray)  # said, not yet taken by the pty
-    events: int = select.POLLIN
+    events: int = selectors.EVENT_READ
     open: bool = True
 
 
@@ -87,9 +88,9 @@ class PtyHub:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        # poll(), not select(): a big fleet's descriptors pass select()'s limit of 1023.
-        self._poller = select.poll()
-        self._poller.register(self._wake_r, select.POLLIN)
+        # Never select(): a big fleet's descriptors pass its limit of 1023.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._lock = threading.Lock()
         self._asks: list[tuple[_Ask, ServedModule, threading.Event | None]] = []
         self._served: dict[int, _Served] = {}  # by pty master; touched by the hub's thread only
@@ -131,20 +132,20 @@ class PtyHub:
     # ---- the hub's thread ---------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            events = self._poller.poll(self._timeout_ms())
+            events = self._selector.select(self._timeout_s())
             self.loops += 1
             now = time.monotonic()
             due: dict[_Served, bytes] = {}
-            for fd, mask in events:
-                if fd == self._wake_r:
+            for key, mask in events:
+                if key.fd == self._wake_r:
                     self._take_asks(due)
                     continue
-                served = self._served.get(fd)
+                served = self._served.get(key.fd)
                 if served is None:
                     continue
-                if mask & select.POLLOUT:
+                if mask & selectors.EVENT_WRITE:
                     self._flush(served)
-                if mask & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                if mask & selectors.EVENT_READ:
                     due[served] = due.get(served, b"") + self._read(served)
             while self._heap and self._heap[0][0] <= now:
                 when, _, served = heapq.heappop(self._heap)
@@ -155,13 +156,13 @@ class PtyHub:
                 if served.open:
                     self._serve(served, data, now)
 
-    def _timeout_ms(self) -> int:
+    def _timeout_s(self) -> float | None:
         while self._heap and (not self._heap[0][2].open or self._heap[0][2].due != self._heap[0][0]):
             heapq.heappop(self._heap)  # stale: the module was removed, or got an earlier deadline
         if not self._heap:
-            return -1  # nothing due: wait for input or a request
-        # Rounded up: waking a fraction of a millisecond early would only spin until the deadline.
-        return max(0, math.ceil((self._heap[0][0] - time.monotonic()) * 1000))
+            return None  # nothing due: wait for input or a request
+        # Rounded up to the millisecond (epoll's unit): waking early would only spin until the deadline.
+        return max(0.0, math.ceil((self._heap[0][0] - time.monotonic()) * 1000) / 1000)
 
     def _take_asks(self, due: dict[_Served, bytes]) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -173,7 +174,7 @@ class PtyHub:
             if ask is _Ask.ADD:
                 served = _Served(module, module.fd)
                 self._served[served.fd] = served
-                self._poller.register(served.fd, served.events)
+                self._selector.register(served.fd, served.events)
                 due.setdefault(served, b"")
                 continue
             served_now = self._served.get(module.fd)
@@ -214,20 +215,20 @@ class PtyHub:
             try:
                 written = os.write(served.fd, served.out)
             except BlockingIOError:
-                break  # the pty is full: the rest goes when poll() says it is writable
+                break  # the pty is full: the rest goes when the selector says it is writable
             except OSError:
                 served.out.clear()  # the pty is gone: what was said is lost, as on a cut line
                 break
             del served.out[:written]
-        events = select.POLLIN | (select.POLLOUT if served.out else 0)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if served.out else 0)
         if events != served.events:
             served.events = events
-            self._poller.modify(served.fd, events)
+            self._selector.modify(served.fd, events)
 
     def _close(self, served: _Served) -> None:
         served.open = False
         self._served.pop(served.fd, None)
         with contextlib.suppress(KeyError, ValueError):
-            self._poller.unregister(served.fd)
+            self._selector.unregister(served.fd)
         with contextlib.suppress(Exception):
             served.module.close()

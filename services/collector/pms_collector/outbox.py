@@ -57,13 +57,22 @@ class Outbox:
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'stream_id'").fetchone()
-        if row is None:
-            self.stream_id = uuid.uuid4().hex
-            self._db.execute("INSERT INTO meta VALUES ('stream_id', ?)", (self.stream_id,))
-        else:
-            self.stream_id = row[0]
+        # One transaction: a new outbox costs one sync of the disk, not one a table (36 ms -> 15 ms
+        # measured; `pms up --plants 1000` opens a thousand before its fleet starts).
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                self._db.execute(statement)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'stream_id'").fetchone()
+            if row is None:
+                self.stream_id = uuid.uuid4().hex
+                self._db.execute("INSERT INTO meta VALUES ('stream_id', ?)", (self.stream_id,))
+            else:
+                self.stream_id = row[0]
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self.thinned_power_batches = 0
         self.dropped_energy_batches = 0
 
