@@ -50,13 +50,14 @@ def main() -> int:
     parser.add_argument("--start-timeout", type=float, default=600.0)
     parser.add_argument("--embedded", action="store_true", help="the embedded broker instead of Mosquitto")
     parser.add_argument("--progress", type=float, default=30.0, help="seconds between start-up progress lines")
+    parser.add_argument("--log-level", default="WARNING", help="pms up's (INFO shows each gateway's link and uplink)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="pms-up-bench-"))
     mosquitto: subprocess.Popen[bytes] | None = None
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
-    env.update(PMS_ADMIN_API_KEY=KEY, PMS_LOG_LEVEL="WARNING")
+    env.update(PMS_ADMIN_API_KEY=KEY, PMS_LOG_LEVEL=args.log_level)
     if not args.embedded:
         mosquitto, mqtt_port = start_mosquitto(workdir)
         env["PMS_MQTT_URL"] = f"mqtt://127.0.0.1:{mqtt_port}"

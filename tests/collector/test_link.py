@@ -153,3 +153,25 @@ def test_a_development_gateway_clock_runs_sped_up_from_its_anchor_as_the_simulat
     assert gateway_clock(build_link(production), production) is timeutil.now_jst
     with pytest.raises(ValueError, match="PMS_CLOCK_START"):
         CollectorSettings(link="sim", clock_speed=60)
+
+
+def test_an_idle_link_sleeps_until_there_is_work_and_stop_wakes_it() -> None:
+    """No timer of the driver's own: `pms up --plants 1000` has a thousand links in one event loop,
+    which woke a thousand times a second when each looked at `stop` every second."""
+    quiet = datetime(2026, 6, 1, 12, 5, tzinfo=JST)  # 25 minutes before the meter's next push
+    link = SimulatedModuleLink(CollectorSettings(link="sim", sim_module="bp35c0"), start=quiet, speed=1)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        driver = asyncio.create_task(link.run(stop))
+        try:
+            await asyncio.wait_for(link.request(ESV.GET, [Property(0xE7)], timeout_s=20), 30)
+            wakeups = link.wakeups
+            await asyncio.sleep(2.5)
+            assert link.wakeups - wakeups <= 1, "an idle link woke on a timer"
+        finally:
+            stop.set()
+            # Stop is the only thing that happens: it must end the driver by itself.
+            await asyncio.wait_for(driver, 5)
+
+    asyncio.run(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from pms_collector.outbox import Outbox
+from pms_collector.outbox import Outbox, PendingBatch
 from pms_collector.readings_json import encode_readings
 from pms_collector.uplink import Uplink
 from pms_common import topics
@@ -248,6 +248,37 @@ def test_unacked_batches_are_sent_again_from_the_oldest(tmp_path: Path) -> None:
 
     rig.play(scenario)
     assert [b.seq for b in rig.client.batches()][:6] == [1, 2, 3, 1, 2, 3]
+
+
+class CountingOutbox(Outbox):
+    """An outbox that counts how often the pump looks for batches to send."""
+
+    looks = 0
+
+    def pending(self, *args: object, **kwargs: object) -> list[PendingBatch]:
+        self.looks += 1
+        return super().pending(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_idle_pump_looks_at_the_outbox_only_when_there_is_news(tmp_path: Path) -> None:
+    """Nothing in flight, nothing new: the pump sleeps (a thousand gateways in one process, as in
+    `pms up`, each looking every second were a thousand wake-ups a second); a new batch wakes it."""
+    rig = Rig(tmp_path)
+    rig.outbox.close()
+    rig.uplink.outbox = rig.outbox = counting = CountingOutbox(tmp_path / "outbox.db", max_batches=1000)
+
+    async def scenario() -> None:
+        first = rig.store(1)
+        await eventually(lambda: rig.client.batches(), 5, "the first batch sent")
+        rig.ack(first)
+        await eventually(lambda: not counting.pending(limit=10), 5, "the first batch acked")
+        looks = counting.looks
+        await asyncio.sleep(2.5)
+        assert counting.looks == looks, "the pump looked at the outbox with nothing new"
+        rig.store(2)
+        await eventually(lambda: [b.seq for b in rig.client.batches()] == [1, 2], 5, "the new batch sent")
+
+    rig.play(scenario)
 
 
 def test_commands_are_handed_over_and_their_results_published(tmp_path: Path) -> None:

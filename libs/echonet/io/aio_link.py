@@ -151,6 +151,7 @@ class AsyncBRouteLink:
         self._auth_failures = 0
         self._probe_failures = 0
         self._join_waiters: list[asyncio.Future[None]] = []
+        self.wakeups = 0  # the driver's turns: input, requests and deadlines, never a timer of its own
 
     @property
     def lqi(self) -> int | None:
@@ -272,6 +273,7 @@ class AsyncBRouteLink:
                 self._flush()
                 self._drain()
                 await self._sleep_until(self._session.next_deadline())
+                self.wakeups += 1
                 self._wake.clear()
                 if self._error is not None:
                     error, self._error = self._error, None
