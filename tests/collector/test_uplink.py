@@ -269,7 +269,7 @@ def test_an_idle_pump_looks_at_the_outbox_only_when_there_is_news(tmp_path: Path
 
     async def scenario() -> None:
         first = rig.store(1)
-        await eventually(lambda: rig.client.batches(), 5, "the first batch sent")
+        await eventually(rig.client.batches, 5, "the first batch sent")
         rig.ack(first)
         await eventually(lambda: not counting.pending(limit=10), 5, "the first batch acked")
         looks = counting.looks
