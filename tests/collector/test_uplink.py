@@ -281,6 +281,30 @@ def test_an_idle_pump_looks_at_the_outbox_only_when_there_is_news(tmp_path: Path
     rig.play(scenario)
 
 
+def test_resends_back_off_while_no_ack_comes_and_an_ack_ends_the_backoff(tmp_path: Path) -> None:
+    """An ingest too slow to ack within the timeout must not get every batch again each timeout."""
+    rig = Rig(tmp_path, resend_timeout_s=0.2)
+    rig.store(1)
+
+    def sends() -> int:
+        return sum(batch.seq == 1 for batch in rig.client.batches())
+
+    async def scenario() -> None:
+        await eventually(sends, 5, "the first send")
+        await asyncio.sleep(1.6)
+        # Every 0.2 s that would be about 8 sends by now; backing off (0.2, 0.4, 0.8 s) it is 4.
+        assert 3 <= sends() <= 5, sends()
+        rig.ack(1)
+        second = rig.store(2)
+        await eventually(lambda: any(batch.seq == second for batch in rig.client.batches()), 5, "the next batch")
+        sent = sum(batch.seq == second for batch in rig.client.batches())
+        await asyncio.sleep(0.4)
+        # The ack ended the backoff: the next batch unacked is resent after 0.2 s, not 1.6 s.
+        assert sum(batch.seq == second for batch in rig.client.batches()) - sent >= 1
+
+    rig.play(scenario)
+
+
 def test_commands_are_handed_over_and_their_results_published(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     client = rig.client

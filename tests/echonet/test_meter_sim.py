@@ -127,3 +127,15 @@ def test_history_faults_refuse_e5_leave_e2_unanswered_and_misstate_a_day() -> No
     history = sm.decode_value(0xE2, answer.properties[0].edt)
     assert isinstance(history, sm.DayHistory)
     assert history.raw[20] == live.raw + 1  # 10:00 is index 20: one step above what EA said live
+
+
+def test_the_registers_are_added_up_a_step_at_a_time_to_the_same_sums() -> None:
+    installed = datetime(2026, 5, 1, tzinfo=sm.JST)
+    now = datetime(2026, 5, 3, 10, 0, tzinfo=sm.JST)
+    stepwise, at_once = (SimulatedMeter(MeterProfile(installed_at=installed)) for _ in range(2))
+    steps = 1
+    while stepwise.add_up_registers(now, 10):
+        steps += 1
+    assert steps == 12  # 106 slots, ten at a time
+    assert stepwise.add_up_registers(now, 10) is False
+    assert stepwise.registers_kwh_at_slot(now) == at_once.registers_kwh_at_slot(now)

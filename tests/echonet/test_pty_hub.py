@@ -21,6 +21,7 @@ from echonet.sim.module import Fault, ModuleConfig, VirtualModule
 from echonet.sim.pty_hub import PtyHub
 from echonet.sim.pty_module import PtySimulator
 from echonet.skstack_events import Family
+from tests.conftest import wait_until
 
 # Twenty minutes before a slot end: an idle module has no reason to wake during a test.
 START = datetime(2026, 6, 1, 12, 10, tzinfo=sm.JST)
@@ -84,6 +85,7 @@ def test_idle_modules_do_not_wake_the_thread(tmp_path: Path,
         sims.append(PtySimulator(virtual_module(), str(tmp_path / f"tty{n}"), hub))
         sims[-1].start()
     ask(str(tmp_path / "tty0"), b"SKVER\r\n", b"OK\r\n")
+    wait_until(lambda: hub.warming_count == 0, 10, "the meters' register sums added up")
     loops = hub.loops
     time.sleep(1.5)
     # Forty threads polling every half second woke 120 times here; idle modules now wake nothing.
@@ -103,6 +105,20 @@ def test_a_module_nobody_reads_holds_up_no_other(tmp_path: Path,
     assert b"EVER" in ask(str(tmp_path / "other"), b"SKVER\r\n", b"OK\r\n")
     # What the pty could not take waits, and is all there for a reader that comes.
     assert b"EVENT 2" in ask(str(tmp_path / "unread"), b"", b"EVENT 2\r\n")
+
+
+def test_meters_add_up_their_registers_between_answers(tmp_path: Path,
+                                                      hub_and_sims: tuple[PtyHub, list[PtySimulator]]) -> None:
+    """A meter's first read adds up every slot since its installation: the hub does that beforehand,
+    a step at a time, so that a thousand meters' first reads do not hold up every answer at once."""
+    hub, sims = hub_and_sims
+    module = virtual_module()
+    meter = module.meter
+    sims.append(PtySimulator(module, str(tmp_path / "tty"), hub))
+    sims[0].start()
+    wait_until(lambda: hub.module_count == 1 and hub.warming_count == 0, 10, "the register sums added up")
+    shown = meter.displayed_time(module.meter_clock(time.monotonic()))
+    assert meter.add_up_registers(shown, 1) is False  # two days of slots, all added up already
 
 
 def test_a_scheduled_fault_wakes_its_module_on_time(tmp_path: Path,

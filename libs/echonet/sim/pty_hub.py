@@ -15,6 +15,7 @@ read never holds up the others.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import heapq
@@ -47,6 +48,11 @@ class ServedModule(Protocol):
 
     def next_wake(self, now: float) -> float | None:
         """When it next has work to do without input (monotonic), or None for not until input."""
+        ...
+
+    def warm_up(self, now: float) -> bool:
+        """A few milliseconds of work that its answers will need (a meter's register sums); True while
+        more is left."""
         ...
 
     def close(self) -> None:
@@ -95,6 +101,10 @@ class PtyHub:
         self._asks: list[tuple[_Ask, ServedModule, threading.Event | None]] = []
         self._served: dict[int, _Served] = {}  # by pty master; touched by the hub's thread only
         self._heap: list[tuple[float, int, _Served]] = []
+        # Modules with warm-up work left, served a step at a time whenever nothing else is to be done:
+        # a thousand meters adding up their history at once, each in one go, held up every answer for
+        # a minute and collectors timed out (pms up --plants 1000).
+        self._warming: collections.deque[_Served] = collections.deque()
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self.loops = 0  # times the thread woke: what idle modules must not drive up
@@ -102,6 +112,11 @@ class PtyHub:
     @property
     def module_count(self) -> int:
         return len(self._served)
+
+    @property
+    def warming_count(self) -> int:
+        """Modules with warm-up work left."""
+        return len(self._warming)
 
     def add(self, module: ServedModule) -> None:
         """Serve `module` from now on (at once: what it has to say goes out now)."""
@@ -155,8 +170,25 @@ class PtyHub:
             for served, data in due.items():
                 if served.open:
                     self._serve(served, data, now)
+            if self._warming:
+                self._warm_one(now)  # one step a turn: answers wait for a few milliseconds at most
+
+    def _warm_one(self, now: float) -> None:
+        served = self._warming.popleft()
+        if not served.open:
+            return
+        try:
+            more = served.module.warm_up(now)
+        except Exception:  # a bug in one module must not stop the others
+            log.exception("the virtual module on descriptor %d failed and is closed", served.fd)
+            self._close(served)
+            return
+        if more:
+            self._warming.append(served)
 
     def _timeout_s(self) -> float | None:
+        if self._warming:
+            return 0.0  # look for input, then go on warming up
         while self._heap and (not self._heap[0][2].open or self._heap[0][2].due != self._heap[0][0]):
             heapq.heappop(self._heap)  # stale: the module was removed, or got an earlier deadline
         if not self._heap:
@@ -176,6 +208,7 @@ class PtyHub:
                 self._served[served.fd] = served
                 self._selector.register(served.fd, served.events)
                 due.setdefault(served, b"")
+                self._warming.append(served)
                 continue
             served_now = self._served.get(module.fd)
             if served_now is None or served_now.module is not module:

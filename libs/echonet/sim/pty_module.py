@@ -109,6 +109,11 @@ class PtySimulator:
             self.module.tick(now)
             return self.module.data_to_send()
 
+    def warm_up(self, now: float) -> bool:
+        """A step of the meter's register sums (done by the hub between answers); True while more are left."""
+        with self._lock:
+            return self.module.add_up_registers(now)
+
     def next_wake(self, now: float) -> float | None:
         """The module's next deadline, the next scheduled fault, or the meter's next slot end (its
         INF push), whichever comes first; nothing else wakes an idle module."""

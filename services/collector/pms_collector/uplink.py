@@ -38,6 +38,8 @@ from pms_common.mqtt import Backoff, BrokerAddress, run_connected
 log = logging.getLogger(__name__)
 
 HeartbeatSource = Callable[[], Heartbeat]
+# Unacked resends back off to this many times the resend timeout (15 s: two minutes).
+MAX_RESEND_BACKOFF = 8
 CommandHandler = Callable[[CommandRequest], Awaitable[CommandResult]]
 # Unknown fields (a newer cloud's) are dropped and counted, never a cause to refuse a message.
 READER = ContractReader("collector", metrics.UNKNOWN_FIELDS)
@@ -98,6 +100,7 @@ class Uplink:
         self.resend_timeout_s = resend_timeout_s
         self._connect: Connect = connect or self._connect_to_broker
         self._in_flight: dict[int, float] = {}
+        self._resend_after_s = resend_timeout_s  # grows while resends go unacked (see _pump)
 
     def _connect_to_broker(self, will: aiomqtt.Will) -> aiomqtt.Client:
         return self.broker.client(identifier=self.client_id, will=will, clean_session=True)
@@ -194,6 +197,8 @@ class Uplink:
             return
         deleted = self.outbox.ack(ack.acked_seq, ack.stored_ranges)
         metrics.BATCHES_ACKED.inc(deleted)
+        if deleted:
+            self._resend_after_s = self.resend_timeout_s  # acks are flowing again
         for seq in [s for s in self._in_flight if s <= ack.acked_seq
                     or any(low <= s <= high for low, high in ack.stored_ranges)]:
             del self._in_flight[seq]
@@ -205,11 +210,17 @@ class Uplink:
         while not stop.is_set():
             self.batch_stored.clear()
             now = time.monotonic()
-            timeout = self.resend_timeout_s
+            timeout = self._resend_after_s
             expired = {seq for seq, sent in self._in_flight.items() if now - sent > timeout}
             if expired:
                 # Resend from the oldest unacked on (what an ack deleted is not in the outbox to resend).
                 self._in_flight.clear()
+                # And wait twice as long for the next ack, up to MAX_RESEND_BACKOFF times the timeout,
+                # until an ack comes: an ingest too slow to ack within the timeout would otherwise get
+                # every batch again and again, fall further behind, and get them all again (seen at
+                # pms up --plants 1000: the plants measured fell from 961 to 100).
+                self._resend_after_s = min(timeout * 2, self.resend_timeout_s * MAX_RESEND_BACKOFF)
+                timeout = self._resend_after_s
             room = self.max_in_flight - len(self._in_flight)
             if room > 0:
                 floor = self.outbox.floor_seq()
