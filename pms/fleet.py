@@ -22,6 +22,16 @@ from pms_common.health import Health
 # start: a week of real-looking charts at once, at any hour, without every plant of a large fleet
 # ingesting three months on start-up.
 DEMO_HISTORY_DAYS = 8
+# ...but a fleet's first start reads this many plant-days of history in all, at most (300 plants x 8
+# days; a bigger fleet reads fewer days, at least one). Ingest stores the history slots ahead of the
+# power readings queued behind them: at 1000 plants x 8 days (384 000 slots) the plants stayed "not
+# measured" for minutes, and stopped being measured when the queue outgrew three power intervals.
+DEMO_HISTORY_PLANT_DAYS = 2400
+
+
+def demo_history_days(plants: int) -> int:
+    """Days of history each of a fleet of `plants` reads back on its first start."""
+    return max(1, min(DEMO_HISTORY_DAYS, DEMO_HISTORY_PLANT_DAYS // max(1, plants)))
 
 
 def demo_meters_installed_at(var_dir: Path) -> datetime:
@@ -54,7 +64,7 @@ def build_fleet(base: CollectorSettings, count: int, outbox_dir: Path, health: H
             "sim_pv_kw": 4.0 + index % 5,
             # Both families in a fleet, as in the field.
             "sim_module": "bp35a1" if index % 2 else "bp35c0",
-            "backfill_days": min(base.backfill_days, DEMO_HISTORY_DAYS),
+            "backfill_days": min(base.backfill_days, demo_history_days(count)),
             "sim_installed_at": installed_at or base.sim_installed_at,
         })
         gateways.append(build_gateway(settings, SimulatedModuleLink(settings), health))

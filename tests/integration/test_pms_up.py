@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS
+from pms.fleet import demo_history_days
 from pms_common.timeutil import JST
 from tests.conftest import free_port, wait_until
 
@@ -181,3 +182,10 @@ def test_pms_up_carries_as_many_plants_as_the_embedded_broker_takes(tmp_path: Pa
     assert up.stop(signal.SIGINT, timeout=120) == 0, up.log()[-5000:]
     assert "stopped; data kept in" in up.log()
     assert "dictionary changed size" not in up.log() and "out of range in select" not in up.log()
+
+
+def test_a_big_fleet_reads_fewer_days_of_history_on_its_first_start() -> None:
+    """A week for the demo's few plants; a thousand read two days, so that their power readings do not
+    queue behind 384 000 history slots in ingest (bench/pms_up.py --plants 1000)."""
+    assert [demo_history_days(n) for n in (1, 3, 300, 301, 1000, 2400, 5000)] == [8, 8, 8, 7, 2, 1, 1]
+

@@ -32,6 +32,7 @@ from typing import ClassVar, Protocol
 log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+WARM_UP_S = 0.005  # warm-up work a turn of the thread (a step is a millisecond or two)
 
 
 class ServedModule(Protocol):
@@ -170,21 +171,23 @@ class PtyHub:
             for served, data in due.items():
                 if served.open:
                     self._serve(served, data, now)
-            if self._warming:
-                self._warm_one(now)  # one step a turn: answers wait for a few milliseconds at most
+            self._warm_up(now)
 
-    def _warm_one(self, now: float) -> None:
-        served = self._warming.popleft()
-        if not served.open:
-            return
-        try:
-            more = served.module.warm_up(now)
-        except Exception:  # a bug in one module must not stop the others
-            log.exception("the virtual module on descriptor %d failed and is closed", served.fd)
-            self._close(served)
-            return
-        if more:
-            self._warming.append(served)
+    def _warm_up(self, now: float) -> None:
+        """Warm-up steps for WARM_UP_S a turn, round the modules: answers wait that long at most."""
+        until = time.monotonic() + WARM_UP_S
+        while self._warming and time.monotonic() < until:
+            served = self._warming.popleft()
+            if not served.open:
+                continue
+            try:
+                more = served.module.warm_up(now)
+            except Exception:  # a bug in one module must not stop the others
+                log.exception("the virtual module on descriptor %d failed and is closed", served.fd)
+                self._close(served)
+                continue
+            if more:
+                self._warming.append(served)
 
     def _timeout_s(self) -> float | None:
         if self._warming:
