@@ -225,7 +225,7 @@ def role_subscriber(args: argparse.Namespace) -> None:
         raise SystemExit("the bare subscriber could not subscribe")
     if args.mode == "drain":
         client.disconnect()
-        client.loopstop_process()
+        client.loop_stop()
         print("READY", flush=True)
         args.expected = int(sys.stdin.readline())  # the batches published meanwhile
         _connect(client, args.port)
@@ -234,7 +234,7 @@ def role_subscriber(args: argparse.Namespace) -> None:
     while not done.wait(1.0):
         if received and time.time() - last > 5:
             break
-    client.loopstop_process()
+    client.loop_stop()
     print(json.dumps({"received": received, "first": first, "last": last}), flush=True)
 
 
@@ -324,7 +324,7 @@ def role_publisher(args: argparse.Namespace) -> None:
         # Every batch must be acked (nothing is resent): a batch that never is, is lost.
         finished.wait(args.seconds + args.drain_timeout)
         ended = time.time()
-    client.loopstop_process()
+    client.loop_stop()
     with lock:
         unacked = sum(next_seq[g] - 1 - acked[g] for g in range(args.gateways))
         result = {
