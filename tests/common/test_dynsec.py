@@ -56,6 +56,12 @@ def test_the_provisioning_login_must_not_be_a_dynsec_client(dynsec_broker: Dynse
         asyncio.run(admin.ensure_provisioning_login(BrokerLogin(username="shadow", password="shadow-password")))
 
 
+def test_a_wrong_provisioning_password_is_a_broker_admin_error(dynsec_broker: DynsecBroker) -> None:
+    wrong = BrokerLogin(username=dynsec_broker.provisioning.username, password="not-the-password")
+    with pytest.raises(BrokerAdminError, match="refuses the provisioning login 'provision'"):
+        asyncio.run(DynsecBrokerAdmin(dynsec_broker.admin_address).ensure_provisioning_login(wrong))
+
+
 def test_ensure_role_replaces_stale_acls(dynsec_broker: DynsecBroker) -> None:
     admin = DynsecBrokerAdmin(dynsec_broker.admin_address)
     asyncio.run(admin.ensure_role("r", confined_acls(send=["old/#"])))
