@@ -90,6 +90,8 @@ SERVICE_ROLES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                         f"{PROVISION_ROOT}/+/claim")),
     "api": (("pms/v1/gw/+/cmd/req", "pms/v1/gw/+/config/desired"), ("pms/v1/#",)),
     "healthcheck": ((), ("$SYS/broker/uptime",)),
+    # `docker compose --profile demo` only: one connection speaks for many simulated gateways.
+    "sim": (("pms/v1/gw/#",), ("pms/v1/gw/#",)),
 }
 
 
