@@ -221,6 +221,9 @@ LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 POWER_INTERVAL_LIMITS_S = (1.0, 3600.0)
 HEARTBEAT_INTERVAL_LIMITS_S = (1.0, 3600.0)
 ENERGY_INTERVAL_LIMITS_S = (1.0, 86400.0)
+# What a gateway runs before any configuration was pushed (the collector's settings' defaults).
+CONFIG_DEFAULTS: dict[str, float | str] = {"power_interval_s": 60.0, "heartbeat_interval_s": 30.0,
+                                           "energy_interval_s": 600.0, "log_level": "INFO"}
 
 
 class ConfigDesired(Message):
