@@ -157,11 +157,13 @@ class GatewayControl(RegistryCore):
         with self._tx() as conn:
             return [_desired(row) for row in conn.execute(query).mappings()]
 
-    def mark_desired_published(self, gateway_id: str, version: int) -> None:
+    def mark_desired_published(self, published: Iterable[tuple[str, int]]) -> None:
+        """Note the (gateway, version) pairs published, in one transaction (a group push is hundreds)."""
         c = t.gateway_config_desired.c
         with self._tx() as conn:
-            conn.execute(update(t.gateway_config_desired).where(c.gateway_id == gateway_id, c.version == version)
-                         .values(published_version=version))
+            for gateway_id, version in published:
+                conn.execute(update(t.gateway_config_desired).where(c.gateway_id == gateway_id, c.version == version)
+                             .values(published_version=version))
 
     def record_reported_config(self, gateway_id: str, version: int, document: Mapping[str, Any],
                                at: datetime) -> ConfigState:

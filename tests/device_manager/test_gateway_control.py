@@ -7,9 +7,9 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +269,7 @@ class _Nothing:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_config_pushed_to_a_group_of_100_gateways_shows_zero_drift_once_they_report(
         cloud: Cloud, tmp_path: Path) -> None:
     base = CollectorSettings(link="sim", mqtt_url=cloud.broker.url, backfill_days=0, heartbeat_interval_s=30)
@@ -282,8 +283,11 @@ def test_a_config_pushed_to_a_group_of_100_gateways_shows_zero_drift_once_they_r
         await asyncio.gather(*(gw.run(stop) for gw in fleet))
 
     async def scenario() -> None:
-        await eventually(lambda: sum(s.reported is not None for s in cloud.registry.config_states(ids)) == 100, 60,
+        t0 = time.monotonic()
+        # 100 simulated gateways (a virtual module each) start in this one process: minutes on 2 cores.
+        await eventually(lambda: sum(s.reported is not None for s in cloud.registry.config_states(ids)) == 100, 240,
                          "every gateway's first report")
+        print(f"\n100 gateways: every first report {time.monotonic() - t0:.1f} s after the start")
         started = time.monotonic()
         status, body = await cloud.call("PUT", "/api/v1/gateway-groups/fleet100/config",
                                         {"power_interval_s": 30, "heartbeat_interval_s": 20})
@@ -296,11 +300,11 @@ def test_a_config_pushed_to_a_group_of_100_gateways_shows_zero_drift_once_they_r
                 break
             await asyncio.sleep(0.2)
         took_s = time.monotonic() - started
-        print(f"\n100 gateways: zero drift {took_s:.2f} s after the group push")  # noqa: T201
+        print(f"100 gateways: zero drift {took_s:.2f} s after the group push")
         assert (group["total"], group["drifting"], group["in_sync"]) == (100, 0, 100)
         assert {gw.config.heartbeat_interval_s for gw in fleet} == {20}
 
-    asyncio.run(running([fleet_run, cloud.device_manager().run], scenario(), timeout_s=150))
+    asyncio.run(running([fleet_run, cloud.device_manager().run], scenario(), timeout_s=400))
 
 
 @dataclass

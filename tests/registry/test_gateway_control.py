@@ -52,7 +52,7 @@ def test_each_push_bumps_the_version_and_keeps_the_rest_of_the_document(registry
     state = registry.config_state("gw-1")
     assert state.drift and state.reported is None  # no report yet is drift
     assert [d.version for d in registry.unpublished_desired_configs()] == [2]
-    registry.mark_desired_published("gw-1", 2)
+    registry.mark_desired_published([("gw-1", 2)])
     assert registry.unpublished_desired_configs() == []
     registry.record_reported_config("gw-1", 2, {**second.document, "version": 2}, T0 + timedelta(seconds=2))
     state = registry.config_state("gw-1")
