@@ -38,8 +38,15 @@ def _v2_users_notice_audience_secrets(conn: Connection) -> None:
         conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_notices_customer_id ON notices (customer_id)")
 
 
+def _v3_fleet_management(conn: Connection) -> None:
+    """Issue 11. Gateway control: desired and reported configs, tags, commands, the audit log."""
+    for table in (t.gateway_config_desired, t.gateway_config_reported, t.gateway_tags, t.gateway_commands,
+                  t.audit_log):
+        table.create(conn, checkfirst=True)
+
+
 # STEPS[n] upgrades a registry at version n-1 to version n.
-STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets}
+STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets, 3: _v3_fleet_management}
 
 
 def current_version(conn: Connection) -> int:

@@ -163,4 +163,69 @@ schema_version = Table(
     UniqueConstraint("id"),
 )
 
-SCHEMA_VERSION = 2
+# ---- v3, gateway control (issue 11): config push, commands with deadlines, the audit log --------
+# No foreign keys to gateways: a command or a desired document may name a gateway before it was seen,
+# and the audit log outlives what it names.
+
+# The configuration a gateway should run: `version` grows with each change; `published_version` is
+# the one device-manager last published retained (it publishes whenever the two differ).
+gateway_config_desired = Table(
+    "gateway_config_desired",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("updated_at", AwareDateTime(timezone=True), nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("published_version", Integer),
+    Column("audit_id", Integer),  # the audit entry of the push, whose outcome is set when it is applied
+)
+
+# The whole configuration a gateway last reported (on every connect and after applying a version).
+gateway_config_reported = Table(
+    "gateway_config_reported",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("reported_at", AwareDateTime(timezone=True), nullable=False),
+)
+
+gateway_tags = Table(
+    "gateway_tags",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("tag", String(64), primary_key=True, index=True),
+)
+
+gateway_commands = Table(
+    "gateway_commands",
+    metadata,
+    Column("command_id", String(36), primary_key=True),  # a UUID: the correlation id on cmd/req and cmd/res
+    Column("gateway_id", String(64), nullable=False, index=True),
+    Column("command", String(32), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # queued | sent | succeeded | failed | expired
+    Column("requested_by", String(200), nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False, index=True),
+    Column("deadline", AwareDateTime(timezone=True), nullable=False),
+    Column("sent_at", AwareDateTime(timezone=True)),
+    Column("finished_at", AwareDateTime(timezone=True)),
+    Column("result", JSON),
+    Column("reason", Text),
+    Column("audit_id", Integer),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("audit_id", Integer, primary_key=True, autoincrement=True),
+    Column("at", AwareDateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=False, index=True),
+    Column("detail", JSON, nullable=False),
+    Column("outcome", String(400), nullable=False),
+)
+
+SCHEMA_VERSION = 3

@@ -27,7 +27,7 @@ class CollectorSettings(ServiceSettings):
     broute_password: SecretStr = Field(default=SecretStr(""), description="the 12-character B-route password")
     power_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
     heartbeat_interval_s: float = Field(default=30.0, ge=1.0, le=3600.0)
-    energy_interval_s: float = Field(default=600.0, ge=1.0, description="E0/E3 periodic read")
+    energy_interval_s: float = Field(default=600.0, ge=1.0, le=86400.0, description="E0/E3 periodic read")
     slot_fallback_s: float = Field(default=20.0, gt=0, description="wait this long for the INF push, then Get EA/EB")
     outbox_path: Path | None = Field(default=None, description="default: var/outbox-<gateway_id>.db")
     outbox_max_batches: int = Field(default=200_000, ge=100)

@@ -1,6 +1,7 @@
 """Records every gateway's presence and latest heartbeat; unknown gateways are registered unbound.
 
-It also holds the gateways' control channel (gateway_control.py): desired configuration and remote commands.
+It also holds the gateways' control channel (gateway_control.py): it publishes the desired configurations
+and queued commands the API wrote to the registry, and records the gateways' reports and answers there.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class DeviceManager:
         self.health = health
         self.online: set[str] = set()
         client_id = settings.mqtt_client_id or "pms-device-manager"
-        self.control = GatewayControl(BrokerAddress.parse(settings.mqtt_url), f"{client_id}-control")
+        # A fixed client id: the broker keeps this persistent session's queue across restarts.
+        self.control = GatewayControl(BrokerAddress.parse(settings.mqtt_url), f"{client_id}-control", registry,
+                                      poll_s=settings.control_poll_s, answer_grace_s=settings.command_answer_grace_s)
 
     async def on_message(self, _client: aiomqtt.Client, message: GatewayStatus | Heartbeat) -> None:
         if isinstance(message, Heartbeat):
