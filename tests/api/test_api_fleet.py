@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pms_common import timeutil
-from pms_common.messages import EnergyReading
+from pms_common.messages import EnergyReading, PowerReading
 from tests.api.conftest import PROBLEM, Api
 
 
@@ -93,6 +93,32 @@ def test_gateway_binding(api: Api) -> None:
     assert api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": "pss99999999"}).status_code == 422
     assert api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": api.codes["a"]}, api.keys["c1"]).status_code == 403
     assert api.send("PUT", "/api/v1/gateways/bad%20id", {"service_code": None}).status_code == 422
+
+
+def test_moving_a_gateway_leaves_its_earlier_readings_with_the_earlier_plant(api: Api) -> None:
+    """PUT /gateways/{id} moves the gateway from now on. Before bindings it moved the whole history:
+    plant a's yesterday emptied and plant b showed a's energy and peak as its own."""
+    start, _ = timeutil.today_bounds(timeutil.now_jst())
+    morning = start - timedelta(days=1) + timedelta(hours=10)
+    api.store.write_readings("gw-a", power=[PowerReading(measured_at=morning, power_w=-1500)], energy=[
+        EnergyReading(slot_end=morning + timedelta(minutes=30 * i), reverse_kwh=20.0 + i, forward_kwh=0.0)
+        for i in range(3)])
+    assert api.send("PUT", "/api/v1/gateways/gw-a", {"service_code": api.codes["b"]}).status_code == 200
+    day = morning.date().isoformat()
+
+    def read(code: str, what: str) -> list[dict[str, object]]:
+        response = api.get(f"/api/v1/plants/{code}/{what}{'&' if '?' in what else '?'}start={day}&end={day}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        items: list[dict[str, object]] = response.get_json()["items"]
+        return items
+
+    assert [(e["sold_kwh"], e["slots"]) for e in read(api.codes["a"], "energy?interval=day")] == [(2.0, 2)]
+    assert [p["peak_sold_w"] for p in read(api.codes["a"], "peaks")] == [1500]
+    assert read(api.codes["b"], "energy?interval=day") == []
+    assert read(api.codes["b"], "peaks") == []
+    assert read(api.codes["b"], "power") == []
+    assert api.get(f"/api/v1/plants/{api.codes['a']}").get_json()["gateway_ids"] == []
+    assert api.get(f"/api/v1/plants/{api.codes['b']}").get_json()["gateway_ids"] == ["gw-a"]
 
 
 def test_events_total_counts_every_event(tmp_path: Path) -> None:
