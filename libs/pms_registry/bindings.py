@@ -140,6 +140,13 @@ class Bindings(RegistryCore):
                 ).scalar()
         return next((b.service_code for b in self.binding_history(gateway_id) if b.covers(at)), None)
 
+    def bound_since(self) -> dict[str, datetime]:
+        """When each bound gateway's open binding started."""
+        b = t.gateway_bindings.c
+        with self._tx() as conn:
+            rows = conn.execute(select(b.gateway_id, b.bound_from).where(b.bound_until.is_(None))).all()
+        return {gateway_id: bound_from for gateway_id, bound_from in rows}
+
     def _bindings_of_plants(self, conn: Connection, service_codes: Sequence[str]) -> dict[str, list[Binding]]:
         """The plants' bindings with `reads_from` worked out: two queries however many plants."""
         if not service_codes:

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from pms_registry import schema as t
 from pms_common import timeutil
+from pms_registry import schema as t
 from pms_registry.accounts import Accounts, hash_api_key
 from pms_registry.bindings import Bindings, open_gateway_ids
 from pms_registry.core import engine_for

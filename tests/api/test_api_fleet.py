@@ -73,12 +73,14 @@ def test_summary(api: Api) -> None:
     ])
     api.send("POST", "/api/v1/notices", {"kind": "outage", "title": "停電", "body": ""})
     body = api.get("/api/v1/summary").get_json()
-    assert body["gateways"] == {"normal": 1, "abnormal": 1, "total": 2}
+    assert body["gateways"] == {"normal": 1, "abnormal": 1, "total": 2, "online": 1, "offline": 1, "never_seen": 0,
+                                "unbound": 0}
     assert (body["plants"], body["total_sold_kwh"], body["today_sold_kwh"], body["open_events"]) == (3, 3.0, 2.0, 1)
     assert [n["title"] for n in body["notices"]] == ["停電"]
     assert [e["message"] for e in body["events"]] == ["c down"]
     mine = api.get("/api/v1/summary", api.keys["c1"]).get_json()
-    assert mine["gateways"] == {"normal": 1, "abnormal": 0, "total": 1}
+    assert mine["gateways"] == {"normal": 1, "abnormal": 0, "total": 1, "online": 1, "offline": 0, "never_seen": 0,
+                                "unbound": 0}
     assert (mine["plants"], mine["open_events"], mine["events"]) == (2, 0, [])
     other = api.get("/api/v1/summary", api.keys["c2"]).get_json()
     assert (other["total_sold_kwh"], other["open_events"]) == (0.0, 1)

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pms_api.access import plant_in_scope
+from pms_api.api_fleet import gateway_counts
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
 from pms_api.plant_figures import PlantFigures
@@ -107,14 +108,12 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         user = current_user()
         assert user is not None
         now = timeutil.now_jst()
-        counts = registry.gateway_status_counts(user.customer_id)
-        total = sum(counts.values())
+        counts = gateway_counts(registry.gateway_status_counts(user.customer_id))
         plants = registry.list_plants(user.customer_id)
         sold_total, sold_today = figures.sold_energy(plants, now)
         notices, _ = registry.list_notices(customer_id=user.customer_id, current_at=now)
         events = registry.list_events(customer_id=user.customer_id, limit=50)
-        return render_template("home.html", normal=counts.get("online", 0), abnormal=total - counts.get("online", 0),
-                               total=total, plants=len(plants), sold_total=sold_total, sold_today=sold_today,
+        return render_template("home.html", counts=counts, plants=len(plants), sold_total=sold_total, sold_today=sold_today,
                                notices=notices, events=events)
 
     @console.get("/sales", defaults={"view": "list"})
