@@ -130,8 +130,8 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         sold_total, sold_today = figures.sold_energy(plants, now)
         notices, _ = registry.list_notices(customer_id=user.customer_id, current_at=now)
         events = registry.list_events(customer_id=user.customer_id, limit=50)
-        return render_template("home.html", counts=counts, plants=len(plants), sold_total=sold_total, sold_today=sold_today,
-                               notices=notices, events=events)
+        return render_template("home.html", counts=counts, plants=len(plants), sold_total=sold_total,
+                               sold_today=sold_today, notices=notices, events=events)
 
     @console.get("/sales", defaults={"view": "list"})
     @console.get("/sales/graph", defaults={"view": "graph"})
