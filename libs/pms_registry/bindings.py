@@ -147,29 +147,32 @@ class Bindings(RegistryCore):
             rows = conn.execute(select(b.gateway_id, b.bound_from).where(b.bound_until.is_(None))).all()
         return {gateway_id: bound_from for gateway_id, bound_from in rows}
 
-    def _bindings_of_plants(self, conn: Connection, service_codes: Sequence[str]) -> dict[str, list[Binding]]:
-        """The plants' bindings with `reads_from` worked out: two queries however many plants."""
-        if not service_codes:
-            return {}
+    def _bindings_of_plants(self, conn: Connection, service_codes: Sequence[str] | Any) -> dict[str, list[Binding]]:
+        """The plants' bindings with `reads_from` worked out: two queries however many plants.
+
+        `service_codes` is a list or a SELECT of service codes (a subquery stays one statement
+        where a long list would be expanded into as many parameters)."""
         b = t.gateway_bindings.c
         rows = conn.execute(select(t.gateway_bindings).where(b.service_code.in_(service_codes))
                             .order_by(b.bound_from, b.binding_id)).mappings().all()
         if not rows:
             return {}
-        gateway_ids = {row["gateway_id"] for row in rows}
+        their_gateways = select(b.gateway_id).where(b.service_code.in_(service_codes))
         firsts: dict[str, tuple[datetime, int]] = {}
         for gateway_id, bound_from, binding_id in conn.execute(
-                select(b.gateway_id, b.bound_from, b.binding_id).where(b.gateway_id.in_(gateway_ids))):
+                select(b.gateway_id, b.bound_from, b.binding_id).where(b.gateway_id.in_(their_gateways))):
             key = (bound_from, binding_id)
             if gateway_id not in firsts or key < firsts[gateway_id]:
                 firsts[gateway_id] = key
+        of_plant: dict[str, list[Any]] = {}
+        for row in rows:
+            of_plant.setdefault(row["service_code"], []).append(row)
         out: dict[str, list[Binding]] = {}
         for row in rows:
             reads_from: datetime | None = row["bound_from"]
             if firsts[row["gateway_id"]] == (row["bound_from"], row["binding_id"]):
-                handed_over = [other["bound_until"] for other in rows
-                               if other["service_code"] == row["service_code"]
-                               and other["gateway_id"] != row["gateway_id"]
+                handed_over = [other["bound_until"] for other in of_plant[row["service_code"]]
+                               if other["gateway_id"] != row["gateway_id"]
                                and other["bound_until"] is not None and other["bound_until"] <= row["bound_from"]]
                 reads_from = max(handed_over, default=None)
             out.setdefault(row["service_code"], []).append(Binding(

@@ -81,9 +81,10 @@ class Registry(Bindings, Presence, Accounts, EventLog):
             query = query.where(t.plants.c.customer_id == customer_id)
         if service_code is not None:
             query = query.where(t.plants.c.service_code == service_code)
+        codes = query.with_only_columns(t.plants.c.service_code).order_by(None)
         with self._tx() as conn:
             rows = conn.execute(query).mappings().all()
-            bindings = self._bindings_of_plants(conn, [row["service_code"] for row in rows])
+            bindings = self._bindings_of_plants(conn, codes) if rows else {}
         return [_plant(row, bindings.get(row["service_code"], [])) for row in rows]
 
     def get_plant(self, service_code: str, customer_id: str | None = None) -> Plant | None:
