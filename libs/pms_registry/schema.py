@@ -94,6 +94,8 @@ gateways = Table(
     Column("last_seen_at", AwareDateTime(timezone=True)),
     Column("power_interval_s", Float, nullable=False, default=60.0),
     Column("heartbeat", JSON),
+    # v3 (bindings): set once when the gateway is taken out of service; it then counts nowhere.
+    Column("decommissioned_at", AwareDateTime(timezone=True)),
 )
 
 api_keys = Table(
@@ -226,6 +228,33 @@ audit_log = Table(
     Column("target", String(200), nullable=False, index=True),
     Column("detail", JSON, nullable=False),
     Column("outcome", String(400), nullable=False),
+)
+
+# ---- v3, bindings and presence (issue 11) ---------------------------------------------------------
+# Which plant a gateway served when: the plant's series read each gateway only within its intervals,
+# so moving a gateway leaves its earlier readings with the earlier plant. bound_until NULL = open.
+# gateways.service_code stays the current (open) binding, kept in step by the registry.
+gateway_bindings = Table(
+    "gateway_bindings",
+    metadata,
+    Column("binding_id", Integer, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), nullable=False, index=True),
+    # No foreign key: a deleted plant's bindings stay as the record of what its gateways served.
+    Column("service_code", String(11), nullable=False, index=True),
+    Column("bound_from", AwareDateTime(timezone=True), nullable=False),
+    Column("bound_until", AwareDateTime(timezone=True)),
+)
+
+# Every online/offline transition device-manager saw, with its reason ("connected", "no heartbeat
+# for 90 s", the last will's reason...): the gateway page's presence history.
+gateway_presence = Table(
+    "gateway_presence",
+    metadata,
+    Column("presence_id", Integer, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(64), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("at", AwareDateTime(timezone=True), nullable=False, index=True),
+    Column("reason", String(200), nullable=False),
 )
 
 SCHEMA_VERSION = 3

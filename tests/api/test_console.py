@@ -8,7 +8,7 @@ from pms_api.csrf import REFUSED
 from pms_common import timeutil
 from tests.api.conftest import ADMIN, Api, form_post
 
-PAGES = ["/", "/sales", "/sales/graph"]
+PAGES = ["/", "/sales", "/sales/graph", "/gateways", "/gateways/gw-a"]
 
 
 def _login(api: Api, username: str = "admin", password: str = ADMIN, lang: str = "ja") -> FlaskClient:
@@ -137,3 +137,36 @@ def test_a_form_posted_without_its_csrf_token_is_refused(api: Api) -> None:
     html = client.get("/").get_data(as_text=True)
     with client.session_transaction() as session:
         assert f'name="csrf_token" value="{session["csrf_token"]}"' in html  # the logout form carries it
+
+
+def test_plant_page_names_its_gateway_and_links_to_the_gateway_page(api: Api) -> None:
+    from tests.api.test_api_gateways import HEARTBEAT
+
+    now = timeutil.now_jst()
+    api.registry.record_heartbeat("gw-a", HEARTBEAT, now, 60.0)
+    api.registry.record_presence("gw-a", "online", now, "connected")
+    client = _login(api)
+    plant = client.get(f"/plants/{api.codes['a']}").get_data(as_text=True)
+    assert 'class="gateway-link" href="/gateways/gw-a">gw-a</a>' in plant
+    page = client.get("/gateways/gw-a").get_data(as_text=True)
+    for text in ["ゲートウェイ gw-a", "接続中", "1.4.2", "-61 dBm / 180", "1h 00m", "残り 2 日", "+42 s", "接続履歴",
+                 "connected", f'href="/plants/{api.codes["a"]}">Plant a</a>', "割当中"]:
+        assert text in page, text
+    client.get("/lang/en")
+    english = client.get("/gateways/gw-a").get_data(as_text=True)
+    for text in ["Gateway gw-a", "Online", "Signal (RSSI / LQI)", "2 days pending", "Online/offline history",
+                 "Still bound"]:
+        assert text in english, text
+    listing = client.get("/gateways").get_data(as_text=True)
+    assert 'href="/gateways/gw-c"' in listing and "Never seen" in listing
+
+
+def test_gateway_pages_are_scoped_to_the_customer(api: Api) -> None:
+    api.registry.create_user(username="c1-user", password="c1-password", created_at=timeutil.now_jst(),
+                             customer_id="c1")
+    client = _login(api, "c1-user", "c1-password")
+    assert client.get("/gateways/gw-c").status_code == 404
+    assert client.get("/gateways/gw-a").status_code == 200
+    listing = client.get("/gateways").get_data(as_text=True)
+    assert "/gateways/gw-a" in listing and "/gateways/gw-c" not in listing
+    assert 'id="gw-unbound"' not in client.get("/").get_data(as_text=True)  # unbound gateways are the admins' to see

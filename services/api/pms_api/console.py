@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -18,10 +19,13 @@ from prometheus_client import Counter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pms_api.access import plant_in_scope
+from pms_api.api_fleet import gateway_counts
 from pms_api.csrf import check_csrf, csrf_field
+from pms_api.gateway_status import GatewayStatus
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
 from pms_api.plant_figures import PlantFigures
+from pms_api.problems import ProblemError
 from pms_common import timeutil
 from pms_registry import Registry
 from pms_registry.records import User
@@ -41,6 +45,7 @@ def local_path(target: str) -> str | None:
 def console_blueprint(registry: Registry, figures: PlantFigures, throttle: LoginThrottle) -> Blueprint:
     console = Blueprint("console", __name__)
     console.before_request(check_csrf)
+    gateway_status = GatewayStatus(registry)
 
     def current_user() -> User | None:
         user_id = session.get("user_id")
@@ -68,6 +73,19 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         return {"lang": lang, "t": lambda key: translate(key, lang), "catalog": catalog(lang),
                 "user": current_user(), "refresh_s": current_app.config["REFRESH_INTERVAL_S"],
                 "csrf_field": csrf_field}
+
+    @console.app_template_filter("duration")
+    def duration(seconds: float | None) -> str:
+        """Uptime as days, hours and minutes: the same in both languages."""
+        if seconds is None:
+            return "—"
+        minutes = int(seconds) // 60
+        days, rest = divmod(minutes, 1440)
+        return f"{days}d {rest // 60}h {rest % 60:02d}m" if days else f"{rest // 60}h {rest % 60:02d}m"
+
+    @console.app_template_filter("when")
+    def when(moment: datetime | None) -> str:
+        return "—" if moment is None else moment.astimezone(timeutil.JST).strftime("%Y-%m-%d %H:%M:%S")
 
     @console.route("/login", methods=["GET", "POST"])
     def login() -> str | WerkzeugResponse | tuple[str, int, dict[str, str]]:
@@ -110,15 +128,13 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         user = current_user()
         assert user is not None
         now = timeutil.now_jst()
-        counts = registry.gateway_status_counts(user.customer_id)
-        total = sum(counts.values())
+        counts = gateway_counts(registry.gateway_status_counts(user.customer_id))
         plants = registry.list_plants(user.customer_id)
         sold_total, sold_today = figures.sold_energy(plants, now)
         notices, _ = registry.list_notices(customer_id=user.customer_id, current_at=now)
         events = registry.list_events(customer_id=user.customer_id, limit=50)
-        return render_template("home.html", normal=counts.get("online", 0), abnormal=total - counts.get("online", 0),
-                               total=total, plants=len(plants), sold_total=sold_total, sold_today=sold_today,
-                               notices=notices, events=events)
+        return render_template("home.html", counts=counts, plants=len(plants), sold_total=sold_total,
+                               sold_today=sold_today, notices=notices, events=events)
 
     @console.get("/sales", defaults={"view": "list"})
     @console.get("/sales/graph", defaults={"view": "graph"})
@@ -137,6 +153,24 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         assert user is not None
         found = plant_in_scope(registry, service_code, user.customer_id)
         detail = figures.detail(found, timeutil.now_jst())
-        return render_template("plant.html", plant=detail, today=timeutil.now_jst().date().isoformat())
+        bound = [b for b in found.bindings if b.bound_until is None]
+        return render_template("plant.html", plant=detail, bound=bound, today=timeutil.now_jst().date().isoformat())
+
+    @console.get("/gateways")
+    @login_required
+    def gateways() -> str:
+        user = current_user()
+        assert user is not None
+        return render_template("gateways.html", gateways=gateway_status.listing(user.customer_id))
+
+    @console.get("/gateways/<gateway_id>")
+    @login_required
+    def gateway(gateway_id: str) -> str:
+        user = current_user()
+        assert user is not None
+        found = gateway_status.detail(gateway_id, user.customer_id)
+        if found is None:  # another customer's gateway answers as no gateway at all
+            raise ProblemError(404, f"no gateway {gateway_id}")
+        return render_template("gateway.html", gw=found)
 
     return console

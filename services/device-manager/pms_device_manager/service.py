@@ -1,4 +1,7 @@
-"""Records every gateway's presence and latest heartbeat; unknown gateways are registered unbound.
+"""Records every gateway's presence (its status and the history of its transitions, with the reason)
+and latest heartbeat; unknown gateways are registered unbound. A gateway goes offline on its last
+will or clean stop at once, and on silence only after `missed_heartbeats` heartbeat intervals
+(PMS_MISSED_HEARTBEATS), the rule of pms_common.liveness.
 
 It also holds the gateways' control channel (gateway_control.py): it publishes the desired configurations
 and queued commands the API wrote to the registry, and records the gateways' reports and answers there.
@@ -53,8 +56,8 @@ class DeviceManager:
         else:
             self.online.discard(transition.gateway_id)
         ONLINE.set(len(self.online))
-        await asyncio.to_thread(self.registry.record_gateway_status, transition.gateway_id, transition.state,
-                                transition.at)
+        await asyncio.to_thread(self.registry.record_presence, transition.gateway_id, transition.state,
+                                transition.at, transition.reason)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
