@@ -11,7 +11,6 @@ group. Tags and tag groups span customers, so they are the admin's.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask import Response, request
@@ -19,6 +18,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import Counter
 
 from pms_api.access import principal, require_admin
+from pms_api.gateway_actions import push_config, queue_command
 from pms_api.gateway_control_models import (
     AuditOut,
     AuditPage,
@@ -121,11 +121,7 @@ def add_gateway_control_routes(api: APIBlueprint, registry: Registry) -> None:
         """Push a configuration: a new desired version (settings left out keep theirs); device-manager
         publishes it retained and the gateway applies it without a restart."""
         gateway_in_scope(registry, path.gateway_id)
-        now, actor = timeutil.now_jst(), actor_of(registry)
-        audit_id = registry.record_audit(at=now, actor=actor, action="config", target=path.gateway_id,
-                                         detail=body.changes())
-        registry.set_desired_config([path.gateway_id], body.changes(), defaults=CONFIG_DEFAULTS, at=now, by=actor,
-                                    audit_id=audit_id)
+        push_config(registry, path.gateway_id, body, actor=actor_of(registry))
         return json_response(config_out(registry.config_state(path.gateway_id)))
 
     @api.put("/gateway-groups/<group>/config", tags=[CONTROL], responses={200: GroupConfigOut, **ANSWERS})
@@ -190,14 +186,7 @@ def add_gateway_control_routes(api: APIBlueprint, registry: Registry) -> None:
         """Queue a command: it goes out while the gateway is online and before its deadline (now +
         timeout_s); follow it with GET .../commands/{command_id} until succeeded, failed or expired."""
         gateway_in_scope(registry, path.gateway_id)
-        now, actor = timeutil.now_jst(), actor_of(registry)
-        audit_id = registry.record_audit(at=now, actor=actor, action="command", target=path.gateway_id,
-                                         detail={"command": body.command, "args": body.args,
-                                                 "timeout_s": body.timeout_s})
-        command = registry.create_command(gateway_id=path.gateway_id, command=body.command, args=body.args,
-                                          requested_by=actor, at=now,
-                                          deadline=now + timedelta(seconds=body.timeout_s),
-                                          audit_id=audit_id)
+        command = queue_command(registry, path.gateway_id, body, actor=actor_of(registry))
         response = json_response(command_out(command), 202)
         response.headers["Location"] = f"{request.path}/{command.command_id}"
         return response

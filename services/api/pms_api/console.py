@@ -11,26 +11,33 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from prometheus_client import Counter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from pms_api import console_forms
 from pms_api.access import plant_in_scope
 from pms_api.api_fleet import gateway_counts
 from pms_api.csrf import check_csrf, csrf_field
+from pms_api.gateway_actions import push_config, queue_command
 from pms_api.gateway_status import GatewayStatus
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
 from pms_api.plant_figures import PlantFigures
 from pms_api.problems import ProblemError
 from pms_common import timeutil
+from pms_common.messages import LOG_LEVELS, CommandName
 from pms_registry import Registry
 from pms_registry.records import User
 
 Page = TypeVar("Page", bound=Callable[..., Any])
+COMMAND_NAMES: tuple[CommandName, ...] = get_args(CommandName)
+RECENT_COMMANDS = 10
+RECENT_AUDIT = 20
+AUDIT_PAGE = 200
 LOGINS = Counter("pms_api_console_logins_total", "Console login attempts", ["outcome"])  # ok, failed, throttled
 
 
@@ -163,14 +170,63 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         assert user is not None
         return render_template("gateways.html", gateways=gateway_status.listing(user.customer_id))
 
-    @console.get("/gateways/<gateway_id>")
-    @login_required
-    def gateway(gateway_id: str) -> str:
-        user = current_user()
-        assert user is not None
+    def gateway_page(user: User, gateway_id: str, *, problems: list[str] | None = None,
+                     status: int = 200) -> tuple[str, int]:
         found = gateway_status.detail(gateway_id, user.customer_id)
         if found is None:  # another customer's gateway answers as no gateway at all
             raise ProblemError(404, f"no gateway {gateway_id}")
-        return render_template("gateway.html", gw=found)
+        commands, _ = registry.list_commands(gateway_id, limit=RECENT_COMMANDS)
+        audit = registry.list_audit(target=gateway_id, limit=RECENT_AUDIT)[0] if user.is_admin else []
+        return render_template("gateway.html", gw=found, config=registry.config_state(gateway_id), commands=commands,
+                               audit=audit, problems=problems or [], form=request.form, log_levels=LOG_LEVELS,
+                               command_names=COMMAND_NAMES), status
+
+    @console.get("/gateways/<gateway_id>")
+    @login_required
+    def gateway(gateway_id: str) -> tuple[str, int]:
+        user = current_user()
+        assert user is not None
+        return gateway_page(user, gateway_id)
+
+    @console.post("/gateways/<gateway_id>/config")
+    @login_required
+    def push_gateway_config(gateway_id: str) -> tuple[str, int] | WerkzeugResponse:
+        """The gateway page's config form: the same request model and registry steps as the API's PUT."""
+        user = current_user()
+        assert user is not None
+        form = console_forms.config_form(request.form)
+        if isinstance(form, list):
+            return gateway_page(user, gateway_id, problems=form, status=422)
+        if gateway_status.detail(gateway_id, user.customer_id) is None:
+            raise ProblemError(404, f"no gateway {gateway_id}")
+        push_config(registry, gateway_id, form, actor=f"user:{user.username}")
+        flash(translate("config_pushed", language()))
+        return redirect(url_for("console.gateway", gateway_id=gateway_id) + "#config")
+
+    @console.post("/gateways/<gateway_id>/commands")
+    @login_required
+    def run_gateway_command(gateway_id: str) -> tuple[str, int] | WerkzeugResponse:
+        """The gateway page's command form: queued like the API's POST; the page follows its state."""
+        user = current_user()
+        assert user is not None
+        form = console_forms.command_form(request.form)
+        if isinstance(form, list):
+            return gateway_page(user, gateway_id, problems=form, status=422)
+        if gateway_status.detail(gateway_id, user.customer_id) is None:
+            raise ProblemError(404, f"no gateway {gateway_id}")
+        queue_command(registry, gateway_id, form, actor=f"user:{user.username}")
+        flash(translate("command_queued", language()))
+        return redirect(url_for("console.gateway", gateway_id=gateway_id) + "#commands")
+
+    @console.get("/audit")
+    @login_required
+    def audit() -> str:
+        """Who pushed which configuration and ran which command, when, with what outcome (admins)."""
+        user = current_user()
+        assert user is not None
+        if not user.is_admin:
+            raise ProblemError(404, "no such page")
+        entries, total = registry.list_audit(limit=AUDIT_PAGE)
+        return render_template("audit.html", entries=entries, total=total)
 
     return console
