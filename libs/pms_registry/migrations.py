@@ -38,8 +38,14 @@ def _v2_users_notice_audience_secrets(conn: Connection) -> None:
         conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_notices_customer_id ON notices (customer_id)")
 
 
+def _v3_fleet_management(conn: Connection) -> None:
+    """Zero-config provisioning: the factory list, claim nonces, broker logins, revocation requests."""
+    for table in (t.factory_gateways, t.claim_nonces, t.broker_logins, t.revocation_requests):
+        table.create(conn, checkfirst=True)
+
+
 # STEPS[n] upgrades a registry at version n-1 to version n.
-STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets}
+STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets, 3: _v3_fleet_management}
 
 
 def current_version(conn: Connection) -> int:

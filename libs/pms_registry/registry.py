@@ -1,7 +1,8 @@
 """The registry as a small API over SQLAlchemy Core; every service that needs it opens its own.
 
 `Registry` gathers its parts: plants, customers and gateways here; keys and users in `accounts`;
-events and notices in `eventlog`; engine, transactions and upgrades in `core`.
+events and notices in `eventlog`; the factory list, claims and broker logins in `provisioning`;
+engine, transactions and upgrades in `core`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pms_registry.accounts import Accounts, hash_api_key
 from pms_registry.core import engine_for
 from pms_registry.errors import RegistryError
 from pms_registry.eventlog import EventLog
+from pms_registry.provisioning import Provisioning
 from pms_registry.records import Customer, EventRecord, Gateway, Notice, Plant, Principal, User
 
 __all__ = ["Customer", "EventRecord", "Gateway", "Notice", "Plant", "Principal", "Registry", "RegistryError",
@@ -27,7 +29,7 @@ PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitud
                 "tariff_yen_per_kwh", "billing_start_date")
 
 
-class Registry(Accounts, EventLog):
+class Registry(Accounts, EventLog, Provisioning):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:
