@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
+from pms_api.csrf import REFUSED
 from pms_common import timeutil
-from tests.api.conftest import ADMIN, Api
+from tests.api.conftest import ADMIN, Api, form_post
 
 PAGES = ["/", "/sales", "/sales/graph"]
 
 
 def _login(api: Api, username: str = "admin", password: str = ADMIN, lang: str = "ja") -> FlaskClient:
     client = api.client
-    response = client.post("/login", data={"username": username, "password": password, "lang": lang})
+    response = form_post(client, "/login", {"username": username, "password": password, "lang": lang})
     assert response.status_code == 302, response.get_data(as_text=True)
     return client
 
@@ -30,7 +31,7 @@ def test_login_page_in_both_languages(api: Api) -> None:
 
 
 def test_wrong_password_is_refused(api: Api) -> None:
-    response = api.client.post("/login", data={"username": "admin", "password": "wrong-password"})
+    response = form_post(api.client, "/login", {"username": "admin", "password": "wrong-password"})
     assert response.status_code == 200
     assert "ユーザー名またはパスワードが違います" in response.get_data(as_text=True)
     assert api.client.get("/").status_code == 302
@@ -38,10 +39,10 @@ def test_wrong_password_is_refused(api: Api) -> None:
 
 def test_login_goes_back_to_the_page_asked_for_but_never_off_site(api: Api) -> None:
     form = {"username": "admin", "password": ADMIN}
-    assert api.client.post("/login?next=/sales", data=form).headers["Location"] == "/sales"
-    assert api.client.post("/login?next=//evil.example/x", data=form).headers["Location"] == "/"
-    assert api.client.post("/login?next=https://evil.example/", data=form).headers["Location"] == "/"
-    assert api.client.post("/login?next=/%5Cevil.example", data=form).headers["Location"] == "/"
+    assert form_post(api.client, "/login?next=/sales", form).headers["Location"] == "/sales"
+    assert form_post(api.client, "/login?next=//evil.example/x", form).headers["Location"] == "/"
+    assert form_post(api.client, "/login?next=https://evil.example/", form).headers["Location"] == "/"
+    assert form_post(api.client, "/login?next=/%5Cevil.example", form).headers["Location"] == "/"
     assert api.client.get("/lang/en?back=//evil.example").headers["Location"] == "/"
     assert api.client.get("/lang/en?back=/sales").headers["Location"] == "/sales"
 
@@ -103,7 +104,7 @@ def test_the_session_reads_the_api_but_never_writes(api: Api) -> None:
     client = _login(api)
     assert client.get("/api/v1/summary").status_code == 200
     assert client.post("/api/v1/customers", json={"customer_id": "c9", "name": "x"}).status_code == 401
-    client.post("/logout")
+    form_post(client, "/logout", {})
     assert client.get("/api/v1/summary").status_code == 401
 
 
@@ -119,3 +120,20 @@ def test_charts_are_served_locally(api: Api) -> None:
 def test_the_session_key_is_shared_through_the_registry(api: Api) -> None:
     assert api.registry.shared_secret("console-session") == api.registry.shared_secret("console-session")
     assert len(api.registry.shared_secret("console-session")) == 64
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(api: Api) -> None:
+    client = _login(api)
+    before = REFUSED._value.get()
+    for data in ({}, {"csrf_token": "forged"}):
+        refused = client.post("/logout", data=data)
+        assert refused.status_code == 403
+        assert "CSRF token" in refused.get_json()["detail"]
+        assert client.get("/").status_code == 200  # still logged in: the forged logout did nothing
+    login = api.client.post("/login", data={"username": "admin", "password": ADMIN})  # a cross-site login
+    assert login.status_code == 403
+    assert REFUSED._value.get() - before == 3
+    assert "pms_api_csrf_refused_total" in client.get("/metrics").get_data(as_text=True)
+    html = client.get("/").get_data(as_text=True)
+    with client.session_transaction() as session:
+        assert f'name="csrf_token" value="{session["csrf_token"]}"' in html  # the logout form carries it

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pms_api.access import plant_in_scope
+from pms_api.csrf import check_csrf, csrf_field
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
 from pms_api.plant_figures import PlantFigures
@@ -39,6 +40,7 @@ def local_path(target: str) -> str | None:
 
 def console_blueprint(registry: Registry, figures: PlantFigures, throttle: LoginThrottle) -> Blueprint:
     console = Blueprint("console", __name__)
+    console.before_request(check_csrf)
 
     def current_user() -> User | None:
         user_id = session.get("user_id")
@@ -64,7 +66,8 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     def words() -> dict[str, Any]:
         lang = language()
         return {"lang": lang, "t": lambda key: translate(key, lang), "catalog": catalog(lang),
-                "user": current_user(), "refresh_s": current_app.config["REFRESH_INTERVAL_S"]}
+                "user": current_user(), "refresh_s": current_app.config["REFRESH_INTERVAL_S"],
+                "csrf_field": csrf_field}
 
     @console.route("/login", methods=["GET", "POST"])
     def login() -> str | WerkzeugResponse | tuple[str, int, dict[str, str]]:
