@@ -40,9 +40,11 @@ def _v2_users_notice_audience_secrets(conn: Connection) -> None:
 
 def _v3_fleet_management(conn: Connection) -> None:
     """Issue 11. Gateway control: desired and reported configs, tags, commands, the audit log.
-    Bindings: binding intervals, presence history, decommissioned gateways."""
+    Bindings: binding intervals, presence history, decommissioned gateways. Zero-config provisioning:
+    the factory list, claim nonces, broker logins, revocation requests."""
     for table in (t.gateway_config_desired, t.gateway_config_reported, t.gateway_tags, t.gateway_commands,
-                  t.audit_log, t.gateway_bindings, t.gateway_presence):
+                  t.audit_log, t.gateway_bindings, t.gateway_presence, t.factory_gateways, t.claim_nonces,
+                  t.broker_logins, t.revocation_requests):
         table.create(conn, checkfirst=True)
     if not _has_column(conn, "gateways", "decommissioned_at"):
         kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"

@@ -2,8 +2,8 @@
 
 `Registry` gathers its parts: plants, customers and gateway heartbeats here; binding intervals and
 fleet counts in `bindings`; presence history in `presence`; keys and users in `accounts`; events and
-notices in `eventlog`; config push, commands and the audit log in `gateway_control`; engine,
-transactions and upgrades in `core`.
+notices in `eventlog`; config push, commands and the audit log in `gateway_control`; the factory
+list, claims and broker logins in `provisioning`; engine, transactions and upgrades in `core`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pms_registry.errors import RegistryError
 from pms_registry.eventlog import EventLog
 from pms_registry.gateway_control import GatewayControl
 from pms_registry.presence import Presence, record_status
+from pms_registry.provisioning import Provisioning
 from pms_registry.records import (
     Binding,
     Customer,
@@ -43,7 +44,7 @@ PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitud
                 "tariff_yen_per_kwh", "billing_start_date")
 
 
-class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl):
+class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provisioning):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:

@@ -257,4 +257,56 @@ gateway_presence = Table(
     Column("reason", String(200), nullable=False),
 )
 
+# ---- v3, zero-config provisioning (pms_registry/provisioning.py) ---------------------------------
+# The manufacturer's list: keys derived from each factory secret (never the secret) and a hash of the
+# claim code on the label (never the code). The gateway id is fixed at import from the serial.
+factory_gateways = Table(
+    "factory_gateways",
+    metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("gateway_id", String(64), nullable=False, unique=True),
+    Column("proof_key", String(64), nullable=False),  # hex HKDF-SHA256 output
+    Column("answer_key", String(64), nullable=False),
+    Column("claim_code_hash", String(64), nullable=False, unique=True),
+    Column("imported_at", AwareDateTime(timezone=True), nullable=False),
+    Column("claimed_at", AwareDateTime(timezone=True)),  # the first accepted claim
+    Column("last_claim_at", AwareDateTime(timezone=True)),
+    Column("claims_total", Integer, nullable=False, default=0),
+    Column("blocked", Boolean, nullable=False, default=False),
+    Column("blocked_reason", Text),
+)
+
+# Nonces of claims seen within the claim window (a replayed claim is refused); older ones are pruned.
+claim_nonces = Table(
+    "claim_nonces",
+    metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("seen_at", AwareDateTime(timezone=True), nullable=False, index=True),
+)
+
+# Each provisioned gateway's broker login: active, revoke_requested, revoked.
+broker_logins = Table(
+    "broker_logins",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
+    Column("rotated_at", AwareDateTime(timezone=True), nullable=False),
+    Column("revoked_at", AwareDateTime(timezone=True)),
+    Column("reason", Text),
+)
+
+# Revocations asked for (unbinding, replacing, decommissioning), carried out by device-manager.
+revocation_requests = Table(
+    "revocation_requests",
+    metadata,
+    Column("request_id", Integer, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(64), nullable=False, index=True),
+    Column("reason", Text, nullable=False),
+    Column("requested_at", AwareDateTime(timezone=True), nullable=False),
+    Column("done_at", AwareDateTime(timezone=True), index=True),
+    Column("outcome", Text),  # "revoked", "superseded by a new claim", or the last failure
+)
+
 SCHEMA_VERSION = 3

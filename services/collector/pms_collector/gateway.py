@@ -95,7 +95,8 @@ class Gateway:
 
 
 def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: Health, *,
-                  monotonic: Callable[[], float] = time.monotonic) -> Gateway:
+                  monotonic: Callable[[], float] = time.monotonic,
+                  on_login_refused: Callable[[], None] | None = None) -> Gateway:
     """Open the outbox (sqlite3.Error or OSError when it cannot be) and wire the parts to the link."""
     gateway_id = settings.gateway_id
     started = monotonic()
@@ -127,6 +128,7 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
     uplink = Uplink(outbox, heartbeat=heartbeat, commands=control.execute, config=control, batch_stored=batch_stored,
                     health=health, gateway_id=gateway_id, broker=broker,
                     client_id=settings.mqtt_client_id or f"pms-gw-{gateway_id}", max_in_flight=settings.max_in_flight,
-                    resend_timeout_s=settings.resend_timeout_s, heartbeat_due=heartbeat_due)
+                    resend_timeout_s=settings.resend_timeout_s, heartbeat_due=heartbeat_due,
+                    on_login_refused=on_login_refused)
     return Gateway(link=link, outbox=outbox, slots=slots, config=config, read_loop=read_loop, control=control,
                    uplink=uplink)
