@@ -84,8 +84,10 @@ SERVICE_ROLES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "alerts": (("pms/v1/events/+", "pms/v1/deadletter/alerts"),
                ("pms/v1/gw/+/status", "pms/v1/gw/+/heartbeat")),
     "weather": (("pms/v1/plants/+/weather",), ()),
-    "device-manager": (("pms/v1/gw/+/config/desired", "pms/v1/gw/+/cmd/req", "pms/v1/deadletter/device-manager",
-                        f"{PROVISION_ROOT}/+/answer"),
+    # status: the offline status of a gateway whose identity it revoked (the broker drops the client
+    # without publishing its will, which the deleted login may no longer publish).
+    "device-manager": (("pms/v1/gw/+/config/desired", "pms/v1/gw/+/cmd/req", "pms/v1/gw/+/status",
+                        "pms/v1/deadletter/device-manager", f"{PROVISION_ROOT}/+/answer"),
                        ("pms/v1/gw/+/status", "pms/v1/gw/+/heartbeat", "pms/v1/gw/+/config/#", "pms/v1/gw/+/cmd/#",
                         f"{PROVISION_ROOT}/+/claim")),
     "api": (("pms/v1/gw/+/cmd/req", "pms/v1/gw/+/config/desired"), ("pms/v1/#",)),

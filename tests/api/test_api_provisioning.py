@@ -6,6 +6,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from pms_common import timeutil
 from tests.api.conftest import ADMIN, PROBLEM, Api
 
 ROWS = [{"serial": "SN-0001", "factory_secret": "secret-0001-abcdefghij", "claim_code": "CODE-0001"},
@@ -107,3 +108,36 @@ def test_the_openapi_document_describes_both(api: Api) -> None:
     assert factory["requestBody"]["content"]["application/json"]["schema"]["type"] == "array"
     bind = document["paths"]["/api/v1/plants/{service_code}/gateway"]["post"]
     assert "requestBody" in bind and "200" in bind["responses"]
+
+
+def test_replacing_unbinding_and_decommissioning_revoke_broker_identities_and_decommissioning_blocks_claims(
+        api: Api) -> None:
+    assert api.send("POST", "/api/v1/gateways/factory", ROWS).status_code == 200
+    now = timeutil.now_jst()
+    for serial in ("SN-0001", "SN-0002"):
+        api.registry.record_claim(serial, now)  # both claimed: each has a broker login
+    plant = api.codes["b"]
+    assert api.send("POST", f"/api/v1/plants/{plant}/gateway", {"claim_code": "CODE-0001"}).status_code == 200
+    assert api.registry.pending_revocations() == []  # binding revokes nothing
+    replaced = api.send("POST", f"/api/v1/plants/{plant}/gateway", {"claim_code": "CODE-0002", "replace": True})
+    assert replaced.status_code == 200, replaced.get_data(as_text=True)
+    assert [(r.gateway_id, r.reason) for r in api.registry.pending_revocations()] == [
+        ("gw-sn-0001", "unbound by key:admin (PMS_ADMIN_API_KEY)")]
+    assert [b.gateway_id for b in api.registry.bindings_of_plant(plant) if b.bound_until is None] == ["gw-sn-0002"]
+    # Moving a gateway to another plant keeps its identity; unbinding it revokes it.
+    assert api.send("PUT", "/api/v1/gateways/gw-sn-0002", {"service_code": api.codes["a"]}).status_code == 200
+    assert len(api.registry.pending_revocations()) == 1
+    assert api.send("PUT", "/api/v1/gateways/gw-sn-0002", {"service_code": None}).status_code == 200
+    assert [r.gateway_id for r in api.registry.pending_revocations()] == ["gw-sn-0001", "gw-sn-0002"]
+    # A re-claim supersedes the revocation; decommissioning revokes again and blocks the serial for good.
+    api.registry.record_claim("SN-0002", now)
+    assert api.send("POST", "/api/v1/gateways/gw-sn-0002/decommission").status_code == 200
+    assert [r.reason for r in api.registry.pending_revocations() if r.gateway_id == "gw-sn-0002"] == [
+        "decommissioned by key:admin (PMS_ADMIN_API_KEY)"]
+    factory = api.registry.factory_gateway("SN-0002")
+    assert factory is not None and (factory.blocked, factory.blocked_reason) == (True, "decommissioned")
+    refused = api.send("POST", f"/api/v1/plants/{plant}/gateway", {"claim_code": "CODE-0002"})
+    assert refused.status_code == 422 and "decommissioned" in refused.get_json()["detail"]
+    audit = api.get("/api/v1/audit?target=gw-sn-0002").get_json()["items"]
+    assert [(a["action"], a["outcome"]) for a in audit] == [
+        ("decommission", "decommissioned"), ("bind", "unbound"), ("bind", "bound"), ("bind", "bound")]

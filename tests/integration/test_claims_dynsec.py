@@ -63,8 +63,27 @@ class Watcher:
         self.client.disconnect()
 
 
-def http_json(url: str) -> Any:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+def connack_of(port: int, username: str, password: str) -> Any:
+    """The broker's answer to a connection with this login (paho's reason code)."""
+    answered = threading.Event()
+    codes: list[Any] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
+    client.username_pw_set(username, password)
+    client.on_connect = lambda _c, _u, _f, code, _p: (codes.append(code), answered.set())
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        assert answered.wait(10), "no CONNACK"
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return codes[0]
+
+
+def http_json(url: str, method: str = "GET", body: Any = None) -> Any:
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {ADMIN_KEY}",
+                                                                  "Content-Type": "application/json"},
+                                     data=None if body is None else json.dumps(body).encode())
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
 
@@ -124,11 +143,43 @@ def test_a_gateway_with_only_its_factory_secret_is_claimed_and_comes_online(
         collector.stop()
 
         # The second start reuses the kept identity: no claim is published.
-        again = pms_processes(["collector"], collector_env, name="collector-again")
+        again = pms_processes(["collector"], {**collector_env, "PMS_LOGIN_REFUSED_WAIT_S": "3"},
+                              name="collector-again")
         wait_until(lambda: "running as" in again.log(), 20, "the second start to use the kept identity")
         time.sleep(3.0)
         assert len(claims.received("/claim")) == 1
+
+        # Bound to a plant by its claim code, then unbound: its identity is revoked at once. The broker
+        # drops the connection (its last will says so), and the kept login no longer gets in.
+        registry.ensure_customer("C1", "Customer")
+        code = registry.create_plant(customer_id="C1", name="Plant", address="Tokyo", phone="03-0000-0000",
+                                     created_at=timeutil.now_jst())
+        bound = http_json(f"http://127.0.0.1:{api_port}/api/v1/plants/{code}/gateway", "POST",
+                          {"claim_code": f"CODE-{run}"})
+        assert (bound["gateway_id"], bound["claimed"]) == (gateway_id, True)
+        wait_until(online, 30, "online again after the second start")
+        status = Watcher(broker, topics.status(gateway_id))
+        unbound_at = time.monotonic()
+        http_json(f"http://127.0.0.1:{api_port}/api/v1/gateways/{gateway_id}", "PUT", {"service_code": None})
+        # The broker drops the client without its will (the deleted login may not publish it); device-manager
+        # publishes the retained offline status on its behalf, and the collector sees its connection gone.
+        wait_until(lambda: "refuses this gateway's login" in again.log(), 10, "the broker to drop the revoked gateway")
+        dropped_after = time.monotonic() - unbound_at
+        wait_until(lambda: any(json.loads(p)["state"] == "offline" for p in status.received("/status")), 10,
+                   "the offline status of the revoked gateway")
+        assert dropped_after < 5.0, dropped_after
+        assert str(connack_of(broker.port, kept["username"], kept["password"])) == "Not authorized"
+        # A revoked gateway may claim anew with its factory secret: a new login, and it is unbound.
+        wait_until(lambda: len(claims.received("/claim")) == 2, 30, "a fresh claim after the login was refused")
+        wait_until(online, 30, "online with its new identity")
+        renewed = json.loads(credentials.read_text())
+        assert renewed["username"] == gateway_id and renewed["password"] != kept["password"]
+        assert http_json(f"http://127.0.0.1:{api_port}/api/v1/gateways/{gateway_id}")["service_code"] is None
+        audit = http_json(f"http://127.0.0.1:{api_port}/api/v1/audit?action=bind")["items"]
+        assert [(a["outcome"], a["detail"]["revoked"]) for a in audit] == [("unbound", [gateway_id]), ("bound", [])]
+        status.close()
         again.stop()
+        print(f"revoked gateway dropped {dropped_after:.2f} s after the unbinding")
 
         # A wrong proof and an unknown serial: refused with a reason, over the real broker.
         for claim_serial, secret, reason in ((serial, "not the factory secret", "bad_proof"),

@@ -17,7 +17,7 @@ from flask import Response, request
 from flask_openapi3 import APIBlueprint, Tag
 from prometheus_client import Counter
 
-from pms_api.access import principal, require_admin
+from pms_api.access import actor_of, principal, require_admin
 from pms_api.gateway_actions import push_config, queue_command
 from pms_api.gateway_control_models import (
     AuditOut,
@@ -53,16 +53,6 @@ REFUSED = Counter("pms_api_gateway_control_refused_total",
 ANSWERS: dict[Any, Any] = {403: Problem}
 # The views whose refusals REFUSED counts (filled as they are declared).
 _COUNTED: set[str] = set()
-
-
-def actor_of(registry: Registry) -> str:
-    """Who asks, for the audit log: `key:{label}` of an API key, `user:{username}` of a console login."""
-    key_id = principal().key_id
-    if key_id.startswith("user:"):
-        user = registry.get_user_by_id(int(key_id.removeprefix("user:")))
-        return f"user:{user.username}" if user is not None else key_id
-    label = next((key.label for key in registry.list_api_keys() if key.key_id == key_id), key_id)
-    return f"key:{label}"
 
 
 def gateway_in_scope(registry: Registry, gateway_id: str) -> None:

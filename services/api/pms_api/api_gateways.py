@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
-from pms_api.access import principal, require_admin
+from pms_api.access import actor_of, principal, require_admin
+from pms_api.gateway_actions import bind, decommission
 from pms_api.gateway_models import GatewayDetail, GatewayOut, GatewayPage, GatewayQuery
 from pms_api.gateway_status import GatewayStatus
 from pms_api.jsonout import json_response
@@ -42,12 +43,13 @@ def add_gateway_routes(api: APIBlueprint, registry: Registry) -> None:
     @api.put("/gateways/<gateway_id>", tags=[GATEWAYS], responses={200: GatewayOut, 403: Problem})
     def bind_gateway(path: GatewayPath, body: GatewayBinding) -> Response:
         """Bind a gateway to a plant from now on, or unbind it with null (admin); an unknown gateway is
-        registered. Its earlier readings stay with the plant it served then."""
+        registered. Its earlier readings stay with the plant it served then. Unbinding revokes its
+        broker identity at once (it is disconnected and must claim anew)."""
         require_admin()
         if body.service_code is not None and registry.get_plant(body.service_code) is None:
             raise InvalidRequest(f"no plant {body.service_code}")
         try:
-            registry.bind_gateway(path.gateway_id, body.service_code)
+            bind(registry, path.gateway_id, body.service_code, actor=actor_of(registry))
         except RegistryError as exc:
             raise InvalidRequest(str(exc)) from exc
         return json_response(GatewayOut(**shown(path.gateway_id).model_dump()))
@@ -56,9 +58,10 @@ def add_gateway_routes(api: APIBlueprint, registry: Registry) -> None:
               responses={200: GatewayOut, 403: Problem})
     def decommission_gateway(path: GatewayPath) -> Response:
         """Take a gateway out of service (admin): its binding closes, its history stays with the plants
-        it served, it counts nowhere and cannot be bound again."""
+        it served, it counts nowhere and cannot be bound again; its broker identity is revoked and its
+        serial may not claim again."""
         require_admin()
         if registry.get_gateway(path.gateway_id) is None:
             raise ProblemError(404, f"no gateway {path.gateway_id}")
-        registry.decommission_gateway(path.gateway_id)
+        decommission(registry, path.gateway_id, actor=actor_of(registry))
         return json_response(GatewayOut(**shown(path.gateway_id).model_dump()))

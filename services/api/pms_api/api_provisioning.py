@@ -17,7 +17,8 @@ from flask_openapi3.models import RequestBody
 from prometheus_client import Counter
 from pydantic import TypeAdapter, ValidationError
 
-from pms_api.access import plant_in_scope, principal, require_admin
+from pms_api.access import actor_of, plant_in_scope, principal, require_admin
+from pms_api.gateway_actions import bind
 from pms_api.jsonout import json_response
 from pms_api.models import PlantPath
 from pms_api.problems import InvalidRequest, ProblemError
@@ -29,7 +30,7 @@ from pms_api.provisioning_models import (
     PlantGatewayOut,
 )
 from pms_common import timeutil
-from pms_registry import Registry
+from pms_registry import Registry, RegistryError
 from pms_registry.provisioning import FactoryImportError, FactoryRow
 
 PROVISIONING = Tag(name="provisioning", description="Zero-config provisioning: the factory list, binding by claim code")
@@ -56,13 +57,17 @@ def add_provisioning_routes(api: APIBlueprint, registry: Registry) -> None:
 
     @api.post("/plants/<service_code>/gateway", tags=[PROVISIONING], responses={200: PlantGatewayOut})
     def bind_by_claim_code(path: PlantPath, body: ClaimCodeIn) -> Response:
-        """Bind the gateway whose label carries this claim code to the plant (admin, or the plant's customer)."""
+        """Bind the gateway whose label carries this claim code to the plant (admin, or the plant's customer).
+        With `replace`, the plant's other gateways are unbound and their broker identities revoked."""
         plant_in_scope(registry, path.service_code, principal().customer_id)
         gateway_id = registry.gateway_for_claim_code(body.claim_code)
         if gateway_id is None:
             CLAIM_CODES_REFUSED.inc()
             raise ProblemError(404, "no gateway has this claim code; check the code on the gateway's label")
-        registry.bind_gateway(gateway_id, path.service_code)
+        try:
+            bind(registry, gateway_id, path.service_code, actor=actor_of(registry), replace=body.replace)
+        except RegistryError as exc:
+            raise InvalidRequest(str(exc)) from exc
         factory = registry.factory_gateway_of(gateway_id)
         return json_response(PlantGatewayOut(gateway_id=gateway_id, service_code=path.service_code,
                                              claimed=factory is not None and factory.claimed_at is not None))

@@ -7,7 +7,7 @@ device-manager publishes from it within about a second and records what the gate
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pms_api.gateway_control_models import CommandIn, ConfigIn
 from pms_common import timeutil
@@ -34,3 +34,43 @@ def queue_command(registry: Registry, gateway_id: str, body: CommandIn, *, actor
                                      detail={"command": body.command, "args": body.args, "timeout_s": body.timeout_s})
     return registry.create_command(gateway_id=gateway_id, command=body.command, args=body.args, requested_by=actor,
                                    at=now, deadline=now + timedelta(seconds=body.timeout_s), audit_id=audit_id)
+
+
+def bind(registry: Registry, gateway_id: str, service_code: str | None, *, actor: str,
+         replace: bool = False) -> list[str]:
+    """Bind the gateway to the plant from now on (None: unbind); with `replace`, the plant's other
+    gateways are unbound. A gateway left bound to nothing loses its broker identity at once
+    (device-manager revokes it: its client is disconnected); it comes back only by claiming anew, as
+    an unbound gateway. Moving a gateway between plants keeps its identity. Returns the unbound ones.
+    RegistryError when the binding cannot be made (a decommissioned gateway)."""
+    now = timeutil.now_jst()
+    left = registry.bind_gateway(gateway_id, service_code, at=now, replace=replace)
+    revoked = [gone for gone in left if _revoke(registry, gone, f"unbound by {actor}", now)]
+    registry.record_audit(at=now, actor=actor, action="bind", target=gateway_id,
+                          detail={"service_code": service_code, "replace": replace, "unbound": left,
+                                  "revoked": revoked},
+                          outcome="bound" if service_code is not None else "unbound")
+    return left
+
+
+def decommission(registry: Registry, gateway_id: str, *, actor: str) -> None:
+    """Take the gateway out of service for good: its binding closes (its history stays with the plants
+    it served), its broker identity is revoked, and its serial may not claim again."""
+    now = timeutil.now_jst()
+    registry.decommission_gateway(gateway_id, at=now)
+    factory = registry.factory_gateway_of(gateway_id)
+    if factory is not None:
+        registry.block_factory_gateway(factory.serial, "decommissioned")
+    revoked = _revoke(registry, gateway_id, f"decommissioned by {actor}", now)
+    registry.record_audit(at=now, actor=actor, action="decommission", target=gateway_id,
+                          detail={"serial_blocked": factory is not None, "revoked": revoked}, outcome="decommissioned")
+
+
+def _revoke(registry: Registry, gateway_id: str, reason: str, at: datetime) -> bool:
+    """Ask for the revocation of the gateway's broker login, if it has one (a gateway configured by
+    hand, outside provisioning, has none to revoke)."""
+    login = registry.broker_login(gateway_id)
+    if login is None or login.state == "revoked":
+        return False
+    registry.request_revocation(gateway_id, reason, at)
+    return True

@@ -218,4 +218,4 @@ class AuditPage(Page):
 
 class AuditQuery(PageQuery):
     target: str | None = Field(default=None, max_length=200, description="a gateway ID or group:{group}")
-    action: Literal["command", "config", "group_config", "tags"] | None = None
+    action: Literal["command", "config", "group_config", "tags", "bind", "decommission"] | None = None

@@ -171,6 +171,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "audit_command": ("リモート操作", "Command"),
     "audit_tags": ("タグ設定", "Tags"),
     "audit_bind": ("発電所への割当", "Bind to a plant"),
+    "audit_decommission": ("撤去", "Decommission"),
     "actor": ("実行者", "Who"),
     "action": ("操作", "Action"),
     "target": ("対象", "Target"),

@@ -32,6 +32,8 @@ class ClaimCodeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     claim_code: str = Field(min_length=1, max_length=64, description="the code on the gateway's label")
+    replace: bool = Field(default=False, description="unbind the plant's other gateways (a replacement): their "
+                                                     "broker identities are revoked at once")
 
 
 class PlantGatewayOut(BaseModel):

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -230,10 +230,12 @@ class ClaimService:
 class RevocationExecutor:
     """Carries out pending revocation requests: polls the registry (every service may ask), revokes at the broker."""
 
-    def __init__(self, registry: Registry, admin: BrokerAdmin, *, poll_s: float = 0.5) -> None:
+    def __init__(self, registry: Registry, admin: BrokerAdmin, *, poll_s: float = 0.5,
+                 announce_offline: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.registry = registry
         self.admin = admin
         self.poll_s = poll_s
+        self._announce_offline = announce_offline
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -257,5 +259,10 @@ class RevocationExecutor:
             await asyncio.to_thread(self.registry.mark_revoked, request.request_id, timeutil.now_jst())
             REVOCATIONS.labels("revoked").inc()
             log.info("revocations: %s revoked (%s)", request.gateway_id, request.reason)
+            if self._announce_offline is not None:
+                try:
+                    await self._announce_offline(request.gateway_id)
+                except aiomqtt.MqttError as exc:  # its heartbeats stop: presence follows within its rule
+                    log.warning("revocations: %s offline status not published: %s", request.gateway_id, exc)
             done += 1
         return done

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from pms_common import timeutil, topics
 from pms_common.contract_reader import ContractReader
-from pms_common.messages import CommandRequest, CommandResult, ConfigDesired, ConfigReported
+from pms_common.messages import CommandRequest, CommandResult, ConfigDesired, ConfigReported, GatewayStatus
 from pms_common.mqtt import Backoff, BrokerAddress, run_connected
 from pms_registry import Registry, RegistryError
 from pms_registry.gateway_control import CommandRecord, DesiredConfig
@@ -162,6 +162,13 @@ class GatewayControl:
         if client is None:
             raise aiomqtt.MqttError("device-manager control is not connected")
         await client.publish(topic, payload, qos=1, retain=retain)
+
+    async def announce_offline(self, gateway_id: str) -> None:
+        """Publish the retained offline status of a gateway whose broker identity was revoked: the broker
+        drops its client without publishing its will (the deleted login may no longer publish), so
+        without this its retained status would say online for ever."""
+        status = GatewayStatus(gateway_id=gateway_id, state="offline", at=timeutil.now_jst(), reason="connection lost")
+        await self._publish(topics.status(gateway_id), status.to_json(), retain=True)
 
     async def clear_config(self, gateway_id: str) -> None:
         """Remove the retained desired configuration (a decommissioned gateway)."""

@@ -55,7 +55,8 @@ class DeviceManager:
                                  total_rate_s=settings.claim_rate_total_s, total_burst=settings.claim_burst_total)
             handler = ClaimHandler(registry, broker_admin, limits, gateway_mqtt_url=settings.gateway_mqtt_url)
             self.claims = ClaimService(handler, broker, f"{client_id}-claims")
-            self.revocations = RevocationExecutor(registry, broker_admin, poll_s=settings.revocation_poll_s)
+            self.revocations = RevocationExecutor(registry, broker_admin, poll_s=settings.revocation_poll_s,
+                                                  announce_offline=self.control.announce_offline)
 
     async def on_message(self, _client: aiomqtt.Client, message: GatewayStatus | Heartbeat) -> None:
         if isinstance(message, Heartbeat):
