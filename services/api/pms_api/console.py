@@ -21,8 +21,9 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from pms_api import console_forms
 from pms_api.access import plant_in_scope
 from pms_api.api_fleet import gateway_counts
+from pms_api.api_provisioning import CLAIM_CODES_REFUSED
 from pms_api.csrf import check_csrf, csrf_field
-from pms_api.gateway_actions import push_config, queue_command
+from pms_api.gateway_actions import bind, push_config, queue_command
 from pms_api.gateway_status import GatewayStatus
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
@@ -30,7 +31,7 @@ from pms_api.plant_figures import PlantFigures
 from pms_api.problems import ProblemError
 from pms_common import timeutil
 from pms_common.messages import LOG_LEVELS, CommandName
-from pms_registry import Registry
+from pms_registry import Registry, RegistryError
 from pms_registry.records import User
 
 Page = TypeVar("Page", bound=Callable[..., Any])
@@ -153,15 +154,42 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         summaries = figures.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
         return render_template("sales.html", plants=summaries, view=view)
 
-    @console.get("/plants/<service_code>")
-    @login_required
-    def plant(service_code: str) -> str:
-        user = current_user()
-        assert user is not None
+    def plant_page(user: User, service_code: str, *, problems: list[str] | None = None,
+                   status: int = 200) -> tuple[str, int]:
         found = plant_in_scope(registry, service_code, user.customer_id)
         detail = figures.detail(found, timeutil.now_jst())
         bound = [b for b in found.bindings if b.bound_until is None]
-        return render_template("plant.html", plant=detail, bound=bound, today=timeutil.now_jst().date().isoformat())
+        return render_template("plant.html", plant=detail, bound=bound, today=timeutil.now_jst().date().isoformat(),
+                               problems=problems or []), status
+
+    @console.get("/plants/<service_code>")
+    @login_required
+    def plant(service_code: str) -> tuple[str, int]:
+        user = current_user()
+        assert user is not None
+        return plant_page(user, service_code)
+
+    @console.post("/plants/<service_code>/gateway")
+    @login_required
+    def bind_plant_gateway(service_code: str) -> tuple[str, int] | WerkzeugResponse:
+        """The plant page's claim-code form: the API's bind by claim code, replacing the current gateway
+        when asked (its broker identity is revoked)."""
+        user = current_user()
+        assert user is not None
+        plant_in_scope(registry, service_code, user.customer_id)
+        lang = language()
+        code = request.form.get("claim_code", "").strip()
+        gateway_id = registry.gateway_for_claim_code(code) if code else None
+        if gateway_id is None:
+            CLAIM_CODES_REFUSED.inc()
+            return plant_page(user, service_code, problems=[translate("no_claim_code", lang)], status=422)
+        try:
+            bind(registry, gateway_id, service_code, actor=f"user:{user.username}",
+                 replace=request.form.get("replace") == "1")
+        except RegistryError as exc:
+            return plant_page(user, service_code, problems=[str(exc)], status=422)
+        flash(translate("gateway_bound", lang).format(gateway_id=gateway_id))
+        return redirect(url_for("console.plant", service_code=service_code))
 
     @console.get("/gateways")
     @login_required
