@@ -68,6 +68,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "kind_meter_clock_skew": ("メーター時刻ずれ", "Meter clock skew"),
     "kind_meter_scale_invalid": ("メーター係数異常", "Meter scale invalid"),
     "kind_meter_history_conflict": ("メーター履歴不一致", "Meter history conflict"),
+    "kind_claim_refused": ("ゲートウェイ登録の拒否", "Gateway claim refused"),
     "state_open": ("発生中", "Open"),
     "state_recovered": ("復旧済み", "Recovered"),
     "state_info": ("情報", "Info"),
