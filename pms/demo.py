@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
 from pms_common import timeutil
 from pms_registry import Registry
+from pms_registry.provisioning import FactoryRow
 
 _SITES = [
     ("東京都江東区青海2-7-4", "03-5500-0101", 35.619, 139.779),
@@ -41,3 +48,39 @@ def ensure_demo_plants(registry: Registry, count: int, first: int = 1) -> list[s
         )
         registry.bind_gateway(gw, code)
     return gateway_ids
+
+
+@dataclass(frozen=True)
+class DemoFactoryGateway:
+    """What a simulated gateway left the factory with: its label's serial and claim code, its secret."""
+
+    serial: str
+    factory_secret: str
+    claim_code: str
+
+
+def demo_serial(index: int) -> str:
+    # The provisioning rule names the gateway `gw-` + its lower-cased serial: serial 0001 is gw-0001, the
+    # id the demo's plants were bound to before the claim flow existed, so their history stays theirs.
+    return f"{index:04d}"
+
+
+def ensure_demo_factory(registry: Registry, var_dir: Path, count: int, first: int = 1) -> list[DemoFactoryGateway]:
+    """The simulated gateways' factory list, imported into the registry as a manufacturer's list would be.
+
+    Each secret and claim code is derived from one random demo secret kept in var/ (made on the first
+    start), so restarts find the same gateways and no list of secrets is written anywhere."""
+    path = var_dir / "demo-factory-secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32) + "\n")
+        path.chmod(0o600)
+    master = bytes.fromhex(path.read_text().strip())
+    gateways = []
+    for index in range(first, first + count):
+        serial = demo_serial(index)
+        secret = hmac.new(master, f"factory-secret:{serial}".encode(), hashlib.sha256).hexdigest()
+        code = hmac.new(master, f"claim-code:{serial}".encode(), hashlib.sha256).hexdigest()[:10].upper()
+        gateways.append(DemoFactoryGateway(serial, secret, code))
+    registry.import_factory_gateways([FactoryRow(g.serial, g.factory_secret, g.claim_code) for g in gateways],
+                                     timeutil.now_jst())
+    return gateways

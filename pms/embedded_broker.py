@@ -2,6 +2,12 @@
 
 Production uses Mosquitto (deploy/mosquitto); amqtt has no $share groups and keeps nothing on disk.
 
+With an `EmbeddedBrokerAdmin`, the broker checks logins and topics against the admin's in-memory table
+(amqtt auth + topic-checking plugins): gateway logins may use only `pms/v1/gw/{id}/#`, provisioning
+logins only `pms/v1/provision/{their client id}/#`, service logins everything; revoking or rotating a
+gateway login closes its connection at once. The table lives as long as the process: a restarted
+`pms up` starts with no gateway logins (its gateways claim again).
+
 Two faults of amqtt 0.12 are worked around here, in a subclass of its Broker:
 
 - On every CONNECT it sends the new client the retained messages matching *every* filter any client
@@ -16,11 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import secrets
 import socket
 import warnings
-from collections.abc import ItemsView, Iterator
+from collections.abc import ItemsView, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+
+from pms_common import topics
+from pms_common.broker_admin import PROVISION_ROOT, BrokerAdminError, BrokerLogin, count_request
 
 log = logging.getLogger(__name__)
 
@@ -121,19 +136,163 @@ def _broker_class() -> type[Any]:
     return FilteringBroker
 
 
+_GATEWAY_ID = re.compile(topics.GATEWAY_ID_PATTERN)
+
+
+def filter_within(topic_filter: str, tree: str) -> bool:
+    """True when every topic `topic_filter` can match lies in `tree` (a filter ending in `/#`): the
+    filter repeats the tree's fixed levels literally, so `+` and `#` can widen it only inside the tree."""
+    fixed = tree.removesuffix("/#").split("/")
+    levels = topic_filter.split("/")
+    return levels[:len(fixed)] == fixed
+
+
+@dataclass
+class LoginTable:
+    """Who may log in to the embedded broker, and with which rights (changed only on the broker's loop)."""
+
+    services: dict[str, str] = field(default_factory=dict)
+    provisioning: dict[str, str] = field(default_factory=dict)
+    gateways: dict[str, str] = field(default_factory=dict)
+    # `pms up`'s in-process services connect without a login; True lets an anonymous client have full rights.
+    anonymous_services: bool = False
+
+    def authenticate(self, username: str | None, password: str | None) -> bool:
+        if username is None:
+            return self.anonymous_services
+        for logins in (self.services, self.provisioning, self.gateways):
+            expected = logins.get(username)
+            if expected is not None:
+                return password is not None and secrets.compare_digest(expected.encode(), password.encode())
+        return False
+
+    def tree_of(self, username: str | None, client_id: str) -> str | None:
+        """The one tree the login may use; None for full rights (a service); "" for nothing."""
+        if username is None:
+            return None if self.anonymous_services else ""
+        if username in self.services:
+            return None
+        if username in self.gateways:
+            return f"{topics.ROOT}/gw/{username}/#"
+        if username in self.provisioning and "/" not in client_id and "+" not in client_id and "#" not in client_id:
+            return f"{PROVISION_ROOT}/{client_id}/#"
+        return ""
+
+    def permits(self, username: str | None, client_id: str, topic: str, action: Action) -> bool:
+        tree = self.tree_of(username, client_id)
+        if tree is None:
+            return True
+        if not tree:
+            return False
+        if action == Action.SUBSCRIBE:
+            return filter_within(topic, tree)
+        return topic_matches(topic, tree)
+
+
+class TableAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt is untyped
+    """amqtt auth plugin: a login is accepted when the admin's table knows it with that password."""
+
+    @dataclass
+    class Config:
+        table: Any
+
+    async def authenticate(self, *, session: Any) -> bool | None:
+        table: LoginTable = self.config.table
+        return table.authenticate(session.username, session.password)
+
+
+class TableTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]  # amqtt is untyped
+    """amqtt topic plugin: publish, subscribe and delivery only inside the login's own tree."""
+
+    @dataclass
+    class Config:
+        table: Any
+
+    async def topic_filtering(self, *, session: Any = None, topic: str | None = None,
+                              action: Action | None = None) -> bool | None:
+        if session is None or topic is None or action is None:
+            return False
+        table: LoginTable = self.config.table
+        return table.permits(session.username, str(session.client_id), topic, action)
+
+
+class EmbeddedBrokerAdmin:
+    """`BrokerAdmin` of the embedded broker: its coroutines must run on the broker's event loop.
+
+    `service_logins` (username -> password) have full rights, as `pms up`'s in-process services need.
+    """
+
+    def __init__(self, service_logins: Mapping[str, str] | None = None, *, anonymous_services: bool = False) -> None:
+        self.table = LoginTable(services=dict(service_logins or {}), anonymous_services=anonymous_services)
+        self._broker: Any = None
+
+    def attach(self, broker: Any) -> None:
+        self._broker = broker
+
+    async def ensure_provisioning_login(self, login: BrokerLogin) -> None:
+        if login.username in self.table.services or login.username in self.table.gateways:
+            count_request("ensure_provisioning_login", "refused")
+            raise BrokerAdminError(f"{login.username!r} is already a service or gateway login of the embedded broker, "
+                                   "so it cannot be the provisioning login")
+        self.table.provisioning[login.username] = login.password
+        count_request("ensure_provisioning_login", "ok")
+
+    async def create_gateway_login(self, gateway_id: str) -> BrokerLogin:
+        self._check_gateway_id(gateway_id, "create_gateway_login")
+        login = BrokerLogin(username=gateway_id, password=secrets.token_urlsafe(24))
+        self.table.gateways[gateway_id] = login.password
+        await self._disconnect(gateway_id)  # the old password's session goes with it
+        count_request("create_gateway_login", "ok")
+        return login
+
+    async def revoke_gateway_login(self, gateway_id: str) -> None:
+        self._check_gateway_id(gateway_id, "revoke_gateway_login")
+        existed = self.table.gateways.pop(gateway_id, None) is not None
+        await self._disconnect(gateway_id)
+        count_request("revoke_gateway_login", "ok" if existed else "tolerated")
+
+    async def gateway_logins(self) -> set[str]:
+        count_request("gateway_logins", "ok")
+        return set(self.table.gateways)
+
+    async def _disconnect(self, username: str) -> None:
+        """Close every connected session of this login, as amqtt does on a client-id take-over."""
+        if self._broker is None:
+            return
+        for session, handler in list(self._broker._sessions.values()):
+            if session.username == username and handler is not None and session.transitions.is_connected():
+                log.info("embedded broker: closing the session of %s (%s)", session.client_id, username)
+                await handler.handle_connection_closed()
+                await handler.stop()
+
+    def _check_gateway_id(self, gateway_id: str, command: str) -> None:
+        if not gateway_id.startswith("gw-") or not _GATEWAY_ID.fullmatch(gateway_id):
+            count_request(command, "refused")
+            raise BrokerAdminError(f"{gateway_id!r} is not a gateway id (gw- followed by letters, digits, '.', '_' "
+                                   "or '-', at most 64 characters)")
+        if gateway_id in self.table.services or gateway_id in self.table.provisioning:
+            count_request(command, "refused")
+            raise BrokerAdminError(f"{gateway_id!r} is a service or provisioning login of the embedded broker")
+
+
 class EmbeddedBroker:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, admin: EmbeddedBrokerAdmin | None = None) -> None:
         self.host = host
         self.port = port
+        self.admin = admin
         self._broker: Any = None
 
     async def start(self) -> None:
-        config = {
+        config: dict[str, Any] = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 0}},
             "sys_interval": 0,
-            "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
-            "topic-check": {"enabled": False},
         }
+        if self.admin is None:
+            config["auth"] = {"allow-anonymous": True, "plugins": ["auth_anonymous"]}
+            config["topic-check"] = {"enabled": False}
+        else:
+            table = {"table": self.admin.table}
+            config["plugins"] = {f"{__name__}.TableAuthPlugin": table, f"{__name__}.TableTopicPlugin": table}
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         # Its plugins warn about settings we leave out on purpose (password file, $SYS interval).
@@ -142,6 +301,8 @@ class EmbeddedBroker:
             warnings.simplefilter("ignore", DeprecationWarning)
             self._broker = _broker_class()(config)
             await self._broker.start()
+        if self.admin is not None:
+            self.admin.attach(self._broker)
         log.info("embedded MQTT broker on mqtt://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:

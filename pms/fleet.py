@@ -8,12 +8,16 @@ then the B-route session, the ECHONET Lite codec and the durable outbox. Only th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pms.demo import gateway_id
+from pydantic import SecretStr
+
+from pms.demo import DemoFactoryGateway, gateway_id
 from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import SimulatedModuleLink
+from pms_collector.provisioned_run import run_provisioned
 from pms_collector.settings import CollectorSettings
 from pms_common import timeutil
 from pms_common.health import Health
@@ -50,12 +54,13 @@ def demo_meters_installed_at(var_dir: Path) -> datetime:
     return installed
 
 
-def build_fleet(base: CollectorSettings, count: int, outbox_dir: Path, health: Health,
-                first: int = 1, *, installed_at: datetime | None = None) -> list[Gateway]:
-    gateways = []
+def fleet_settings(base: CollectorSettings, count: int, outbox_dir: Path, first: int = 1, *,
+                   installed_at: datetime | None = None) -> list[CollectorSettings]:
+    """Each simulated gateway's settings: its id, outbox, simulated meter and module."""
+    fleet = []
     for index in range(first, first + count):
         gw = gateway_id(index)
-        settings = base.model_copy(update={
+        fleet.append(base.model_copy(update={
             "gateway_id": gw,
             "link": "sim",
             "outbox_path": outbox_dir / f"outbox-{gw}.db",
@@ -66,12 +71,40 @@ def build_fleet(base: CollectorSettings, count: int, outbox_dir: Path, health: H
             "sim_module": "bp35a1" if index % 2 else "bp35c0",
             "backfill_days": min(base.backfill_days, demo_history_days(count)),
             "sim_installed_at": installed_at or base.sim_installed_at,
-        })
-        gateways.append(build_gateway(settings, SimulatedModuleLink(settings), health))
-    return gateways
+        }))
+    return fleet
+
+
+def build_fleet(base: CollectorSettings, count: int, outbox_dir: Path, health: Health,
+                first: int = 1, *, installed_at: datetime | None = None) -> list[Gateway]:
+    return build_fleet_from(fleet_settings(base, count, outbox_dir, first, installed_at=installed_at), health)
+
+
+def build_fleet_from(fleet: list[CollectorSettings], health: Health) -> list[Gateway]:
+    return [build_gateway(settings, SimulatedModuleLink(settings), health) for settings in fleet]
 
 
 async def run_fleet(gateways: list[Gateway], stop: asyncio.Event) -> None:
     async with asyncio.TaskGroup() as group:
         for gateway in gateways:
             group.create_task(gateway.run(stop))
+
+
+def claiming(fleet: list[CollectorSettings], factory: list[DemoFactoryGateway],
+             credentials_dir: Path) -> list[CollectorSettings]:
+    """The fleet as gateways fresh from the factory: each knows only its serial and factory secret (and
+    the broker URL with the shared provisioning login) and claims its identity on start."""
+    return [settings.model_copy(update={"gateway_serial": made.serial, "factory_secret": SecretStr(made.factory_secret),
+                                        "credentials_path": credentials_dir / f"{settings.gateway_id}.json"})
+            for settings, made in zip(fleet, factory, strict=True)]
+
+
+async def run_provisioned_fleet(fleet: list[CollectorSettings], health: Health, stop: asyncio.Event) -> None:
+    """Every gateway through the claim flow (pms_collector.provisioned_run), as `pms collector` runs one."""
+
+    def build(settings: CollectorSettings, on_login_refused: Callable[[], None] | None) -> Gateway:
+        return build_gateway(settings, SimulatedModuleLink(settings), health, on_login_refused=on_login_refused)
+
+    async with asyncio.TaskGroup() as group:
+        for settings in fleet:
+            group.create_task(run_provisioned(settings, stop, build))

@@ -7,20 +7,36 @@ import logging
 import os
 import resource
 import secrets
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pms.demo import ensure_demo_plants
-from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS, EmbeddedBroker, choose_port, port_is_free
-from pms.fleet import build_fleet, demo_meters_installed_at, run_fleet
+from pms.demo import ensure_demo_factory, ensure_demo_plants
+from pms.embedded_broker import (
+    EMBEDDED_BROKER_MAX_PLANTS,
+    EmbeddedBroker,
+    EmbeddedBrokerAdmin,
+    choose_port,
+    port_is_free,
+)
+from pms.fleet import (
+    build_fleet_from,
+    claiming,
+    demo_meters_installed_at,
+    fleet_settings,
+    run_fleet,
+    run_provisioned_fleet,
+)
 from pms_alerts.service import Alerts
 from pms_alerts.settings import AlertsSettings
 from pms_api.app import create_app
 from pms_api.settings import ApiSettings
 from pms_collector.settings import CollectorSettings
 from pms_common import timeutil
+from pms_common.broker_admin import BrokerLogin
 from pms_common.errors import PmsError
 from pms_common.health import Health
 from pms_common.service import configure_logging, run_until_stopped, settle_heap
@@ -112,22 +128,40 @@ async def up(options: UpOptions, stop: asyncio.Event) -> None:
     var.mkdir(parents=True, exist_ok=True)
     env: dict[str, Any] = {}
     broker: EmbeddedBroker | None = None
+    admin: EmbeddedBrokerAdmin | None = None
     if not os.environ.get("PMS_MQTT_URL"):
         port = choose_port(options.host, options.mqtt_port, var)
         if port != options.mqtt_port:
             log.warning("port %d is taken (another broker?); the embedded broker uses %d (kept in %s)",
                         options.mqtt_port, port, var / "mqtt-port")
-        broker = EmbeddedBroker(options.host, port)
+        # The in-process services connect without a login; the simulated gateways claim their own.
+        admin = EmbeddedBrokerAdmin(anonymous_services=True)
+        broker = EmbeddedBroker(options.host, port, admin=admin)
         await broker.start()
         env["mqtt_url"] = f"mqtt://{options.host}:{port}"
     try:
-        await _run(options, stop, env)
+        await _run(options, stop, env, admin)
     finally:
         if broker is not None:
             await broker.stop()
 
 
-async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any]) -> None:
+def _with_login(url: str, login: BrokerLogin) -> str:
+    parts = urlsplit(url)
+    credentials = f"{quote(login.username, safe='')}:{quote(login.password, safe='')}@"
+    return urlunsplit((parts.scheme, credentials + parts.netloc.rsplit("@", 1)[-1], parts.path, parts.query, ""))
+
+
+def provisioning_login(var_dir: Path) -> BrokerLogin:
+    """The shared login the simulated gateways claim with (its password made on the first start)."""
+    path = var_dir / "provisioning-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+        path.chmod(0o600)
+    return BrokerLogin(username="pms-provisioning", password=path.read_text().strip())
+
+
+async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], admin: EmbeddedBrokerAdmin | None) -> None:
     var = options.var_dir
     if not os.environ.get("PMS_TSDB_URL"):
         env["tsdb_url"] = f"sqlite:///{var / 'pms-ts.db'}"
@@ -155,21 +189,36 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any]) -> 
 
     watchers_stop = asyncio.Event()
     rest_stop = asyncio.Event()
-    watchers = [
-        asyncio.create_task(Alerts(settings(AlertsSettings), registry, Health(), store=store).run(watchers_stop)),
-        asyncio.create_task(DeviceManager(settings(DeviceManagerSettings), registry, Health()).run(watchers_stop)),
-    ]
     collector_base: CollectorSettings = settings(
         CollectorSettings, link="sim", power_interval_s=options.power_interval_s,
         heartbeat_interval_s=options.heartbeat_interval_s,
     )
-    fleet = build_fleet(collector_base, len(gateway_ids), var / "outbox", health,
-                        installed_at=demo_meters_installed_at(var))
+    fleet = fleet_settings(collector_base, len(gateway_ids), var / "outbox", installed_at=demo_meters_installed_at(var))
+    manager_extra: dict[str, Any] = {}
+    if admin is not None:
+        # On the embedded broker the simulated gateways provision as gateways in the field do: the
+        # demo's factory list is imported, each gateway claims its identity with its factory secret
+        # and runs with its own login, confined to its own topics. The embedded broker keeps logins in
+        # memory, so each start claims anew (the kept credentials are of the previous start's broker).
+        login = provisioning_login(var)
+        factory = ensure_demo_factory(registry, var, len(gateway_ids))
+        credentials_dir = var / "credentials"
+        shutil.rmtree(credentials_dir, ignore_errors=True)
+        credentials_dir.mkdir(mode=0o700)
+        fleet = claiming(fleet, factory, credentials_dir)
+        fleet = [gw.model_copy(update={"mqtt_url": _with_login(gw.mqtt_url, login)}) for gw in fleet]
+        manager_extra = {"provisioning_username": login.username, "provisioning_password": login.password}
+    manager = DeviceManager(settings(DeviceManagerSettings, **manager_extra), registry, Health(), broker_admin=admin)
+    watchers = [
+        asyncio.create_task(Alerts(settings(AlertsSettings), registry, Health(), store=store).run(watchers_stop)),
+        asyncio.create_task(manager.run(watchers_stop)),
+    ]
     rest = [
         asyncio.create_task(Ingest(settings(IngestSettings), store, Health()).run(rest_stop)),
         asyncio.create_task(WeatherService(settings(WeatherSettings, interval_s=options.weather_interval_s),
                                            registry, Health()).run(rest_stop)),
-        asyncio.create_task(run_fleet(fleet, rest_stop)),
+        asyncio.create_task(run_provisioned_fleet(fleet, health, rest_stop) if admin is not None
+                            else run_fleet(build_fleet_from(fleet, health), rest_stop)),
     ]
     threading.Thread(target=api_server.run, name="api", daemon=True).start()
     settle_heap()

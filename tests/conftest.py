@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pms_common import timeutil
+from tests.dynsec_broker import DynsecBroker
 
 MOSQUITTO = ("127.0.0.1", 1883)
 # A weekday noon in Japan, far from any day, month or slot boundary.
@@ -123,6 +124,19 @@ def mosquitto() -> str:
     """The shared real Mosquitto on 127.0.0.1:1883; the suite fails (never skips) without it."""
     assert mosquitto_available(), "Mosquitto is not listening on 127.0.0.1:1883 (make test starts it)"
     return "mqtt://127.0.0.1:1883"
+
+
+@pytest.fixture
+def dynsec_broker() -> Iterator[DynsecBroker]:
+    """A real Mosquitto 2.0 with the dynamic-security plugin on a free port, with the production service
+    logins made (tests/dynsec_broker.py: `.admin_address`, `.provisioning`, `.services`, `.url(login)`)."""
+    broker = DynsecBroker()
+    try:
+        broker.start()
+        broker.make_service_logins()
+        yield broker
+    finally:
+        broker.remove()
 
 
 # A LAN inside `network_namespace()`: a veth pair, the meter's side `vea`, the gateway's side `veb`.

@@ -14,9 +14,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client import Counter
+
 from pms_common.errors import PmsError
 
 PROVISION_ROOT = "pms/v1/provision"
+
+ADMIN_REQUESTS = Counter(
+    "pms_broker_admin_requests",
+    "Broker administration requests by command and outcome (ok, tolerated: an idempotent repeat, refused, "
+    "timeout, unreachable)",
+    ["command", "outcome"],
+)
+
+
+def count_request(command: str, outcome: str) -> None:
+    ADMIN_REQUESTS.labels(command=command, outcome=outcome).inc()
 
 
 class BrokerAdminError(PmsError):

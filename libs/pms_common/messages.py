@@ -214,16 +214,40 @@ class CommandResult(Message):
     at: AwareDatetime
 
 
+# What a gateway can change live, and within which bounds: the collector clamps to them and the API
+# refuses a desired document outside them with a sentence naming the field.
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+POWER_INTERVAL_LIMITS_S = (1.0, 3600.0)
+HEARTBEAT_INTERVAL_LIMITS_S = (1.0, 3600.0)
+ENERGY_INTERVAL_LIMITS_S = (1.0, 86400.0)
+# What a gateway runs before any configuration was pushed (the collector's settings' defaults).
+CONFIG_DEFAULTS: dict[str, float | str] = {"power_interval_s": 60.0, "heartbeat_interval_s": 30.0,
+                                           "energy_interval_s": 600.0, "log_level": "INFO"}
+
+
 class ConfigDesired(Message):
-    """config/desired (retained): a gateway applies a version newer than the one it runs."""
+    """config/desired (retained): a gateway applies a version newer than the one it runs.
+
+    `energy_interval_s` and `log_level` came in contract 1.1: absent means "keep what runs", and a
+    gateway from before them ignores them (it applies the intervals it knows and reports the version).
+    """
 
     version: int = Field(ge=1)
     power_interval_s: float = Field(gt=0)
     heartbeat_interval_s: float = Field(gt=0)
+    energy_interval_s: float | None = Field(default=None, gt=0)
+    log_level: LogLevel | None = None
 
 
 class ConfigReported(Message):
+    """config/reported (retained): the gateway's whole effective configuration, sent on every
+    (re)connect and after each applied version; never a delta. The 1.1 fields are absent from a
+    gateway from before them."""
+
     version: int = Field(ge=0)
     power_interval_s: float = Field(gt=0)
     heartbeat_interval_s: float = Field(gt=0)
     applied_at: AwareDatetime
+    energy_interval_s: float | None = Field(default=None, gt=0)
+    log_level: LogLevel | None = None

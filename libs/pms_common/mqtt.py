@@ -12,6 +12,7 @@ from typing import cast
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from pms_common.errors import PmsError
 
@@ -99,6 +100,19 @@ def is_broker_failure(exc: BaseException) -> bool:
         _, rest = exc.split(aiomqtt.MqttError)
         return rest is None
     return False
+
+
+# CONNACK codes of a refused login: MQTT 3.1.1 (4 bad user name or password, 5 not authorised) and
+# MQTT 5 / paho's ReasonCode (0x86, 0x87).
+_LOGIN_REFUSED = {4, 5, 0x86, 0x87}
+
+
+def is_login_refused(exc: BaseException) -> bool:
+    """True when the broker refused the connection for its login (not for being down or busy)."""
+    if not isinstance(exc, MqttConnectError):
+        return False
+    code = getattr(exc.rc, "value", exc.rc)
+    return isinstance(code, int) and code in _LOGIN_REFUSED
 
 
 @dataclass

@@ -43,6 +43,21 @@ def deadletter(service: str) -> str:
     return f"{ROOT}/deadletter/{service}"
 
 
+def provision_claim(client_id: str) -> str:
+    """Where a gateway publishes its claim (the provisioning login may touch only its own client id's)."""
+    return f"{ROOT}/provision/{client_id}/claim"
+
+
+def provision_answer(client_id: str) -> str:
+    return f"{ROOT}/provision/{client_id}/answer"
+
+
+def client_id_of_claim_topic(topic: str) -> str | None:
+    match = re.fullmatch(rf"{ROOT}/provision/([^/+#]+)/claim", topic)
+    return match.group(1) if match else None
+
+
+ALL_CLAIMS = f"{ROOT}/provision/+/claim"
 ALL_READINGS = f"{ROOT}/gw/+/readings"
 ALL_STATUS = f"{ROOT}/gw/+/status"
 ALL_HEARTBEATS = f"{ROOT}/gw/+/heartbeat"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, update
 
 from pms_registry import schema as t
 from pms_registry.errors import RegistryError
@@ -38,8 +38,44 @@ def _v2_users_notice_audience_secrets(conn: Connection) -> None:
         conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_notices_customer_id ON notices (customer_id)")
 
 
+def _v3_fleet_management(conn: Connection) -> None:
+    """Issue 11. Gateway control: desired and reported configs, tags, commands, the audit log.
+    Bindings: binding intervals, presence history, decommissioned gateways. Zero-config provisioning:
+    the factory list, claim nonces, broker logins, revocation requests."""
+    for table in (t.gateway_config_desired, t.gateway_config_reported, t.gateway_tags, t.gateway_commands,
+                  t.audit_log, t.gateway_bindings, t.gateway_presence, t.factory_gateways, t.claim_nonces,
+                  t.broker_logins, t.revocation_requests):
+        table.create(conn, checkfirst=True)
+    if not _has_column(conn, "gateways", "decommissioned_at"):
+        kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+        conn.exec_driver_sql(f"ALTER TABLE gateways ADD COLUMN decommissioned_at {kind}")
+    _open_bindings_for_bound_gateways(conn)
+
+
+def _open_bindings_for_bound_gateways(conn: Connection) -> None:
+    """Every gateway bound before v3 gets an open binding from the earliest moment the registry knows
+    of it (an event, a status change, its last sighting), else from its plant's registration.
+
+    The exact start matters little: a gateway's first binding also reads what the gateway measured
+    before it (see bindings.py), so no reading stored before the upgrade changes plant."""
+    already = select(t.gateway_bindings.c.gateway_id).where(t.gateway_bindings.c.bound_until.is_(None))
+    bound = conn.execute(
+        select(t.gateways.c.gateway_id, t.gateways.c.service_code, t.gateways.c.status_changed_at,
+               t.gateways.c.last_seen_at, t.plants.c.created_at)
+        .join(t.plants, t.plants.c.service_code == t.gateways.c.service_code)
+        .where(t.gateways.c.gateway_id.not_in(already))
+    ).all()
+    for gateway_id, service_code, changed_at, seen_at, plant_created_at in bound:
+        first_event = conn.execute(select(func.min(t.events.c.opened_at))
+                                   .where(t.events.c.gateway_id == gateway_id)).scalar()
+        known = [moment for moment in (first_event, changed_at, seen_at) if moment is not None]
+        conn.execute(insert(t.gateway_bindings).values(
+            gateway_id=gateway_id, service_code=service_code, bound_from=min(known, default=plant_created_at),
+            bound_until=None))
+
+
 # STEPS[n] upgrades a registry at version n-1 to version n.
-STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets}
+STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets, 3: _v3_fleet_management}
 
 
 def current_version(conn: Connection) -> int:

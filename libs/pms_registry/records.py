@@ -25,7 +25,9 @@ class Plant:
     capacity_kw: float | None
     tariff_yen_per_kwh: float | None
     billing_start_date: date | None
-    gateway_ids: tuple[str, ...]
+    gateway_ids: tuple[str, ...]  # bound now
+    # Every binding the plant ever had, oldest first: its series read each gateway through these.
+    bindings: tuple[Binding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,53 @@ class Gateway:
     last_seen_at: datetime | None
     power_interval_s: float
     heartbeat: dict[str, Any] | None
+    decommissioned_at: datetime | None = None
+
+    @property
+    def condition(self) -> str:
+        """What the home screen counts: online, offline, never_seen, unbound or decommissioned.
+
+        Only `offline` is abnormal: a gateway that was never heard from is waiting to be installed,
+        an unbound one serves no plant, and a decommissioned one is out of service."""
+        if self.decommissioned_at is not None:
+            return "decommissioned"
+        if self.service_code is None:
+            return "unbound"
+        if self.status in ("online", "offline"):
+            return self.status
+        return "never_seen"
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A gateway serving a plant from bound_from until bound_until (None: still).
+
+    `reads_from` is where the plant's series start reading this gateway: bound_from, except for a
+    gateway's first binding at a plant it did not take over from another gateway, which also reads
+    what the gateway measured before it was bound (history backfilled from the meter, readings
+    buffered while the operator had not bound it yet): None = from the first reading."""
+
+    binding_id: int
+    gateway_id: str
+    service_code: str
+    bound_from: datetime
+    bound_until: datetime | None
+    reads_from: datetime | None
+
+    def covers(self, at: datetime) -> bool:
+        """Whether a reading taken at `at` belongs to this binding's plant."""
+        return (self.reads_from is None or self.reads_from <= at) and (self.bound_until is None
+                                                                        or at < self.bound_until)
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """One online/offline transition of a gateway, as device-manager saw it."""
+
+    gateway_id: str
+    state: str
+    at: datetime
+    reason: str
 
 
 @dataclass(frozen=True)

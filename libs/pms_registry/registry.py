@@ -1,7 +1,9 @@
 """The registry as a small API over SQLAlchemy Core; every service that needs it opens its own.
 
-`Registry` gathers its parts: plants, customers and gateways here; keys and users in `accounts`;
-events and notices in `eventlog`; engine, transactions and upgrades in `core`.
+`Registry` gathers its parts: plants, customers and gateway heartbeats here; binding intervals and
+fleet counts in `bindings`; presence history in `presence`; keys and users in `accounts`; events and
+notices in `eventlog`; config push, commands and the audit log in `gateway_control`; the factory
+list, claims and broker logins in `provisioning`; engine, transactions and upgrades in `core`.
 """
 
 from __future__ import annotations
@@ -12,22 +14,37 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pms_common import timeutil
 from pms_registry import schema as t
 from pms_registry.accounts import Accounts, hash_api_key
+from pms_registry.bindings import Bindings, open_gateway_ids
 from pms_registry.core import engine_for
 from pms_registry.errors import RegistryError
 from pms_registry.eventlog import EventLog
-from pms_registry.records import Customer, EventRecord, Gateway, Notice, Plant, Principal, User
+from pms_registry.gateway_control import GatewayControl
+from pms_registry.presence import Presence, record_status
+from pms_registry.provisioning import Provisioning
+from pms_registry.records import (
+    Binding,
+    Customer,
+    EventRecord,
+    Gateway,
+    Notice,
+    Plant,
+    PresenceChange,
+    Principal,
+    User,
+)
 
-__all__ = ["Customer", "EventRecord", "Gateway", "Notice", "Plant", "Principal", "Registry", "RegistryError",
-           "User", "engine_for", "hash_api_key"]
+__all__ = ["Binding", "Customer", "EventRecord", "Gateway", "Notice", "Plant", "PresenceChange", "Principal",
+           "Registry", "RegistryError", "User", "engine_for", "hash_api_key"]
 
 # Plant fields an operator may change after registration (the service code never changes).
 PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitude", "capacity_kw",
                 "tariff_yen_per_kwh", "billing_start_date")
 
 
-class Registry(Accounts, EventLog):
+class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provisioning):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:
@@ -61,22 +78,17 @@ class Registry(Accounts, EventLog):
         return [Customer(customer_id=row[0], name=row[1]) for row in rows]
 
     def list_plants(self, customer_id: str | None = None, *, service_code: str | None = None) -> list[Plant]:
-        """Plants (one customer's, or all) with their gateways: two queries however many plants."""
+        """Plants (one customer's, or all) with their bindings: three queries however many plants."""
         query = select(t.plants).order_by(t.plants.c.service_code)
-        bound_query = (select(t.gateways.c.service_code, t.gateways.c.gateway_id)
-                       .where(t.gateways.c.service_code.is_not(None)).order_by(t.gateways.c.gateway_id))
         if customer_id is not None:
             query = query.where(t.plants.c.customer_id == customer_id)
         if service_code is not None:
             query = query.where(t.plants.c.service_code == service_code)
-            bound_query = bound_query.where(t.gateways.c.service_code == service_code)
+        codes = query.with_only_columns(t.plants.c.service_code).order_by(None)
         with self._tx() as conn:
             rows = conn.execute(query).mappings().all()
-            bound = conn.execute(bound_query).all() if rows else []
-        gateways_of: dict[str, list[str]] = {}
-        for code, gateway_id in bound:
-            gateways_of.setdefault(code, []).append(gateway_id)
-        return [_plant(row, tuple(gateways_of.get(row["service_code"], ()))) for row in rows]
+            bindings = self._bindings_of_plants(conn, codes) if rows else {}
+        return [_plant(row, bindings.get(row["service_code"], [])) for row in rows]
 
     def get_plant(self, service_code: str, customer_id: str | None = None) -> Plant | None:
         """One plant; None when it does not exist or belongs to another customer than `customer_id`."""
@@ -110,8 +122,7 @@ class Registry(Accounts, EventLog):
     def delete_plant(self, service_code: str) -> bool:
         """Remove a plant: its gateways stay registered, unbound; its code is never issued again."""
         with self._tx() as conn:
-            conn.execute(update(t.gateways).where(t.gateways.c.service_code == service_code)
-                         .values(service_code=None))
+            self._close_plant_bindings(conn, service_code, timeutil.now_jst())
             result = conn.execute(delete(t.plants).where(t.plants.c.service_code == service_code))
         return bool(result.rowcount)
 
@@ -128,46 +139,11 @@ class Registry(Accounts, EventLog):
         return self.record_info_event(kind="billing_start_decided", at=at, service_code=service_code,
                                       message=f"billing start date of {service_code} decided: {day.isoformat()}")
 
-    # ---- gateways --------------------------------------------------------------------------------
-    def bind_gateway(self, gateway_id: str, service_code: str | None) -> None:
-        with self._tx() as conn:
-            exists = conn.execute(select(t.gateways.c.gateway_id).where(t.gateways.c.gateway_id == gateway_id))
-            if exists.first() is None:
-                conn.execute(insert(t.gateways).values(gateway_id=gateway_id, service_code=service_code,
-                                                       status="unknown", power_interval_s=60.0))
-            else:
-                conn.execute(update(t.gateways).where(t.gateways.c.gateway_id == gateway_id)
-                             .values(service_code=service_code))
-
-    def list_gateways(self, customer_id: str | None = None) -> list[Gateway]:
-        query = select(t.gateways).order_by(t.gateways.c.gateway_id)
-        if customer_id is not None:
-            owned = select(t.plants.c.service_code).where(t.plants.c.customer_id == customer_id)
-            query = query.where(t.gateways.c.service_code.in_(owned))
-        with self._tx() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [
-            Gateway(
-                gateway_id=row["gateway_id"], service_code=row["service_code"], status=row["status"],
-                status_changed_at=row["status_changed_at"], last_seen_at=row["last_seen_at"],
-                power_interval_s=row["power_interval_s"], heartbeat=row["heartbeat"],
-            )
-            for row in rows
-        ]
-
+    # ---- gateways (bindings and counts in `bindings`, presence history in `presence`) ---------------
     def record_gateway_status(self, gateway_id: str, status: str, at: datetime) -> None:
         """Record a status change; an unknown gateway is registered unbound (zero-config discovery)."""
         with self._tx() as conn:
-            row = conn.execute(select(t.gateways.c.status).where(t.gateways.c.gateway_id == gateway_id)).first()
-            if row is None:
-                conn.execute(insert(t.gateways).values(gateway_id=gateway_id, status=status,
-                                                       status_changed_at=at, last_seen_at=at,
-                                                       power_interval_s=60.0))
-            elif row[0] != status:
-                values: dict[str, Any] = {"status": status, "status_changed_at": at}
-                if status == "online":
-                    values["last_seen_at"] = at
-                conn.execute(update(t.gateways).where(t.gateways.c.gateway_id == gateway_id).values(**values))
+            record_status(conn, gateway_id, status, at)
 
     def record_heartbeat(self, gateway_id: str, heartbeat: dict[str, Any], at: datetime,
                          power_interval_s: float) -> None:
@@ -180,32 +156,18 @@ class Registry(Accounts, EventLog):
             else:
                 conn.execute(update(t.gateways).where(t.gateways.c.gateway_id == gateway_id).values(**values))
 
-    def plant_of_gateway(self, gateway_id: str) -> str | None:
-        with self._tx() as conn:
-            return conn.execute(
-                select(t.gateways.c.service_code).where(t.gateways.c.gateway_id == gateway_id)
-            ).scalar()
-
     def count_plants(self) -> int:
         with self._tx() as conn:
             return int(conn.execute(select(func.count()).select_from(t.plants)).scalar_one())
 
-    def gateway_status_counts(self, customer_id: str | None = None) -> dict[str, int]:
-        """How many of the (customer's) plant gateways are in each status."""
-        query = select(t.gateways.c.status, func.count()).group_by(t.gateways.c.status)
-        if customer_id is not None:
-            owned = select(t.plants.c.service_code).where(t.plants.c.customer_id == customer_id)
-            query = query.where(t.gateways.c.service_code.in_(owned))
-        with self._tx() as conn:
-            return {str(status): int(count) for status, count in conn.execute(query).all()}
 
-
-def _plant(row: Any, gateway_ids: tuple[str, ...]) -> Plant:
+def _plant(row: Any, bindings: list[Binding]) -> Plant:
     return Plant(
         service_code=row["service_code"], customer_id=row["customer_id"], name=row["name"],
         address=row["address"], phone=row["phone"], latitude=row["latitude"], longitude=row["longitude"],
         capacity_kw=row["capacity_kw"], tariff_yen_per_kwh=row["tariff_yen_per_kwh"],
-        billing_start_date=row["billing_start_date"], gateway_ids=gateway_ids,
+        billing_start_date=row["billing_start_date"], gateway_ids=open_gateway_ids(bindings),
+        bindings=tuple(bindings),
     )
 
 

@@ -94,6 +94,8 @@ gateways = Table(
     Column("last_seen_at", AwareDateTime(timezone=True)),
     Column("power_interval_s", Float, nullable=False, default=60.0),
     Column("heartbeat", JSON),
+    # v3 (bindings): set once when the gateway is taken out of service; it then counts nowhere.
+    Column("decommissioned_at", AwareDateTime(timezone=True)),
 )
 
 api_keys = Table(
@@ -163,4 +165,148 @@ schema_version = Table(
     UniqueConstraint("id"),
 )
 
-SCHEMA_VERSION = 2
+# ---- v3, gateway control (issue 11): config push, commands with deadlines, the audit log --------
+# No foreign keys to gateways: a command or a desired document may name a gateway before it was seen,
+# and the audit log outlives what it names.
+
+# The configuration a gateway should run: `version` grows with each change; `published_version` is
+# the one device-manager last published retained (it publishes whenever the two differ).
+gateway_config_desired = Table(
+    "gateway_config_desired",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("updated_at", AwareDateTime(timezone=True), nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("published_version", Integer),
+    Column("audit_id", Integer),  # the audit entry of the push, whose outcome is set when it is applied
+)
+
+# The whole configuration a gateway last reported (on every connect and after applying a version).
+gateway_config_reported = Table(
+    "gateway_config_reported",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("reported_at", AwareDateTime(timezone=True), nullable=False),
+)
+
+gateway_tags = Table(
+    "gateway_tags",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("tag", String(64), primary_key=True, index=True),
+)
+
+gateway_commands = Table(
+    "gateway_commands",
+    metadata,
+    Column("command_id", String(36), primary_key=True),  # a UUID: the correlation id on cmd/req and cmd/res
+    Column("gateway_id", String(64), nullable=False, index=True),
+    Column("command", String(32), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # queued | sent | succeeded | failed | expired
+    Column("requested_by", String(200), nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False, index=True),
+    Column("deadline", AwareDateTime(timezone=True), nullable=False),
+    Column("sent_at", AwareDateTime(timezone=True)),
+    Column("finished_at", AwareDateTime(timezone=True)),
+    Column("result", JSON),
+    Column("reason", Text),
+    Column("audit_id", Integer),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("audit_id", Integer, primary_key=True, autoincrement=True),
+    Column("at", AwareDateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=False, index=True),
+    Column("detail", JSON, nullable=False),
+    Column("outcome", String(400), nullable=False),
+)
+
+# ---- v3, bindings and presence (issue 11) ---------------------------------------------------------
+# Which plant a gateway served when: the plant's series read each gateway only within its intervals,
+# so moving a gateway leaves its earlier readings with the earlier plant. bound_until NULL = open.
+# gateways.service_code stays the current (open) binding, kept in step by the registry.
+gateway_bindings = Table(
+    "gateway_bindings",
+    metadata,
+    Column("binding_id", Integer, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), nullable=False, index=True),
+    # No foreign key: a deleted plant's bindings stay as the record of what its gateways served.
+    Column("service_code", String(11), nullable=False, index=True),
+    Column("bound_from", AwareDateTime(timezone=True), nullable=False),
+    Column("bound_until", AwareDateTime(timezone=True)),
+)
+
+# Every online/offline transition device-manager saw, with its reason ("connected", "no heartbeat
+# for 90 s", the last will's reason...): the gateway page's presence history.
+gateway_presence = Table(
+    "gateway_presence",
+    metadata,
+    Column("presence_id", Integer, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(64), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("at", AwareDateTime(timezone=True), nullable=False, index=True),
+    Column("reason", String(200), nullable=False),
+)
+
+# ---- v3, zero-config provisioning (pms_registry/provisioning.py) ---------------------------------
+# The manufacturer's list: keys derived from each factory secret (never the secret) and a hash of the
+# claim code on the label (never the code). The gateway id is fixed at import from the serial.
+factory_gateways = Table(
+    "factory_gateways",
+    metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("gateway_id", String(64), nullable=False, unique=True),
+    Column("proof_key", String(64), nullable=False),  # hex HKDF-SHA256 output
+    Column("answer_key", String(64), nullable=False),
+    Column("claim_code_hash", String(64), nullable=False, unique=True),
+    Column("imported_at", AwareDateTime(timezone=True), nullable=False),
+    Column("claimed_at", AwareDateTime(timezone=True)),  # the first accepted claim
+    Column("last_claim_at", AwareDateTime(timezone=True)),
+    Column("claims_total", Integer, nullable=False, default=0),
+    Column("blocked", Boolean, nullable=False, default=False),
+    Column("blocked_reason", Text),
+)
+
+# Nonces of claims seen within the claim window (a replayed claim is refused); older ones are pruned.
+claim_nonces = Table(
+    "claim_nonces",
+    metadata,
+    Column("serial", String(64), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("seen_at", AwareDateTime(timezone=True), nullable=False, index=True),
+)
+
+# Each provisioned gateway's broker login: active, revoke_requested, revoked.
+broker_logins = Table(
+    "broker_logins",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
+    Column("rotated_at", AwareDateTime(timezone=True), nullable=False),
+    Column("revoked_at", AwareDateTime(timezone=True)),
+    Column("reason", Text),
+)
+
+# Revocations asked for (unbinding, replacing, decommissioning), carried out by device-manager.
+revocation_requests = Table(
+    "revocation_requests",
+    metadata,
+    Column("request_id", Integer, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(64), nullable=False, index=True),
+    Column("reason", Text, nullable=False),
+    Column("requested_at", AwareDateTime(timezone=True), nullable=False),
+    Column("done_at", AwareDateTime(timezone=True), index=True),
+    Column("outcome", Text),  # "revoked", "superseded by a new claim", or the last failure
+)
+
+SCHEMA_VERSION = 3

@@ -93,3 +93,12 @@ def plant_json(api: Api, code: str, key: str = ADMIN) -> dict[str, Any]:
     return body
 
 
+
+
+def form_post(client: FlaskClient, path: str, data: dict[str, str]) -> Any:
+    """A console form post as a browser sends it: with the session's CSRF token, which any console
+    page (here the login page) puts into its forms."""
+    client.get("/login")
+    with client.session_transaction() as session:
+        token = session["csrf_token"]
+    return client.post(path, data={**data, "csrf_token": token})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pms_common import timeutil
-from pms_common.messages import EnergyReading
+from pms_common.messages import EnergyReading, PowerReading
 from tests.api.conftest import PROBLEM, Api
 
 
@@ -73,12 +73,14 @@ def test_summary(api: Api) -> None:
     ])
     api.send("POST", "/api/v1/notices", {"kind": "outage", "title": "停電", "body": ""})
     body = api.get("/api/v1/summary").get_json()
-    assert body["gateways"] == {"normal": 1, "abnormal": 1, "total": 2}
+    assert body["gateways"] == {"normal": 1, "abnormal": 1, "total": 2, "online": 1, "offline": 1, "never_seen": 0,
+                                "unbound": 0}
     assert (body["plants"], body["total_sold_kwh"], body["today_sold_kwh"], body["open_events"]) == (3, 3.0, 2.0, 1)
     assert [n["title"] for n in body["notices"]] == ["停電"]
     assert [e["message"] for e in body["events"]] == ["c down"]
     mine = api.get("/api/v1/summary", api.keys["c1"]).get_json()
-    assert mine["gateways"] == {"normal": 1, "abnormal": 0, "total": 1}
+    assert mine["gateways"] == {"normal": 1, "abnormal": 0, "total": 1, "online": 1, "offline": 0, "never_seen": 0,
+                                "unbound": 0}
     assert (mine["plants"], mine["open_events"], mine["events"]) == (2, 0, [])
     other = api.get("/api/v1/summary", api.keys["c2"]).get_json()
     assert (other["total_sold_kwh"], other["open_events"]) == (0.0, 1)
@@ -93,6 +95,32 @@ def test_gateway_binding(api: Api) -> None:
     assert api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": "pss99999999"}).status_code == 422
     assert api.send("PUT", "/api/v1/gateways/gw-b", {"service_code": api.codes["a"]}, api.keys["c1"]).status_code == 403
     assert api.send("PUT", "/api/v1/gateways/bad%20id", {"service_code": None}).status_code == 422
+
+
+def test_moving_a_gateway_leaves_its_earlier_readings_with_the_earlier_plant(api: Api) -> None:
+    """PUT /gateways/{id} moves the gateway from now on. Before bindings it moved the whole history:
+    plant a's yesterday emptied and plant b showed a's energy and peak as its own."""
+    start, _ = timeutil.today_bounds(timeutil.now_jst())
+    morning = start - timedelta(days=1) + timedelta(hours=10)
+    api.store.write_readings("gw-a", power=[PowerReading(measured_at=morning, power_w=-1500)], energy=[
+        EnergyReading(slot_end=morning + timedelta(minutes=30 * i), reverse_kwh=20.0 + i, forward_kwh=0.0)
+        for i in range(3)])
+    assert api.send("PUT", "/api/v1/gateways/gw-a", {"service_code": api.codes["b"]}).status_code == 200
+    day = morning.date().isoformat()
+
+    def read(code: str, what: str) -> list[dict[str, object]]:
+        response = api.get(f"/api/v1/plants/{code}/{what}{'&' if '?' in what else '?'}start={day}&end={day}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        items: list[dict[str, object]] = response.get_json()["items"]
+        return items
+
+    assert [(e["sold_kwh"], e["slots"]) for e in read(api.codes["a"], "energy?interval=day")] == [(2.0, 2)]
+    assert [p["peak_sold_w"] for p in read(api.codes["a"], "peaks")] == [1500]
+    assert read(api.codes["b"], "energy?interval=day") == []
+    assert read(api.codes["b"], "peaks") == []
+    assert read(api.codes["b"], "power") == []
+    assert api.get(f"/api/v1/plants/{api.codes['a']}").get_json()["gateway_ids"] == []
+    assert api.get(f"/api/v1/plants/{api.codes['b']}").get_json()["gateway_ids"] == ["gw-a"]
 
 
 def test_events_total_counts_every_event(tmp_path: Path) -> None:

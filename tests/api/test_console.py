@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
+from pms_api.csrf import REFUSED
 from pms_common import timeutil
-from tests.api.conftest import ADMIN, Api
+from tests.api.conftest import ADMIN, Api, form_post
 
-PAGES = ["/", "/sales", "/sales/graph"]
+PAGES = ["/", "/sales", "/sales/graph", "/gateways", "/gateways/gw-a"]
 
 
 def _login(api: Api, username: str = "admin", password: str = ADMIN, lang: str = "ja") -> FlaskClient:
     client = api.client
-    response = client.post("/login", data={"username": username, "password": password, "lang": lang})
+    response = form_post(client, "/login", {"username": username, "password": password, "lang": lang})
     assert response.status_code == 302, response.get_data(as_text=True)
     return client
 
@@ -30,7 +31,7 @@ def test_login_page_in_both_languages(api: Api) -> None:
 
 
 def test_wrong_password_is_refused(api: Api) -> None:
-    response = api.client.post("/login", data={"username": "admin", "password": "wrong-password"})
+    response = form_post(api.client, "/login", {"username": "admin", "password": "wrong-password"})
     assert response.status_code == 200
     assert "ユーザー名またはパスワードが違います" in response.get_data(as_text=True)
     assert api.client.get("/").status_code == 302
@@ -38,10 +39,10 @@ def test_wrong_password_is_refused(api: Api) -> None:
 
 def test_login_goes_back_to_the_page_asked_for_but_never_off_site(api: Api) -> None:
     form = {"username": "admin", "password": ADMIN}
-    assert api.client.post("/login?next=/sales", data=form).headers["Location"] == "/sales"
-    assert api.client.post("/login?next=//evil.example/x", data=form).headers["Location"] == "/"
-    assert api.client.post("/login?next=https://evil.example/", data=form).headers["Location"] == "/"
-    assert api.client.post("/login?next=/%5Cevil.example", data=form).headers["Location"] == "/"
+    assert form_post(api.client, "/login?next=/sales", form).headers["Location"] == "/sales"
+    assert form_post(api.client, "/login?next=//evil.example/x", form).headers["Location"] == "/"
+    assert form_post(api.client, "/login?next=https://evil.example/", form).headers["Location"] == "/"
+    assert form_post(api.client, "/login?next=/%5Cevil.example", form).headers["Location"] == "/"
     assert api.client.get("/lang/en?back=//evil.example").headers["Location"] == "/"
     assert api.client.get("/lang/en?back=/sales").headers["Location"] == "/sales"
 
@@ -103,7 +104,7 @@ def test_the_session_reads_the_api_but_never_writes(api: Api) -> None:
     client = _login(api)
     assert client.get("/api/v1/summary").status_code == 200
     assert client.post("/api/v1/customers", json={"customer_id": "c9", "name": "x"}).status_code == 401
-    client.post("/logout")
+    form_post(client, "/logout", {})
     assert client.get("/api/v1/summary").status_code == 401
 
 
@@ -119,3 +120,53 @@ def test_charts_are_served_locally(api: Api) -> None:
 def test_the_session_key_is_shared_through_the_registry(api: Api) -> None:
     assert api.registry.shared_secret("console-session") == api.registry.shared_secret("console-session")
     assert len(api.registry.shared_secret("console-session")) == 64
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(api: Api) -> None:
+    client = _login(api)
+    before = REFUSED._value.get()
+    for data in ({}, {"csrf_token": "forged"}):
+        refused = client.post("/logout", data=data)
+        assert refused.status_code == 403
+        assert "CSRF token" in refused.get_json()["detail"]
+        assert client.get("/").status_code == 200  # still logged in: the forged logout did nothing
+    login = api.client.post("/login", data={"username": "admin", "password": ADMIN})  # a cross-site login
+    assert login.status_code == 403
+    assert REFUSED._value.get() - before == 3
+    assert "pms_api_csrf_refused_total" in client.get("/metrics").get_data(as_text=True)
+    html = client.get("/").get_data(as_text=True)
+    with client.session_transaction() as session:
+        assert f'name="csrf_token" value="{session["csrf_token"]}"' in html  # the logout form carries it
+
+
+def test_plant_page_names_its_gateway_and_links_to_the_gateway_page(api: Api) -> None:
+    from tests.api.test_api_gateways import HEARTBEAT
+
+    now = timeutil.now_jst()
+    api.registry.record_heartbeat("gw-a", HEARTBEAT, now, 60.0)
+    api.registry.record_presence("gw-a", "online", now, "connected")
+    client = _login(api)
+    plant = client.get(f"/plants/{api.codes['a']}").get_data(as_text=True)
+    assert 'class="gateway-link" href="/gateways/gw-a">gw-a</a>' in plant
+    page = client.get("/gateways/gw-a").get_data(as_text=True)
+    for text in ["ゲートウェイ gw-a", "接続中", "1.4.2", "-61 dBm / 180", "1h 00m", "残り 2 日", "+42 s", "接続履歴",
+                 "connected", f'href="/plants/{api.codes["a"]}">Plant a</a>', "割当中"]:
+        assert text in page, text
+    client.get("/lang/en")
+    english = client.get("/gateways/gw-a").get_data(as_text=True)
+    for text in ["Gateway gw-a", "Online", "Signal (RSSI / LQI)", "2 days pending", "Online/offline history",
+                 "Still bound"]:
+        assert text in english, text
+    listing = client.get("/gateways").get_data(as_text=True)
+    assert 'href="/gateways/gw-c"' in listing and "Never seen" in listing
+
+
+def test_gateway_pages_are_scoped_to_the_customer(api: Api) -> None:
+    api.registry.create_user(username="c1-user", password="c1-password", created_at=timeutil.now_jst(),
+                             customer_id="c1")
+    client = _login(api, "c1-user", "c1-password")
+    assert client.get("/gateways/gw-c").status_code == 404
+    assert client.get("/gateways/gw-a").status_code == 200
+    listing = client.get("/gateways").get_data(as_text=True)
+    assert "/gateways/gw-a" in listing and "/gateways/gw-c" not in listing
+    assert 'id="gw-unbound"' not in client.get("/").get_data(as_text=True)  # unbound gateways are the admins' to see

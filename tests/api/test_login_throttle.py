@@ -12,7 +12,7 @@ from pms_api import login_throttle
 from pms_api.app import create_app
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.settings import ApiSettings
-from tests.api.conftest import ADMIN, Api
+from tests.api.conftest import ADMIN, Api, form_post
 
 POLICY = ThrottlePolicy(max_failures=3, window_s=60.0, address_factor=2)
 
@@ -60,8 +60,8 @@ def test_memory_is_bounded_whatever_the_usernames(monkeypatch: pytest.MonkeyPatc
 def test_the_login_page_locks_with_429_and_retry_after(api: Api) -> None:
     client = api.client
     for _ in range(5):  # the default: 5 wrong passwords per username in 5 minutes
-        assert client.post("/login", data={"username": "admin", "password": "wrong-password"}).status_code == 200
-    locked = client.post("/login", data={"username": "admin", "password": ADMIN})  # even the right one
+        assert form_post(client, "/login", {"username": "admin", "password": "wrong-password"}).status_code == 200
+    locked = form_post(client, "/login", {"username": "admin", "password": ADMIN})  # even the right one
     assert locked.status_code == 429
     assert 0 < int(locked.headers["Retry-After"]) <= 300
     assert re.search(r"\d+ 分後に再度お試しください", locked.get_data(as_text=True))
@@ -77,7 +77,7 @@ def test_the_session_cookie_is_secure_when_asked(tmp_path: Path, monkeypatch: py
         app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r{secure}.db",
                                      tsdb_url=f"sqlite:///{tmp_path}/ts{secure}.db", admin_api_key=ADMIN,
                                      console_secure_cookie=secure))
-        response = app.test_client().post("/login", data={"username": "admin", "password": ADMIN})
+        response = form_post(app.test_client(), "/login", {"username": "admin", "password": ADMIN})
         assert response.status_code == 302
         cookie = response.headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Lax" in cookie

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -25,13 +23,12 @@ from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading
 from pms_registry import Registry
 from pms_store import TimeSeriesStore
+from tests.browser.chromium import start_chromium
 from tests.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
 ADMIN_KEY = "browser-admin-key"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @dataclass
@@ -77,16 +74,7 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Console
 
 @pytest.fixture
 def browser(console: Console, tmp_path: Path) -> Iterator[Any]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,1000"):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": str(console.downloads),
-                                              "download.prompt_for_download": False})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
+    driver = start_chromium(tmp_path / "chromium-profile", console.downloads)
     yield driver
     driver.quit()
 
@@ -171,3 +159,33 @@ def test_the_realtime_chart_spans_the_day_with_a_single_sample(browser: Any, con
     assert mode == "lines+markers"
     assert [str(x).replace(" ", "T")[:16] for x in axis] == [f"{today}T00:00", f"{today + timedelta(days=1)}T00:00"]
     assert browser.find_elements(By.CSS_SELECTOR, "#chart-realtime .scatterlayer .point")
+
+
+def test_from_the_plant_page_to_its_gateway_page_in_both_languages(browser: Any, console: Console) -> None:
+    now = timeutil.now_jst()
+    console.registry.record_heartbeat("gw-b0", {
+        "gateway_id": "gw-b0", "at": now.isoformat(), "uptime_s": 93784.0, "firmware": "2.0.1",
+        "module_family": "single-hop", "rssi_dbm": -70, "lqi": 150, "read_errors_total": 0, "outbox_depth": 4,
+        "power_interval_s": 60.0, "heartbeat_interval_s": 30.0}, now, 60.0)
+    console.registry.record_presence("gw-b0", "online", now - timedelta(minutes=3), "connected")
+    console.registry.record_presence("gw-b0", "offline", now - timedelta(minutes=2), "connection lost")
+    _login(browser, console)
+    expected = {"ja": ["ゲートウェイ gw-b0", "発電所0", "2.0.1", "-70 dBm / 150", "1d 2h 03m", "接続履歴", "connection lost",
+                       "切断", "割当中"],
+                "en": ["Gateway gw-b0", "発電所0", "2.0.1", "-70 dBm / 150", "1d 2h 03m", "Online/offline history",
+                       "connection lost", "Offline", "Still bound"]}
+    for language in ("ja", "en"):
+        browser.get(f"{console.url}/lang/{language}?back=/plants/{console.codes[0]}")
+        link = WebDriverWait(browser, 10).until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#plant-gateways a")))
+        assert link.text == "gw-b0"
+        link.click()
+        WebDriverWait(browser, 10).until(ec.presence_of_element_located((By.ID, "gateway-facts")))
+        assert browser.current_url == f"{console.url}/gateways/gw-b0"
+        page = _text(browser)
+        for text in expected[language]:
+            assert text in page, (language, text)
+        browser.find_element(By.CSS_SELECTOR, "#gateway-plant a").click()  # and back to its plant
+        WebDriverWait(browser, 10).until(ec.presence_of_element_located((By.ID, "plant-facts")))
+    browser.get(console.url + "/gateways")
+    assert {row.get_attribute("data-gateway") for row in browser.find_elements(By.CSS_SELECTOR, "#gateways tbody tr")} \
+        == {"gw-b0", "gw-b1"}

@@ -7,6 +7,7 @@ frames over; the link's rejoin is a stand-in that counts joins.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -101,7 +102,8 @@ def test_a_newer_configuration_is_applied_kept_and_reported() -> None:
     assert (setup.config.version, setup.config.power_interval_s, setup.config.heartbeat_interval_s) == (2, 5, 7)
     assert setup.wakes == 1  # the read loop goes by the new interval at once
     assert setup.store == {"config_version": "2", "config_power_interval_s": "5.0",
-                           "config_heartbeat_interval_s": "7.0", "config_applied_at": reported.applied_at.isoformat()}
+                           "config_heartbeat_interval_s": "7.0", "config_energy_interval_s": "600.0",
+                           "config_log_level": "INFO", "config_applied_at": reported.applied_at.isoformat()}
     # A restart runs the configuration applied last, not the settings' intervals.
     again = Setup(store=setup.store)
     assert again.control.reported_config() == reported
@@ -120,12 +122,38 @@ def test_a_configuration_not_newer_changes_nothing() -> None:
 def test_before_any_configuration_the_settings_are_reported_as_version_0() -> None:
     reported = Setup().control.reported_config()
     assert (reported.version, reported.power_interval_s, reported.heartbeat_interval_s) == (0, 60, 30)
+    assert (reported.energy_interval_s, reported.log_level) == (600, "INFO")  # the whole document, always
+
+
+def test_the_energy_interval_and_the_log_level_are_live_and_kept() -> None:
+    collector_logger = logging.getLogger("pms_collector")
+    before = collector_logger.level
+    try:
+        setup = Setup()
+        reported = setup.control.apply_config(ConfigDesired(version=4, power_interval_s=5, heartbeat_interval_s=7,
+                                                            energy_interval_s=120, log_level="DEBUG"))
+        assert reported is not None and (reported.energy_interval_s, reported.log_level) == (120, "DEBUG")
+        assert setup.config.energy_interval_s == 120
+        assert collector_logger.level == logging.DEBUG  # no restart needed
+        collector_logger.setLevel(logging.NOTSET)
+        again = Setup(store=setup.store)  # a restart keeps both, and sets the level again
+        assert again.control.reported_config() == reported
+        assert collector_logger.level == logging.DEBUG
+        # A desired document from before contract 1.2 (no energy interval, no log level) keeps them.
+        older = again.control.apply_config(ConfigDesired(version=5, power_interval_s=9, heartbeat_interval_s=9))
+        assert older is not None and (older.energy_interval_s, older.log_level) == (120, "DEBUG")
+    finally:
+        collector_logger.setLevel(before)
 
 
 def test_intervals_under_a_second_are_raised_to_one() -> None:
     setup = Setup()
     reported = setup.control.apply_config(ConfigDesired(version=1, power_interval_s=0.2, heartbeat_interval_s=0.5))
     assert reported is not None and (reported.power_interval_s, reported.heartbeat_interval_s) == (1, 1)
+    longer = setup.control.apply_config(ConfigDesired(version=2, power_interval_s=1e6, heartbeat_interval_s=1e6,
+                                                      energy_interval_s=1e9))
+    assert longer is not None
+    assert (longer.power_interval_s, longer.heartbeat_interval_s, longer.energy_interval_s) == (3600, 3600, 86400)
 
 
 # ---- commands -----------------------------------------------------------------------------------

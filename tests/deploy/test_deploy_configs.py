@@ -64,6 +64,8 @@ TOPICS_V1 = [
     "pms/v1/plants/{service_code}/weather",
     "pms/v1/events/{kind}",
     "pms/v1/deadletter/{service}",
+    "pms/v1/provision/{client_id}/claim",
+    "pms/v1/provision/{client_id}/answer",
 ]
 
 

@@ -123,3 +123,29 @@ def test_a_taken_port_is_replaced_by_one_kept_across_starts(tmp_path: Path) -> N
         assert first != wanted
         assert choose_port("127.0.0.1", wanted, var) == first  # the next start: the same port
     assert choose_port("127.0.0.1", wanted, var) == wanted  # the wanted one when it is free again
+
+
+def test_login_table_rights() -> None:
+    from amqtt.contexts import Action
+
+    from pms.embedded_broker import LoginTable, filter_within
+
+    table = LoginTable(services={"api": "api-secret"}, provisioning={"provision": "p-secret"},
+                       gateways={"gw-1": "g-secret"})
+    assert table.authenticate("gw-1", "g-secret") and not table.authenticate("gw-1", "api-secret")
+    assert not table.authenticate(None, None) and not table.authenticate("gw-2", "g-secret")
+    assert table.permits("api", "x", "$SYS/anything", Action.PUBLISH)
+    assert table.permits("gw-1", "any", "pms/v1/gw/gw-1/status", Action.PUBLISH)
+    assert not table.permits("gw-1", "claim-a", "pms/v1/provision/claim-a/claim", Action.PUBLISH)
+    assert table.permits("provision", "claim-a", "pms/v1/provision/claim-a/claim", Action.RECEIVE)
+    assert not table.permits("provision", "claim-a", "pms/v1/provision/+/claim", Action.SUBSCRIBE)
+    assert not table.permits("provision", "claim-a", "pms/v1/provision/claim-b/answer", Action.PUBLISH)
+    assert filter_within("pms/v1/gw/gw-1/#", "pms/v1/gw/gw-1/#")
+    assert filter_within("pms/v1/gw/gw-1/+/req", "pms/v1/gw/gw-1/#")
+    assert not filter_within("pms/v1/gw/+/status", "pms/v1/gw/gw-1/#")
+    assert not filter_within("#", "pms/v1/gw/gw-1/#")
+    # `pms up`'s in-process services connect without a login: only when the table says so.
+    assert not table.permits(None, "svc", "pms/v1/gw/gw-1/readings", Action.SUBSCRIBE)
+    table.anonymous_services = True
+    assert table.authenticate(None, None)
+    assert table.permits(None, "svc", "pms/v1/#", Action.SUBSCRIBE)

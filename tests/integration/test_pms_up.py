@@ -189,3 +189,43 @@ def test_a_big_fleet_reads_fewer_days_of_history_on_its_first_start() -> None:
     queue behind 384 000 history slots in ingest (bench/pms_up.py --plants 1000)."""
     assert [demo_history_days(n) for n in (1, 3, 300, 301, 1000, 2400, 5000)] == [8, 8, 8, 7, 2, 1, 1]
 
+
+def test_pms_up_provisions_its_simulated_gateways_through_the_claim_flow(tmp_path: Path, pms_processes: Any) -> None:
+    """On the embedded broker each simulated gateway starts with only its serial and factory secret,
+    claims its own login, and is confined to its own topics (the embedded broker's login table)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    port, mqtt_port = free_port(), free_port()
+    var = tmp_path / "var"
+    args = ["up", "--plants", "2", "--port", str(port), "--mqtt-port", str(mqtt_port), "--var", str(var)]
+    up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY}, name="up")
+    wait_until(lambda: (p := plants(port)) and len(p) == 2 and all(isinstance(x["current_sold_w"], int) for x in p),
+               120, "two measured plants")
+    kept = {gw: json.loads((var / "credentials" / f"{gw}.json").read_text()) for gw in ("gw-0001", "gw-0002")}
+    assert all(c["gateway_id"] == c["username"] == gw and c["password"] for gw, c in kept.items())
+    assert (var / "credentials" / "gw-0001.json").stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(var / "pms.db") as db:
+        claimed = db.execute("SELECT serial, gateway_id, claimed_at IS NOT NULL FROM factory_gateways "
+                             "ORDER BY serial").fetchall()
+    assert claimed == [("0001", "gw-0001", 1), ("0002", "gw-0002", 1)]
+
+    # gw-0001's own login may not publish into gw-0002's tree: the message never reaches a subscriber.
+    seen: list[str] = []
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="listener")  # a service: anonymous, all rights
+    listener.on_message = lambda _c, _u, m: seen.append(m.topic)
+    listener.connect("127.0.0.1", mqtt_port)
+    listener.subscribe("pms/v1/gw/gw-0002/cmd/#")
+    listener.loop_start()
+    intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw-0001-intruder")
+    intruder.username_pw_set(kept["gw-0001"]["username"], kept["gw-0001"]["password"])
+    intruder.connect("127.0.0.1", mqtt_port)
+    intruder.loop_start()
+    intruder.publish("pms/v1/gw/gw-0002/cmd/res", b"{}", qos=1).wait_for_publish(5)
+    listener.publish("pms/v1/gw/gw-0002/cmd/marker", b"{}", qos=1).wait_for_publish(5)
+    wait_until(lambda: "pms/v1/gw/gw-0002/cmd/marker" in seen, 10, "the marker")
+    assert seen == ["pms/v1/gw/gw-0002/cmd/marker"]
+    for client in (intruder, listener):
+        client.loop_stop()
+        client.disconnect()
+    assert up.stop(signal.SIGINT, timeout=30) == 0, up.log()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from pms_registry import schema as t
-from pms_registry.migrations import upgrade
+from pms_registry.migrations import STEPS, upgrade
 from pms_registry.registry import Registry, RegistryError
 from tests.registry.v1_fixture import T0, make_v1_registry
 
@@ -85,3 +86,43 @@ def test_a_registry_without_a_version_row_counts_as_v1(tmp_path: Path) -> None:
     registry.ensure_customer("c2", "Other")
     check_upgraded_v1(registry)
     registry.close()
+
+
+def make_v2_registry(registry: Registry) -> None:
+    """A registry as PMS v2 left it: the v1 one upgraded by step 2 alone (no bindings, no presence)."""
+    make_v1_registry(registry.engine)
+    with registry.engine.begin() as conn:
+        STEPS[2](conn)
+        conn.execute(update(t.schema_version).values(version=2))
+        # The earliest trace of gw-old: an event three days before its plant's registration.
+        conn.execute(insert(t.events).values(kind="gateway_recovered", state="info", gateway_id="gw-old",
+                                             service_code="pss00000007", opened_at=T0 - timedelta(days=3),
+                                             message="older event"))
+
+
+def test_a_v2_registry_is_upgraded_with_bindings_and_presence(tmp_path: Path) -> None:
+    registry = Registry(f"sqlite:///{tmp_path}/v2.db")
+    make_v2_registry(registry)
+    assert registry.schema_version() == 2
+    registry.migrate()
+    check_upgraded_v2(registry)
+    registry.migrate()  # again: no second binding
+    assert len(registry.binding_history("gw-old")) == 1
+    registry.close()
+
+
+def check_upgraded_v2(registry: Registry) -> None:
+    """What every upgraded v2 registry must show: the bound gateway has an open binding from its
+    first known time, presence history and decommissioning work."""
+    assert registry.schema_version() == t.SCHEMA_VERSION
+    [binding] = registry.binding_history("gw-old")
+    assert (binding.service_code, binding.bound_from, binding.bound_until) == (
+        "pss00000007", T0 - timedelta(days=3), None)
+    assert binding.reads_from is None  # its first binding: every reading it stored stays with the plant
+    plant = registry.get_plant("pss00000007")
+    assert plant is not None and plant.gateway_ids == ("gw-old",) and plant.bindings == (binding,)
+    registry.record_presence("gw-old", "offline", T0, "no heartbeat for 90 s")
+    assert [(p.state, p.reason) for p in registry.presence_history("gw-old")] == [("offline", "no heartbeat for 90 s")]
+    gone = registry.decommission_gateway("gw-old", at=T0 + timedelta(days=1))
+    assert gone.decommissioned_at == T0 + timedelta(days=1) and gone.service_code is None
+    assert registry.gateway_status_counts() == {"online": 0, "offline": 0, "never_seen": 0, "unbound": 0}

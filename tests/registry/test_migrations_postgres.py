@@ -12,7 +12,7 @@ import pytest
 from pms_common import timeutil
 from pms_registry import schema as t
 from pms_registry.registry import Registry
-from tests.registry.test_migrations import check_upgraded_v1
+from tests.registry.test_migrations import check_upgraded_v1, check_upgraded_v2, make_v2_registry
 from tests.registry.v1_fixture import make_v1_registry
 
 pytestmark = pytest.mark.integration
@@ -55,4 +55,12 @@ def test_a_new_registry_on_postgresql(scratch_url: str) -> None:
     assert registry.decide_billing_start(code, now.date(), now) is not None
     assert registry.shared_secret("s") == registry.shared_secret("s")
     assert registry.schema_version() == t.SCHEMA_VERSION
+    registry.close()
+
+
+def test_a_v2_registry_is_upgraded_on_postgresql(scratch_url: str) -> None:
+    registry = Registry(scratch_url)
+    make_v2_registry(registry)
+    registry.migrate()
+    check_upgraded_v2(registry)
     registry.close()

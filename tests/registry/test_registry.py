@@ -344,6 +344,7 @@ def test_gateway_status_counts_per_customer(registry: Registry) -> None:
     registry.record_gateway_status("gw-1", "online", T0)
     registry.record_gateway_status("gw-2", "offline", T0)
     registry.record_gateway_status("gw-free", "online", T0)
-    assert registry.gateway_status_counts() == {"online": 2, "offline": 1}
-    assert registry.gateway_status_counts("c1") == {"online": 1}
+    # The unbound gateway counts as unbound, not online: it serves no plant (see test_bindings.py).
+    assert registry.gateway_status_counts() == {"online": 1, "offline": 1, "never_seen": 0, "unbound": 1}
+    assert registry.gateway_status_counts("c1") == {"online": 1, "offline": 0, "never_seen": 0, "unbound": 0}
     assert [c.customer_id for c in registry.list_customers()] == ["c1", "c2"]

@@ -34,3 +34,13 @@ def plant_in_scope(registry: Registry, service_code: str, customer_id: str | Non
     if plant is None:
         raise ProblemError(404, f"no plant {service_code}")
     return plant
+
+
+def actor_of(registry: Registry) -> str:
+    """Who asks, for the audit log: `key:{label}` of an API key, `user:{username}` of a console login."""
+    key_id = principal().key_id
+    if key_id.startswith("user:"):
+        user = registry.get_user_by_id(int(key_id.removeprefix("user:")))
+        return f"user:{user.username}" if user is not None else key_id
+    label = next((key.label for key in registry.list_api_keys() if key.key_id == key_id), key_id)
+    return f"key:{label}"

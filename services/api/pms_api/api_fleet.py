@@ -1,4 +1,4 @@
-"""/api/v1 gateways, events, notices, customers and the home screen's summary."""
+"""/api/v1 events, notices and the home screen's summary (gateways: api_gateways)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,12 @@ from pms_api.models import (
     EventOut,
     EventPage,
     EventQuery,
-    GatewayBinding,
     GatewayCounts,
-    GatewayOut,
-    GatewayPage,
-    GatewayPath,
     NoticeIn,
     NoticeOut,
     NoticePage,
     NoticePath,
     NoticeQuery,
-    PageQuery,
     Problem,
     Summary,
 )
@@ -32,30 +27,12 @@ from pms_api.problems import InvalidRequest, ProblemError
 from pms_common import timeutil
 from pms_registry import Registry, RegistryError
 
-FLEET = Tag(name="fleet", description="Gateways and events")
+FLEET = Tag(name="fleet", description="Events")
 HOME = Tag(name="home", description="Notices and the home screen's summary")
 SUMMARY_EVENTS = 20
 
 
 def add_fleet_routes(api: APIBlueprint, registry: Registry, figures: PlantFigures) -> None:
-    @api.get("/gateways", tags=[FLEET], responses={200: GatewayPage})
-    def list_gateways(query: PageQuery) -> Response:
-        """Gateways with their status and latest heartbeat."""
-        gateways = registry.list_gateways(principal().customer_id)
-        page = gateways[query.offset : query.offset + query.limit]
-        items = [GatewayOut(**asdict(gw)) for gw in page]
-        return json_response(GatewayPage(items=items, total=len(gateways), limit=query.limit, offset=query.offset))
-
-    @api.put("/gateways/<gateway_id>", tags=[FLEET], responses={200: GatewayOut, 403: Problem})
-    def bind_gateway(path: GatewayPath, body: GatewayBinding) -> Response:
-        """Bind a gateway to a plant, or unbind it with null (admin); an unknown gateway is registered."""
-        require_admin()
-        if body.service_code is not None and registry.get_plant(body.service_code) is None:
-            raise InvalidRequest(f"no plant {body.service_code}")
-        registry.bind_gateway(path.gateway_id, body.service_code)
-        found = next(gw for gw in registry.list_gateways() if gw.gateway_id == path.gateway_id)
-        return json_response(GatewayOut(**asdict(found)))
-
     @api.get("/events", tags=[FLEET], responses={200: EventPage})
     def list_events(query: EventQuery) -> Response:
         """The event log (abnormal, recovered, billing start decided), newest first."""
@@ -95,20 +72,26 @@ def add_fleet_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
 
     @api.get("/summary", tags=[HOME], responses={200: Summary})
     def summary() -> Response:
-        """The home screen: gateways normal/abnormal, current notices, latest events, sold energy."""
+        """The home screen: gateways normal/abnormal (only offline is abnormal: never seen, unbound and
+        decommissioned gateways are not), current notices, latest events, sold energy."""
         customer_id = principal().customer_id
         now = timeutil.now_jst()
         counts = registry.gateway_status_counts(customer_id)
-        total = sum(counts.values())
         notices, _ = registry.list_notices(customer_id=customer_id, current_at=now)
         events = registry.list_events(customer_id=customer_id, limit=SUMMARY_EVENTS)
         plants = registry.list_plants(customer_id)
         sold_total, sold_today = figures.sold_energy(plants, now)
         return json_response(Summary(
             plants=len(plants),
-            gateways=GatewayCounts(normal=counts.get("online", 0), abnormal=total - counts.get("online", 0),
-                                   total=total),
+            gateways=gateway_counts(counts),
             total_sold_kwh=sold_total, today_sold_kwh=sold_today,
             open_events=registry.count_events(customer_id=customer_id, state="open"),
             notices=[NoticeOut(**asdict(n)) for n in notices], events=[EventOut(**asdict(e)) for e in events],
         ))
+
+
+def gateway_counts(counts: dict[str, int]) -> GatewayCounts:
+    """The home screen's counts from the registry's (online, offline, never_seen, unbound)."""
+    return GatewayCounts(normal=counts["online"], abnormal=counts["offline"], total=sum(counts.values()),
+                         online=counts["online"], offline=counts["offline"], never_seen=counts["never_seen"],
+                         unbound=counts["unbound"])

@@ -9,23 +9,36 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from prometheus_client import Counter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from pms_api import console_forms
 from pms_api.access import plant_in_scope
+from pms_api.api_fleet import gateway_counts
+from pms_api.api_provisioning import CLAIM_CODES_REFUSED
+from pms_api.csrf import check_csrf, csrf_field
+from pms_api.gateway_actions import bind, push_config, queue_command
+from pms_api.gateway_status import GatewayStatus
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
 from pms_api.plant_figures import PlantFigures
+from pms_api.problems import ProblemError
 from pms_common import timeutil
-from pms_registry import Registry
+from pms_common.messages import LOG_LEVELS, CommandName
+from pms_registry import Registry, RegistryError
 from pms_registry.records import User
 
 Page = TypeVar("Page", bound=Callable[..., Any])
+COMMAND_NAMES: tuple[CommandName, ...] = get_args(CommandName)
+RECENT_COMMANDS = 10
+RECENT_AUDIT = 20
+AUDIT_PAGE = 200
 LOGINS = Counter("pms_api_console_logins_total", "Console login attempts", ["outcome"])  # ok, failed, throttled
 
 
@@ -39,6 +52,8 @@ def local_path(target: str) -> str | None:
 
 def console_blueprint(registry: Registry, figures: PlantFigures, throttle: LoginThrottle) -> Blueprint:
     console = Blueprint("console", __name__)
+    console.before_request(check_csrf)
+    gateway_status = GatewayStatus(registry)
 
     def current_user() -> User | None:
         user_id = session.get("user_id")
@@ -64,7 +79,21 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     def words() -> dict[str, Any]:
         lang = language()
         return {"lang": lang, "t": lambda key: translate(key, lang), "catalog": catalog(lang),
-                "user": current_user(), "refresh_s": current_app.config["REFRESH_INTERVAL_S"]}
+                "user": current_user(), "refresh_s": current_app.config["REFRESH_INTERVAL_S"],
+                "csrf_field": csrf_field}
+
+    @console.app_template_filter("duration")
+    def duration(seconds: float | None) -> str:
+        """Uptime as days, hours and minutes: the same in both languages."""
+        if seconds is None:
+            return "—"
+        minutes = int(seconds) // 60
+        days, rest = divmod(minutes, 1440)
+        return f"{days}d {rest // 60}h {rest % 60:02d}m" if days else f"{rest // 60}h {rest % 60:02d}m"
+
+    @console.app_template_filter("when")
+    def when(moment: datetime | None) -> str:
+        return "—" if moment is None else moment.astimezone(timeutil.JST).strftime("%Y-%m-%d %H:%M:%S")
 
     @console.route("/login", methods=["GET", "POST"])
     def login() -> str | WerkzeugResponse | tuple[str, int, dict[str, str]]:
@@ -107,15 +136,13 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         user = current_user()
         assert user is not None
         now = timeutil.now_jst()
-        counts = registry.gateway_status_counts(user.customer_id)
-        total = sum(counts.values())
+        counts = gateway_counts(registry.gateway_status_counts(user.customer_id))
         plants = registry.list_plants(user.customer_id)
         sold_total, sold_today = figures.sold_energy(plants, now)
         notices, _ = registry.list_notices(customer_id=user.customer_id, current_at=now)
         events = registry.list_events(customer_id=user.customer_id, limit=50)
-        return render_template("home.html", normal=counts.get("online", 0), abnormal=total - counts.get("online", 0),
-                               total=total, plants=len(plants), sold_total=sold_total, sold_today=sold_today,
-                               notices=notices, events=events)
+        return render_template("home.html", counts=counts, plants=len(plants), sold_total=sold_total,
+                               sold_today=sold_today, notices=notices, events=events)
 
     @console.get("/sales", defaults={"view": "list"})
     @console.get("/sales/graph", defaults={"view": "graph"})
@@ -127,13 +154,107 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         summaries = figures.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
         return render_template("sales.html", plants=summaries, view=view)
 
-    @console.get("/plants/<service_code>")
-    @login_required
-    def plant(service_code: str) -> str:
-        user = current_user()
-        assert user is not None
+    def plant_page(user: User, service_code: str, *, problems: list[str] | None = None,
+                   status: int = 200) -> tuple[str, int]:
         found = plant_in_scope(registry, service_code, user.customer_id)
         detail = figures.detail(found, timeutil.now_jst())
-        return render_template("plant.html", plant=detail, today=timeutil.now_jst().date().isoformat())
+        bound = [b for b in found.bindings if b.bound_until is None]
+        return render_template("plant.html", plant=detail, bound=bound, today=timeutil.now_jst().date().isoformat(),
+                               problems=problems or []), status
+
+    @console.get("/plants/<service_code>")
+    @login_required
+    def plant(service_code: str) -> tuple[str, int]:
+        user = current_user()
+        assert user is not None
+        return plant_page(user, service_code)
+
+    @console.post("/plants/<service_code>/gateway")
+    @login_required
+    def bind_plant_gateway(service_code: str) -> tuple[str, int] | WerkzeugResponse:
+        """The plant page's claim-code form: the API's bind by claim code, replacing the current gateway
+        when asked (its broker identity is revoked)."""
+        user = current_user()
+        assert user is not None
+        plant_in_scope(registry, service_code, user.customer_id)
+        lang = language()
+        code = request.form.get("claim_code", "").strip()
+        gateway_id = registry.gateway_for_claim_code(code) if code else None
+        if gateway_id is None:
+            CLAIM_CODES_REFUSED.inc()
+            return plant_page(user, service_code, problems=[translate("no_claim_code", lang)], status=422)
+        try:
+            bind(registry, gateway_id, service_code, actor=f"user:{user.username}",
+                 replace=request.form.get("replace") == "1")
+        except RegistryError as exc:
+            return plant_page(user, service_code, problems=[str(exc)], status=422)
+        flash(translate("gateway_bound", lang).format(gateway_id=gateway_id))
+        return redirect(url_for("console.plant", service_code=service_code))
+
+    @console.get("/gateways")
+    @login_required
+    def gateways() -> str:
+        user = current_user()
+        assert user is not None
+        return render_template("gateways.html", gateways=gateway_status.listing(user.customer_id))
+
+    def gateway_page(user: User, gateway_id: str, *, problems: list[str] | None = None,
+                     status: int = 200) -> tuple[str, int]:
+        found = gateway_status.detail(gateway_id, user.customer_id)
+        if found is None:  # another customer's gateway answers as no gateway at all
+            raise ProblemError(404, f"no gateway {gateway_id}")
+        commands, _ = registry.list_commands(gateway_id, limit=RECENT_COMMANDS)
+        audit = registry.list_audit(target=gateway_id, limit=RECENT_AUDIT)[0] if user.is_admin else []
+        return render_template("gateway.html", gw=found, config=registry.config_state(gateway_id), commands=commands,
+                               audit=audit, problems=problems or [], form=request.form, log_levels=LOG_LEVELS,
+                               command_names=COMMAND_NAMES), status
+
+    @console.get("/gateways/<gateway_id>")
+    @login_required
+    def gateway(gateway_id: str) -> tuple[str, int]:
+        user = current_user()
+        assert user is not None
+        return gateway_page(user, gateway_id)
+
+    @console.post("/gateways/<gateway_id>/config")
+    @login_required
+    def push_gateway_config(gateway_id: str) -> tuple[str, int] | WerkzeugResponse:
+        """The gateway page's config form: the same request model and registry steps as the API's PUT."""
+        user = current_user()
+        assert user is not None
+        form = console_forms.config_form(request.form)
+        if isinstance(form, list):
+            return gateway_page(user, gateway_id, problems=form, status=422)
+        if gateway_status.detail(gateway_id, user.customer_id) is None:
+            raise ProblemError(404, f"no gateway {gateway_id}")
+        push_config(registry, gateway_id, form, actor=f"user:{user.username}")
+        flash(translate("config_pushed", language()))
+        return redirect(url_for("console.gateway", gateway_id=gateway_id) + "#config")
+
+    @console.post("/gateways/<gateway_id>/commands")
+    @login_required
+    def run_gateway_command(gateway_id: str) -> tuple[str, int] | WerkzeugResponse:
+        """The gateway page's command form: queued like the API's POST; the page follows its state."""
+        user = current_user()
+        assert user is not None
+        form = console_forms.command_form(request.form)
+        if isinstance(form, list):
+            return gateway_page(user, gateway_id, problems=form, status=422)
+        if gateway_status.detail(gateway_id, user.customer_id) is None:
+            raise ProblemError(404, f"no gateway {gateway_id}")
+        queue_command(registry, gateway_id, form, actor=f"user:{user.username}")
+        flash(translate("command_queued", language()))
+        return redirect(url_for("console.gateway", gateway_id=gateway_id) + "#commands")
+
+    @console.get("/audit")
+    @login_required
+    def audit() -> str:
+        """Who pushed which configuration and ran which command, when, with what outcome (admins)."""
+        user = current_user()
+        assert user is not None
+        if not user.is_admin:
+            raise ProblemError(404, "no such page")
+        entries, total = registry.list_audit(limit=AUDIT_PAGE)
+        return render_template("audit.html", entries=entries, total=total)
 
     return console

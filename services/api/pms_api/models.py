@@ -176,20 +176,6 @@ class ApiKeyPage(Page):
 
 
 # ---- fleet -------------------------------------------------------------------------------------------
-class GatewayOut(BaseModel):
-    gateway_id: str
-    service_code: str | None
-    status: str
-    status_changed_at: datetime | None
-    last_seen_at: datetime | None
-    power_interval_s: float
-    heartbeat: dict[str, object] | None
-
-
-class GatewayPage(Page):
-    items: list[GatewayOut]
-
-
 class GatewayBinding(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -244,9 +230,15 @@ class NoticePage(Page):
 
 
 class GatewayCounts(BaseModel):
+    """Decommissioned gateways count nowhere; only offline ones are abnormal."""
+
     normal: int = Field(description="gateways online")
-    abnormal: int = Field(description="gateways offline or never heard from")
-    total: int
+    abnormal: int = Field(description="gateways bound to a plant, heard from, and offline now")
+    total: int = Field(description="online + offline + never_seen + unbound")
+    online: int
+    offline: int
+    never_seen: int = Field(description="bound to a plant but never heard from (not installed yet)")
+    unbound: int = Field(description="known but serving no plant (admins only)")
 
 
 class Summary(BaseModel):

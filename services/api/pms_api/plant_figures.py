@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from pms_api.bound_reads import BoundReads
 from pms_api.models import PlantDetail, PlantStatus, PlantSummary
 from pms_common import timeutil
 from pms_registry.registry import Gateway, Plant, Registry
@@ -18,43 +19,40 @@ class PlantFigures:
         self.registry = registry
         self.store = store
         self.not_measured_intervals = not_measured_intervals
+        self.reads = BoundReads(store)
 
     def summaries(self, plants: list[Plant], now: datetime) -> list[PlantSummary]:
-        gateway_ids = [gw for plant in plants for gw in plant.gateway_ids]
+        """The cross-plant list's rows; each plant reads its gateways only while they were bound to it."""
         if not plants:
             return []
         gateways = {g.gateway_id: g for g in self.registry.list_gateways()}
-        latest = self.store.latest_power(gateway_ids)
-        start, end = timeutil.today_bounds(now)
-        today = self.store.sold_kwh_between(gateway_ids, start, end)
+        latest = self.reads.latest_power(plants)
+        today = self.reads.sold_kwh_between(plants, *timeutil.today_bounds(now))
         summaries = []
         for plant in plants:
             sold_w: int | None = None
             measured_at: datetime | None = None
-            for gateway_id in plant.gateway_ids:
-                power = latest.get(gateway_id)
-                gateway = gateways.get(gateway_id)
+            for power in latest[plant.service_code]:
+                gateway = gateways.get(power.gateway_id)
                 interval = gateway.power_interval_s if gateway else 60.0
                 fresh = timedelta(seconds=interval * self.not_measured_intervals)
-                if power is not None and now - power.measured_at <= fresh:
+                if now - power.measured_at <= fresh:
                     sold_w = (sold_w or 0) + power.sold_power_w
                     measured_at = max(measured_at or power.measured_at, power.measured_at)
             summaries.append(PlantSummary(
                 service_code=plant.service_code, customer_id=plant.customer_id, name=plant.name,
                 address=plant.address, phone=plant.phone, current_sold_w=sold_w, measured_at=measured_at,
-                today_sold_kwh=round(sum(today.get(gw, 0.0) for gw in plant.gateway_ids), 3),
+                today_sold_kwh=round(today[plant.service_code], 3),
                 status=_status(plant, gateways, sold_w),
             ))
         return summaries
 
     def sold_energy(self, plants: list[Plant], now: datetime) -> tuple[float, float]:
         """(all sold kWh ever stored, today's sold kWh) over these plants."""
-        gateway_ids = [gw for plant in plants for gw in plant.gateway_ids]
-        if not gateway_ids:
+        if not any(plant.bindings for plant in plants):
             return 0.0, 0.0
-        start, end = timeutil.today_bounds(now)
-        total = sum(self.store.total_sold_kwh(gateway_ids).values())
-        today = sum(self.store.sold_kwh_between(gateway_ids, start, end).values())
+        total = sum(self.reads.total_sold_kwh(plants).values())
+        today = sum(self.reads.sold_kwh_between(plants, *timeutil.today_bounds(now)).values())
         return round(total, 3), round(today, 3)
 
     def detail(self, plant: Plant, now: datetime) -> PlantDetail:

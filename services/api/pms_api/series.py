@@ -1,9 +1,11 @@
-"""A plant's series from the store: its gateways' figures merged into one plant-level answer."""
+"""A plant's series from the store: its gateways' figures, each read within its binding intervals
+(bound_reads), merged into one plant-level answer."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from pms_api.bound_reads import BoundReads
 from pms_api.series_models import EnergyPointOut, PeakOut, PowerPointOut, PriceOut, WeatherOut
 from pms_common import timeutil
 from pms_registry.registry import Plant
@@ -20,10 +22,11 @@ class SeriesFigures:
 
     def __init__(self, store: TimeSeriesStore) -> None:
         self.store = store
+        self.reads = BoundReads(store)
 
     def power(self, plant: Plant, first: date, last: date) -> list[PowerPointOut]:
         start, end = day_range(first, last)
-        points = self.store.power_series(plant.gateway_ids, start, end)
+        points = self.reads.power(plant, start, end)
         return sorted(
             (PowerPointOut(measured_at=p.measured_at.astimezone(timeutil.JST), gateway_id=p.gateway_id,
                            sold_power_w=p.sold_power_w, power_w=p.power_w, current_r_a=p.current_r_a,
@@ -35,7 +38,7 @@ class SeriesFigures:
         """Per period, the sum over the plant's gateways (a figure unknown on every gateway stays null)."""
         start, end = day_range(first, last)
         merged: dict[datetime, EnergyPointOut] = {}
-        for point in self.store.energy_series(plant.gateway_ids, start, end, interval):
+        for point in self.reads.energy(plant, start, end, interval):
             key = point.period_start
             seen = merged.get(key)
             if seen is None:
@@ -53,7 +56,7 @@ class SeriesFigures:
     def peaks(self, plant: Plant, first: date, last: date) -> list[PeakOut]:
         """Each day's highest sold power; with several gateways, the highest of theirs."""
         best: dict[date, PeakOut] = {}
-        for peak in self.store.daily_peaks(plant.gateway_ids, first, last):
+        for peak in self.reads.peaks(plant, first, last):
             seen = best.get(peak.day)
             if seen is None or peak.peak_sold_w > seen.peak_sold_w:
                 best[peak.day] = PeakOut(day=peak.day, peak_sold_w=peak.peak_sold_w,

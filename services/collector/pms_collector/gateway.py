@@ -95,7 +95,8 @@ class Gateway:
 
 
 def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: Health, *,
-                  monotonic: Callable[[], float] = time.monotonic) -> Gateway:
+                  monotonic: Callable[[], float] = time.monotonic,
+                  on_login_refused: Callable[[], None] | None = None) -> Gateway:
     """Open the outbox (sqlite3.Error or OSError when it cannot be) and wire the parts to the link."""
     gateway_id = settings.gateway_id
     started = monotonic()
@@ -105,14 +106,15 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
                           history_days=settings.backfill_days, history_floor=outbox.meta(HISTORY_FLOOR),
                           history_target=outbox.meta(HISTORY_TARGET))
     config = LiveConfig(outbox, power_interval_s=settings.power_interval_s,
-                        heartbeat_interval_s=settings.heartbeat_interval_s)
+                        heartbeat_interval_s=settings.heartbeat_interval_s,
+                        energy_interval_s=settings.energy_interval_s, log_level=settings.log_level)
     reader = MeterReader(link, timeout_s=settings.read_timeout_s)
     meter_clock = MeterClock(monotonic)
     meter_clock.rate = link.clock_rate
     batch_stored = asyncio.Event()
     heartbeat_due = asyncio.Event()
     read_loop = ReadLoop(link, reader, meter_clock=meter_clock, slots=slots, outbox=outbox, config=config,
-                         health=health, gateway_id=gateway_id, energy_interval_s=settings.energy_interval_s,
+                         health=health, gateway_id=gateway_id,
                          slot_fallback_s=settings.slot_fallback_s, on_stored=batch_stored.set, monotonic=monotonic,
                          wall=gateway_clock(link, settings), meter_check_s=settings.meter_check_interval_s,
                          skew=SkewWatch(settings.meter_clock_skew_threshold_s),
@@ -126,6 +128,7 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
     uplink = Uplink(outbox, heartbeat=heartbeat, commands=control.execute, config=control, batch_stored=batch_stored,
                     health=health, gateway_id=gateway_id, broker=broker,
                     client_id=settings.mqtt_client_id or f"pms-gw-{gateway_id}", max_in_flight=settings.max_in_flight,
-                    resend_timeout_s=settings.resend_timeout_s, heartbeat_due=heartbeat_due)
+                    resend_timeout_s=settings.resend_timeout_s, heartbeat_due=heartbeat_due,
+                    on_login_refused=on_login_refused)
     return Gateway(link=link, outbox=outbox, slots=slots, config=config, read_loop=read_loop, control=control,
                    uplink=uplink)

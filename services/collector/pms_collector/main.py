@@ -8,23 +8,32 @@ credentials or the device is no SKSTACK module.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import sys
+from collections.abc import Callable
 
 from echonet.errors import LinkError, LinkFatal, UdpError
 from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import build_link
+from pms_collector.provisioned_run import run_provisioned
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
 from pms_common.service import run_service
+
+log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
 EXIT_DEVICE = 3
 EXIT_METER_REFUSED = 4
 
 
-def build(settings: CollectorSettings, health: Health) -> Gateway:
-    return build_gateway(settings, build_link(settings), health)
+def build(settings: CollectorSettings, health: Health, on_login_refused: Callable[[], None] | None = None) -> Gateway:
+    return build_gateway(settings, build_link(settings), health, on_login_refused=on_login_refused)
+
+
+class _OutboxUnusable(Exception):
+    """The outbox file cannot be opened (exit code 2)."""
 
 
 def main(settings: CollectorSettings | None = None) -> int:
@@ -33,19 +42,26 @@ def main(settings: CollectorSettings | None = None) -> int:
     failure: list[tuple[int, str]] = []
 
     async def serve(stop: asyncio.Event) -> None:
+        def build_or_fail(current: CollectorSettings, on_login_refused: Callable[[], None] | None) -> Gateway:
+            try:
+                return build(current, health, on_login_refused)
+            except (sqlite3.Error, OSError) as exc:
+                raise _OutboxUnusable(f"cannot open the outbox {current.resolved_outbox_path()}: {exc}") from exc
+
         try:
-            gateway = build(settings, health)
-        except (sqlite3.Error, OSError) as exc:
-            failure.append((EXIT_CONFIG, f"cannot open the outbox {settings.resolved_outbox_path()}: {exc}"))
-            return
+            await run_provisioned(settings, stop, build_or_fail, _serve_gateway)
+        except _OutboxUnusable as exc:
+            failure.append((EXIT_CONFIG, str(exc)))
+
+    async def _serve_gateway(gateway: Gateway, current: CollectorSettings, stop: asyncio.Event) -> None:
         try:
             await gateway.run(stop)
         except* LinkFatal as group:
             failure.append((EXIT_METER_REFUSED, str(group.exceptions[0])))
         except* LinkError as group:
-            failure.append((EXIT_DEVICE, f"{group.exceptions[0]} (PMS_DEVICE={settings.device})"))
+            failure.append((EXIT_DEVICE, f"{group.exceptions[0]} (PMS_DEVICE={current.device})"))
         except* UdpError as group:
-            failure.append((EXIT_DEVICE, f"{group.exceptions[0]} (PMS_LAN_BIND={settings.resolved_lan_bind()})"))
+            failure.append((EXIT_DEVICE, f"{group.exceptions[0]} (PMS_LAN_BIND={current.resolved_lan_bind()})"))
 
     run_service("collector", settings, health, serve)
     if failure:

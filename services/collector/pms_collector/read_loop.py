@@ -42,7 +42,7 @@ class ReadLoop:
     """Reads the meter on its schedule and stores what it reads in the outbox, batch by batch."""
 
     def __init__(self, link: MeterLinkDriver, reader: MeterReader, *, meter_clock: MeterClock, slots: SlotBook,
-                 outbox: Outbox, config: LiveConfig, health: Health, gateway_id: str, energy_interval_s: float,
+                 outbox: Outbox, config: LiveConfig, health: Health, gateway_id: str,
                  slot_fallback_s: float, on_stored: Callable[[], None],
                  monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = timeutil.now_jst,
                  meter_check_s: float = 600.0, skew: SkewWatch | None = None,
@@ -55,7 +55,6 @@ class ReadLoop:
         self.config = config
         self.health = health
         self.gateway_id = gateway_id
-        self.energy_interval_s = energy_interval_s
         self.slot_fallback_s = slot_fallback_s
         self._on_stored = on_stored  # the uplink publishes the new batch without waiting out its poll
         # What the heartbeat says of the meter changed (its scale refused or valid again, a clock skew
@@ -274,7 +273,10 @@ class ReadLoop:
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=0.5, maximum_s=30.0)
         joins_seen = 0
-        next_power = next_registers = 0.0
+        next_power = 0.0
+        # When the registers were last read: the next read is due an interval after it, the
+        # interval in effect now (a pushed configuration changes it live).
+        registers_read_at: float | None = None
         while not stop.is_set():
             self._wake.clear()  # set again by anything arriving from here on, so nothing waits a turn
             wait = 1.0
@@ -303,12 +305,15 @@ class ReadLoop:
                     next_power += self.config.power_interval_s
                     if next_power <= now:  # fell behind (a slow link, a backfill): skip, do not burst
                         next_power = now + self.config.power_interval_s
+                next_registers = (0.0 if registers_read_at is None
+                                  else registers_read_at + self.config.energy_interval_s)
                 if energy and now >= next_registers:
                     forward, reverse = await self.reader.read_registers_now()
                     for direction, kwh in (("forward", forward), ("reverse", reverse)):
                         if kwh is not None:
                             metrics.REGISTER_KWH.labels(direction).set(kwh)
-                    next_registers = now + self.energy_interval_s
+                    registers_read_at = now
+                    next_registers = now + self.config.energy_interval_s
                 # The history last, one day per turn: what is due above never waits for it.
                 now = self.monotonic()
                 if self._backfill_due(now) and self.link.ready.is_set() and not stop.is_set():

@@ -61,17 +61,21 @@ class RemoteControl:
         if desired.version <= config.version:
             return None
         config.apply(version=desired.version, power_interval_s=desired.power_interval_s,
-                     heartbeat_interval_s=desired.heartbeat_interval_s, applied_at=timeutil.now_jst())
+                     heartbeat_interval_s=desired.heartbeat_interval_s, applied_at=timeutil.now_jst(),
+                     energy_interval_s=desired.energy_interval_s, log_level=desired.log_level)
         self._wake_reader()
         metrics.CONFIG_APPLIED.inc()
-        log.info("%s: applied config version %d (power every %.0f s)", self.gateway_id, desired.version,
-                 config.power_interval_s)
+        log.info("%s: applied config version %d (power every %.0f s, registers every %.0f s, log level %s)",
+                 self.gateway_id, desired.version, config.power_interval_s, config.energy_interval_s,
+                 config.log_level)
         return self.reported_config()
 
     def reported_config(self) -> ConfigReported:
+        """The whole configuration in effect (never a delta): what the cloud compares with its desired one."""
         config = self.config
         return ConfigReported(version=config.version, power_interval_s=config.power_interval_s,
-                              heartbeat_interval_s=config.heartbeat_interval_s, applied_at=config.applied_at)
+                              heartbeat_interval_s=config.heartbeat_interval_s, applied_at=config.applied_at,
+                              energy_interval_s=config.energy_interval_s, log_level=config.log_level)
 
     # ---- commands -----------------------------------------------------------------------------
     async def execute(self, request: CommandRequest) -> CommandResult:

@@ -27,7 +27,7 @@ class CollectorSettings(ServiceSettings):
     broute_password: SecretStr = Field(default=SecretStr(""), description="the 12-character B-route password")
     power_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
     heartbeat_interval_s: float = Field(default=30.0, ge=1.0, le=3600.0)
-    energy_interval_s: float = Field(default=600.0, ge=1.0, description="E0/E3 periodic read")
+    energy_interval_s: float = Field(default=600.0, ge=1.0, le=86400.0, description="E0/E3 periodic read")
     slot_fallback_s: float = Field(default=20.0, gt=0, description="wait this long for the INF push, then Get EA/EB")
     outbox_path: Path | None = Field(default=None, description="default: var/outbox-<gateway_id>.db")
     outbox_max_batches: int = Field(default=200_000, ge=100)
@@ -47,6 +47,17 @@ class CollectorSettings(ServiceSettings):
         description="wait after a failed backfill day (doubling on each failure up to 20 times this);"
                     " power and registers are read on meanwhile")
     firmware: str = "pms-collector/0.1.0"
+    # ---- zero-config provisioning (docs/provisioning.md): set serial + secret, and a provisioning login
+    # in mqtt_url; the claimed identity then replaces gateway_id and mqtt_url's login.
+    gateway_serial: str | None = Field(default=None, description="the serial on the gateway's label; with "
+                                                                 "factory_secret, the gateway claims its identity")
+    factory_secret: SecretStr | None = Field(default=None, description="the factory secret (never sent)")
+    credentials_path: Path = Field(default=Path("var/credentials.json"),
+                                   description="where the claimed identity is kept (mode 0600); later starts use it")
+    claim_timeout_s: float = Field(default=10.0, gt=0, description="wait this long for an answer to a claim")
+    claim_refused_retry_s: float = Field(default=300.0, gt=0, description="claim again this long after a refusal")
+    login_refused_wait_s: float = Field(
+        default=60.0, ge=0, description="when the broker refuses the stored login, claim again after this long")
     # link = lan: the meter as an ECHONET Lite node on UDP 3610
     meter_address: str = Field(default="", description="the meter's IPv4 or IPv6 address; empty: discover the "
                                                        "0x0288 node by multicast")
@@ -76,6 +87,12 @@ class CollectorSettings(ServiceSettings):
     clock_anchor_epoch: float | None = Field(
         default=None, description="development: the Unix time at which the clock reads clock_start (give "
                                   "`pms sim --anchor-epoch` the same); unset: when the collector starts")
+
+    @model_validator(mode="after")
+    def _serial_and_secret_together(self) -> CollectorSettings:
+        if (self.gateway_serial is None) != (self.factory_secret is None):
+            raise ValueError("gateway_serial and factory_secret go together (PMS_GATEWAY_SERIAL, PMS_FACTORY_SECRET)")
+        return self
 
     @model_validator(mode="after")
     def _sped_up_clock_needs_a_start(self) -> CollectorSettings:

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from pydantic import ValidationError
 
 from pms_collector import metrics
@@ -33,7 +34,7 @@ from pms_common.messages import (
     GatewayStatus,
     Heartbeat,
 )
-from pms_common.mqtt import Backoff, BrokerAddress, run_connected
+from pms_common.mqtt import Backoff, BrokerAddress, is_login_refused, run_connected
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ class Uplink:
     def __init__(self, outbox: Outbox, *, heartbeat: HeartbeatSource, commands: CommandHandler,
                  config: ConfigHandler, batch_stored: asyncio.Event, health: Health, gateway_id: str,
                  broker: BrokerAddress, client_id: str, max_in_flight: int, resend_timeout_s: float,
-                 connect: Connect | None = None, heartbeat_due: asyncio.Event | None = None) -> None:
+                 connect: Connect | None = None, heartbeat_due: asyncio.Event | None = None,
+                 on_login_refused: Callable[[], None] | None = None) -> None:
         self.outbox = outbox
         self.heartbeat = heartbeat
         # Set when what the heartbeat says has changed (of the meter: its scale, its clock, its history):
@@ -99,6 +101,8 @@ class Uplink:
         self.max_in_flight = max_in_flight
         self.resend_timeout_s = resend_timeout_s
         self._connect: Connect = connect or self._connect_to_broker
+        # Called when the broker refuses the login (a provisioned gateway then claims again: main.py).
+        self.on_login_refused = on_login_refused
         self._in_flight: dict[int, float] = {}
         self._resend_after_s = resend_timeout_s  # grows while resends go unacked (see _pump)
 
@@ -115,9 +119,16 @@ class Uplink:
         async def session() -> None:
             will = aiomqtt.Will(topics.status(self.gateway_id), self._status("offline", "connection lost"),
                                 qos=1, retain=True)
-            async with self._connect(will) as client:
-                backoff.reset()
-                await self.serve(client, stop)
+            try:
+                async with self._connect(will) as client:
+                    backoff.reset()
+                    await self.serve(client, stop)
+            except MqttConnectError as exc:
+                if is_login_refused(exc):
+                    log.error("%s: the broker refuses this gateway's login (%s)", self.gateway_id, exc)
+                    if self.on_login_refused is not None:
+                        self.on_login_refused()
+                raise
 
         connected = asyncio.create_task(
             run_connected(f"collector {self.gateway_id}", session, backoff=backoff, on_disconnect=self._disconnected))

@@ -1,6 +1,11 @@
-"""Records every gateway's presence and latest heartbeat; unknown gateways are registered unbound.
+"""Records every gateway's presence (its status and the history of its transitions, with the reason)
+and latest heartbeat; unknown gateways are registered unbound. A gateway goes offline on its last
+will or clean stop at once, and on silence only after `missed_heartbeats` heartbeat intervals
+(PMS_MISSED_HEARTBEATS), the rule of pms_common.liveness.
 
-It also holds the gateways' control channel (gateway_control.py): desired configuration and remote commands.
+It also holds the gateways' control channel (gateway_control.py): it publishes the desired configurations
+and queued commands the API wrote to the registry, and records the gateways' reports and answers there;
+and, given a BrokerAdmin, zero-config provisioning (claims.py): claims answered, logins made and revoked.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ import aiomqtt
 from prometheus_client import Counter, Gauge
 
 from pms_common import timeutil
+from pms_common.broker_admin import BrokerAdmin, BrokerLogin
 from pms_common.health import Health
 from pms_common.liveness import Transition
 from pms_common.messages import GatewayStatus, Heartbeat
 from pms_common.mqtt import BrokerAddress
 from pms_common.presence import follow_presence
+from pms_device_manager.claims import ClaimHandler, ClaimLimits, ClaimService, RevocationExecutor
 from pms_device_manager.gateway_control import READER, GatewayControl
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
@@ -27,13 +34,29 @@ ONLINE = Gauge("pms_device_manager_gateways_online", "Gateways currently online"
 
 
 class DeviceManager:
-    def __init__(self, settings: DeviceManagerSettings, registry: Registry, health: Health) -> None:
+    def __init__(self, settings: DeviceManagerSettings, registry: Registry, health: Health,
+                 broker_admin: BrokerAdmin | None = None) -> None:
+        """`broker_admin` None: no provisioning (claims go unanswered, gateways come with logins made by hand)."""
         self.settings = settings
         self.registry = registry
         self.health = health
         self.online: set[str] = set()
         client_id = settings.mqtt_client_id or "pms-device-manager"
-        self.control = GatewayControl(BrokerAddress.parse(settings.mqtt_url), f"{client_id}-control")
+        # A fixed client id: the broker keeps this persistent session's queue across restarts.
+        broker = BrokerAddress.parse(settings.mqtt_url)
+        self.control = GatewayControl(broker, f"{client_id}-control", registry,
+                                      poll_s=settings.control_poll_s, answer_grace_s=settings.command_answer_grace_s)
+        self.broker_admin = broker_admin
+        self.claims: ClaimService | None = None
+        self.revocations: RevocationExecutor | None = None
+        if broker_admin is not None:
+            limits = ClaimLimits(per_serial_rate_s=settings.claim_rate_per_serial_s,
+                                 per_serial_burst=settings.claim_burst_per_serial,
+                                 total_rate_s=settings.claim_rate_total_s, total_burst=settings.claim_burst_total)
+            handler = ClaimHandler(registry, broker_admin, limits, gateway_mqtt_url=settings.gateway_mqtt_url)
+            self.claims = ClaimService(handler, broker, f"{client_id}-claims")
+            self.revocations = RevocationExecutor(registry, broker_admin, poll_s=settings.revocation_poll_s,
+                                                  announce_offline=self.control.announce_offline)
 
     async def on_message(self, _client: aiomqtt.Client, message: GatewayStatus | Heartbeat) -> None:
         if isinstance(message, Heartbeat):
@@ -50,13 +73,21 @@ class DeviceManager:
         else:
             self.online.discard(transition.gateway_id)
         ONLINE.set(len(self.online))
-        await asyncio.to_thread(self.registry.record_gateway_status, transition.gateway_id, transition.state,
-                                transition.at)
+        await asyncio.to_thread(self.registry.record_presence, transition.gateway_id, transition.state,
+                                transition.at, transition.reason)
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self.broker_admin is not None and self.settings.provisioning_password is not None:
+            await self.broker_admin.ensure_provisioning_login(BrokerLogin(
+                username=self.settings.provisioning_username,
+                password=self.settings.provisioning_password.get_secret_value()))
         async with asyncio.TaskGroup() as group:
             group.create_task(self.control.run(stop))
             group.create_task(self._follow_presence(stop))
+            if self.claims is not None:
+                group.create_task(self.claims.run(stop))
+            if self.revocations is not None:
+                group.create_task(self.revocations.run(stop))
 
     async def _follow_presence(self, stop: asyncio.Event) -> None:
         await follow_presence(
