@@ -59,25 +59,24 @@ class OpenMeteoStandIn:
                 "latitude": lat, "longitude": lon, "generationtime_ms": 0.5, "utc_offset_seconds": 32400,
                 "timezone": "Asia/Tokyo", "timezone_abbreviation": "JST", "elevation": 40.0,
                 "hourly_units": {"time": "unixtime", "shortwave_radiation": "W/m²"},
-                "hourly": _block(hours, query["hourly"].split(","), lambda t: self.hourly(lat, lon, t)),
+                "hourly": _block(hours, query["hourly"].split(","), self.hourly, lat, lon),
             }
             if "minutely_15" in query and self.quarter_hourly is not None:
                 quarters = [start + timedelta(minutes=15 * i) for i in range(4 * len(hours))]
-                fn = self.quarter_hourly
-                item["minutely_15"] = _block(quarters, query["minutely_15"].split(","), lambda t: fn(lat, lon, t))
+                item["minutely_15"] = _block(quarters, query["minutely_15"].split(","), self.quarter_hourly, lat, lon)
             items.append(item)
         return Reply(200, items if len(items) > 1 else items[0])
 
 
-def _block(times: list[datetime], names: list[str], values: Callable[[datetime], dict[str, Any]]) -> dict[str, Any]:
-    rows = [values(t) for t in times]
+def _block(times: list[datetime], names: list[str], values: Hourly, lat: float, lon: float) -> dict[str, Any]:
+    rows = [values(lat, lon, t) for t in times]
     return {"time": [int(t.timestamp()) for t in times], **{n: [row.get(n) for row in rows] for n in names}}
 
 
 @contextmanager
 def serving(stand_in: OpenMeteoStandIn) -> Iterator[OpenMeteoStandIn]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             reply = stand_in.answer(parts.path, query)
