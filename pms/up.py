@@ -167,7 +167,8 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any]) -> 
                         installed_at=demo_meters_installed_at(var))
     rest = [
         asyncio.create_task(Ingest(settings(IngestSettings), store, Health()).run(rest_stop)),
-        asyncio.create_task(WeatherService(settings(WeatherSettings, interval_s=options.weather_interval_s),
+        asyncio.create_task(WeatherService(settings(WeatherSettings, interval_s=options.weather_interval_s,
+                                                    **weather_budget_under(var)),
                                            registry, Health()).run(rest_stop)),
         asyncio.create_task(run_fleet(fleet, rest_stop)),
     ]
@@ -212,3 +213,8 @@ def main(options: UpOptions, log_level: str = "INFO") -> int:
 
     asyncio.run(run_until_stopped(serve))
     return 0
+
+
+def weather_budget_under(var: Path) -> dict[str, Path]:
+    """The weather call budget's file beside the other state, unless PMS_WEATHER_BUDGET_PATH names one."""
+    return {} if "PMS_WEATHER_BUDGET_PATH" in os.environ else {"weather_budget_path": var / "weather-budget.json"}

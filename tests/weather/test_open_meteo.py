@@ -245,3 +245,16 @@ def test_an_answer_in_another_format_is_a_clear_problem(stand_in: OpenMeteoStand
     fetched = provider(stand_in, tmp_path).fetch([TOKYO], at(12), at(13))
     assert fetched.problem is not None and fetched.problem.startswith("open-meteo answered in an unknown format")
     assert all(w.stale for w in fetched.series[TOKYO.service_code])
+
+
+def test_a_longer_cache_period_saves_calls(stand_in: OpenMeteoStandIn, tmp_path: Path) -> None:
+    clock = Clock(at(12, 5))
+    weather = provider(stand_in, tmp_path, clock=clock)
+    weather.refresh_s = 3 * 3600  # PMS_WEATHER_REFRESH_H=3: blocks 12:00–15:00 JST (03:00–06:00 UTC)
+    weather.fetch([TOKYO], at(11), at(12, 30))
+    clock.now = at(14, 55)
+    assert not any(w.stale for w in weather.fetch([TOKYO], at(14), at(15)).series[TOKYO.service_code])
+    assert len(stand_in.requests) == 1
+    clock.now = at(15, 5)
+    weather.fetch([TOKYO], at(14), at(15, 30))
+    assert len(stand_in.requests) == 2

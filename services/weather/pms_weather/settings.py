@@ -25,6 +25,8 @@ class WeatherSettings(RegistrySettings):
     weather_model: str | None = Field(
         default=None, description="Open-Meteo `models` value; default best_match (forecast) or jma_seamless (JMA)"
     )
+    weather_refresh_h: int = Field(default=1, ge=1, le=24,
+                                   description="hours a location's answer is reused (the cache period)")
     weather_batch_size: int = Field(default=50, ge=1, le=1000, description="plant locations per request")
     weather_daily_call_budget: int = Field(default=10_000, ge=1, description="provider calls per JST day")
     weather_budget_path: Path = Field(default=Path("var/weather-budget.json"),

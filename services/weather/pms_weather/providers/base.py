@@ -36,3 +36,7 @@ class WeatherProvider(Protocol):
     def fetch(self, locations: Sequence[Location], start: datetime, end: datetime) -> Fetched:
         """Slots ending in (start, end] for each location, oldest first."""
         ...
+
+    def close(self) -> None:
+        """Let go of connections (a provider without any does nothing)."""
+        ...

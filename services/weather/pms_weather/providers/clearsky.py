@@ -45,6 +45,9 @@ class ClearSkyProvider:
              for loc in locations}
         )
 
+    def close(self) -> None:
+        pass
+
 
 def slot_end_at_or_after(moment: datetime) -> datetime:
     """The end of the slot a moment falls in (a moment on a boundary ends its slot)."""

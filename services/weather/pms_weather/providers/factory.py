@@ -27,6 +27,7 @@ def make_provider(settings: WeatherSettings) -> WeatherProvider:
         query=query,
         budget=CallBudget(settings.weather_budget_path, settings.weather_daily_call_budget),
         batch_size=settings.weather_batch_size,
+        refresh_h=settings.weather_refresh_h,
         timeout_s=settings.weather_timeout_s,
         retry=RetryPolicy(settings.weather_retries, settings.weather_backoff_s, settings.weather_backoff_max_s),
     )

@@ -57,7 +57,7 @@ class RetryPolicy:
 
 @dataclass
 class _Cached:
-    hour: int  # epoch of the JST hour it was fetched in
+    hour: int  # epoch of the cache period (an hour by default) it was fetched in
     answer: LocationAnswer
 
 
@@ -70,6 +70,7 @@ class OpenMeteoProvider:
         query: Query,
         budget: CallBudget,
         batch_size: int = 50,
+        refresh_h: int = 1,
         timeout_s: float = 20.0,
         retry: RetryPolicy | None = None,
         clock: Callable[[], datetime] = timeutil.now_jst,
@@ -83,6 +84,7 @@ class OpenMeteoProvider:
         self.query = query
         self.budget = budget
         self.batch_size = batch_size
+        self.refresh_s = 3600 * refresh_h
         self.retry = retry or RetryPolicy()
         self.clock = clock
         self.sleep = sleep
@@ -94,7 +96,8 @@ class OpenMeteoProvider:
         self._client.close()
 
     def fetch(self, locations: Sequence[Location], start: datetime, end: datetime) -> Fetched:
-        hour = timeutil.to_epoch(self.clock()) // 3600 * 3600
+        # The cache period: the JST hour (or block of `refresh_h` hours) the round falls in.
+        hour = timeutil.to_epoch(self.clock()) // self.refresh_s * self.refresh_s
         wanted = [loc for loc in locations if self._fresh(loc, hour) is None]
         CACHE_HITS.inc(len(locations) - len(wanted))
         # One location per grid point asked once: plants next door share a request slot.
