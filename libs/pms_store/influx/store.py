@@ -333,7 +333,8 @@ class InfluxStore:
         lines = []
         for w in weather:
             # Unlike SQLite's INSERT OR REPLACE, a rewrite without temperature (or another optional
-            # field) keeps a stored one: line protocol cannot clear a field. A weather source resends the same observation.
+            # field) keeps a stored one: line protocol cannot clear a field. A weather source resends
+            # the same observation.
             line = point_line(
                 "weather",
                 {"service_code": w.service_code},
