@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,8 @@ from pms_registry import Registry
 from pms_weather.providers.clearsky import slot_end_at_or_after
 from pms_weather.service import WeatherService
 from pms_weather.settings import WeatherSettings
+
+from .open_meteo_server import OpenMeteoStandIn, serving
 
 NOW = datetime(2026, 6, 1, 13, 10, tzinfo=JST)
 
@@ -44,3 +47,23 @@ def test_a_round_publishes_the_slots_of_the_lookback_then_only_new_ones(registry
     assert service.observations(NOW + timedelta(minutes=5)) == []  # nothing new within the slot
     later = service.observations(NOW + timedelta(minutes=25))
     assert [w.observed_at for w in later] == [slot_end_at_or_after(NOW + timedelta(minutes=25))]
+
+
+def test_the_settings_choose_open_meteo_at_the_configured_base_url(registry: Registry, tmp_path: Path) -> None:
+    registry.ensure_customer("C1", "demo")
+    code = registry.create_plant(customer_id="C1", name="A", address="x", phone="0", created_at=NOW,
+                                 latitude=35.68, longitude=139.77)
+    with serving(OpenMeteoStandIn(today=NOW.replace(hour=0, minute=0))) as stand_in:
+        settings = WeatherSettings(registry_url="sqlite:///unused", weather_provider="open-meteo-jma",
+                                   weather_base_url=stand_in.url, weather_lookback_h=1, weather_azimuth_deg=200,
+                                   weather_budget_path=tmp_path / "budget.json")
+        service = WeatherService(settings, registry, Health())
+        try:
+            found = service.observations(NOW)
+        finally:
+            service.provider.close()
+    assert [(path, query["azimuth"]) for path, query in stand_in.requests] == [("/v1/jma", "20")]
+    assert [(w.service_code, w.observed_at.strftime("%H:%M"), w.source, w.model, w.stale) for w in found] == [
+        (code, "13:00", "open-meteo-jma", "jma_seamless", False), (code, "13:30", "open-meteo-jma", "jma_seamless", False)]
+    assert all(w.temperature_c is not None and w.dni_w_m2 is not None for w in found)
+    assert json.loads((tmp_path / "budget.json").read_text())["calls"] == 1  # one location, 7 variables
