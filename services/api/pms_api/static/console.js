@@ -94,6 +94,7 @@
         delete layout["yaxis" + t.yaxis.slice(1)];
       }
     }
+    if (layout.yaxis2) { layout.margin = Object.assign({}, layout.margin, {r: 60}); }  // room for its labels
     Plotly.react(el, shown, layout, {displaylogo: false, responsive: true});
   }
 
