@@ -129,7 +129,6 @@ class OpenMeteoProvider:
         for loc in locations:
             cached = self._cache.get(_key(loc))
             stale = cached is None or cached.hour != hour
-            stale_plants += stale
             series = []
             if cached is not None:
                 try:
@@ -142,6 +141,7 @@ class OpenMeteoProvider:
             if not series and stale:
                 # Nothing from the provider at all: the clear-sky model stands in, marked stale.
                 series = [clear_sky_slot(loc.service_code, t, loc.latitude, loc.longitude, stale=True) for t in ends]
+            stale_plants += stale
             fetched.series[loc.service_code] = series
         STALE_PLANTS.set(stale_plants)
         STALE_ROUNDS.inc(stale_plants)
