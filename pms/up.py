@@ -215,7 +215,8 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], adm
     ]
     rest = [
         asyncio.create_task(Ingest(settings(IngestSettings), store, Health()).run(rest_stop)),
-        asyncio.create_task(WeatherService(settings(WeatherSettings, interval_s=options.weather_interval_s),
+        asyncio.create_task(WeatherService(settings(WeatherSettings, interval_s=options.weather_interval_s,
+                                                    **weather_defaults_under(var)),
                                            registry, Health()).run(rest_stop)),
         asyncio.create_task(run_provisioned_fleet(fleet, health, rest_stop) if admin is not None
                             else run_fleet(build_fleet_from(fleet, health), rest_stop)),
@@ -261,3 +262,11 @@ def main(options: UpOptions, log_level: str = "INFO") -> int:
 
     asyncio.run(run_until_stopped(serve))
     return 0
+
+
+def weather_defaults_under(var: Path) -> dict[str, Any]:
+    """`pms up`'s own weather defaults, each unless its PMS_ variable names another: the call budget's
+    file beside the other state, and one hour of past slots on start (not 24: 300 plants × 49 slots
+    at once is more than the embedded broker should take in a burst)."""
+    defaults: dict[str, Any] = {"weather_budget_path": var / "weather-budget.json", "weather_lookback_h": 1}
+    return {k: v for k, v in defaults.items() if f"PMS_{k.upper()}" not in os.environ}

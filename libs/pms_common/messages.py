@@ -159,12 +159,37 @@ class Heartbeat(Message):
     backfill: BackfillStatus | None = None
 
 
+# Fields added to Weather in contract 1.3.0; a producer leaves them out while they are null.
+WEATHER_OPTIONAL_FIELDS = frozenset(
+    {"dni_w_m2", "dhi_w_m2", "gti_w_m2", "cloud_cover_pct", "weather_code", "model", "stale"}
+)
+
+
 class Weather(Message):
+    """Weather at a plant. `observed_at` is the END of the period the values describe: for a
+    provider's series, the end of a 30-minute slot (JST, aligned to the meter's slots), the
+    irradiances being the slot's mean; for an instantaneous estimate, the moment itself."""
+
     service_code: ServiceCode
     observed_at: AwareDatetime
     ghi_w_m2: float = Field(ge=0)
     temperature_c: float | None = None
     source: str
+    # Since 1.3.0 (all optional): direct normal, diffuse horizontal and plane-of-array (tilted)
+    # irradiance, cloud cover, WMO weather code, the provider's model, and whether the provider was
+    # unreachable so the values are older data (or the clear-sky fallback) standing in.
+    dni_w_m2: float | None = Field(default=None, ge=0)
+    dhi_w_m2: float | None = Field(default=None, ge=0)
+    gti_w_m2: float | None = Field(default=None, ge=0)
+    cloud_cover_pct: float | None = Field(default=None, ge=0, le=100)
+    weather_code: int | None = Field(default=None, ge=0, le=99)
+    model: str | None = None
+    stale: bool | None = None
+
+    def to_json(self) -> bytes:
+        # Readers from before 1.3.0 that refuse unknown fields keep reading a clear-sky observation.
+        empty = {name for name in WEATHER_OPTIONAL_FIELDS if getattr(self, name) is None}
+        return self.model_dump_json(exclude=empty or None).encode()
 
 
 EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided", "register_anomaly",

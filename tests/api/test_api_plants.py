@@ -27,7 +27,9 @@ def _fill(api: Api) -> None:
               for i in range(7)]
     api.store.write_readings("gw-a", power=power, energy=energy)
     api.store.write_weather([Weather(service_code=api.codes["a"], observed_at=now - timedelta(minutes=5),
-                                     ghi_w_m2=512.5, temperature_c=21.0, source="test")])
+                                     ghi_w_m2=512.5, temperature_c=21.0, source="open-meteo-jma",
+                                     dni_w_m2=640.0, dhi_w_m2=110.5, gti_w_m2=580.0, cloud_cover_pct=25.0,
+                                     weather_code=2, model="jma_seamless", stale=False)])
 
 
 def _url(api: Api, label: str, series: str) -> str:
@@ -78,6 +80,10 @@ def test_peaks_price_weather(api: Api) -> None:
     assert price["total_yen"] == 48.0
     weather = api.get(_url(api, "a", "weather")).get_json()["items"]
     assert [(w["ghi_w_m2"], w["temperature_c"]) for w in weather] == [(512.5, 21.0)]
+    assert {k: weather[0][k] for k in ("dni_w_m2", "dhi_w_m2", "gti_w_m2", "cloud_cover_pct", "weather_code",
+                                       "model", "stale", "source")} == {
+        "dni_w_m2": 640.0, "dhi_w_m2": 110.5, "gti_w_m2": 580.0, "cloud_cover_pct": 25.0, "weather_code": 2,
+        "model": "jma_seamless", "stale": False, "source": "open-meteo-jma"}
 
 
 def test_price_without_tariff_is_null(api: Api) -> None:
@@ -129,7 +135,9 @@ def test_csv_in_shift_jis(api: Api) -> None:
     response = api.get(_url(api, "a", "weather?format=csv&encoding=shift_jis"))
     assert response.content_type == "text/csv; charset=shift_jis"
     assert not response.data.startswith(b"\xef\xbb\xbf")
-    assert response.data.decode("cp932").splitlines()[0] == "observed_at,ghi_w_m2,temperature_c,source"
+    assert response.data.decode("cp932").splitlines()[0] == (
+        "observed_at,ghi_w_m2,temperature_c,source,dni_w_m2,dhi_w_m2,gti_w_m2,cloud_cover_pct,weather_code,model,stale"
+    )
 
 
 @pytest.mark.parametrize("query", ["start=2026-06-02&end=2026-06-01", "start=1999-12-31", "end=2100-01-01",

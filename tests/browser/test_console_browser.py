@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from pms_api.app import create_app
 from pms_api.settings import ApiSettings
 from pms_common import timeutil
-from pms_common.messages import EnergyReading, PowerReading
+from pms_common.messages import EnergyReading, PowerReading, Weather
 from pms_registry import Registry
 from pms_store import TimeSeriesStore
 from tests.browser.chromium import start_chromium
@@ -189,3 +189,25 @@ def test_from_the_plant_page_to_its_gateway_page_in_both_languages(browser: Any,
     browser.get(console.url + "/gateways")
     assert {row.get_attribute("data-gateway") for row in browser.find_elements(By.CSS_SELECTOR, "#gateways tbody tr")} \
         == {"gw-b0", "gw-b1"}
+
+
+def test_the_weather_chart_draws_no_axis_for_a_series_without_data(browser: Any, console: Console) -> None:
+    """Clear-sky weather has no temperature: no °C axis. A provider's temperature brings it back."""
+    start, _ = timeutil.today_bounds(timeutil.now_jst())
+    code = console.codes[0]
+    console.store.write_weather([Weather(service_code=code, observed_at=start + timedelta(hours=h), ghi_w_m2=100.0 * h,
+                                         source="clear-sky", model="haurwitz") for h in (9, 10, 11)])
+    _login(browser, console)
+    script = "const el = document.getElementById('chart-weather'); return el.data && el.data.length ? " \
+             "[el.data.map((t) => t.name), el.layout.yaxis2 === undefined] : null;"
+    browser.get(f"{console.url}/plants/{code}")
+    names, no_second_axis = wait_until(lambda: browser.execute_script(script), 15, "the weather chart")
+    assert names == ["Global horizontal (GHI)"]
+    assert no_second_axis
+    console.store.write_weather([Weather(service_code=code, observed_at=start + timedelta(hours=12), ghi_w_m2=800.0,
+                                         temperature_c=24.5, gti_w_m2=850.0, source="open-meteo", model="best_match")])
+    browser.get(f"{console.url}/plants/{code}")
+    names, no_second_axis = wait_until(
+        lambda: (r := browser.execute_script(script)) and len(r[0]) > 1 and r, 15, "the weather chart with temperature")
+    assert names == ["Global horizontal (GHI)", "Plane of array (GTI)", "Temperature (°C)"]
+    assert not no_second_axis

@@ -202,3 +202,16 @@ def test_other_messages() -> None:
     letter = DeadLetter(service="ingest", topic="t", reason="r", payload="p", payload_encoding="utf-8",
                         received_at=at)
     assert DeadLetter.model_validate_json(letter.to_json()) == letter
+
+
+def test_weather_sends_the_fields_of_1_3_only_when_they_hold_a_value() -> None:
+    at = datetime(2026, 6, 1, 13, 0, tzinfo=JST)
+    bare = Weather(service_code="pss00000001", observed_at=at, ghi_w_m2=500.0, source="clear-sky")
+    assert set(json.loads(bare.to_json())) == {"v", "service_code", "observed_at", "ghi_w_m2", "temperature_c", "source"}
+    full = Weather(service_code="pss00000001", observed_at=at, ghi_w_m2=500.0, source="open-meteo", stale=False,
+                   dni_w_m2=600.0, dhi_w_m2=100.0, gti_w_m2=550.0, cloud_cover_pct=20.0, weather_code=1, model="m")
+    assert json.loads(full.to_json())["stale"] is False
+    assert Weather.model_validate_json(full.to_json()) == full
+    with pytest.raises(ValidationError) as exc:
+        Weather(service_code="pss00000001", observed_at=at, ghi_w_m2=1.0, source="x", cloud_cover_pct=101.0)
+    assert _errors(exc) == [("cloud_cover_pct", "less_than_equal")]

@@ -571,6 +571,25 @@ def test_the_weather_series_is_half_open_and_oldest_first(
     assert store.weather_series(plant, at(14), at(15)) == []
 
 
+def test_weather_keeps_every_field_of_a_provider_observation(
+    store: TimeSeriesStore, new_service_code: Callable[[], str]
+) -> None:
+    plant = new_service_code()
+    full = Weather(service_code=plant, observed_at=at(12, 30), ghi_w_m2=640.0, temperature_c=24.0,
+                   source="open-meteo-jma", dni_w_m2=705.5, dhi_w_m2=150.0, gti_w_m2=700.0, cloud_cover_pct=35.0,
+                   weather_code=2, model="jma_seamless", stale=True)
+    bare = Weather(service_code=plant, observed_at=at(13), ghi_w_m2=600.0, source="clear-sky")
+    store.write_weather([full, bare])
+    assert store.weather_series(plant, at(12), at(14)) == [full, bare]
+    assert store.latest_weather(plant) == bare
+    whole = Weather(service_code=plant, observed_at=at(13, 30), ghi_w_m2=1.0, source="x", cloud_cover_pct=100.0,
+                    weather_code=0, stale=False)
+    store.write_weather([whole])  # whole numbers and false come back typed as written
+    latest = store.latest_weather(plant)
+    assert latest == whole
+    assert latest is not None and isinstance(latest.cloud_cover_pct, float) and latest.stale is False
+
+
 def test_any_order_and_batching_of_the_same_registers_gives_the_same_figures(
     store: TimeSeriesStore, new_id: NewId
 ) -> None:

@@ -181,7 +181,8 @@ class InfluxQueries:
 
     def _weather_rows(self, service_code: str, tail: str) -> list[Weather]:
         series = self._query(
-            "SELECT ghi_w_m2, temperature_c, source FROM weather"  # noqa: S608
+            "SELECT ghi_w_m2, temperature_c, source, dni_w_m2, dhi_w_m2, gti_w_m2, cloud_cover_pct,"  # noqa: S608
+            " weather_code, model, stale FROM weather"
             f" WHERE service_code = {ql_string(service_code)} {tail}"
         )
         return [
@@ -191,6 +192,13 @@ class InfluxQueries:
                 ghi_w_m2=float(row["ghi_w_m2"]),
                 temperature_c=float_or_none(row.get("temperature_c")),
                 source=str(row["source"]),
+                dni_w_m2=float_or_none(row.get("dni_w_m2")),
+                dhi_w_m2=float_or_none(row.get("dhi_w_m2")),
+                gti_w_m2=float_or_none(row.get("gti_w_m2")),
+                cloud_cover_pct=float_or_none(row.get("cloud_cover_pct")),
+                weather_code=None if row.get("weather_code") is None else int(row["weather_code"]),
+                model=None if row.get("model") is None else str(row["model"]),
+                stale=None if row.get("stale") is None else bool(row["stale"]),
             )
             for s in series
             for row in s.rows

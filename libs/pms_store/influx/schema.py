@@ -6,7 +6,9 @@ Precision is seconds; a point is named by (measurement, tag set, time).
   sold_kwh, bought_known, sold_known (bool); time = slot_end
 - `energy_hour|day|month`, tag gateway_id: the rollups (`ROLLUP_FIELDS`); time = the JST period start
 - `power_day_peak`, tag gateway_id: peak_sold_w, measured_at (epoch s); time = the JST day start
-- `weather`, tag service_code: ghi_w_m2, temperature_c, source (string); time = observed_at
+- `weather`, tag service_code: ghi_w_m2, temperature_c, source (string), and since Weather 1.3.0
+  dni_w_m2, dhi_w_m2, gti_w_m2, cloud_cover_pct (floats), weather_code (integer), model (string),
+  stale (boolean); time = observed_at (the end of the period the values describe)
 - `register_anomaly`, tags gateway_id, direction: previous_kwh, current_kwh, reason (string),
   detected_at_us (int, µs since the epoch); time = slot_end. Written only when not yet stored.
 """

@@ -332,15 +332,23 @@ class InfluxStore:
     def write_weather(self, weather: Sequence[Weather]) -> None:
         lines = []
         for w in weather:
-            # Unlike SQLite's INSERT OR REPLACE, a rewrite without temperature keeps a stored one:
-            # line protocol cannot clear a field. A weather source resends the same observation.
+            # Unlike SQLite's INSERT OR REPLACE, a rewrite without temperature (or another optional
+            # field) keeps a stored one: line protocol cannot clear a field. A weather source resends
+            # the same observation.
             line = point_line(
                 "weather",
                 {"service_code": w.service_code},
                 {
                     "ghi_w_m2": float(w.ghi_w_m2),
-                    "temperature_c": None if w.temperature_c is None else float(w.temperature_c),
+                    "temperature_c": _float(w.temperature_c),
                     "source": w.source,
+                    "dni_w_m2": _float(w.dni_w_m2),
+                    "dhi_w_m2": _float(w.dhi_w_m2),
+                    "gti_w_m2": _float(w.gti_w_m2),
+                    "cloud_cover_pct": _float(w.cloud_cover_pct),
+                    "weather_code": w.weather_code,
+                    "model": w.model,
+                    "stale": w.stale,
                 },
                 timeutil.to_epoch(w.observed_at),
             )
@@ -381,3 +389,8 @@ class InfluxStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _float(value: float | None) -> float | None:
+    # InfluxDB types a field by its first value: a whole number must still go out as a float.
+    return None if value is None else float(value)

@@ -19,7 +19,7 @@ from pms_store.base import (
     StoreError,
 )
 from pms_store.energy import from_micros, to_micros
-from pms_store.sqlite.schema import ROLLUP_TABLES
+from pms_store.sqlite.schema import ROLLUP_TABLES, WEATHER_COLUMNS
 
 SLOT_S = rollup.SLOT_S
 
@@ -151,7 +151,7 @@ class SqliteQueries:
 
     def _weather(self, tail: str, service_code: str, *args: object) -> list[Weather]:
         rows = self._select(
-            f"SELECT observed_at, ghi_w_m2, temperature_c, source FROM weather WHERE service_code = ? {tail}",  # noqa: S608
+            f"SELECT {', '.join(WEATHER_COLUMNS)} FROM weather WHERE service_code = ? {tail}",  # noqa: S608
             [service_code, *args],
         )
         return [
@@ -161,8 +161,15 @@ class SqliteQueries:
                 ghi_w_m2=ghi,
                 temperature_c=temp,
                 source=source,
+                dni_w_m2=dni,
+                dhi_w_m2=dhi,
+                gti_w_m2=gti,
+                cloud_cover_pct=cloud,
+                weather_code=code,
+                model=model,
+                stale=None if stale is None else bool(stale),
             )
-            for t, ghi, temp, source in rows
+            for t, ghi, temp, source, dni, dhi, gti, cloud, code, model, stale in rows
         ]
 
     def register_anomalies(self, since: datetime, limit: int) -> list[RegisterAnomaly]:

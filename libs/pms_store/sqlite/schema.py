@@ -62,6 +62,19 @@ CREATE TABLE IF NOT EXISTS register_anomaly (
 CREATE INDEX IF NOT EXISTS register_anomaly_by_detection ON register_anomaly (detected_at_us);
 """
 
+# Weather columns added after the table was first shipped (Weather 1.3.0: real providers), nullable,
+# added by ALTER TABLE on open to a store that lacks them, so every store has them whatever its age.
+WEATHER_ADDED_COLUMNS = {
+    "dni_w_m2": "REAL",
+    "dhi_w_m2": "REAL",
+    "gti_w_m2": "REAL",
+    "cloud_cover_pct": "REAL",
+    "weather_code": "INTEGER",
+    "model": "TEXT",
+    "stale": "INTEGER",
+}
+WEATHER_COLUMNS = ("observed_at", "ghi_w_m2", "temperature_c", "source", *WEATHER_ADDED_COLUMNS)
+
 # One table per rollup level; `slots` counts the slots with a derived energy (sold or bought).
 ROLLUP_TABLES = {"hour": "energy_hour", "day": "energy_day", "month": "energy_month"}
 ROLLUP_SCHEMA = "".join(

@@ -37,7 +37,15 @@ from pms_store.base import (
 )
 from pms_store.energy import anomalies_of_slot, derive_slot, describe, to_micros
 from pms_store.sqlite.queries import SqliteQueries
-from pms_store.sqlite.schema import REBUILD, ROLLUP_SCHEMA, SCHEMA, SCHEMA_VERSION, SUM_BELOW
+from pms_store.sqlite.schema import (
+    REBUILD,
+    ROLLUP_SCHEMA,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SUM_BELOW,
+    WEATHER_ADDED_COLUMNS,
+    WEATHER_COLUMNS,
+)
 
 SLOT_S = rollup.SLOT_S
 
@@ -56,6 +64,7 @@ class SqliteStore:
             conn = self._conn()
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             conn.executescript(SCHEMA + ROLLUP_SCHEMA)
+            _add_missing_columns(conn, "weather", WEATHER_ADDED_COLUMNS)
             if version < SCHEMA_VERSION:
                 # A store written before the rollups existed: derive them once from the raw facts.
                 conn.executescript(f"BEGIN IMMEDIATE; {REBUILD} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
@@ -265,9 +274,12 @@ class SqliteStore:
             conn = self._conn()
             try:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO weather VALUES (?, ?, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO weather (service_code, {', '.join(WEATHER_COLUMNS)})"  # noqa: S608
+                    f" VALUES ({', '.join('?' * (len(WEATHER_COLUMNS) + 1))})",
                     [
-                        (w.service_code, timeutil.to_epoch(w.observed_at), w.ghi_w_m2, w.temperature_c, w.source)
+                        (w.service_code, timeutil.to_epoch(w.observed_at), w.ghi_w_m2, w.temperature_c, w.source,
+                         w.dni_w_m2, w.dhi_w_m2, w.gti_w_m2, w.cloud_cover_pct, w.weather_code, w.model,
+                         None if w.stale is None else int(w.stale))
                         for w in weather
                     ],
                 )
@@ -311,3 +323,10 @@ class SqliteStore:
             conn.close()
             self._local.conn = None
 
+
+def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Nullable columns a store written by an older version lacks, added in place (no rewrite)."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, sql_type in columns.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")

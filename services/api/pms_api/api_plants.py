@@ -25,6 +25,7 @@ from pms_api.series_models import (
     PriceQuery,
     PriceSeries,
     SeriesQuery,
+    WeatherOut,
     WeatherSeries,
     default_range,
 )
@@ -164,11 +165,12 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
 
     @api.get("/plants/<service_code>/weather", tags=[SERIES], responses={200: WeatherSeries})
     def weather(path: PlantPath, query: SeriesQuery) -> Response:
-        """Irradiance and temperature at the plant; default today."""
+        """Irradiance (GHI, and DNI/DHI/tilted where the provider gives them), temperature, cloud cover and
+        weather code at the plant, per 30-minute slot named by its end; default today."""
         plant, first, last = series_request(path.service_code, query, "weather")
         items = series.weather(plant, first, last)
         return series_answer(
-            query, items, ["observed_at", "ghi_w_m2", "temperature_c", "source"],
+            query, items, list(WeatherOut.model_fields),
             filename(plant, "weather", first, last),
             lambda: WeatherSeries(service_code=plant.service_code, start=first, end=last, items=items),
         )

@@ -56,6 +56,8 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "amount_yen": ("金額 (円)", "Amount (yen)"),
     "ghi": ("日射量 (W/m²)", "Irradiance (W/m²)"),
     "temperature": ("気温 (°C)", "Temperature (°C)"),
+    "ghi_series": ("水平面全天日射 (GHI)", "Global horizontal (GHI)"),
+    "gti": ("傾斜面日射 (GTI)", "Plane of array (GTI)"),
     "opened_at": ("発生日時", "Opened"),
     "recovered_at": ("復旧日時", "Recovered"),
     "kind": ("種別", "Kind"),

@@ -76,7 +76,9 @@ class SeriesFigures:
         start, end = day_range(first, last)
         return [
             WeatherOut(observed_at=w.observed_at.astimezone(timeutil.JST), ghi_w_m2=w.ghi_w_m2,
-                       temperature_c=w.temperature_c, source=w.source)
+                       temperature_c=w.temperature_c, source=w.source, dni_w_m2=w.dni_w_m2, dhi_w_m2=w.dhi_w_m2,
+                       gti_w_m2=w.gti_w_m2, cloud_cover_pct=w.cloud_cover_pct, weather_code=w.weather_code,
+                       model=w.model, stale=w.stale)
             for w in self.store.weather_series(plant.service_code, start, end)
         ]
 

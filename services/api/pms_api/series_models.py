@@ -72,10 +72,17 @@ class PriceOut(BaseModel):
 
 
 class WeatherOut(BaseModel):
-    observed_at: datetime
+    observed_at: datetime = Field(description="the end of the period the values describe (a 30-minute slot, JST)")
     ghi_w_m2: float
     temperature_c: float | None
     source: str
+    dni_w_m2: float | None = None
+    dhi_w_m2: float | None = None
+    gti_w_m2: float | None = Field(default=None, description="global tilted irradiance on the plane of array")
+    cloud_cover_pct: float | None = None
+    weather_code: int | None = Field(default=None, description="WMO weather interpretation code")
+    model: str | None = None
+    stale: bool | None = Field(default=None, description="true when older data stood in for an unreachable provider")
 
 
 class Series(BaseModel):

@@ -18,9 +18,11 @@ def main(settings: WeatherSettings | None = None) -> int:
     async def serve(stop: asyncio.Event) -> None:
         registry = Registry(settings.registry_url)
         registry.migrate()
+        service = WeatherService(settings, registry, health)
         try:
-            await WeatherService(settings, registry, health).run(stop)
+            await service.run(stop)
         finally:
+            service.provider.close()
             registry.close()
 
     return run_service("weather", settings, health, serve)

@@ -1,10 +1,15 @@
-"""Publishes each registered plant's irradiance estimate (retained) at a fixed interval."""
+"""Publishes each registered plant's weather, as 30-minute slots (retained: the newest is the topic's
+last), at a fixed interval. Each round asks the provider for the slots of the last
+`weather_lookback_h` hours up to the slot now in progress, and publishes only those it has not
+published with the same values (a forecast that changed, or stale data replaced by fresh, goes out
+again; the store keeps the last)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
@@ -13,7 +18,9 @@ from pms_common.health import Health
 from pms_common.messages import Weather
 from pms_common.mqtt import Backoff, BrokerAddress, run_connected
 from pms_registry import Registry, RegistryError
-from pms_weather.clearsky import clear_sky_ghi
+from pms_weather.providers.base import Location, WeatherProvider
+from pms_weather.providers.clearsky import slot_end_at_or_after
+from pms_weather.providers.factory import make_provider
 from pms_weather.settings import WeatherSettings
 
 log = logging.getLogger(__name__)
@@ -22,22 +29,43 @@ SKIPPED = Counter("pms_weather_plants_without_location_total", "Plant rounds ski
 
 
 class WeatherService:
-    def __init__(self, settings: WeatherSettings, registry: Registry, health: Health) -> None:
+    def __init__(self, settings: WeatherSettings, registry: Registry, health: Health,
+                 provider: WeatherProvider | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.health = health
         self.broker = BrokerAddress.parse(settings.mqtt_url)
+        self.provider = provider or make_provider(settings)
+        self._published: dict[tuple[str, datetime], Weather] = {}
 
-    def observations(self) -> list[Weather]:
-        now = timeutil.now_jst().replace(microsecond=0)
+    def locations(self) -> list[Location]:
         found = []
         for plant in self.registry.list_plants():
             if plant.latitude is None or plant.longitude is None:
                 SKIPPED.inc()
                 continue
-            found.append(Weather(service_code=plant.service_code, observed_at=now, source="clear-sky",
-                                 ghi_w_m2=clear_sky_ghi(now, plant.latitude, plant.longitude)))
+            found.append(Location(plant.service_code, plant.latitude, plant.longitude))
         return found
+
+    def observations(self, now: datetime | None = None) -> list[Weather]:
+        """The slots to publish this round, oldest first per plant."""
+        now = now or timeutil.now_jst()
+        end = slot_end_at_or_after(now)
+        start = end - timedelta(hours=self.settings.weather_lookback_h)
+        fetched = self.provider.fetch(self.locations(), start, end)
+        if fetched.problem:
+            log.warning("weather: %s: publishing stale stand-ins where nothing fresh is known", fetched.problem)
+        self._published = {key: w for key, w in self._published.items() if key[1] > start}
+        new = []
+        for code, series in fetched.series.items():
+            for weather in series:
+                key = (code, weather.observed_at)
+                if self._published.get(key) != weather:
+                    new.append(weather)
+        return new
+
+    def published(self, weather: Weather) -> None:
+        self._published[(weather.service_code, weather.observed_at)] = weather
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
@@ -58,6 +86,7 @@ class WeatherService:
                         for weather in batch:
                             await client.publish(topics.weather(weather.service_code), weather.to_json(),
                                                  qos=1, retain=True)
+                            self.published(weather)
                             PUBLISHED.inc()
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), timeout=self.settings.interval_s)

@@ -79,13 +79,23 @@
     return [y + "-" + mm + "-01", y + "-" + mm + "-" + String(last).padStart(2, "0")];
   }
 
+  // A series with no data is left out, and so is a secondary axis no remaining series uses (no empty
+  // °C axis beside the irradiance); the first series stays so an empty chart still says "no data".
   function chart(id, traces, yTitle, extra) {
     const el = document.getElementById("chart-" + id);
-    const empty = traces.every((t) => t.y.every((v) => v === null || v === undefined));
-    const layout = Object.assign({margin: {t: 10, r: 10}, yaxis: {title: {text: yTitle}}, showlegend: traces.length > 1,
+    const hasData = (t) => t.y.some((v) => v !== null && v !== undefined);
+    const empty = !traces.some(hasData);
+    const shown = traces.filter((t, i) => hasData(t) || (empty && i === 0));
+    const layout = Object.assign({margin: {t: 10, r: 10}, yaxis: {title: {text: yTitle}}, showlegend: shown.length > 1,
       legend: {orientation: "h"}, annotations: empty ? [{text: W("no_data"), showarrow: false, xref: "paper",
         yref: "paper", x: 0.5, y: 0.5}] : []}, extra || {});
-    Plotly.react(el, traces, layout, {displaylogo: false, responsive: true});
+    for (const t of traces) {
+      if (t.yaxis && t.yaxis !== "y" && !shown.some((s) => s.yaxis === t.yaxis)) {
+        delete layout["yaxis" + t.yaxis.slice(1)];
+      }
+    }
+    if (layout.yaxis2) { layout.margin = Object.assign({}, layout.margin, {r: 60}); }  // room for its labels
+    Plotly.react(el, shown, layout, {displaylogo: false, responsive: true});
   }
 
   // Calendar periods as category labels, every period of the range present (empty ones too), so a
@@ -142,12 +152,16 @@
         chart("price", [Object.assign({type: "bar", name: W("amount_yen"), marker: {color: "#38761d"}}, series)],
           W("amount_yen"), category);
       }],
-      ["weather", (d) => base + "/weather?start=" + d.day + "&end=" + d.day, (s, d) => chart("weather",
-        [{type: "scatter", mode: lineMode(s.items), x: s.items.map((p) => p.observed_at.slice(0, 19)),
-          y: s.items.map((p) => p.ghi_w_m2), name: W("ghi")},
-         {type: "scatter", mode: lineMode(s.items), x: s.items.map((p) => p.observed_at.slice(0, 19)),
-          y: s.items.map((p) => p.temperature_c), name: W("temperature"), yaxis: "y2"}], W("ghi"),
-        Object.assign({yaxis2: {overlaying: "y", side: "right", title: {text: W("temperature")}}}, dayAxis(d.day)))],
+      ["weather", (d) => base + "/weather?start=" + d.day + "&end=" + d.day, (s, d) => {
+        // Irradiances are slot means named by the slot's end, so they are drawn as steps ending there.
+        const x = s.items.map((p) => p.observed_at.slice(0, 19));
+        const series = (field, name, more) => Object.assign({type: "scatter", mode: lineMode(s.items), x: x,
+          y: s.items.map((p) => (p[field] === undefined ? null : p[field])), name: name, line: {shape: "vh"}}, more || {});
+        chart("weather", [series("ghi_w_m2", W("ghi_series")), series("gti_w_m2", W("gti")),
+          series("dni_w_m2", "DNI"), series("dhi_w_m2", "DHI"),
+          series("temperature_c", W("temperature"), {yaxis: "y2", line: {shape: "linear", dash: "dot"}})], W("ghi"),
+        Object.assign({yaxis2: {overlaying: "y", side: "right", title: {text: W("temperature")}}}, dayAxis(d.day)));
+      }],
     ];
 
     function energyChart(id, kind, s, d) {
