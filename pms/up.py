@@ -67,6 +67,7 @@ class UpOptions:
 # Open files per simulated plant: the pty pair, the collector's serial port, its MQTT socket (and the
 # embedded broker's end of it), its SQLite outbox with WAL and shared memory; with room to spare.
 FILES_PER_PLANT = 16
+STOP_GRACE_S = 15.0
 FILES_BESIDES_PLANTS = 1024
 
 
@@ -242,16 +243,33 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], adm
         print("stopping…", flush=True)
         # The watchers go first so that the fleet's clean shutdown is not recorded as an outage.
         watchers_stop.set()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        await _finish(watchers, "alerts and device-manager")
         rest_stop.set()
-        results = await asyncio.gather(*rest, return_exceptions=True)
-        for result in results:
+        for result in await _finish(rest, "ingest, weather and the simulated fleet"):
             if isinstance(result, BaseException):
                 log.error("a service ended with an error: %r", result)
         api_server.close()
         store.close()
         registry.close()
         print("stopped; data kept in", var.resolve(), flush=True)
+
+
+async def _finish(tasks: list[asyncio.Task[None]], what: str) -> list[BaseException | None]:
+    """Wait for stopped services to end; one that has not ended after STOP_GRACE_S is named with where
+    it waits (a stop must never hang on one stuck part) and cancelled."""
+    _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+    if pending:
+        # Every task still waiting, with where it waits: the stuck part is among them.
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                frames = "; ".join(f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno} {f.f_code.co_name}"
+                                   for f in task.get_stack(limit=12))
+                log.error("%s still runs %.0f s after the stop: %s %s", what, STOP_GRACE_S, task.get_name(), frames)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=5)
+    return [None if t.cancelled() else t.exception() for t in tasks if t.done()]
 
 
 def main(options: UpOptions, log_level: str = "INFO") -> int:

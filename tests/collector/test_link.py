@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from echonet.errors import LinkError, LinkFatal
+from echonet.errors import LinkError, LinkFatal, RequestError
 from echonet.frame import ESV, Frame, Property
 from echonet.io.aio_link import AsyncBRouteLink, open_serial
 from echonet.session import SessionConfig
@@ -173,5 +173,26 @@ def test_an_idle_link_sleeps_until_there_is_work_and_stop_wakes_it() -> None:
             stop.set()
             # Stop is the only thing that happens: it must end the driver by itself.
             await asyncio.wait_for(driver, 5)
+
+    asyncio.run(main())
+
+
+def test_a_request_to_a_stopped_link_fails_at_once_instead_of_waiting_for_a_session() -> None:
+    """A read loop still asking after its link stopped (a stop that comes just after a join) waited for
+    the session to be ready again for its whole timeout, 30 s by default: `pms up` then did not stop."""
+    link = SimulatedModuleLink(CollectorSettings(link="sim", sim_module="bp35a1"), start=START)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        driver = asyncio.create_task(link.run(stop))
+        await asyncio.wait_for(link.ready.wait(), 20)
+        waiting = asyncio.create_task(link.request(ESV.GET, [Property(0xE7)], timeout_s=30))
+        stop.set()
+        await asyncio.wait_for(driver, 10)
+        began = time.monotonic()
+        for request in (waiting, link.request(ESV.GET, [Property(0xE7)], timeout_s=30)):
+            with pytest.raises(RequestError, match="stopped|closed"):
+                await asyncio.wait_for(request, 5)
+        assert time.monotonic() - began < 1.0
 
     asyncio.run(main())

@@ -97,3 +97,27 @@ def test_power_keeps_its_interval_while_the_backfill_fails(tmp_path: Path, fault
     failures = sum(sample.value for sample in metrics.BACKFILL_FAILURES.collect()[0].samples
                    if sample.name.endswith("_total"))
     assert failures > failures_before
+
+
+def test_a_stop_does_not_wait_for_a_meter_request_that_will_never_be_answered(tmp_path: Path) -> None:
+    """A module gone silent leaves a power request waiting for its whole timeout (30 s here, the
+    default): a stop then must still end the gateway within the read loop's grace, not the timeout."""
+    settings = _settings(tmp_path, "silent").model_copy(update={"read_timeout_s": 30.0})
+    link = SimulatedModuleLink(settings)
+    gateway = build_gateway(settings, link, Health())
+    stop = asyncio.Event()
+    stopped_in: list[float] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(gateway.run(stop))
+        await asyncio.wait_for(link.ready.wait(), 20)
+        await eventually(lambda: _power_times(settings.resolved_outbox_path()), 10, "a first power reading")
+        link.simulator.inject(Fault.NO_RESPONSE, seconds=120)
+        await asyncio.sleep(2 * POWER_INTERVAL_S)  # a power request is under way, unanswered
+        began = asyncio.get_running_loop().time()
+        stop.set()
+        await asyncio.wait_for(task, 40)
+        stopped_in.append(asyncio.get_running_loop().time() - began)
+
+    asyncio.run(main())
+    assert stopped_in[0] < 6.0, f"the stop took {stopped_in[0]:.1f} s"

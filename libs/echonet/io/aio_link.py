@@ -143,6 +143,10 @@ class AsyncBRouteLink:
         self._session: BRouteSession | None = None
         self._port: Port | None = None
         self._wake = asyncio.Event()
+        # Set once `run` has ended: a request then fails at once instead of waiting for a session
+        # that will not come back (a read loop asking just after its link stopped held a stop up for
+        # the whole request timeout).
+        self._stopped = asyncio.Event()
         self._error: LinkError | None = None  # a read failure, raised by the driver task
         self._futures: dict[int, asyncio.Future[Frame]] = {}
         self._restart_port = False
@@ -172,10 +176,17 @@ class AsyncBRouteLink:
         """Send one request frame to the meter and return its answer frame."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout_s)
-        except TimeoutError:
-            raise RequestError(f"the B-route session is {self.state}, not ready") from None
+        if not self.ready.is_set():
+            waiters = [asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self._stopped.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        if self._stopped.is_set():
+            raise RequestError("the B-route link is stopped")
+        if not self.ready.is_set():
+            raise RequestError(f"the B-route session is {self.state}, not ready")
         session = self._session
         if session is None or session.state is not SessionState.READY:
             raise RequestError(f"the B-route session is {self.state}, not ready")
@@ -210,6 +221,14 @@ class AsyncBRouteLink:
     # ---- the driver ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Drive the link until `stop`; raises LinkFatal (or LinkError if it never opened)."""
+        self._stopped.clear()
+        try:
+            await self._run(stop)
+        finally:
+            self._stopped.set()
+            self._fail_futures("the B-route link is stopped")
+
+    async def _run(self, stop: asyncio.Event) -> None:
         attempt = 0
         opened_once = False
         while not stop.is_set():

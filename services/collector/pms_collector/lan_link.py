@@ -62,6 +62,9 @@ class LanMeterLink:
         # the link hands the simulated world's clock instead, as SimulatedModuleLink has it.
         self.world_now: Callable[[], datetime] = timeutil.now_jst
         self.ready = asyncio.Event()
+        # Set once `run` has ended: a request then fails at once instead of waiting for a meter that
+        # will not be found again (it held a stop up for the whole request timeout).
+        self._stopped = asyncio.Event()
         self.state = SessionState.IDLE
         self.on_notification: Callable[[Frame], None] | None = None
         self.meter_host: str | None = self.configured_address
@@ -97,10 +100,17 @@ class LanMeterLink:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         props = tuple(properties)
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout_s)
-        except TimeoutError:
-            raise RequestError(f"the LAN meter is {self._where()} and {self.state}, not answering") from None
+        if not self.ready.is_set():
+            waiters = [asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self._stopped.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        if self._stopped.is_set():
+            raise RequestError("the LAN link is stopped")
+        if not self.ready.is_set():
+            raise RequestError(f"the LAN meter is {self._where()} and {self.state}, not answering")
         while True:
             client, host = self.client, self.meter_host
             if client is None or host is None or not self.ready.is_set():
@@ -137,6 +147,13 @@ class LanMeterLink:
     # ---- the driver ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Drive the link until `stop`; raises UdpError if the endpoint never opens."""
+        self._stopped.clear()
+        try:
+            await self._run(stop)
+        finally:
+            self._stopped.set()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         opened_once = False
         while not stop.is_set():
             try:

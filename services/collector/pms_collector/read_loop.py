@@ -38,6 +38,9 @@ from pms_common.mqtt import Backoff
 log = logging.getLogger(__name__)
 
 
+# How long a turn under way may take to end after the stop before it is cancelled.
+STOP_GRACE_S = 2.0
+
 class ReadLoop:
     """Reads the meter on its schedule and stores what it reads in the outbox, batch by batch."""
 
@@ -271,6 +274,26 @@ class ReadLoop:
                     self.gateway_id, message, delay)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Read until `stop`. A turn under way when it comes may end within STOP_GRACE_S; after that it
+        is cancelled: a request to a session that is going away would otherwise hold the stop up for
+        its whole timeout (read_timeout_s, 30 s), and its retries after. Nothing is torn by it: an
+        outbox write is one transaction, and a slot not yet stored is read again on the next start."""
+        turns = asyncio.ensure_future(self._turns(stop))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([turns, stopped], return_when=asyncio.FIRST_COMPLETED)
+            if not turns.done():
+                await asyncio.wait([turns], timeout=STOP_GRACE_S)
+        finally:
+            stopped.cancel()
+            if not turns.done():
+                turns.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await turns
+        if not turns.cancelled():
+            turns.result()
+
+    async def _turns(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=0.5, maximum_s=30.0)
         joins_seen = 0
         next_power = 0.0
