@@ -17,7 +17,8 @@ from tests.api.conftest import PROBLEM, Api
 YESTERDAY = date(2026, 6, 16)  # PINNED_NOON is 2026-06-17 12:00 JST
 
 
-def sell_share_of_clear_sky(api: Api, first: date, days: int, share: float, overcast_every: int = 0) -> None:
+def sell_share_of_clear_sky(api: Api, first: date, days: int, share: float, overcast_every: int = 0,
+                            gateway_id: str = "gw-a") -> None:
     """gw-a's registers for `days` days from `first`: it sells `share` of plant a's clear-sky expectation
     (every `overcast_every`-th day a third of that), slot by slot."""
     start = timeutil.day_start(first)
@@ -30,7 +31,7 @@ def sell_share_of_clear_sky(api: Api, first: date, days: int, share: float, over
         register += slot.expected_kwh * share * sky
         readings.append(EnergyReading(slot_end=slot.slot_end, forward_kwh=50.0, reverse_kwh=round(register, 4),
                                       register_wrap_kwh=100_000.0, backfilled=False))
-    api.store.write_readings("gw-a", power=[], energy=readings)
+    api.store.write_readings(gateway_id, power=[], energy=readings)
 
 
 def url(api: Api, query: str, label: str = "a") -> str:
@@ -125,3 +126,15 @@ def test_cross_plant_list_shows_yesterdays_performance_ratio(api: Api) -> None:
     items = {p["service_code"]: p for p in api.get("/api/v1/plants").get_json()["items"]}
     assert 0.5 < items[api.codes["a"]]["pr_sold_yesterday"] < 0.8
     assert items[api.codes["b"]]["pr_sold_yesterday"] is None  # no gateway, nothing sold
+
+
+def test_the_lists_ratio_is_kept_until_the_parameters_change(api: Api) -> None:
+    """The model is too slow to rerun for every plant on every 20-s refresh: the list keeps yesterday's
+    ratio; a second gateway's sales of yesterday do not change it at once, new PV parameters do."""
+    sell_share_of_clear_sky(api, YESTERDAY, 1, 0.8)
+    first = api.get("/api/v1/plants").get_json()["items"][0]["pr_sold_yesterday"]
+    sell_share_of_clear_sky(api, YESTERDAY, 1, 0.8, gateway_id="gw-x")
+    api.registry.bind_gateway("gw-x", api.codes["a"])  # its earlier readings count for plant a: sold doubles
+    assert api.get("/api/v1/plants").get_json()["items"][0]["pr_sold_yesterday"] == first
+    api.send("PUT", url(api, "pv"), {"dc_kw": 40.0})  # 4 × the reference, 2 × the sold energy
+    assert api.get("/api/v1/plants").get_json()["items"][0]["pr_sold_yesterday"] == pytest.approx(first / 2, rel=0.01)

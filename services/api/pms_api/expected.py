@@ -3,6 +3,7 @@ weather the store holds for it (clear sky where it holds none), joined with the 
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -19,6 +20,9 @@ from pms_store import TimeSeriesStore
 
 # The calibration looks back this many days (ending yesterday).
 CALIBRATION_DAYS = 60
+# The list's PR of yesterday is kept this long per plant and parameters: the model costs ~35 ms a
+# plant-day, and the console refreshes the whole list every 20 s (bench/expected_yield.py).
+RATIO_TTL_S = 900.0
 
 
 class NoLocation(Exception):
@@ -53,6 +57,7 @@ class ExpectedFigures:
         self.registry = registry
         self.store = store
         self.series = series
+        self._ratios: dict[tuple[str, date, PvParameters], tuple[float, float | None]] = {}
 
     def parameters(self, plant: Plant) -> tuple[PvParameters, list[str], PlantPv]:
         entered = self.registry.plant_pv(plant.service_code)
@@ -88,10 +93,20 @@ class ExpectedFigures:
         ]
 
     def day_ratio(self, plant: Plant, day: date) -> float | None:
-        """One day's pr_sold (the cross-plant list shows yesterday's); None without a location or data."""
+        """One day's pr_sold (the cross-plant list shows yesterday's); None without a location or data.
+        Kept for RATIO_TTL_S per plant, day and parameters (new parameters or calibration: recomputed)."""
         if plant.latitude is None or plant.longitude is None or not plant.bindings:
             return None
-        return self.points(plant, day, day, "day")[1][0].pr_sold
+        key = (plant.service_code, day, self.parameters(plant)[0])
+        now = time.monotonic()
+        cached = self._ratios.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if len(self._ratios) > 10_000:
+            self._ratios = {k: v for k, v in self._ratios.items() if v[0] > now}
+        value = self.points(plant, day, day, "day")[1][0].pr_sold
+        self._ratios[key] = (now + RATIO_TTL_S, value)
+        return value
 
     def calibrate(self, plant: Plant, now: datetime) -> tuple[float | None, int]:
         """Learn the factor from the last 60 days (to yesterday) and store it; (factor or None, clear days)."""
