@@ -79,6 +79,7 @@ def test_plant_page_draws_sold_against_expected_and_the_list_shows_the_ratio(bro
 
     yesterday = (timeutil.now_jst().date() - timedelta(days=1)).isoformat()
     browser.get(f"{console.url}/plants/{console.codes[0]}")
+    assert browser.find_element(By.ID, "plant-pr").text == f"{shown}%"  # the page states the PR too
     browser.execute_script("document.getElementById('day').value = arguments[0];"
                            "document.getElementById('day-picker').requestSubmit();", yesterday)
     # Bars of sold energy and the line of expected generation, both with data in yesterday's daylight.
