@@ -19,11 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-# pvlib reads its Linke turbidity climatology with h5py, importing it on first use. Imported there
-# (in the API's request thread of `pms up`), it made the whole process hang on Ctrl-C (found by
-# tests/integration/test_pms_up.py: 5 failures in 8 runs, 0 in 6 with this import). Importing it
-# here, with the module, at start-up in the main thread avoids that.
-import h5py  # noqa: F401
 import pandas as pd
 import pvlib
 
