@@ -67,7 +67,7 @@ def test_tests_directory_does_not_shadow_the_echonet_library() -> None:
 PACKAGE_OF_TEST_FOLDER = {
     "echonet": "echonet", "common": "pms_common", "store": "pms_store", "registry": "pms_registry",
     "collector": "pms_collector", "ingest": "pms_ingest", "alerts": "pms_alerts", "weather": "pms_weather",
-    "device_manager": "pms_device_manager", "api": "pms_api", "pms": "pms",
+    "device_manager": "pms_device_manager", "api": "pms_api", "pms": "pms", "pv": "pms_pv",
 }
 WHOLE_PRODUCT_FOLDERS = {"integration", "browser", "deploy"}
 

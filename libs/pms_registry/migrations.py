@@ -74,8 +74,13 @@ def _open_bindings_for_bound_gateways(conn: Connection) -> None:
             bound_until=None))
 
 
+def _v4_expected_yield(conn: Connection) -> None:
+    """Issue 14. Each plant's PV parameters and its calibration factor (a row only once edited)."""
+    t.plant_pv.create(conn, checkfirst=True)
+
+
 # STEPS[n] upgrades a registry at version n-1 to version n.
-STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets, 3: _v3_fleet_management}
+STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets, 3: _v3_fleet_management, 4: _v4_expected_yield}
 
 
 def current_version(conn: Connection) -> int:

@@ -24,6 +24,7 @@ from pms_registry.eventlog import EventLog
 from pms_registry.gateway_control import GatewayControl
 from pms_registry.presence import Presence, record_status
 from pms_registry.provisioning import Provisioning
+from pms_registry.pv import PlantPv, PvSettings
 from pms_registry.records import (
     Binding,
     Customer,
@@ -36,15 +37,15 @@ from pms_registry.records import (
     User,
 )
 
-__all__ = ["Binding", "Customer", "EventRecord", "Gateway", "Notice", "Plant", "PresenceChange", "Principal",
-           "Registry", "RegistryError", "User", "engine_for", "hash_api_key"]
+__all__ = ["Binding", "Customer", "EventRecord", "Gateway", "Notice", "Plant", "PlantPv", "PresenceChange",
+           "Principal", "Registry", "RegistryError", "User", "engine_for", "hash_api_key"]
 
 # Plant fields an operator may change after registration (the service code never changes).
 PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitude", "capacity_kw",
                 "tariff_yen_per_kwh", "billing_start_date")
 
 
-class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provisioning):
+class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provisioning, PvSettings):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:
@@ -123,6 +124,7 @@ class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provision
         """Remove a plant: its gateways stay registered, unbound; its code is never issued again."""
         with self._tx() as conn:
             self._close_plant_bindings(conn, service_code, timeutil.now_jst())
+            conn.execute(delete(t.plant_pv).where(t.plant_pv.c.service_code == service_code))
             result = conn.execute(delete(t.plants).where(t.plants.c.service_code == service_code))
         return bool(result.rowcount)
 

@@ -309,4 +309,22 @@ revocation_requests = Table(
     Column("outcome", Text),  # "revoked", "superseded by a new claim", or the last failure
 )
 
-SCHEMA_VERSION = 3
+# ---- expected yield (issue 14) ----
+# A plant's PV parameters: each column null = the default pms_pv derives (from capacity_kw for DC);
+# the calibration factor learned from clear days, with when and from how many days.
+plant_pv = Table(
+    "plant_pv",
+    metadata,
+    Column("service_code", String(11), ForeignKey("plants.service_code"), primary_key=True),
+    Column("dc_kw", Float),
+    Column("ac_kw", Float),
+    Column("tilt_deg", Float),
+    Column("azimuth_deg", Float),  # pvlib's convention: 180 = south
+    Column("system_loss_pct", Float),
+    Column("gamma_pct_per_c", Float),
+    Column("calibration_factor", Float),
+    Column("calibrated_at", AwareDateTime(timezone=True)),
+    Column("calibration_days", Integer),
+)
+
+SCHEMA_VERSION = 4

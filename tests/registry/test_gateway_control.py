@@ -155,7 +155,7 @@ def test_a_v2_registry_upgrades_with_the_gateway_control_tables(tmp_path: Path) 
         assert {table.name for table in new_tables} <= set(registry.engine.dialect.get_table_names(conn))
         conn.execute(t.schema_version.update().values(version=2))
     registry.migrate()
-    assert registry.schema_version() == 3
+    assert registry.schema_version() == t.SCHEMA_VERSION
     registry.record_audit(at=T0, actor="ops", action="config", target="gw-1", detail={})
     assert registry.list_audit()[1] == 1
     registry.close()

@@ -29,6 +29,8 @@ def check_upgraded_v1(registry: Registry) -> None:
     assert registry.list_notices(customer_id="c2")[1] == 1
     assert registry.create_plant(customer_id="c1", name="New", address="Osaka", phone="06", created_at=T0) == \
         "pss00000008"
+    # New in v4: PV parameters of an old plant.
+    assert registry.set_plant_pv("pss00000007", tilt_deg=30.0).tilt_deg == 30.0
 
 
 def test_a_v1_registry_is_upgraded(tmp_path: Path) -> None:
@@ -126,3 +128,17 @@ def check_upgraded_v2(registry: Registry) -> None:
     gone = registry.decommission_gateway("gw-old", at=T0 + timedelta(days=1))
     assert gone.decommissioned_at == T0 + timedelta(days=1) and gone.service_code is None
     assert registry.gateway_status_counts() == {"online": 0, "offline": 0, "never_seen": 0, "unbound": 0}
+
+
+def test_a_v3_registry_gains_the_pv_table(tmp_path: Path) -> None:
+    registry = Registry(f"sqlite:///{tmp_path}/v3.db")
+    registry.migrate()
+    registry.ensure_customer("c1", "One")
+    code = registry.create_plant(customer_id="c1", name="P", address="Tokyo", phone="03", created_at=T0)
+    with registry.engine.begin() as conn:
+        t.plant_pv.drop(conn)
+        conn.execute(update(t.schema_version).values(version=3))
+    assert upgrade(registry.engine) == 3
+    assert registry.schema_version() == 4
+    assert registry.set_plant_pv(code, dc_kw=12.0).dc_kw == 12.0
+    registry.close()

@@ -13,6 +13,7 @@ from flask_openapi3 import APIBlueprint, Info, OpenAPI
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from pms_api.api_admin import add_admin_routes
+from pms_api.api_expected import add_expected_routes
 from pms_api.api_fleet import add_fleet_routes
 from pms_api.api_gateway_control import add_gateway_control_routes
 from pms_api.api_gateways import add_gateway_routes
@@ -104,6 +105,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         g.principal = found
 
     add_plant_routes(api, registry, figures, SeriesFigures(store))
+    add_expected_routes(api, registry, figures.expected)
     add_fleet_routes(api, registry, figures)
     add_gateway_routes(api, registry)
     add_admin_routes(api, registry)

@@ -84,6 +84,17 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "period": ("期間", "Period"),
     "back": ("一覧へ戻る", "Back to the list"),
     "no_data": ("データがありません", "No data"),
+    "expected_hour": ("売電量と期待発電量（時間別）", "Sold vs expected (by hour)"),
+    "expected_day": ("売電量と期待発電量（日別）", "Sold vs expected (by day)"),
+    "expected_kwh": ("期待発電量 (kWh)", "Expected generation (kWh)"),
+    "pr_sold": ("PR（売電ベース）", "PR (sold)"),
+    "pr_yesterday": ("昨日のPR（売電ベース）", "Yesterday's PR (sold)"),
+    "expected_explained": ("期待発電量は日射から計算した発電量です。"
+                           "メーターが測るのは売電量（発電量から自家消費を引いた量）なので、"
+                           "PRと売電比率は自家消費のある発電所では下限値です。",
+                           "Expected generation is computed from the irradiance. The meter measures sold energy "
+                           "(generation minus what the house consumes), so the PR and the sold ratio are lower "
+                           "bounds for a plant with self-consumption."),
     "language": ("English", "日本語"),
     "gateways": ("ゲートウェイ", "Gateways"),
     "gateway": ("ゲートウェイ", "Gateway"),

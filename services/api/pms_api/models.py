@@ -59,6 +59,10 @@ class PlantSummary(BaseModel):
     measured_at: datetime | None
     today_sold_kwh: float = Field(description="sold energy today, Japan time; 0 with no data")
     status: PlantStatus
+    pr_sold_yesterday: float | None = Field(
+        default=None, description="yesterday's performance ratio on SOLD energy: sold ÷ (DC kW × plane-of-array "
+        "kWh/m²), a lower bound where the house consumes (see /plants/{code}/expected); null without a location "
+        "or data")
 
 
 class PlantDetail(PlantSummary):

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from pms_api.bound_reads import BoundReads
+from pms_api.expected import ExpectedFigures
 from pms_api.models import PlantDetail, PlantStatus, PlantSummary
+from pms_api.series import SeriesFigures
 from pms_common import timeutil
 from pms_registry.registry import Gateway, Plant, Registry
 from pms_store import TimeSeriesStore
@@ -20,6 +22,7 @@ class PlantFigures:
         self.store = store
         self.not_measured_intervals = not_measured_intervals
         self.reads = BoundReads(store)
+        self.expected = ExpectedFigures(registry, store, SeriesFigures(store))
 
     def summaries(self, plants: list[Plant], now: datetime) -> list[PlantSummary]:
         """The cross-plant list's rows; each plant reads its gateways only while they were bound to it."""
@@ -28,6 +31,7 @@ class PlantFigures:
         gateways = {g.gateway_id: g for g in self.registry.list_gateways()}
         latest = self.reads.latest_power(plants)
         today = self.reads.sold_kwh_between(plants, *timeutil.today_bounds(now))
+        yesterday = now.astimezone(timeutil.JST).date() - timedelta(days=1)
         summaries = []
         for plant in plants:
             sold_w: int | None = None
@@ -44,6 +48,7 @@ class PlantFigures:
                 address=plant.address, phone=plant.phone, current_sold_w=sold_w, measured_at=measured_at,
                 today_sold_kwh=round(today[plant.service_code], 3),
                 status=_status(plant, gateways, sold_w),
+                pr_sold_yesterday=self.expected.day_ratio(plant, yesterday),
             ))
         return summaries
 

@@ -38,6 +38,8 @@
       sold.textContent = p.current_sold_w === null ? W("not_measured") : nf(0).format(p.current_sold_w) + " W";
       sold.classList.toggle("not-measured", p.current_sold_w === null);
       row.querySelector(".today-kwh").textContent = nf(2).format(p.today_sold_kwh) + " kWh";
+      row.querySelector(".pr").textContent = p.pr_sold_yesterday === null ? "—"
+        : Math.round(p.pr_sold_yesterday * 100) + "%";
       const status = row.lastElementChild;
       status.className = "status-" + p.status;
       status.textContent = W("status_" + p.status);
@@ -162,7 +164,22 @@
           series("temperature_c", W("temperature"), {yaxis: "y2", line: {shape: "linear", dash: "dot"}})], W("ghi"),
         Object.assign({yaxis2: {overlaying: "y", side: "right", title: {text: W("temperature")}}}, dayAxis(d.day)));
       }],
+      ["expected-hour", (d) => base + "/expected?interval=hour&start=" + d.day + "&end=" + d.day, (s, d) => expectedChart("expected-hour", "hour", s, d)],
+      ["expected-day", (d) => base + "/expected?interval=day&start=" + d.month[0] + "&end=" + d.month[1], (s, d) => expectedChart("expected-day", "day", s, d)],
     ];
+
+    // Sold energy as bars, expected generation as a line over them; the PR (sold) on hover.
+    function expectedChart(id, kind, s, d) {
+      const sold = byPeriod(kind, d, s.items, (p) => p.period_start, (p) => p.sold_kwh);
+      const expected = byPeriod(kind, d, s.items, (p) => p.period_start, (p) => p.expected_kwh);
+      const pr = byPeriod(kind, d, s.items, (p) => p.period_start, (p) => p.pr_sold);
+      chart(id, [
+        Object.assign({type: "bar", name: W("sold_kwh"), marker: {color: "#0b5394"}, customdata: pr.y,
+          hovertemplate: "%{y:.2f} kWh<br>" + W("pr_sold") + " %{customdata:.0%}<extra></extra>"}, sold),
+        Object.assign({type: "scatter", mode: "lines+markers", name: W("expected_kwh"), line: {color: "#e69138"}},
+          expected),
+      ], "kWh", {xaxis: {type: "category"}});
+    }
 
     function energyChart(id, kind, s, d) {
       const sold = byPeriod(kind, d, s.items, (p) => p.period_start, (p) => p.sold_kwh);
@@ -176,7 +193,9 @@
     async function draw(day) {
       const year = day.slice(0, 4);
       const d = {day: day, month: monthBounds(day), year: [year + "-01-01", year + "-12-31"]};
-      await Promise.all(views.map(async ([id, url, render]) => {
+      // A plant without a location has no expected-yield charts on its page: draw only the charts there.
+      const shown = views.filter(([id]) => document.getElementById("chart-" + id));
+      await Promise.all(shown.map(async ([id, url, render]) => {
         const link = document.getElementById("csv-" + id);
         link.href = url(d) + "&format=csv";
         try { render(await getJson(url(d)), d); } catch (error) { console.error(error); }
