@@ -191,7 +191,7 @@ def test_a_request_to_a_stopped_link_fails_at_once_instead_of_waiting_for_a_sess
         await asyncio.wait_for(driver, 10)
         began = time.monotonic()
         for request in (waiting, link.request(ESV.GET, [Property(0xE7)], timeout_s=30)):
-            with pytest.raises(RequestError, match="stopped|closed"):
+            with pytest.raises(RequestError, match=r"stopped|closed"):
                 await asyncio.wait_for(request, 5)
         assert time.monotonic() - began < 1.0
 
