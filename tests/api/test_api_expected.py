@@ -9,6 +9,8 @@ from datetime import date, timedelta
 
 import pytest
 
+from pms_api import plant_figures
+from pms_api.expected import RATIOS_DEFERRED
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, Weather
 from pms_pv import default_parameters, expected_slots
@@ -138,3 +140,17 @@ def test_the_lists_ratio_is_kept_until_the_parameters_change(api: Api) -> None:
     assert api.get("/api/v1/plants").get_json()["items"][0]["pr_sold_yesterday"] == first
     api.send("PUT", url(api, "pv"), {"dc_kw": 40.0})  # 4 × the reference, 2 × the sold energy
     assert api.get("/api/v1/plants").get_json()["items"][0]["pr_sold_yesterday"] == pytest.approx(first / 2, rel=0.01)
+
+
+def test_a_list_answer_spends_a_bounded_time_on_ratios_and_the_next_refresh_fills_them_in(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tens of milliseconds a plant: a thousand plants' first list would wait for tens of seconds."""
+    sell_share_of_clear_sky(api, YESTERDAY, 1, 0.8)
+    monkeypatch.setattr(plant_figures, "LIST_RATIO_BUDGET_S", 0.0)  # no time left for any ratio
+    deferred = RATIOS_DEFERRED._value.get()
+    first = {p["service_code"]: p for p in api.get("/api/v1/plants").get_json()["items"]}
+    assert first[api.codes["a"]]["pr_sold_yesterday"] is None
+    assert RATIOS_DEFERRED._value.get() > deferred
+    monkeypatch.setattr(plant_figures, "LIST_RATIO_BUDGET_S", 1.0)
+    later = {p["service_code"]: p for p in api.get("/api/v1/plants").get_json()["items"]}
+    assert 0.5 < later[api.codes["a"]]["pr_sold_yesterday"] < 0.8

@@ -7,6 +7,8 @@ import time
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
+from prometheus_client import Counter
+
 from pms_api.expected_models import ExpectedPointOut
 from pms_api.series import SeriesFigures, day_range
 from pms_common import timeutil
@@ -23,6 +25,10 @@ CALIBRATION_DAYS = 60
 # The list's PR of yesterday is kept this long per plant and parameters: the model costs ~35 ms a
 # plant-day, and the console refreshes the whole list every 20 s (bench/expected_yield.py).
 RATIO_TTL_S = 900.0
+
+
+RATIOS_DEFERRED = Counter("pms_api_list_ratios_deferred_total",
+                          "Plants of a list answer whose ratio was left for a later refresh (the list's time budget)")
 
 
 class NoLocation(Exception):
@@ -92,9 +98,12 @@ class ExpectedFigures:
             for p in periods
         ]
 
-    def day_ratio(self, plant: Plant, day: date) -> float | None:
+    def day_ratio(self, plant: Plant, day: date, *, compute_until: float | None = None) -> float | None:
         """One day's pr_sold (the cross-plant list shows yesterday's); None without a location or data.
-        Kept for RATIO_TTL_S per plant, day and parameters (new parameters or calibration: recomputed)."""
+        Kept for RATIO_TTL_S per plant, day and parameters (new parameters or calibration: recomputed).
+        With `compute_until` (a time.monotonic() deadline), a ratio not kept yet is computed only before
+        it, else None for now: the model costs tens of milliseconds a plant, and a list of a thousand
+        plants must not wait for all of them (each refresh computes some more)."""
         if plant.latitude is None or plant.longitude is None or not plant.bindings:
             return None
         key = (plant.service_code, day, self.parameters(plant)[0])
@@ -102,6 +111,9 @@ class ExpectedFigures:
         cached = self._ratios.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
+        if compute_until is not None and now >= compute_until:
+            RATIOS_DEFERRED.inc()
+            return None
         if len(self._ratios) > 10_000:
             self._ratios = {k: v for k, v in self._ratios.items() if v[0] > now}
         value = self.points(plant, day, day, "day")[1][0].pr_sold

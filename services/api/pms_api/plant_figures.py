@@ -3,6 +3,7 @@ assembled from the registry (who and where) and the store (what was measured).""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 from pms_api.bound_reads import BoundReads
@@ -12,6 +13,10 @@ from pms_api.series import SeriesFigures
 from pms_common import timeutil
 from pms_registry.registry import Gateway, Plant, Registry
 from pms_store import TimeSeriesStore
+
+# How long one list answer may spend computing ratios not kept yet (pms_api.expected.day_ratio): a
+# list of a thousand plants answers at once, and each 20-s refresh fills in more of them.
+LIST_RATIO_BUDGET_S = 1.0
 
 
 class PlantFigures:
@@ -32,6 +37,7 @@ class PlantFigures:
         latest = self.reads.latest_power(plants)
         today = self.reads.sold_kwh_between(plants, *timeutil.today_bounds(now))
         yesterday = now.astimezone(timeutil.JST).date() - timedelta(days=1)
+        compute_until = time.monotonic() + LIST_RATIO_BUDGET_S
         summaries = []
         for plant in plants:
             sold_w: int | None = None
@@ -48,7 +54,7 @@ class PlantFigures:
                 address=plant.address, phone=plant.phone, current_sold_w=sold_w, measured_at=measured_at,
                 today_sold_kwh=round(today[plant.service_code], 3),
                 status=_status(plant, gateways, sold_w),
-                pr_sold_yesterday=self.expected.day_ratio(plant, yesterday),
+                pr_sold_yesterday=self.expected.day_ratio(plant, yesterday, compute_until=compute_until),
             ))
         return summaries
 
