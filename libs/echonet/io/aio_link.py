@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from echonet.errors import LinkError, LinkFatal, RequestError
 from echonet.frame import ESV, Frame, Property
+from echonet.io.events import first_set
 from echonet.io.translate import translate_errors
 from echonet.session import (
     BackoffCause,
@@ -176,13 +177,7 @@ class AsyncBRouteLink:
         """Send one request frame to the meter and return its answer frame."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
-        if not self.ready.is_set():
-            waiters = [asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self._stopped.wait())]
-            try:
-                await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        await first_set(self.ready, self._stopped, timeout_s=timeout_s)
         if self._stopped.is_set():
             raise RequestError("the B-route link is stopped")
         if not self.ready.is_set():

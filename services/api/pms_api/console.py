@@ -216,35 +216,32 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         assert user is not None
         return gateway_page(user, gateway_id)
 
-    @console.post("/gateways/<gateway_id>/config")
-    @login_required
-    def push_gateway_config(gateway_id: str) -> tuple[str, int] | WerkzeugResponse:
-        """The gateway page's config form: the same request model and registry steps as the API's PUT."""
+    def gateway_form(gateway_id: str, read: Callable[[Any], Any], act: Callable[..., object], done: str,
+                     anchor: str) -> tuple[str, int] | WerkzeugResponse:
+        """A gateway page form: read into the API's request model (422 on the page with the problems),
+        carried out by the step the API's endpoint takes too, then back to the page (post/redirect/get)."""
         user = current_user()
         assert user is not None
-        form = console_forms.config_form(request.form)
+        form = read(request.form)
         if isinstance(form, list):
             return gateway_page(user, gateway_id, problems=form, status=422)
         if gateway_status.detail(gateway_id, user.customer_id) is None:
             raise ProblemError(404, f"no gateway {gateway_id}")
-        push_config(registry, gateway_id, form, actor=f"user:{user.username}")
-        flash(translate("config_pushed", language()))
-        return redirect(url_for("console.gateway", gateway_id=gateway_id) + "#config")
+        act(registry, gateway_id, form, actor=f"user:{user.username}")
+        flash(translate(done, language()))
+        return redirect(url_for("console.gateway", gateway_id=gateway_id) + anchor)
+
+    @console.post("/gateways/<gateway_id>/config")
+    @login_required
+    def push_gateway_config(gateway_id: str) -> tuple[str, int] | WerkzeugResponse:
+        """The gateway page's config form: the API's PUT config."""
+        return gateway_form(gateway_id, console_forms.config_form, push_config, "config_pushed", "#config")
 
     @console.post("/gateways/<gateway_id>/commands")
     @login_required
     def run_gateway_command(gateway_id: str) -> tuple[str, int] | WerkzeugResponse:
         """The gateway page's command form: queued like the API's POST; the page follows its state."""
-        user = current_user()
-        assert user is not None
-        form = console_forms.command_form(request.form)
-        if isinstance(form, list):
-            return gateway_page(user, gateway_id, problems=form, status=422)
-        if gateway_status.detail(gateway_id, user.customer_id) is None:
-            raise ProblemError(404, f"no gateway {gateway_id}")
-        queue_command(registry, gateway_id, form, actor=f"user:{user.username}")
-        flash(translate("command_queued", language()))
-        return redirect(url_for("console.gateway", gateway_id=gateway_id) + "#commands")
+        return gateway_form(gateway_id, console_forms.command_form, queue_command, "command_queued", "#commands")
 
     @console.get("/audit")
     @login_required

@@ -26,6 +26,7 @@ from datetime import datetime
 from echonet import node_profile
 from echonet.errors import EchonetError, LanTimeout, RequestError, UdpError
 from echonet.frame import EOJ, ESV, NODE_PROFILE, SMART_METER, Frame, Property
+from echonet.io.events import first_set
 from echonet.io.lan_client import LanClient, Received
 from echonet.io.udp import UdpConfig
 from echonet.lan import same_host
@@ -100,13 +101,7 @@ class LanMeterLink:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
         props = tuple(properties)
-        if not self.ready.is_set():
-            waiters = [asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self._stopped.wait())]
-            try:
-                await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        await first_set(self.ready, self._stopped, timeout_s=timeout_s)
         if self._stopped.is_set():
             raise RequestError("the LAN link is stopped")
         if not self.ready.is_set():

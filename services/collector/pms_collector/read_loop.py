@@ -278,20 +278,7 @@ class ReadLoop:
         is cancelled: a request to a session that is going away would otherwise hold the stop up for
         its whole timeout (read_timeout_s, 30 s), and its retries after. Nothing is torn by it: an
         outbox write is one transaction, and a slot not yet stored is read again on the next start."""
-        turns = asyncio.ensure_future(self._turns(stop))
-        stopped = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait([turns, stopped], return_when=asyncio.FIRST_COMPLETED)
-            if not turns.done():
-                await asyncio.wait([turns], timeout=STOP_GRACE_S)
-        finally:
-            stopped.cancel()
-            if not turns.done():
-                turns.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await turns
-        if not turns.cancelled():
-            turns.result()
+        await _unless_stopped(stop, self._turns(stop), grace_s=STOP_GRACE_S)
 
     async def _turns(self, stop: asyncio.Event) -> None:
         backoff = Backoff(initial_s=0.5, maximum_s=30.0)
@@ -367,14 +354,18 @@ class ReadLoop:
                 await _wait_any(stop, self._wake, wait_s=wait)
 
 
-async def _unless_stopped(stop: asyncio.Event, work: Coroutine[object, object, None]) -> None:
-    """Run `work`, cancelled if `stop` is set first: a backfill day (several requests, each of which
-    may wait for a session that is going away) must not hold up a shutdown. The slot book changes
-    only once a day is read whole, so a cancelled day is simply read again next time."""
+async def _unless_stopped(stop: asyncio.Event, work: Coroutine[object, object, None], *,
+                          grace_s: float = 0.0) -> None:
+    """Run `work`, cancelled if `stop` is set first (after `grace_s` more for it to end by itself): a
+    backfill day (several requests, each of which may wait for a session that is going away) must not
+    hold up a shutdown. The slot book changes only once a day is read whole, so a cancelled day is
+    simply read again next time."""
     task = asyncio.ensure_future(work)
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and grace_s > 0:
+            await asyncio.wait([task], timeout=grace_s)
     finally:
         stopped.cancel()
         if not task.done():
