@@ -3,7 +3,6 @@ in both languages, the sales list refreshing with a new reading, and a CSV downl
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
-from werkzeug.serving import make_server
 
 from pms_api.app import create_app
 from pms_api.settings import ApiSettings
@@ -24,7 +22,8 @@ from pms_common.messages import EnergyReading, PowerReading, Weather
 from pms_registry import Registry
 from pms_store import TimeSeriesStore
 from tests.browser.chromium import start_chromium
-from tests.conftest import free_port, wait_until
+from tests.browser.serving import served
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -59,15 +58,10 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Console
     store.write_readings("gw-b0", power=[], energy=[
         EnergyReading(slot_end=start + timedelta(minutes=30 * i), forward_kwh=1.0, reverse_kwh=10.0 + i)
         for i in range(4)])
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    yield Console(f"http://127.0.0.1:{port}", registry, store, codes, downloads)
-    server.shutdown()
-    thread.join(10)
+    with served(app) as url:
+        yield Console(url, registry, store, codes, downloads)
     store.close()
     registry.close()
 

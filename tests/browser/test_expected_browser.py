@@ -3,7 +3,6 @@ generation, and the cross-plant list shows yesterday's performance ratio (on sol
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
-from werkzeug.serving import make_server
 
 from pms_api.app import create_app
 from pms_api.settings import ApiSettings
@@ -19,8 +17,9 @@ from pms_common import timeutil
 from pms_common.messages import EnergyReading
 from pms_pv import default_parameters, expected_slots
 from tests.browser.chromium import start_chromium
+from tests.browser.serving import served
 from tests.browser.test_console_browser import ADMIN_KEY, Console, _login
-from tests.conftest import free_port, wait_until
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +47,10 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Console
         register += 0.8 * slot.expected_kwh
         readings.append(EnergyReading(slot_end=slot.slot_end, forward_kwh=1.0, reverse_kwh=round(register, 4)))
     store.write_readings("gw-sunny", power=[], energy=readings)
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    yield Console(f"http://127.0.0.1:{port}", registry, store, [sunny, nowhere], downloads)
-    server.shutdown()
-    thread.join(10)
+    with served(app) as url:
+        yield Console(url, registry, store, [sunny, nowhere], downloads)
     store.close()
     registry.close()
 

@@ -20,7 +20,6 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from werkzeug.serving import make_server
 
 from pms_api.app import create_app
 from pms_api.settings import ApiSettings
@@ -34,8 +33,9 @@ from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 from pms_registry.provisioning import FactoryRow
 from tests.browser.chromium import start_chromium
+from tests.browser.serving import served
 from tests.collector.broker import OwnBroker
-from tests.conftest import free_port, wait_until
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -100,15 +100,10 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
                             daemon=True)
     side.start()
     assert ready.wait(30)
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
     try:
-        yield Fleet(f"http://127.0.0.1:{port}", registry, codes)
+        with served(app) as url:
+            yield Fleet(url, registry, codes)
     finally:
-        server.shutdown()
-        serving.join(10)
         stop.set()
         side.join(40)
         broker.stop()
