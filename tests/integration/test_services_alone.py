@@ -218,8 +218,10 @@ def test_services_run_alone_against_mosquitto(mosquitto: str, tmp_path: Path, pm
 
         closed = wait_until(recovered, 30, "the offline event recovered")
         assert closed["recovered_at"] is not None and closed["recovered_at"] >= closed["opened_at"]
-        published = [json.loads(p) for p in listener.received("pms/v1/events/gateway_recovered")]
-        assert any(e["event_id"] == event["event_id"] and e["recovered_at"] for e in published)
+        # Alerts publishes the recovery after recording it: it may reach the listener a moment later.
+        wait_until(lambda: any(e["event_id"] == event["event_id"] and e["recovered_at"] for e in (
+            json.loads(p) for p in listener.received("pms/v1/events/gateway_recovered"))), 10,
+            "the recovery published on pms/v1/events/gateway_recovered")
         assert api.alive() and ingest.alive()
     finally:
         listener.close()
