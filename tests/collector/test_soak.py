@@ -12,6 +12,7 @@ from tests.collector.soak import METER_EVENTS, run_soak
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # about two minutes: CI runs it (CI=true make test); a developer's make test leaves it out
 def test_a_faulty_week_stores_every_slot_exactly_once(tmp_path: Path) -> None:
     result = run_soak(tmp_path, days=7, speed=6000, gateway_id=f"gw-soak-{uuid.uuid4().hex[:8]}")
     assert not result.missing, f"missing slots {result.missing[:5]}...; timeline: {result.timeline}"
