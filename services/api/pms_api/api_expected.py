@@ -21,7 +21,7 @@ from pms_api.expected_models import (
 from pms_api.jsonout import json_response
 from pms_api.models import PlantPath, Problem
 from pms_api.problems import InvalidRequest
-from pms_api.series_models import default_range
+from pms_api.series_models import requested_days
 from pms_common import timeutil
 from pms_registry import Registry
 from pms_registry.registry import Plant
@@ -92,15 +92,7 @@ def add_expected_routes(api: APIBlueprint, registry: Registry, expected: Expecte
 
 def _span(query: ExpectedQuery) -> tuple[date, date]:
     kind = query.interval
-    today = timeutil.now_jst().date()
-    if query.start is not None and query.end is not None:
-        first, last = query.start, query.end
-    elif query.start is not None:
-        first, last = query.start, default_range(kind, query.start)[1]
-    elif query.end is not None:
-        first, last = default_range(kind, query.end)[0], query.end
-    else:
-        first, last = default_range(kind, today)
+    first, last = requested_days(query.start, query.end, kind, timeutil.now_jst().date())
     if (last - first).days + 1 > EXPECTED_MAX_DAYS[kind]:
         raise InvalidRequest(f"at most {EXPECTED_MAX_DAYS[kind]} days per request for interval={kind}")
     return first, last

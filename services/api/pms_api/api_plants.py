@@ -27,7 +27,7 @@ from pms_api.series_models import (
     SeriesQuery,
     WeatherOut,
     WeatherSeries,
-    default_range,
+    requested_days,
 )
 from pms_common import timeutil
 from pms_registry import Registry, RegistryError
@@ -44,14 +44,7 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
 
     def span(query: SeriesQuery, kind: str) -> tuple[date, date]:
         """The JST days asked for; a missing end follows from the start (and the other way round)."""
-        if query.start is not None and query.end is not None:
-            first, last = query.start, query.end
-        elif query.start is not None:
-            first, last = query.start, default_range(kind, query.start)[1]
-        elif query.end is not None:
-            first, last = default_range(kind, query.end)[0], query.end
-        else:
-            first, last = default_range(kind, timeutil.now_jst().date())
+        first, last = requested_days(query.start, query.end, kind, timeutil.now_jst().date())
         if (last - first).days + 1 > MAX_DAYS[kind]:
             raise InvalidRequest(f"at most {MAX_DAYS[kind]} days per request for this series")
         return first, last

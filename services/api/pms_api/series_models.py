@@ -127,3 +127,15 @@ def default_range(kind: str, today: date) -> tuple[date, date]:
         first = today.replace(day=1)
         return first, (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     return today.replace(month=1, day=1), today.replace(month=12, day=31)
+
+
+def requested_days(start: date | None, end: date | None, kind: str, today: date) -> tuple[date, date]:
+    """The JST days a series request asks for; a missing end follows from the start (and the other way
+    round), neither means the default range around today."""
+    if start is not None and end is not None:
+        return start, end
+    if start is not None:
+        return start, default_range(kind, start)[1]
+    if end is not None:
+        return default_range(kind, end)[0], end
+    return default_range(kind, today)
