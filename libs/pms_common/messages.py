@@ -276,3 +276,44 @@ class ConfigReported(Message):
     applied_at: AwareDatetime
     energy_interval_s: float | None = Field(default=None, gt=0)
     log_level: LogLevel | None = None
+
+
+# ---- software update (contract 1.4) ------------------------------------------------------------------
+UpdateState = Literal["queued", "downloading", "verifying", "installing", "restarting", "checking_health",
+                      "committed", "rolled_back", "failed", "expired", "cancelled"]
+# The states a gateway reports; the cloud adds queued (sent, not yet started), expired and cancelled.
+GATEWAY_UPDATE_STATES: tuple[UpdateState, ...] = ("downloading", "verifying", "installing", "restarting",
+                                                  "checking_health", "committed", "rolled_back", "failed")
+FINAL_UPDATE_STATES: frozenset[str] = frozenset({"committed", "rolled_back", "failed", "expired", "cancelled"})
+
+
+class UpdateJob(Message):
+    """update/job (retained): the image a gateway should install, until `not_after`.
+
+    An empty retained message withdraws it (rollout cancelled, the gateway's deadline passed). A
+    gateway that comes online after `not_after` does not start the job. `manifest` is the signed
+    manifest as uploaded (pms_common.firmware.Manifest); the gateway verifies it with its own keys.
+    """
+
+    job_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    rollout_id: str
+    version: str
+    image_url: str  # on the API, authenticated with the gateway's own login (HTTP Basic)
+    manifest: dict[str, object]
+    not_after: AwareDatetime
+    health_timeout_s: float = Field(default=300.0, gt=0, le=86400)
+    issued_at: AwareDatetime
+
+
+class UpdateReport(Message):
+    """update/state (retained): where the gateway is with a job; the last one stays for the cloud to
+    read after its own restart. `version` is what runs now, `target_version` what the job installs."""
+
+    gateway_id: GatewayId
+    job_id: str
+    state: UpdateState
+    version: str
+    target_version: str
+    reason: str | None = None
+    progress: float | None = Field(default=None, ge=0, le=1)  # of the download
+    at: AwareDatetime

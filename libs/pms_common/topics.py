@@ -57,7 +57,16 @@ def client_id_of_claim_topic(topic: str) -> str | None:
     return match.group(1) if match else None
 
 
+def update_job(gateway_id: str) -> str:
+    return gateway(gateway_id, "update/job")
+
+
+def update_state(gateway_id: str) -> str:
+    return gateway(gateway_id, "update/state")
+
+
 ALL_CLAIMS = f"{ROOT}/provision/+/claim"
+ALL_UPDATE_STATES = f"{ROOT}/gw/+/update/state"
 ALL_READINGS = f"{ROOT}/gw/+/readings"
 ALL_STATUS = f"{ROOT}/gw/+/status"
 ALL_HEARTBEATS = f"{ROOT}/gw/+/heartbeat"
