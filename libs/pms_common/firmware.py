@@ -60,7 +60,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     format: Literal[1] = 1
-    name: Literal["pms-collector"] = IMAGE_NAME
+    name: Literal["pms-collector"] = "pms-collector"
     version: VersionText
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(gt=0, le=MAX_IMAGE_BYTES)
