@@ -79,8 +79,15 @@ def _v4_expected_yield(conn: Connection) -> None:
     t.plant_pv.create(conn, checkfirst=True)
 
 
+def _v5_software_update(conn: Connection) -> None:
+    """Issue 12. Update images, gateways' login hashes (image downloads), rollouts and their gateways."""
+    for table in (t.firmware_images, t.gateway_login_secrets):
+        table.create(conn, checkfirst=True)
+
+
 # STEPS[n] upgrades a registry at version n-1 to version n.
-STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets, 3: _v3_fleet_management, 4: _v4_expected_yield}
+STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets, 3: _v3_fleet_management, 4: _v4_expected_yield,
+                          5: _v5_software_update}
 
 
 def current_version(conn: Connection) -> int:

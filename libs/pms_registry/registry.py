@@ -3,7 +3,8 @@
 `Registry` gathers its parts: plants, customers and gateway heartbeats here; binding intervals and
 fleet counts in `bindings`; presence history in `presence`; keys and users in `accounts`; events and
 notices in `eventlog`; config push, commands and the audit log in `gateway_control`; the factory
-list, claims and broker logins in `provisioning`; engine, transactions and upgrades in `core`.
+list, claims and broker logins in `provisioning`; update images and gateways' login hashes in
+`firmware`; engine, transactions and upgrades in `core`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pms_registry.bindings import Bindings, open_gateway_ids
 from pms_registry.core import engine_for
 from pms_registry.errors import RegistryError
 from pms_registry.eventlog import EventLog
+from pms_registry.firmware import Firmware, FirmwareImage
 from pms_registry.gateway_control import GatewayControl
 from pms_registry.presence import Presence, record_status
 from pms_registry.provisioning import Provisioning
@@ -37,15 +39,15 @@ from pms_registry.records import (
     User,
 )
 
-__all__ = ["Binding", "Customer", "EventRecord", "Gateway", "Notice", "Plant", "PlantPv", "PresenceChange",
-           "Principal", "Registry", "RegistryError", "User", "engine_for", "hash_api_key"]
+__all__ = ["Binding", "Customer", "EventRecord", "FirmwareImage", "Gateway", "Notice", "Plant", "PlantPv",
+           "PresenceChange", "Principal", "Registry", "RegistryError", "User", "engine_for", "hash_api_key"]
 
 # Plant fields an operator may change after registration (the service code never changes).
 PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitude", "capacity_kw",
                 "tariff_yen_per_kwh", "billing_start_date")
 
 
-class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provisioning, PvSettings):
+class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provisioning, PvSettings, Firmware):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:

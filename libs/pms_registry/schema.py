@@ -327,4 +327,30 @@ plant_pv = Table(
     Column("calibration_days", Integer),
 )
 
-SCHEMA_VERSION = 4
+# ---- software update (issue 12) ----------------------------------------------------------------------
+# Signed collector images, stored as files by digest (the API's firmware directory); the registry keeps
+# what their manifests say.
+firmware_images = Table(
+    "firmware_images",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("min_version", String(64)),
+    Column("key_id", String(16), nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("uploaded_at", AwareDateTime(timezone=True), nullable=False),
+    Column("uploaded_by", String(200)),
+)
+
+# A hash of each gateway's broker password (scrypt, salted), so the API can check the gateway's own
+# login when it downloads an image: the broker keeps the password, the cloud only this.
+gateway_login_secrets = Table(
+    "gateway_login_secrets",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("password_hash", String(300), nullable=False),
+    Column("set_at", AwareDateTime(timezone=True), nullable=False),
+)
+
+SCHEMA_VERSION = 5

@@ -139,6 +139,27 @@ def test_a_v3_registry_gains_the_pv_table(tmp_path: Path) -> None:
         t.plant_pv.drop(conn)
         conn.execute(update(t.schema_version).values(version=3))
     assert upgrade(registry.engine) == 3
-    assert registry.schema_version() == 4
+    assert registry.schema_version() == t.SCHEMA_VERSION
     assert registry.set_plant_pv(code, dc_kw=12.0).dc_kw == 12.0
+    registry.close()
+
+
+def test_a_v4_registry_gains_the_software_update_tables(tmp_path: Path) -> None:
+    registry = Registry(f"sqlite:///{tmp_path}/v4.db")
+    registry.migrate()
+    with registry.engine.begin() as conn:
+        t.firmware_images.drop(conn)
+        t.gateway_login_secrets.drop(conn)
+        conn.execute(update(t.schema_version).values(version=4))
+    assert upgrade(registry.engine) == 4
+    assert registry.schema_version() == t.SCHEMA_VERSION
+    registry.set_gateway_password("gw-1", "s3cret-password", T0)
+    assert registry.gateway_password_matches("gw-1", "s3cret-password")
+    assert not registry.gateway_password_matches("gw-1", "s3cret-passwore")
+    assert not registry.gateway_password_matches("gw-2", "s3cret-password")
+    manifest = {"version": "1.0.0", "sha256": "ab" * 32, "size": 10, "key_id": "0" * 16, "signature": "x"}
+    assert registry.add_firmware_image(manifest, T0, "admin") is True
+    assert registry.add_firmware_image(manifest, T0, "admin") is False
+    image = registry.firmware_image("ab" * 32)
+    assert image is not None and (image.version, image.size, image.uploaded_by) == ("1.0.0", 10, "admin")
     registry.close()
