@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--heartbeat-interval", type=float, default=30.0)
     sim.add_argument("--module", help="bp35a1|bp35c0: run a virtual module on a pseudo-terminal instead")
 
+    from pms.firmware_tools import add_parser as add_firmware_parser
+
+    add_firmware_parser(commands)
+
     echonet = commands.add_parser("echonet", help="ECHONET Lite tools")
     echonet.add_argument("tool", choices=["decode"])
     return parser
@@ -131,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             return up_main(options, os.environ.get("PMS_LOG_LEVEL", "INFO"))
         if args.command == "sim":
             return _run_sim(args)
+        if args.command == "firmware":
+            from pms.firmware_tools import run as firmware_run
+
+            return firmware_run(args)
         return _run_service(args.command)
     except ValidationError as exc:
         return _settings_error(exc)

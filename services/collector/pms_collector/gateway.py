@@ -21,8 +21,10 @@ from pms_collector.outbox import Outbox
 from pms_collector.read_loop import ReadLoop
 from pms_collector.remote_control import RemoteControl
 from pms_collector.settings import CollectorSettings
+from pms_collector.update_agent import HealthFacts, Slots, UpdateAgent
+from pms_collector.update_slots import VenvSlots
 from pms_collector.uplink import Uplink
-from pms_common import timeutil
+from pms_common import firmware, timeutil
 from pms_common.health import Health
 from pms_common.messages import BackfillStatus, Heartbeat
 from pms_common.mqtt import BrokerAddress
@@ -83,26 +85,42 @@ class Gateway:
     read_loop: ReadLoop
     control: RemoteControl
     uplink: Uplink
+    updates: UpdateAgent
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop`, or until the update agent asks for a restart (into a new slot, or back)."""
+        ending = asyncio.Event()
+
+        async def relay() -> None:
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.updates.restart_requested.wait())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            ending.set()
+
+        relaying = asyncio.create_task(relay())
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.link.run(stop))
-                group.create_task(self.read_loop.run(stop))
-                group.create_task(self.uplink.run(stop))
+                group.create_task(self.link.run(ending))
+                group.create_task(self.read_loop.run(ending))
+                group.create_task(self.uplink.run(ending))
+                group.create_task(self.updates.run(ending))
         finally:
+            relaying.cancel()
             self.outbox.close()
 
 
 def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: Health, *,
                   monotonic: Callable[[], float] = time.monotonic,
-                  on_login_refused: Callable[[], None] | None = None) -> Gateway:
+                  on_login_refused: Callable[[], None] | None = None, slots: Slots | None = None) -> Gateway:
     """Open the outbox (sqlite3.Error or OSError when it cannot be) and wire the parts to the link."""
     gateway_id = settings.gateway_id
     started = monotonic()
     broker = BrokerAddress.parse(settings.mqtt_url)  # a bad URL fails before anything is opened
     outbox = Outbox(settings.resolved_outbox_path(), max_batches=settings.outbox_max_batches)
-    slots = SlotBook.load(outbox.meta(LATEST), outbox.meta(CONTIGUOUS), ledger=outbox,
+    slot_book = SlotBook.load(outbox.meta(LATEST), outbox.meta(CONTIGUOUS), ledger=outbox,
                           history_days=settings.backfill_days, history_floor=outbox.meta(HISTORY_FLOOR),
                           history_target=outbox.meta(HISTORY_TARGET))
     config = LiveConfig(outbox, power_interval_s=settings.power_interval_s,
@@ -113,22 +131,36 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
     meter_clock.rate = link.clock_rate
     batch_stored = asyncio.Event()
     heartbeat_due = asyncio.Event()
-    read_loop = ReadLoop(link, reader, meter_clock=meter_clock, slots=slots, outbox=outbox, config=config,
+    read_loop = ReadLoop(link, reader, meter_clock=meter_clock, slots=slot_book, outbox=outbox, config=config,
                          health=health, gateway_id=gateway_id,
                          slot_fallback_s=settings.slot_fallback_s, on_stored=batch_stored.set, monotonic=monotonic,
                          wall=gateway_clock(link, settings), meter_check_s=settings.meter_check_interval_s,
                          skew=SkewWatch(settings.meter_clock_skew_threshold_s),
                          backfill_retry_s=settings.backfill_retry_s, on_meter_news=heartbeat_due.set)
     link.on_notification = read_loop.on_push
-    control = RemoteControl(link, reader, slots, config, meter_clock, wake_reader=read_loop.wake_up,
+    control = RemoteControl(link, reader, slot_book, config, meter_clock, wake_reader=read_loop.wake_up,
                             gateway_id=gateway_id)
     heartbeat = GatewayHeartbeat(gateway_id=gateway_id, firmware=settings.firmware, link=link, read_loop=read_loop,
-                                 outbox=outbox, slots=slots, config=config, started=started,
+                                 outbox=outbox, slots=slot_book, config=config, started=started,
                                  monotonic=monotonic)
+    uplink_ref: list[Uplink] = []  # the agent's health check reads the uplink built below
+
+    def health_facts() -> HealthFacts:
+        acked = bool(uplink_ref) and uplink_ref[0].batches_acked > 0
+        return HealthFacts(broker_connected=health.snapshot().get(f"mqtt:{gateway_id}", False),
+                           meter_joined=link.joins > 0, batch_acked=acked)
+
+    if slots is None and settings.update_root is not None:
+        slots = VenvSlots(settings.update_root)
+    login = (broker.username, broker.password or "") if broker.username else None
+    updates = UpdateAgent(slots, gateway_id=gateway_id, trusted_keys=firmware.trusted_keys(settings.firmware_keys),
+                          health=health_facts, login=login, progress_interval_s=settings.update_progress_interval_s,
+                          running_version=firmware.version_of_firmware(settings.firmware))
     uplink = Uplink(outbox, heartbeat=heartbeat, commands=control.execute, config=control, batch_stored=batch_stored,
                     health=health, gateway_id=gateway_id, broker=broker,
                     client_id=settings.mqtt_client_id or f"pms-gw-{gateway_id}", max_in_flight=settings.max_in_flight,
                     resend_timeout_s=settings.resend_timeout_s, heartbeat_due=heartbeat_due,
-                    on_login_refused=on_login_refused)
-    return Gateway(link=link, outbox=outbox, slots=slots, config=config, read_loop=read_loop, control=control,
-                   uplink=uplink)
+                    on_login_refused=on_login_refused, updates=updates)
+    uplink_ref.append(uplink)
+    return Gateway(link=link, outbox=outbox, slots=slot_book, config=config, read_loop=read_loop, control=control,
+                   uplink=uplink, updates=updates)

@@ -39,3 +39,7 @@ HISTORY_CONFLICTS = Counter("pms_collector_history_conflicts_total",
                             "Slots whose E2/E4 history disagreed with the registers read live (the live value stands)")
 BACKFILL_PENDING_DAYS = Gauge("pms_collector_backfill_pending_days", "Meter days the backfill still has to read",
                               ["gateway_id"])
+UPDATE_STATES = Counter("pms_collector_update_states_total", "Software update states reported", ["state"])
+UPDATE_REFUSALS = Counter("pms_collector_update_refusals_total",
+                          "Update jobs not carried through, by reason (bad_signature, digest_mismatch, unhealthy, ...)",
+                          ["code"])

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, SecretStr, model_validator
 
+from pms_collector.version import firmware_text
 from pms_common.settings import ServiceSettings
 from pms_common.topics import GATEWAY_ID_PATTERN
 
@@ -46,7 +47,17 @@ class CollectorSettings(ServiceSettings):
         default=30.0, gt=0,
         description="wait after a failed backfill day (doubling on each failure up to 20 times this);"
                     " power and registers are read on meanwhile")
-    firmware: str = "pms-collector/0.1.0"
+    firmware: str = Field(default_factory=firmware_text,
+                          description="what the heartbeat calls this software (default: pms-collector/<version>)")
+    # ---- remote software update (docs/software-update.md, "On the gateway")
+    update_root: Path | None = Field(
+        default=None, description="the launcher's update root (slots, state.json, downloads); unset: this gateway "
+                                  "takes no updates (a job is reported failed)")
+    firmware_keys: list[str] = Field(
+        default_factory=list, description="trusted image-signing keys ('ed25519:<base64>' or PEM); two during a "
+                                          "key rotation")
+    update_progress_interval_s: float = Field(default=5.0, gt=0, description="report a download's progress at "
+                                                                             "most this often")
     # ---- zero-config provisioning (docs/provisioning.md): set serial + secret, and a provisioning login
     # in mqtt_url; the claimed identity then replaces gateway_id and mqtt_url's login.
     gateway_serial: str | None = Field(default=None, description="the serial on the gateway's label; with "

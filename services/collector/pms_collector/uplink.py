@@ -33,6 +33,8 @@ from pms_common.messages import (
     ConfigReported,
     GatewayStatus,
     Heartbeat,
+    UpdateJob,
+    UpdateReport,
 )
 from pms_common.mqtt import Backoff, BrokerAddress, is_login_refused, run_connected
 
@@ -52,6 +54,16 @@ class ConfigHandler(Protocol):
 
     def reported_config(self) -> ConfigReported:
         """The configuration in effect."""
+
+
+class UpdateChannel(Protocol):
+    """The update agent as the uplink sees it: jobs in, reports (retained, in order) out."""
+
+    report_added: asyncio.Event
+
+    def on_job(self, job: UpdateJob | None) -> None: ...
+    def pending_reports(self) -> list[UpdateReport]: ...
+    def sent(self, report: UpdateReport) -> None: ...
 
 
 class IncomingMessage(Protocol):
@@ -84,8 +96,10 @@ class Uplink:
                  config: ConfigHandler, batch_stored: asyncio.Event, health: Health, gateway_id: str,
                  broker: BrokerAddress, client_id: str, max_in_flight: int, resend_timeout_s: float,
                  connect: Connect | None = None, heartbeat_due: asyncio.Event | None = None,
-                 on_login_refused: Callable[[], None] | None = None) -> None:
+                 on_login_refused: Callable[[], None] | None = None, updates: UpdateChannel | None = None) -> None:
         self.outbox = outbox
+        self.updates = updates
+        self.batches_acked = 0  # since the start: a trial boot's health needs one
         self.heartbeat = heartbeat
         # Set when what the heartbeat says has changed (of the meter: its scale, its clock, its history):
         # the next heartbeat goes at once, so an episode shorter than the interval is reported too.
@@ -158,7 +172,8 @@ class Uplink:
         self._in_flight.clear()  # nothing sent on the old connection is known to have arrived
         self.health.set(f"mqtt:{self.gateway_id}", True)
         metrics.CONNECTED.labels(self.gateway_id).set(1)
-        for leaf in ("ack", "config/desired", "cmd/req"):
+        leaves = ("ack", "config/desired", "cmd/req") + (("update/job",) if self.updates is not None else ())
+        for leaf in leaves:
             await client.subscribe(topics.gateway(self.gateway_id, leaf), qos=1)
         await client.publish(topics.status(self.gateway_id), self._status("online", None), qos=1, retain=True)
         await self._report_config(client, self.config.reported_config())
@@ -168,6 +183,8 @@ class Uplink:
                 group.create_task(self._consume(client, group))
                 group.create_task(self._pump(client, stop))
                 group.create_task(self._heartbeat(client, stop))
+                if self.updates is not None:
+                    group.create_task(self._update_reports(client, self.updates))
                 await stop.wait()
                 raise _Stopping
         except* _Stopping:
@@ -191,6 +208,9 @@ class Uplink:
                     reported = self.config.apply_config(READER.parse(ConfigDesired, payload))
                     if reported is not None:
                         await self._report_config(client, reported)
+                elif leaf == (self.gateway_id, "update/job") and self.updates is not None:
+                    # An empty retained payload withdraws the job.
+                    self.updates.on_job(READER.parse(UpdateJob, payload) if payload else None)
                 elif leaf == (self.gateway_id, "cmd/req"):
                     request = READER.parse(CommandRequest, payload)
                     # Commands may take a while (a backfill): the acks must keep flowing meanwhile.
@@ -198,6 +218,15 @@ class Uplink:
             except ValidationError as exc:
                 log.warning("%s: ignoring a bad message on %s: %s", self.gateway_id, message.topic,
                             exc.errors()[0]["msg"])
+
+    async def _update_reports(self, client: MqttClient, updates: UpdateChannel) -> None:
+        """Publish the update agent's reports in order, retained; one not sent goes on the next connection."""
+        while True:
+            updates.report_added.clear()
+            for report in updates.pending_reports():
+                await client.publish(topics.update_state(self.gateway_id), report.to_json(), qos=1, retain=True)
+                updates.sent(report)
+            await updates.report_added.wait()
 
     async def _answer(self, client: MqttClient, request: CommandRequest) -> None:
         result = await self.commands(request)
@@ -208,6 +237,7 @@ class Uplink:
             return
         deleted = self.outbox.ack(ack.acked_seq, ack.stored_ranges)
         metrics.BATCHES_ACKED.inc(deleted)
+        self.batches_acked += deleted
         if deleted:
             self._resend_after_s = self.resend_timeout_s  # acks are flowing again
         for seq in [s for s in self._in_flight if s <= ack.acked_seq

@@ -1,0 +1,71 @@
+"""Software slots for simulated gateways (`pms up`, the fleet tests): the same update agent, no venvs.
+
+Installing remembers the version; the restart the agent then asks for is the in-process gateway
+being built again (its runner does that when `restart_requested` is set), reporting the new version.
+`failing_versions` makes a version fail its health check, so a rollback can be shown too. The state
+is kept in memory, shared by the gateway's successive incarnations through one SimulatedSlots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from pms_collector import update_state as us
+from pms_collector.update_agent import HealthFacts
+from pms_collector.update_state import Outcome, SlotState, Trial
+from pms_common import timeutil
+
+
+class SimulatedSlots:
+    def __init__(self, version: str, download_dir: Path, *, failing_versions: Iterable[str] = ()) -> None:
+        self.state: SlotState = us.factory_state(version)
+        self._download_dir = download_dir
+        self.failing_versions = frozenset(failing_versions)
+        self._running = version
+        self.boot()
+
+    @property
+    def download_dir(self) -> Path:
+        return self._download_dir
+
+    def boot(self, now: datetime | None = None) -> str:
+        """The launcher's decision, in process: call before each incarnation; the version it runs."""
+        decision = us.decide_boot(self.state, now or timeutil.now_jst())
+        self.state = decision.state
+        self._running = decision.version
+        return decision.version
+
+    def running_version(self) -> str:
+        return self._running
+
+    def trial(self) -> Trial | None:
+        return self.state.trial
+
+    def last_outcome(self) -> Outcome | None:
+        return self.state.last_outcome
+
+    def record(self, outcome: Outcome) -> None:
+        self.state = us.record_outcome(self.state, outcome)
+
+    def install(self, image: Path, *, version: str, job_id: str, health_timeout_s: float) -> None:
+        self.state = us.start_trial(us.begin_install(self.state, job_id, version), version=version,
+                                    now=timeutil.now_jst(), health_timeout_s=health_timeout_s)
+
+    def cancel_trial(self, outcome: Outcome) -> None:
+        self.state = self.state.model_copy(update={"trial": None, "last_outcome": outcome})
+
+    def commit(self, now: datetime) -> Outcome | None:
+        self.state = us.commit_trial(self.state, now)
+        return self.state.last_outcome
+
+    def give_up(self, reason: str, now: datetime) -> None:
+        self.state = us.rollback(self.state, reason, now)
+
+    def health(self, facts: HealthFacts) -> HealthFacts:
+        """The facts as a simulated version of `failing_versions` would have them: never an acked batch."""
+        if self._running in self.failing_versions:
+            return HealthFacts(broker_connected=facts.broker_connected, meter_joined=facts.meter_joined,
+                               batch_acked=False)
+        return facts
