@@ -133,8 +133,12 @@ def install_slot(root: SlotRoot, slot: SlotName, wheel: Path, expected_version: 
     # A .pth is processed after the slot's own site-packages is on sys.path, so the launcher's
     # directories come after it: the slot's pms_collector wins over any the launcher has.
     Path(site, SHARED_PTH).write_text("".join(f"{p}\n" for p in launcher_site_packages()))
-    _run([launcher_python(), "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
-          "--no-cache-dir", "--disable-pip-version-check", "--quiet", str(wheel)], "installing the image")
+    with tempfile.TemporaryDirectory(dir=root.root) as temp:
+        # pip takes a wheel by its file name (name-version-tags.whl); a download is named by its digest.
+        named = Path(temp) / f"pms_collector-{expected_version}-py3-none-any.whl"
+        shutil.copyfile(wheel, named)
+        _run([launcher_python(), "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+              "--no-cache-dir", "--disable-pip-version-check", "--quiet", str(named)], "installing the image")
     probe = ("import importlib.metadata, pms_collector, pms_collector.version as v; "
              "print(v.running_version())")
     reported = _run([str(python), "-c", probe], "checking the new slot starts").strip()
