@@ -393,7 +393,7 @@ def test_bad_images_are_refused_before_install(gateway: Gateway, images: Images,
         before = len(gateway.cloud.states(gateway.gateway_id))
         url = gateway.cloud.images.serve(image, f"{name}-{image.name}")
         job_id = gateway.cloud.publish_job(gateway.gateway_id, image, manifest, "0.2.0", url=url)
-        report = dict(wait_until(lambda job_id=job_id: next(
+        report = dict(wait_until(lambda job_id=job_id, before=before: next(
             (r for r in gateway.cloud.states(gateway.gateway_id)[before:] if r["job_id"] == job_id
              and r["state"] == "failed"), None), 60, f"{name}: failed"))
         assert says in report["reason"], (name, report["reason"])

@@ -18,8 +18,8 @@ from echonet.errors import LinkError, LinkFatal, UdpError
 from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import build_link
 from pms_collector.provisioned_run import run_provisioned
-from pms_collector.update_agent import EXIT_RESTART
 from pms_collector.settings import CollectorSettings
+from pms_collector.update_agent import EXIT_RESTART
 from pms_common.health import Health
 from pms_common.service import run_service
 

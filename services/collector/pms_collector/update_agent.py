@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import time
 import urllib.error
@@ -137,6 +138,8 @@ class UpdateAgent:
         self._job_changed = asyncio.Event()
         self._unsent: list[UpdateReport] = []
         self.report_added = asyncio.Event()
+        self._drained = asyncio.Event()  # set while every report has reached the broker
+        self._drained.set()
         self.restart_requested = asyncio.Event()
         self.health_check_s = 1.0
         self._finished: set[str] = set()  # jobs failed without slots to record them in (no update_root)
@@ -153,8 +156,10 @@ class UpdateAgent:
     def sent(self, report: UpdateReport) -> None:
         with contextlib.suppress(ValueError):
             self._unsent.remove(report)
+        if not self._unsent:
+            self._drained.set()
 
-    def _report(self, job_id: str, state: UpdateState, target: str, reason: str | None = None,
+    def _report(self, job_id: str, state: UpdateState, target: str, reason: str | None = None, *,
                 progress: float | None = None, version: str | None = None) -> None:
         report = UpdateReport(gateway_id=self.gateway_id, job_id=job_id, state=state, version=version or self.version,
                               target_version=target, reason=reason, progress=progress, at=self.clock())
@@ -165,6 +170,7 @@ class UpdateAgent:
         else:
             log.info("%s: update %s %s (%s -> %s)", self.gateway_id, job_id, state, self.version, target)
         self._unsent.append(report)
+        self._drained.clear()
         self.report_added.set()
 
     def _fail(self, job: UpdateJob, reason: str, code: str) -> None:
@@ -284,8 +290,8 @@ class UpdateAgent:
             nonlocal last
             if self.monotonic() - last >= self.progress_interval_s:
                 last = self.monotonic()
-                loop.call_soon_threadsafe(self._report, job.job_id, "downloading", job.version, None,
-                                          min(1.0, have / manifest.size))
+                loop.call_soon_threadsafe(functools.partial(self._report, job.job_id, "downloading", job.version,
+                                                            progress=min(1.0, have / manifest.size)))
             if self._withdrawn(job) or stop.is_set():
                 raise DownloadError(WITHDRAWN)
 
@@ -302,9 +308,8 @@ class UpdateAgent:
 
     async def _restart(self, stop: asyncio.Event) -> None:
         """Let the restarting report reach the broker (a few seconds at most), then end the collector."""
-        deadline = self.monotonic() + 10.0
-        while self._unsent and self.monotonic() < deadline and not stop.is_set():
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), 10.0)
         self.restart_requested.set()
 
     async def _check_health(self, trial: Trial, stop: asyncio.Event) -> None:

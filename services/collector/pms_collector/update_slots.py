@@ -20,9 +20,8 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from pathlib import Path
-
 from datetime import datetime
+from pathlib import Path
 
 from pydantic import ValidationError
 
