@@ -142,6 +142,9 @@ class UpdateAgent:
         self._drained.set()
         self.restart_requested = asyncio.Event()
         self.health_check_s = 1.0
+        # How long a restart waits for the reports to reach the broker (offline: it restarts anyway,
+        # and the next start reports the outcome).
+        self.restart_drain_s = 10.0
         self._finished: set[str] = set()  # jobs failed without slots to record them in (no update_root)
 
     # ---- from and to the uplink -------------------------------------------------------------------
@@ -309,7 +312,7 @@ class UpdateAgent:
     async def _restart(self, stop: asyncio.Event) -> None:
         """Let the restarting report reach the broker (a few seconds at most), then end the collector."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), 10.0)
+            await asyncio.wait_for(self._drained.wait(), self.restart_drain_s)
         self.restart_requested.set()
 
     async def _check_health(self, trial: Trial, stop: asyncio.Event) -> None:
