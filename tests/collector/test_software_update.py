@@ -336,6 +336,11 @@ def test_a_gateway_updates_restarts_into_the_new_slot_and_commits(gateway: Gatew
     state = gateway.root.load()
     assert (state.committed_slot, state.committed_version, state.trial) == ("b", "0.2.0", None)
     assert gateway.cloud.images.requests[-1][0] == gateway.gateway_id  # its own login
+    # The slot's own packages come first: its pms_collector, not the launcher environment's.
+    where = subprocess.run([str(gateway.root.slot_python("b")), "-c", "import pms_collector, pms_common, aiomqtt;"
+                            "print(pms_collector.__file__, pms_common.__file__, aiomqtt.__file__)"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert [Path(p).is_relative_to(gateway.root.slot_dir("b")) for p in where] == [True, True, False]
     assert gateway.assert_every_slot_stored_once(since) >= 3
 
 
