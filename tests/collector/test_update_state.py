@@ -103,3 +103,16 @@ def test_write_atomically_replaces_the_whole_file(tmp_path: Path) -> None:
     write_atomically(target, b"a" * 1000)
     write_atomically(target, b"b")
     assert target.read_bytes() == b"b"
+
+
+def test_only_a_collector_run_by_the_launcher_installs_or_takes_the_trial(tmp_path: Path, noon: datetime) -> None:
+    from pms_collector.update_slots import InstallError, VenvSlots
+
+    alone = VenvSlots(tmp_path, version="0.1.0", slot=None)
+    with pytest.raises(InstallError, match="not run by the update launcher"):
+        alone.install(tmp_path / "x.whl", version="0.2.0", job_id="r1.gw-1", health_timeout_s=60)
+    assert not (tmp_path / "state.json").exists()  # nothing written, nothing to clean at the next boot
+    SlotRoot(tmp_path).save(_trial_state(noon))
+    assert VenvSlots(tmp_path, version="0.1.0", slot="a").trial() is None  # the committed slot: not its trial
+    trial = VenvSlots(tmp_path, version="0.2.0", slot="b").trial()
+    assert trial is not None and trial.version == "0.2.0"

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from pms_collector.update_agent import EXIT_RESTART
-from pms_collector.update_slots import InstallError, SlotRoot, install_slot, launcher_env, slot_version
+from pms_collector.update_slots import SLOT_ENV, InstallError, SlotRoot, install_slot, launcher_env, slot_version
 from pms_collector.update_state import BootDecision, decide_boot, factory_state
 from pms_common import timeutil
 
@@ -84,7 +84,7 @@ class Launcher:
         signal.signal(signal.SIGINT, self._forward)
         while not self.stopping:
             decision = self.decide()
-            env = dict(os.environ, PMS_UPDATE_ROOT=str(self.root.root), PMS_UPDATE_SLOT=decision.slot,
+            env = dict(os.environ, PMS_UPDATE_ROOT=str(self.root.root), **{SLOT_ENV: decision.slot},
                        **launcher_env())
             python = self.root.slot_python(decision.slot)
             log.info("boot: starting slot %s (%s%s)", decision.slot, decision.version,

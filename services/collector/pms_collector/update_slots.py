@@ -99,6 +99,7 @@ class SlotRoot:
 # The launcher passes these to the slot it runs, so that an install made from inside a slot still
 # names the launcher's environment (the one with pip and the dependencies), not the slot's own.
 LAUNCHER_PYTHON_ENV = "PMS_UPDATE_LAUNCHER_PYTHON"
+SLOT_ENV = "PMS_UPDATE_SLOT"  # the slot the launcher runs; unset: not run by the launcher
 SHARED_SITE_ENV = "PMS_UPDATE_SHARED_SITE"
 
 
@@ -168,11 +169,15 @@ def describe(state: SlotState) -> str:
 
 
 class VenvSlots:
-    """The update agent's slots on a real gateway: venvs under the update root (update_agent.Slots)."""
+    """The update agent's slots on a real gateway: venvs under the update root (update_agent.Slots).
 
-    def __init__(self, root: Path, *, version: str | None = None) -> None:
+    Only a collector the launcher runs (it names the slot in PMS_UPDATE_SLOT) installs or judges a
+    trial: one started otherwise would restart into itself and take its old code for the new."""
+
+    def __init__(self, root: Path, *, version: str | None = None, slot: str | None = None) -> None:
         self.slots = SlotRoot(root)
         self.version = version or running_version()
+        self.slot = slot if slot is not None else os.environ.get(SLOT_ENV)
 
     @property
     def download_dir(self) -> Path:
@@ -180,15 +185,15 @@ class VenvSlots:
 
     def _state(self) -> SlotState:
         if not self.slots.exists():
-            # A collector run straight (not under the launcher) with an update root: it is slot a.
-            self.slots.save(us.factory_state(self.version))
+            return us.factory_state(self.version)  # nothing installed yet: written at the first change
         return self.slots.load()
 
     def running_version(self) -> str:
         return self.version
 
     def trial(self) -> Trial | None:
-        return self._state().trial
+        trial = self._state().trial
+        return trial if trial is not None and trial.slot == self.slot else None
 
     def last_outcome(self) -> Outcome | None:
         return self._state().last_outcome
@@ -197,6 +202,9 @@ class VenvSlots:
         self.slots.save(us.record_outcome(self._state(), outcome))
 
     def install(self, image: Path, *, version: str, job_id: str, health_timeout_s: float) -> None:
+        if self.slot is None:
+            raise InstallError("this collector is not run by the update launcher (pms-collector-boot), which "
+                               "alone can restart it into a new slot")
         state = us.begin_install(self._state(), job_id, version)
         self.slots.save(state)  # the marker first: a power cut from here on is found at the next boot
         assert state.installing is not None
