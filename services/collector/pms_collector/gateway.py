@@ -114,7 +114,8 @@ class Gateway:
 
 def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: Health, *,
                   monotonic: Callable[[], float] = time.monotonic,
-                  on_login_refused: Callable[[], None] | None = None, slots: Slots | None = None) -> Gateway:
+                  on_login_refused: Callable[[], None] | None = None, slots: Slots | None = None,
+                  health_filter: Callable[[HealthFacts], HealthFacts] | None = None) -> Gateway:
     """Open the outbox (sqlite3.Error or OSError when it cannot be) and wire the parts to the link."""
     gateway_id = settings.gateway_id
     started = monotonic()
@@ -147,8 +148,10 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
 
     def health_facts() -> HealthFacts:
         acked = bool(uplink_ref) and uplink_ref[0].batches_acked > 0
-        return HealthFacts(broker_connected=health.snapshot().get(f"mqtt:{gateway_id}", False),
-                           meter_joined=link.joins > 0, batch_acked=acked)
+        facts = HealthFacts(broker_connected=health.snapshot().get(f"mqtt:{gateway_id}", False),
+                            meter_joined=link.joins > 0, batch_acked=acked)
+        # A simulated gateway may be told to fail its health check (update_sim.SimulatedSlots.health).
+        return health_filter(facts) if health_filter is not None else facts
 
     if slots is None and settings.update_root is not None:
         slots = VenvSlots(settings.update_root)

@@ -8,11 +8,14 @@ is kept in memory, shared by the gateway's successive incarnations through one S
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
 from pms_collector import update_state as us
+from pms_collector.gateway import Gateway
+from pms_collector.settings import CollectorSettings
 from pms_collector.update_agent import HealthFacts
 from pms_collector.update_state import Outcome, SlotState, Trial
 from pms_common import timeutil
@@ -69,3 +72,20 @@ class SimulatedSlots:
             return HealthFacts(broker_connected=facts.broker_connected, meter_joined=facts.meter_joined,
                                batch_acked=False)
         return facts
+
+
+# Builds one incarnation of a simulated gateway from its settings (firmware naming the version to
+# run), with these slots and the health filter of `SimulatedSlots.health`.
+BuildSimulated = Callable[[CollectorSettings, "SimulatedSlots"], Gateway]
+
+
+async def run_with_simulated_updates(settings: CollectorSettings, slots: SimulatedSlots, stop: asyncio.Event,
+                                     build: BuildSimulated) -> None:
+    """Run an in-process gateway as the launcher runs a real one: each time its update agent asks for
+    a restart, decide the slot again and build the gateway anew, reporting the version it now runs."""
+    while not stop.is_set():
+        version = slots.boot()
+        gateway = build(settings.model_copy(update={"firmware": f"pms-collector/{version}"}), slots)
+        await gateway.run(stop)
+        if not gateway.updates.restart_requested.is_set():
+            return
