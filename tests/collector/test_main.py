@@ -35,6 +35,7 @@ def _collector(pms_processes: Any, tmp_path: Path, **settings: str) -> tuple[int
      "meter_address must be an IPv4 or IPv6 literal, not 'meter.local' (PMS_METER_ADDRESS)"),
     ({"link": "lan", "meter_address": "fe80::1"}, "an IPv6 meter needs lan_interface"),
     ({"link": "lan", "meter_address": "192.0.2.7", "lan_bind": "::1"}, "are of different IP versions"),
+    ({"firmware_keys": '["ed25519:bm9wZQ=="]'}, "firmware key 1 is not an Ed25519 public key"),
 ])
 def test_bad_settings_exit_2(pms_processes: Any, tmp_path: Path, settings: dict[str, str], says: str) -> None:
     code, log = _collector(pms_processes, tmp_path, device=str(tmp_path / "tty"), **settings)

@@ -4,9 +4,10 @@ import ipaddress
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, SecretStr, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
 
 from pms_collector.version import firmware_text
+from pms_common import firmware
 from pms_common.settings import ServiceSettings
 from pms_common.topics import GATEWAY_ID_PATTERN
 
@@ -98,6 +99,16 @@ class CollectorSettings(ServiceSettings):
     clock_anchor_epoch: float | None = Field(
         default=None, description="development: the Unix time at which the clock reads clock_start (give "
                                   "`pms sim --anchor-epoch` the same); unset: when the collector starts")
+
+    @field_validator("firmware_keys")
+    @classmethod
+    def _keys_parse(cls, keys: list[str]) -> list[str]:
+        for number, key in enumerate(keys, 1):
+            try:
+                firmware.parse_public_key(key)
+            except ValueError as exc:
+                raise ValueError(f"firmware key {number} is not an Ed25519 public key: {exc}") from None
+        return keys
 
     @model_validator(mode="after")
     def _serial_and_secret_together(self) -> CollectorSettings:
