@@ -328,8 +328,10 @@ def _wait_state(gateway: Gateway, state: str, timeout: float) -> dict[str, Any]:
 # ---- (a) an update goes through --------------------------------------------------------------------------
 def test_a_gateway_updates_restarts_into_the_new_slot_and_commits(gateway: Gateway, images: Images) -> None:
     since = gateway.world_now()
+    started = time.monotonic()
     job_id = gateway.cloud.publish_job(gateway.gateway_id, images.good, images.manifest(images.good), "0.2.0")
     committed = _wait_state(gateway, "committed", 120)
+    print(f"(a) job to committed: {time.monotonic() - started:.1f} s")
     assert gateway.cloud.state_names(gateway.gateway_id) == [
         "downloading", "verifying", "installing", "restarting", "checking_health", "committed"]
     assert (committed["job_id"], committed["version"], committed["target_version"]) == (job_id, "0.2.0", "0.2.0")
@@ -341,7 +343,9 @@ def test_a_gateway_updates_restarts_into_the_new_slot_and_commits(gateway: Gatew
                             "print(pms_collector.__file__, pms_common.__file__, aiomqtt.__file__)"],
                            capture_output=True, text=True, check=True).stdout.split()
     assert [Path(p).is_relative_to(gateway.root.slot_dir("b")) for p in where] == [True, True, False]
-    assert gateway.assert_every_slot_stored_once(since) >= 3
+    slots = gateway.assert_every_slot_stored_once(since)
+    print(f"(a) slots across the restart, each stored once: {slots}")
+    assert slots >= 3
 
 
 # ---- (b) an unhealthy image rolls back by itself ---------------------------------------------------------
@@ -349,14 +353,16 @@ def test_an_unhealthy_image_rolls_back_to_the_committed_slot(gateway: Gateway, i
     since = gateway.world_now()
     gateway.cloud.publish_job(gateway.gateway_id, images.unhealthy, images.manifest(images.unhealthy), "0.3.0",
                               health_timeout_s=15)
+    started = time.monotonic()
     rolled = _wait_state(gateway, "rolled_back", 150)
+    print(f"(b) job to rolled_back: {time.monotonic() - started:.1f} s")
     assert gateway.cloud.state_names(gateway.gateway_id) == [
         "downloading", "verifying", "installing", "restarting", "checking_health", "rolled_back"]
     assert (rolled["version"], rolled["target_version"]) == ("0.1.0", "0.3.0")
     assert rolled["reason"] == "no health within 15 s: no readings batch acked by ingest"
     state = gateway.root.load()
     assert (state.committed_slot, state.committed_version, state.trial) == ("a", "0.1.0", None)
-    gateway.assert_every_slot_stored_once(since)
+    print(f"(b) slots across both restarts, each stored once: {gateway.assert_every_slot_stored_once(since)}")
 
 
 # ---- (c) a power cut mid-install -------------------------------------------------------------------------
@@ -373,7 +379,7 @@ def test_a_power_cut_mid_install_comes_back_on_the_committed_slot(gateway: Gatew
     state = gateway.root.load()
     assert (state.committed_slot, state.installing, state.trial) == ("a", None, None)
     assert not gateway.root.slot_dir("b").exists()
-    gateway.assert_every_slot_stored_once(since)
+    print(f"(c) slots across the power cut, each stored once: {gateway.assert_every_slot_stored_once(since)}")
 
 
 # ---- refusals before anything is installed ---------------------------------------------------------------
