@@ -220,3 +220,19 @@ def test_a_download_refuses_more_than_the_manifest_size_and_a_wrong_login(tmp_pa
         fetch_image(url, tmp_path / "y.part", 1000, ("gw-1", "secret"), lambda _n: None)
     with pytest.raises(DownloadError, match="answered 401"):
         fetch_image(url, tmp_path / "z.part", len(data), ("gw-1", "wrong"), lambda _n: None)
+
+
+def test_an_unforeseen_error_is_reported_and_the_collector_keeps_running(tmp_path: Path, signer: Any) -> None:
+    image, manifest = _image(tmp_path, signer)
+    slots = SimulatedSlots("0.1.0", tmp_path)
+
+    def full_disk(_outcome: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    slots.record = full_disk  # type: ignore[method-assign]
+    agent = _agent(slots, signer, _copying_fetch(image, []))
+    agent.on_job(_job(manifest, not_after=timeutil.now_jst() - timedelta(seconds=1)))
+    asyncio.run(_run(agent, lambda: bool(agent.pending_reports()), timeout_s=3))
+    [report] = agent.pending_reports()
+    assert report.state == "failed" and "No space left on device" in (report.reason or "")
+    assert not agent.restart_requested.is_set()

@@ -186,6 +186,22 @@ class UpdateAgent:
 
     # ---- the agent's life -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        """Serve update jobs until `stop` or a restart request. An update that breaks in a way not
+        foreseen (a disk error writing the state, say) must not take the readings down with it: it is
+        reported failed, and the agent stops taking jobs until the collector's next start."""
+        job = self._job
+        try:
+            await self._serve(stop)
+        except Exception as exc:
+            log.exception("%s: the update agent failed; it takes no more jobs until the collector restarts",
+                          self.gateway_id)
+            metrics.UPDATE_REFUSALS.labels("agent_error").inc()
+            job = self._job or job
+            if job is not None:
+                self._report(job.job_id, "failed", job.version, f"the update failed on the gateway: {exc!r}")
+            await stop.wait()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
         slots = self.slots
         if slots is not None:
             outcome = slots.last_outcome()
