@@ -413,3 +413,51 @@ def test_bad_images_are_refused_before_install(gateway: Gateway, images: Images,
         assert (state.committed_slot, state.committed_version, state.trial, state.installing) == (
             "a", "0.1.0", None, None)
         assert not gateway.root.slot_dir("b").exists()
+
+
+# ---- the image itself ------------------------------------------------------------------------------------
+IMPORT_EVERYTHING = """
+import importlib, pkgutil, sys
+SERVER = set(sys.argv[1].split(","))
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in SERVER:
+            raise ImportError(f"a server module: {name}")
+sys.meta_path.insert(0, Block())
+for package in ("pms_collector", "pms_common", "echonet"):
+    module = importlib.import_module(package)
+    for info in pkgutil.walk_packages(module.__path__, package + "."):
+        if info.name != "pms_collector.__main__":
+            importlib.import_module(info.name)
+            print(info.name)
+"""
+
+
+def test_the_image_is_the_gateway_packages_needing_only_the_gateway_dependencies(images: Images,
+                                                                                  tmp_path: Path) -> None:
+    import tomllib
+    import zipfile
+
+    from pms.cli import SERVER_MODULES
+    from pms_collector.update_slots import install_slot
+
+    with zipfile.ZipFile(images.factory) as wheel:
+        names = wheel.namelist()
+        metadata = wheel.read("pms_collector-0.1.0.dist-info/METADATA").decode()
+        entry_points = wheel.read("pms_collector-0.1.0.dist-info/entry_points.txt").decode()
+    assert {n.split("/")[0] for n in names} == {"pms_collector", "pms_common", "echonet",
+                                                "pms_collector-0.1.0.dist-info"}
+    core = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    requires = [line.removeprefix("Requires-Dist: ") for line in metadata.splitlines()
+                if line.startswith("Requires-Dist: ")]
+    assert len(requires) == len(core) and "Name: pms-collector" in metadata
+    assert "pms-collector = pms_collector.main:main" in entry_points
+    assert "pms-collector-boot = pms_collector.boot:main" in entry_points
+    # Installed in a slot, every module of it imports with the server modules made unimportable.
+    root = SlotRoot(tmp_path)
+    install_slot(root, "a", images.factory, "0.1.0")
+    done = subprocess.run([str(root.slot_python("a")), "-c", IMPORT_EVERYTHING,
+                           ",".join(SERVER_MODULES | {"pvlib", "pandas"})], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    imported = done.stdout.split()
+    assert "pms_collector.boot" in imported and "pms_common.firmware" in imported and len(imported) > 50
