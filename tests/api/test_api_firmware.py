@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
@@ -27,6 +28,7 @@ from pms_common import timeutil
 from pms_common.firmware import MAX_IMAGE_BYTES, generate_private_key_pem, load_private_key, public_key_text, sign_image
 from pms_registry import Registry
 from pms_registry.provisioning import FactoryRow
+from tests.browser.serving import served
 from tests.api.conftest import ADMIN, PROBLEM
 
 GATEWAY_PASSWORD = "broker-password-of-gw-sn-1"
@@ -34,6 +36,7 @@ GATEWAY_PASSWORD = "broker-password-of-gw-sn-1"
 
 @dataclass
 class Firmware:
+    app: Any
     client: FlaskClient
     registry: Registry
     directory: Path
@@ -95,7 +98,7 @@ def firmware(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_registry:
     registry.set_gateway_password(gateway_id, GATEWAY_PASSWORD, now)
     work = tmp_path / "work"
     work.mkdir()
-    yield Firmware(app.test_client(), registry, directory, signer, work, customer_key, gateway_id)
+    yield Firmware(app, app.test_client(), registry, directory, signer, work, customer_key, gateway_id)
     app.config["store"].close()
     registry.close()
 
@@ -251,11 +254,13 @@ class CountingStream(io.RawIOBase):
 
 def test_an_oversize_upload_is_refused_413_without_reading_it(firmware: Firmware) -> None:
     body = CountingStream(MAX_IMAGE_BYTES + 10 * 1024 * 1024)
+    before = refused("too_large")
     response = firmware.client.post("/api/v1/firmware", headers={"Authorization": f"Bearer {ADMIN}"},
                                     input_stream=body, content_length=body.size,
                                     content_type="multipart/form-data; boundary=b")
     assert "at most" in refusal(response, 413)
     assert body.read_bytes == 0
+    assert refused("too_large") == before + 1
     assert stored_files(firmware.directory) == []
 
 
@@ -333,3 +338,54 @@ def test_operators_download_with_an_admin_key_and_unknown_digests_are_404(firmwa
     assert "no update image" in refusal(firmware.download("0" * 64), 404)
     assert refusal(firmware.client.get(f"/api/v1/firmware/{'0' * 64}",
                                        headers={"Authorization": f"Bearer {ADMIN}"}), 404)
+
+
+# ---- over real HTTP ----------------------------------------------------------------------------------
+def test_over_http_a_dropped_download_resumes_where_it_stopped(firmware: Firmware) -> None:
+    digest, data = stored(firmware)
+    with served(firmware.app) as base:
+        url = f"{base}/api/v1/firmware/{digest}/image"
+        auth = (firmware.gateway_id, GATEWAY_PASSWORD)
+        received = b""
+        with httpx.stream("GET", url, auth=auth) as response:
+            assert response.status_code == 200 and response.headers["Accept-Ranges"] == "bytes"
+            assert int(response.headers["Content-Length"]) == len(data)
+            for chunk in response.iter_raw(16_384):
+                received += chunk
+                if len(received) >= len(data) // 3:
+                    break  # the connection drops a third of the way
+        assert 0 < len(received) < len(data)
+        rest = httpx.get(url, auth=auth, headers={"Range": f"bytes={len(received)}-", "If-Range": f'"{digest}"'})
+        assert rest.status_code == 206
+        assert hashlib.sha256(received + rest.content).hexdigest() == digest
+        assert httpx.get(url, auth=(firmware.gateway_id, "guessed")).status_code == 401
+
+
+def test_over_http_a_chunked_upload_without_a_length_is_cut_off(firmware: Firmware,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_firmware, "MAX_UPLOAD_BYTES", 100_000)  # instead of sending 64 MiB
+    wheel, manifest = firmware.signed("1.2.0")
+    boundary = "pms-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"manifest\"\r\n\r\n".encode() + manifest
+            + f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"i.whl\"\r\n"
+              "Content-Type: application/octet-stream\r\n\r\n".encode() + wheel.read_bytes()
+            + f"\r\n--{boundary}--\r\n".encode())
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
+        for start in range(0, len(body), 8192):
+            yield body[start:start + 8192]
+
+    before = refused("too_large")
+    with served(firmware.app) as base:
+        response = httpx.post(f"{base}/api/v1/firmware", content=chunks(),
+                              headers={"Authorization": f"Bearer {ADMIN}",
+                                       "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413, response.text
+    assert response.headers["Content-Type"] == PROBLEM
+    assert refused("too_large") == before + 1
+    assert stored_files(firmware.directory) == [] and firmware.registry.firmware_images() == []
+
+
+def test_a_key_that_does_not_parse_stops_the_api_at_start() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        ApiSettings(firmware_keys=["ed25519:" + base64.b64encode(b"short").decode()])

@@ -24,6 +24,7 @@ from flask import Response, g, request, send_file
 from flask_openapi3 import APIBlueprint, Tag
 from flask_openapi3.models import RequestBody
 from prometheus_client import Counter
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from pms_api.access import actor_of, principal_of_request, require_admin
 from pms_api.firmware_intake import UploadRefused, check_image, check_manifest
@@ -113,11 +114,17 @@ def _receive_upload(registry: Registry, store: FirmwareStore, trusted: dict[str,
     """Check and keep one upload; the image record and whether it is new. UploadRefused when refused."""
     if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES:
         # Refused on its Content-Length: not one byte of the body is read.
+        REFUSED.labels("too_large").inc()
         raise ProblemError(413, f"an upload is at most {MAX_IMAGE_BYTES} bytes of image; this one is "
                                 f"{request.content_length} bytes")
-    request.max_content_length = MAX_UPLOAD_BYTES  # a chunked body is cut off there (413)
-    manifest_text = _manifest_part()
-    image_part = request.files.get("image")
+    request.max_content_length = MAX_UPLOAD_BYTES  # a body without a length (chunked) is cut off there
+    try:
+        manifest_text = _manifest_part()
+        image_part = request.files.get("image")
+    except RequestEntityTooLarge:
+        REFUSED.labels("too_large").inc()
+        raise ProblemError(413, f"an upload is at most {MAX_IMAGE_BYTES} bytes of image; this one is "
+                                "longer") from None
     if image_part is None:
         raise UploadRefused("missing_part", "the upload has no `image` part (multipart/form-data with parts "
                                             "`image` and `manifest`)")
