@@ -28,8 +28,8 @@ from pms_common import timeutil
 from pms_common.firmware import MAX_IMAGE_BYTES, generate_private_key_pem, load_private_key, public_key_text, sign_image
 from pms_registry import Registry
 from pms_registry.provisioning import FactoryRow
-from tests.browser.serving import served
 from tests.api.conftest import ADMIN, PROBLEM
+from tests.browser.serving import served
 
 GATEWAY_PASSWORD = "broker-password-of-gw-sn-1"
 
