@@ -18,8 +18,9 @@ import base64
 import binascii
 import logging
 import time
-from typing import Any
+from collections.abc import Mapping
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Response, g, request, send_file
 from flask_openapi3 import APIBlueprint, Tag
 from flask_openapi3.models import RequestBody
@@ -109,7 +110,7 @@ def add_firmware_routes(api: APIBlueprint, registry: Registry, store: FirmwareSt
             item.post.requestBody = RequestBody(**UPLOAD_BODY)
 
 
-def _receive_upload(registry: Registry, store: FirmwareStore, trusted: dict[str, Any],
+def _receive_upload(registry: Registry, store: FirmwareStore, trusted: Mapping[str, Ed25519PublicKey],
                     floor: str | None) -> tuple[FirmwareImage, bool]:
     """Check and keep one upload; the image record and whether it is new. UploadRefused when refused."""
     if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES:
@@ -182,7 +183,7 @@ def firmware_download_blueprint(registry: Registry, store: FirmwareStore, thrott
         who = _download_principal(registry, throttle)
         image = registry.firmware_image(path.sha256)
         file = store.path_of(path.sha256)
-        if image is None or not file.is_file():
+        if image is None or not store.has(path.sha256):
             DOWNLOADS.labels("not_found").inc()
             if image is not None:
                 log.error("api: update image %s is recorded but its file %s is missing", path.sha256, file)

@@ -68,7 +68,7 @@ class FirmwareStore:
         """Move a checked upload to its digest's name; an image already stored stays as it is (the
         upload is dropped: same digest, same bytes)."""
         target = self.path_of(received.sha256)
-        if target.is_file():
+        if self.has(received.sha256):
             self.discard(received)
         else:
             os.replace(received.path, target)
@@ -77,9 +77,3 @@ class FirmwareStore:
     def discard(self, received: ReceivedImage) -> None:
         with contextlib.suppress(FileNotFoundError):
             received.path.unlink()
-
-    def stored(self) -> list[str]:
-        """The digests of the images on disk (temporary files left by a crash are not images)."""
-        if not self.directory.is_dir():
-            return []
-        return sorted(p.stem for p in self.directory.glob("*.whl") if not p.name.startswith(_TEMP_PREFIX))
