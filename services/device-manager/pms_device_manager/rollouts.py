@@ -155,6 +155,11 @@ class RolloutEngine:
             by_state.update(m.state for m in members)
             windows = await self._windows(rollout, now) if rollout.window == "after_sunset" else None
             decisions = plan(rollout, members, now, windows)
+            if any(isinstance(d, SendJob | StartGroup) for d in decisions):
+                # The operator may have paused or cancelled it since it was read: then nothing new goes out.
+                current = await asyncio.to_thread(self.registry.rollout, rollout.rollout_id)
+                if current is None or current.state != "running":
+                    continue
             await self._carry_out(rollout, decisions, now)
         for state in ("pending", "waiting_window", "queued", "downloading", "verifying", "installing", "restarting",
                       "checking_health", "committed", "rolled_back", "failed", "expired", "cancelled"):
