@@ -42,7 +42,7 @@ from pms_device_manager.rollout_plan import (
 )
 from pms_pv.sun import TOKYO, NightWindow, night_window
 from pms_registry import Registry, RegistryError
-from pms_registry.rollouts import RolloutRecord, RolloutStateError
+from pms_registry.rollouts import RolloutRecord, RolloutStateError, job_id_for
 
 log = logging.getLogger(__name__)
 ROLLOUT_GATEWAYS = Gauge("pms_device_manager_rollout_gateways",
@@ -189,7 +189,7 @@ class RolloutEngine:
                         return
                     manifest = dict(image.manifest)
                 deadline = now + timedelta(seconds=rollout.deadline_s)
-                job = UpdateJob(job_id=f"{rid}.{decision.gateway_id}", rollout_id=rid, version=rollout.version,
+                job = UpdateJob(job_id=job_id_for(rid, decision.gateway_id), rollout_id=rid, version=rollout.version,
                                 image_url=image_url(self.api_public_url, rollout.image_sha256), manifest=manifest,
                                 not_after=deadline, health_timeout_s=rollout.health_timeout_s, issued_at=now)
                 await self._publish(topics.update_job(decision.gateway_id), job.to_json())
