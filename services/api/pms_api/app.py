@@ -21,6 +21,7 @@ from pms_api.api_gateway_control import add_gateway_control_routes
 from pms_api.api_gateways import add_gateway_routes
 from pms_api.api_plants import add_plant_routes
 from pms_api.api_provisioning import add_provisioning_routes
+from pms_api.api_rollouts import add_rollout_routes
 from pms_api.console import console_blueprint
 from pms_api.firmware_store import FirmwareStore
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
@@ -110,6 +111,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     firmware_store = FirmwareStore(settings.firmware_dir)
     add_firmware_routes(api, registry, firmware_store, keys=settings.firmware_keys,
                         floor=settings.firmware_min_version)
+    add_rollout_routes(api, registry)
     app.register_api(api)
     policy = ThrottlePolicy(max_failures=settings.login_max_failures, window_s=settings.login_window_s)
     # Gateways' wrong passwords are counted apart from console logins (gateway ids are not usernames).
