@@ -1,0 +1,79 @@
+"""The console's rollout pages (admins): the list, one rollout with its groups and gateways, and the
+pause / resume / cancel buttons, which take the same step as the REST API's actions.
+
+The rollout page renders its first view here; static/rollout.js then follows it from
+GET /api/v1/rollouts/{id} with the login session, so a gateway's report shows without a reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from pms_api.problems import ProblemError
+from pms_api.rollout_progress import BANDS, bands, ordered_counts
+from pms_registry import Registry
+from pms_registry.records import User
+
+ROLLOUTS_LISTED = 100
+ACTIONS = ("pause", "resume", "cancel")
+
+
+def add_rollout_pages(console: Blueprint, registry: Registry, *, current_user: Callable[[], User | None],
+                      language: Callable[[], str], login_required: Callable[[Any], Any],
+                      translate: Callable[[str, str], str]) -> None:
+    """Register the rollout pages on the console blueprint (its login, CSRF check and words)."""
+
+    def admin() -> User:
+        """Rollouts span customers: only admins see them (others get the 404 of a page that is not there)."""
+        user = current_user()
+        if user is None or not user.is_admin:
+            raise ProblemError(404, "no such page")
+        return user
+
+    @console.get("/rollouts")
+    @login_required
+    def rollouts() -> str:
+        admin()
+        listed = [(rollout, registry.rollout_groups(rollout.rollout_id))
+                  for rollout in registry.rollouts(limit=ROLLOUTS_LISTED)]
+        return render_template("rollouts.html", rollouts=listed, bands=bands)
+
+    @console.get("/rollouts/<rollout_id>")
+    @login_required
+    def rollout(rollout_id: str) -> str:
+        admin()
+        found = registry.rollout(rollout_id)
+        if found is None:
+            raise ProblemError(404, f"no rollout {rollout_id}")
+        groups = registry.rollout_groups(rollout_id)
+        members = registry.rollout_gateways(rollout_id)
+        return render_template("rollout.html", rollout=found, groups=groups, members=members, bands=bands,
+                               ordered_counts=ordered_counts, band_states=BANDS, actions=ACTIONS)
+
+    @console.post("/rollouts/<rollout_id>/<action>")
+    @login_required
+    def rollout_action(rollout_id: str, action: str) -> WerkzeugResponse:
+        """A pause / resume / cancel button: the API's action, then back to the page (post/redirect/get);
+        an action the rollout's state does not allow is said on the page, not as an error page."""
+        user = admin()
+        if action not in ACTIONS:
+            raise ProblemError(404, f"no rollout action {action}")
+        lang = language()
+        try:
+            act_on_rollout(registry, rollout_id, action, actor=f"user:{user.username}")
+        except ProblemError as exc:
+            if exc.status != 409:
+                raise
+            flash(translate("rollout_action_refused", lang).format(detail=exc.detail))
+        else:
+            flash(translate(f"rollout_{action}_done", lang))
+        return redirect(url_for("console.rollout", rollout_id=rollout_id))
+
+
+def act_on_rollout(registry: Registry, rollout_id: str, action: str, *, actor: str) -> None:
+    """Placeholder until the API's rollout actions are merged (see the report)."""
+    raise NotImplementedError(action)
