@@ -15,8 +15,10 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pms_api.problems import ProblemError
 from pms_api.rollout_progress import BANDS, bands, ordered_counts
+from pms_common import timeutil
 from pms_registry import Registry
 from pms_registry.records import User
+from pms_registry.rollouts import RolloutRecord, RolloutStateError
 
 ROLLOUTS_LISTED = 100
 ACTIONS = ("pause", "resume", "cancel")
@@ -74,6 +76,20 @@ def add_rollout_pages(console: Blueprint, registry: Registry, *, current_user: C
         return redirect(url_for("console.rollout", rollout_id=rollout_id))
 
 
-def act_on_rollout(registry: Registry, rollout_id: str, action: str, *, actor: str) -> None:
-    """Placeholder until the API's rollout actions are merged (see the report)."""
-    raise NotImplementedError(action)
+# action → the rollout state it asks for
+ACTION_STATES = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
+
+
+def act_on_rollout(registry: Registry, rollout_id: str, action: str, *, actor: str) -> RolloutRecord:
+    """Pause, resume or cancel a rollout, audited: 404 when there is none, 409 when its state does
+    not allow it. Only the registry changes; device-manager acts on it (withdraws jobs on cancel)."""
+    now = timeutil.now_jst()
+    try:
+        found = registry.set_rollout_state(rollout_id, ACTION_STATES[action], f"{action} by {actor}", now)
+    except RolloutStateError as exc:
+        raise ProblemError(409, str(exc)) from exc
+    if found is None:
+        raise ProblemError(404, f"no rollout {rollout_id}")
+    registry.record_audit(at=now, actor=actor, action=f"rollout_{action}", target=rollout_id,
+                          detail={"state": found.state}, outcome=found.state)
+    return found

@@ -266,6 +266,10 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
                            "Rollout paused; gateways already updating carry on"),
     "rollout_resume_done": ("ロールアウトを再開しました", "Rollout resumed"),
     "rollout_cancel_done": ("ロールアウトを中止しました", "Rollout cancelled"),
+    "audit_rollout_create": ("ロールアウト作成", "Rollout created"),
+    "audit_rollout_pause": ("ロールアウト一時停止", "Rollout paused"),
+    "audit_rollout_resume": ("ロールアウト再開", "Rollout resumed"),
+    "audit_rollout_cancel": ("ロールアウト中止", "Rollout cancelled"),
     "rollout_action_refused": ("実行できません: {detail}", "Not possible: {detail}"),
 }
 
