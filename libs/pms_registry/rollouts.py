@@ -94,6 +94,7 @@ class RolloutGatewayRecord:
     state_since: datetime
     deadline_at: datetime | None
     updated_at: datetime
+    error_accepted: bool = False  # in error when the operator resumed (thresholds leave it out)
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,7 @@ class Rollouts(RegistryCore):
                 raise RolloutStateError(rollout_id, current["state"], state)
             values: dict[str, Any] = {"state": state, "state_reason": reason, "updated_at": at}
             if state == "running":
-                values["errors_accepted"] = _errors_in_started_groups(conn, rollout_id, current["current_group"])
+                values["errors_accepted"] = _accept_errors(conn, rollout_id, current["current_group"], at)
             done = conn.execute(update(t.rollouts).where(r.rollout_id == rollout_id, r.state == current["state"])
                                 .values(**values)).rowcount
             if not done:
@@ -375,10 +376,13 @@ class Rollouts(RegistryCore):
         return "recorded"
 
 
-def _errors_in_started_groups(conn: Connection, rollout_id: str, current_group: int) -> int:
+def _accept_errors(conn: Connection, rollout_id: str, current_group: int, at: datetime) -> int:
+    """Mark the members of the started groups in error as accepted; how many are, in all."""
     m = t.rollout_gateways.c
-    return int(conn.execute(select(func.count()).select_from(t.rollout_gateways).where(
-        m.rollout_id == rollout_id, m.group_index <= current_group, m.state.in_(ERROR_STATES))).scalar_one())
+    in_error = (m.rollout_id == rollout_id, m.group_index <= current_group, m.state.in_(ERROR_STATES))
+    conn.execute(update(t.rollout_gateways).where(*in_error, m.error_accepted.is_(False))
+                 .values(error_accepted=True, updated_at=at))
+    return int(conn.execute(select(func.count()).select_from(t.rollout_gateways).where(*in_error)).scalar_one())
 
 
 def _member(row: Any) -> RolloutGatewayRecord:
@@ -386,4 +390,4 @@ def _member(row: Any) -> RolloutGatewayRecord:
         rollout_id=row["rollout_id"], gateway_id=row["gateway_id"], group_index=row["group_index"],
         state=row["state"], reason=row["reason"], from_version=row["from_version"], version=row["version"],
         job_id=row["job_id"], sent_at=row["sent_at"], state_since=row["state_since"],
-        deadline_at=row["deadline_at"], updated_at=row["updated_at"])
+        deadline_at=row["deadline_at"], updated_at=row["updated_at"], error_accepted=bool(row["error_accepted"]))

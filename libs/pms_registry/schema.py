@@ -397,6 +397,8 @@ rollout_gateways = Table(
     Column("state_since", AwareDateTime(timezone=True), nullable=False),
     Column("deadline_at", AwareDateTime(timezone=True)),
     Column("updated_at", AwareDateTime(timezone=True), nullable=False),
+    # In error when the operator resumed: counted neither by the error threshold nor against success.
+    Column("error_accepted", Boolean, nullable=False, default=False),
 )
 
 SCHEMA_VERSION = 5
