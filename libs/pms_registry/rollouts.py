@@ -56,6 +56,10 @@ class RolloutStateError(RegistryError):
         self.wanted = wanted
 
 
+class RolloutConflict(RegistryError):
+    """Gateways of the target are still under way in another rollout (two jobs would overwrite each other)."""
+
+
 @dataclass(frozen=True)
 class RolloutRecord:
     rollout_id: str
@@ -196,6 +200,10 @@ class Rollouts(RegistryCore):
         members = self.rollout_target_gateways(target)
         if not members:
             raise RegistryError("the target has no gateways")
+        busy = self.gateways_in_rollouts(members)
+        if busy:
+            names = ", ".join(f"{gw} ({rid})" for gw, rid in sorted(busy.items())[:10])
+            raise RolloutConflict(f"{len(busy)} gateways of the target are under way in another rollout: {names}")
         rollout_id = rollout_id or new_rollout_id()
         ordered = _spread(rollout_id, members)
         bounds = group_bounds(len(ordered), group_sizes)
@@ -219,6 +227,19 @@ class Rollouts(RegistryCore):
         found = self.rollout(rollout_id)
         assert found is not None
         return found
+
+    def gateways_in_rollouts(self, gateway_ids: Sequence[str]) -> dict[str, str]:
+        """Which of the gateways are members not yet finished of a running or paused rollout: {gateway: rollout}."""
+        m, r = t.rollout_gateways.c, t.rollouts.c
+        busy: dict[str, str] = {}
+        with self._tx() as conn:
+            for start in range(0, len(gateway_ids), 500):
+                chunk = list(gateway_ids[start:start + 500])
+                rows = conn.execute(select(m.gateway_id, m.rollout_id).join(t.rollouts, r.rollout_id == m.rollout_id)
+                                    .where(m.gateway_id.in_(chunk), m.state.not_in(FINAL_MEMBER_STATES),
+                                           r.state.in_(("running", "paused")))).all()
+                busy.update({gw: rid for gw, rid in rows})
+        return busy
 
     def rollout(self, rollout_id: str) -> RolloutRecord | None:
         with self._tx() as conn:

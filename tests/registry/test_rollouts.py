@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pms_registry.registry import Registry, RegistryError
-from pms_registry.rollouts import RolloutStateError, group_bounds
+from pms_registry.rollouts import RolloutConflict, RolloutStateError, group_bounds
 from tests.registry.v1_fixture import T0
 
 SETTINGS = {"success_threshold": 0.9, "error_threshold": 0.1, "error_action": "pause", "min_group_size": 2,
@@ -60,10 +60,14 @@ def test_creation_assigns_every_member_a_group_deterministically(registry: Regis
         (2, True, {"pending": 2}), (6, False, {"pending": 6}), (7, False, {"pending": 7})]
     members = registry.rollout_gateways(rollout.rollout_id)
     assert [m.job_id for m in members] == [f"{rollout.rollout_id}.{m.gateway_id}" for m in members]
+    registry.set_rollout_state(rollout.rollout_id, "cancelled", None, T0)  # its members are still pending
     again = registry.create_rollout(image_sha256="a" * 64, version="2.0", target={"customer": "c1"},
                                     group_sizes=[10, 50, 100], created_by="admin", at=T0,
                                     rollout_id=rollout.rollout_id.replace("ro-", "rx-"), **SETTINGS)
     assert {m.gateway_id for m in registry.rollout_gateways(again.rollout_id)} == {m.gateway_id for m in members}
+    with pytest.raises(RolloutConflict, match="under way in another rollout"):
+        registry.create_rollout(image_sha256="a" * 64, version="2.0", target={"gateways": ["gw-01"]},
+                                group_sizes=[100], created_by="admin", at=T0, **SETTINGS)
     assert registry.rollout_gateway_locations(rollout.rollout_id)[members[0].gateway_id] == (35.0, 139.0)
 
 

@@ -19,6 +19,7 @@ from pms_api.api_gateway_control import add_gateway_control_routes
 from pms_api.api_gateways import add_gateway_routes
 from pms_api.api_plants import add_plant_routes
 from pms_api.api_provisioning import add_provisioning_routes
+from pms_api.api_rollouts import add_rollout_routes
 from pms_api.console import console_blueprint
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.models import Problem
@@ -111,6 +112,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     add_admin_routes(api, registry)
     add_gateway_control_routes(api, registry)
     add_provisioning_routes(api, registry)
+    add_rollout_routes(api, registry)
     app.register_api(api)
     throttle = LoginThrottle(ThrottlePolicy(max_failures=settings.login_max_failures, window_s=settings.login_window_s))
     app.register_blueprint(console_blueprint(registry, figures, throttle))
