@@ -270,6 +270,9 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "audit_rollout_pause": ("ロールアウト一時停止", "Rollout paused"),
     "audit_rollout_resume": ("ロールアウト再開", "Rollout resumed"),
     "audit_rollout_cancel": ("ロールアウト中止", "Rollout cancelled"),
+    "audit_rollout_abort": ("ロールアウト打ち切り", "Rollout aborted"),
+    "kind_rollout_paused": ("ソフトウェア更新の一時停止", "Rollout paused"),
+    "kind_rollout_aborted": ("ソフトウェア更新の打ち切り", "Rollout aborted"),
     "rollout_action_refused": ("実行できません: {detail}", "Not possible: {detail}"),
 }
 
