@@ -14,14 +14,12 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pms_api.problems import ProblemError
+from pms_api.rollout_actions import ACTIONS, change_rollout_state
 from pms_api.rollout_progress import BANDS, bands, ordered_counts
-from pms_common import timeutil
 from pms_registry import Registry
 from pms_registry.records import User
-from pms_registry.rollouts import RolloutRecord, RolloutStateError
 
 ROLLOUTS_LISTED = 100
-ACTIONS = ("pause", "resume", "cancel")
 
 
 def add_rollout_pages(console: Blueprint, registry: Registry, *, current_user: Callable[[], User | None],
@@ -54,7 +52,7 @@ def add_rollout_pages(console: Blueprint, registry: Registry, *, current_user: C
         groups = registry.rollout_groups(rollout_id)
         members = registry.rollout_gateways(rollout_id)
         return render_template("rollout.html", rollout=found, groups=groups, members=members, bands=bands,
-                               ordered_counts=ordered_counts, band_states=BANDS, actions=ACTIONS)
+                               ordered_counts=ordered_counts, band_states=BANDS, actions=list(ACTIONS))
 
     @console.post("/rollouts/<rollout_id>/<action>")
     @login_required
@@ -66,7 +64,7 @@ def add_rollout_pages(console: Blueprint, registry: Registry, *, current_user: C
             raise ProblemError(404, f"no rollout action {action}")
         lang = language()
         try:
-            act_on_rollout(registry, rollout_id, action, actor=f"user:{user.username}")
+            change_rollout_state(registry, rollout_id, action, actor=f"user:{user.username}")
         except ProblemError as exc:
             if exc.status != 409:
                 raise
@@ -74,22 +72,3 @@ def add_rollout_pages(console: Blueprint, registry: Registry, *, current_user: C
         else:
             flash(translate(f"rollout_{action}_done", lang))
         return redirect(url_for("console.rollout", rollout_id=rollout_id))
-
-
-# action → the rollout state it asks for
-ACTION_STATES = {"pause": "paused", "resume": "running", "cancel": "cancelled"}
-
-
-def act_on_rollout(registry: Registry, rollout_id: str, action: str, *, actor: str) -> RolloutRecord:
-    """Pause, resume or cancel a rollout, audited: 404 when there is none, 409 when its state does
-    not allow it. Only the registry changes; device-manager acts on it (withdraws jobs on cancel)."""
-    now = timeutil.now_jst()
-    try:
-        found = registry.set_rollout_state(rollout_id, ACTION_STATES[action], f"{action} by {actor}", now)
-    except RolloutStateError as exc:
-        raise ProblemError(409, str(exc)) from exc
-    if found is None:
-        raise ProblemError(404, f"no rollout {rollout_id}")
-    registry.record_audit(at=now, actor=actor, action=f"rollout_{action}", target=rollout_id,
-                          detail={"state": found.state}, outcome=found.state)
-    return found

@@ -7,6 +7,7 @@
   const ORDER = ["pending", "waiting_window", "queued", "downloading", "verifying", "installing", "restarting",
     "checking_health", "committed", "rolled_back", "failed", "expired", "cancelled"];
   const ENDED = new Set(["cancelled", "aborted", "completed"]);
+  const FINAL = new Set(["committed", "rolled_back", "failed", "expired", "cancelled"]);
   const when = (iso) => (iso ? new Date(iso).toLocaleString("sv-SE", {timeZone: "Asia/Tokyo"}) : "—");
 
   async function getJson(url) {
@@ -90,13 +91,10 @@
     let ended = false;
     try {
       const body = await getJson("/api/v1/rollouts/" + encodeURIComponent(box.dataset.rollout));
-      const rollout = body.rollout || body;
-      drawRollout(rollout, box);
-      drawGroups(body.groups || [], bands);
-      drawGateways(body.gateways || []);
-      ended = ENDED.has(rollout.state)
-        && (body.gateways || []).every((m) => ["committed", "rolled_back", "failed", "expired", "cancelled"]
-          .includes(m.state));
+      drawRollout(body, box);
+      drawGroups(body.group_progress, bands);
+      drawGateways(body.gateways);
+      ended = ENDED.has(body.state) && body.gateways.every((m) => FINAL.has(m.state));
     } catch (error) {
       console.warn("rollout page refresh failed", error);
     }
