@@ -1,5 +1,6 @@
-"""The console's rollout pages (admins): the list, one rollout with its groups and gateways, and the
-pause / resume / cancel buttons, which take the same step as the REST API's actions.
+"""The console's rollout pages (admins): the list, a new rollout's form, one rollout with its groups
+and gateways, and the pause / resume / cancel buttons; the form and the buttons take the same steps
+as the REST API (pms_api.rollout_actions).
 
 The rollout page renders its first view here; static/rollout.js then follows it from
 GET /api/v1/rollouts/{id} with the login session, so a gateway's report shows without a reload.
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from pms_api import console_forms
 from pms_api.problems import ProblemError
-from pms_api.rollout_actions import ACTIONS, change_rollout_state
+from pms_api.rollout_actions import ACTIONS, change_rollout_state, create_rollout
 from pms_api.rollout_progress import BANDS, bands, ordered_counts
 from pms_registry import Registry
 from pms_registry.records import User
@@ -41,6 +43,35 @@ def add_rollout_pages(console: Blueprint, registry: Registry, *, current_user: C
         listed = [(rollout, registry.rollout_groups(rollout.rollout_id))
                   for rollout in registry.rollouts(limit=ROLLOUTS_LISTED)]
         return render_template("rollouts.html", rollouts=listed, bands=bands)
+
+    def new_rollout_page(problems: list[str] | None = None, status: int = 200) -> tuple[str, int]:
+        return render_template("rollout_new.html", images=registry.firmware_images(),
+                               customers=registry.list_customers(), problems=problems or [],
+                               form=request.form), status
+
+    @console.get("/rollouts/new")
+    @login_required
+    def new_rollout() -> tuple[str, int]:
+        admin()
+        return new_rollout_page()
+
+    @console.post("/rollouts")
+    @login_required
+    def create_rollout_from_form() -> tuple[str, int] | WerkzeugResponse:
+        """The new-rollout form: read into the API's request model, created by the API's step; what
+        does not fit comes back on the form (422, 409 for a gateway busy in another rollout)."""
+        user = admin()
+        body = console_forms.rollout_form(request.form)
+        if isinstance(body, list):
+            return new_rollout_page(body, 422)
+        try:
+            created = create_rollout(registry, body, actor=f"user:{user.username}")
+        except ProblemError as exc:
+            if exc.status not in (409, 422):
+                raise
+            return new_rollout_page([exc.detail or exc.title], exc.status)
+        flash(translate("rollout_created_done", language()).format(rollout_id=created.rollout_id))
+        return redirect(url_for("console.rollout", rollout_id=created.rollout_id))
 
     @console.get("/rollouts/<rollout_id>")
     @login_required
