@@ -63,3 +63,41 @@ def test_rollouts_are_for_admins_and_their_buttons_need_the_csrf_token(api: Api)
     _login(api)
     assert api.client.post(f"/rollouts/{rollout.rollout_id}/pause").status_code == 403
     assert api.registry.rollout(rollout.rollout_id).state == "running"  # type: ignore[union-attr]
+
+
+def _image(api: Api, version: str = "2.0.0") -> str:
+    sha256 = (version.replace(".", "") * 64)[:64].ljust(64, "0")
+    api.registry.add_firmware_image({"version": version, "sha256": sha256, "size": 10, "min_version": None,
+                                     "key_id": "k1", "signature": "s"}, timeutil.now_jst(), "admin")
+    return sha256
+
+
+def test_a_rollout_created_from_the_form_is_the_apis_rollout_and_a_bad_form_says_which_field(api: Api) -> None:
+    sha256 = _image(api)
+    for gateway_id in ("gw-a", "gw-c"):
+        api.registry.record_gateway_status(gateway_id, "online", timeutil.now_jst())
+    _login(api)
+    page = api.client.get("/rollouts/new").get_data(as_text=True)
+    assert f'value="{sha256}"' in page
+    form = {"image": sha256, "target_kind": "gateways", "target_value": "gw-a, gw-c", "groups": "50, 100",
+            "success_threshold_pct": "90", "error_threshold_pct": "10", "error_action": "abort",
+            "min_group_size": "1", "deadline_s": "600", "health_timeout_s": "120", "window": "after_sunset"}
+    for change, field in (({"groups": "50, 10"}, "groups must be cumulative"),
+                          ({"success_threshold_pct": "150"}, "success_threshold"),
+                          ({"target_value": "gw-nowhere"}, "unknown or decommissioned gateways: gw-nowhere"),
+                          ({"image": "f" * 64}, "is unknown: upload it first"),
+                          ({"groups": "a lot"}, "groups, thresholds: numbers")):
+        response = form_post(api.client, "/rollouts", {**form, **change})
+        assert response.status_code == 422 and field in response.get_data(as_text=True), change
+    assert api.registry.rollouts() == []
+    response = form_post(api.client, "/rollouts", form)
+    assert response.status_code == 302
+    created = api.registry.rollouts()[0]
+    assert response.headers["Location"].endswith(f"/rollouts/{created.rollout_id}")
+    assert (created.version, created.target, created.group_sizes, created.success_threshold, created.error_action,
+            created.window, created.created_by) == ("2.0.0", {"gateways": ["gw-a", "gw-c"]}, [50.0, 100.0], 0.9,
+                                                    "abort", "after_sunset", "user:admin")
+    assert [e.action for e in api.registry.list_audit(target=created.rollout_id)[0]] == ["rollout_create"]
+    # The same gateways cannot be in two rollouts under way: said on the form (409).
+    response = form_post(api.client, "/rollouts", form)
+    assert response.status_code == 409 and len(api.registry.rollouts()) == 1
