@@ -388,7 +388,7 @@ rollout_gateways = Table(
     Column("gateway_id", String(64), primary_key=True, index=True),
     Column("group_index", Integer, nullable=False),
     Column("position", Integer, nullable=False),  # order within the rollout (groups are runs of it)
-    Column("state", String(16), nullable=False),  # pending | waiting_window | UpdateState values
+    Column("state", String(16), nullable=False, index=True),  # pending | waiting_window | UpdateState values
     Column("reason", Text),
     Column("from_version", String(64)),
     Column("version", String(64)),

@@ -189,6 +189,7 @@ def test_a_rollout_pauses_at_the_error_threshold_resumes_after_the_fix_and_compl
         assert all(fleet.gateways[gw].version == (OLD if gw in rolled_back else NEW) for gw in FLEET)
         assert sum(1 for gw in FLEET if fleet.gateways[gw].jobs_taken) == 200
         assert all(len(g.jobs_taken) == 1 for g in fleet.gateways.values())  # none taken twice
+        assert await retained_jobs(cloud.broker.url) == {}  # cleared once the rollout completed
         detail_status, detail = await cloud.call("GET", f"/api/v1/rollouts/{rid}")
         assert detail_status == 200 and detail["counts"] == {"committed": 198, "rolled_back": 2}
         print(f"\n200 gateways: paused after {timings['paused_s']:.1f} s, completed after "

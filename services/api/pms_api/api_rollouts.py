@@ -19,9 +19,9 @@ from pms_api.jsonout import json_response
 from pms_api.models import Problem
 from pms_api.problems import InvalidRequest, ProblemError
 from pms_api.rollout_models import (
-    GroupOut,
     RolloutDetail,
     RolloutGatewayOut,
+    RolloutGroupOut,
     RolloutIn,
     RolloutList,
     RolloutOut,
@@ -53,7 +53,7 @@ def rollout_out(registry: Registry, rollout: RolloutRecord) -> RolloutOut:
         state_reason=rollout.state_reason, current_group=rollout.current_group,
         errors_accepted=rollout.errors_accepted, created_at=rollout.created_at, created_by=rollout.created_by,
         updated_at=rollout.updated_at, total=sum(counts.values()), counts=dict(sorted(counts.items())),
-        group_progress=[GroupOut(group_index=g.group_index, total=g.total, started=g.started, counts=g.counts)
+        group_progress=[RolloutGroupOut(group_index=g.group_index, total=g.total, started=g.started, counts=g.counts)
                         for g in groups])
 
 

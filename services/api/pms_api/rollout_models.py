@@ -84,7 +84,7 @@ class StateChangeIn(BaseModel):
     reason: str | None = Field(default=None, max_length=400)
 
 
-class GroupOut(BaseModel):
+class RolloutGroupOut(BaseModel):
     group_index: int = Field(description="0 = the first group")
     total: int
     started: bool
@@ -128,7 +128,7 @@ class RolloutOut(BaseModel):
     updated_at: datetime
     total: int = Field(description="gateways in the rollout")
     counts: dict[str, int] = Field(description="its gateways by state")
-    group_progress: list[GroupOut]
+    group_progress: list[RolloutGroupOut]
 
 
 class RolloutDetail(RolloutOut):

@@ -56,6 +56,8 @@ ROLLOUT_JOBS = Counter("pms_device_manager_rollout_jobs_total", "Update jobs pub
 ROLLOUTS_STOPPED = Counter("pms_device_manager_rollouts_stopped_total",
                            "Rollouts paused or aborted by their error or success threshold", ["state"])
 ACTOR = "device-manager"
+# Publishes awaited together: the broker acks them in one round, without piling up paho's queue.
+_PUBLISH_BATCH = 50
 
 
 def image_url(api_public_url: str, sha256: str) -> str:
@@ -213,9 +215,22 @@ class RolloutEngine:
                 await self._stop(rollout, decision, now)
                 return
             elif isinstance(decision, CompleteRollout):
-                with contextlib.suppress(RolloutStateError):
-                    await asyncio.to_thread(self.registry.set_rollout_state, rid, "completed", None, now)
-                    log.info("rollout %s completed", rid)
+                await self._complete(rollout, now)
+
+    async def _complete(self, rollout: RolloutRecord, now: datetime) -> None:
+        """Clear the rollout's jobs at the broker, then mark it completed (a crash in between clears them
+        again next turn). Every member finished; a job left retained would meet a gateway whose state
+        was wiped (a replaced SD card) as a new one."""
+        members = await asyncio.to_thread(self.registry.rollout_gateways, rollout.rollout_id)
+        sent = [m.gateway_id for m in members if m.sent_at is not None]
+        for start in range(0, len(sent), _PUBLISH_BATCH):
+            await asyncio.gather(*(self._publish(topics.update_job(gateway_id), b"")
+                                   for gateway_id in sent[start:start + _PUBLISH_BATCH]))
+        try:
+            await asyncio.to_thread(self.registry.set_rollout_state, rollout.rollout_id, "completed", None, now)
+        except RolloutStateError:
+            return
+        log.info("rollout %s completed; %d retained jobs cleared", rollout.rollout_id, len(sent))
 
     async def _stop(self, rollout: RolloutRecord, stop: StopRollout, now: datetime) -> None:
         """Pause or abort; an event on the console and an audit line say why."""
