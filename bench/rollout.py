@@ -41,7 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
-from _support import REPO, free_port, process_family, rss_mb, start_mosquitto, stop_process, wait_port
+from _support import (
+    REPO,
+    cpu_seconds,
+    free_port,
+    process_family,
+    rss_mb,
+    start_mosquitto,
+    stop_process,
+    wait_port,
+)
 
 from pms_common import timeutil, topics
 from pms_common.firmware import generate_private_key_pem, load_private_key, sign_image
@@ -236,6 +245,8 @@ def main() -> None:
             success_threshold=0.95, error_threshold=0.05, error_action="pause", min_group_size=5,
             deadline_s=600.0, health_timeout_s=60.0, window="any", created_by="bench", at=created_at)
         t0 = time.monotonic()
+        cpu_before = {"device-manager": cpu_seconds(process_family(manager.pid)),
+                      "mosquitto": cpu_seconds([broker.pid]), "bench (the fleet)": time.process_time()}
         group_started: dict[int, float] = {0: 0.0}
         group_done: dict[int, float] = {}
         sizes: dict[int, int] = {}
@@ -257,6 +268,8 @@ def main() -> None:
             time.sleep(0.1)
         total_s = time.monotonic() - t0
         recorded = reports_recorded(metrics_port)
+        cpu_after = {"device-manager": cpu_seconds(process_family(manager.pid)),
+                     "mosquitto": cpu_seconds([broker.pid]), "bench (the fleet)": time.process_time()}
         counts: dict[str, int] = {}
         for group in registry.rollout_groups(rollout.rollout_id):
             for member_state, count in group.counts.items():
@@ -279,6 +292,8 @@ def main() -> None:
     print(f"  members by state: {dict(sorted(counts.items()))}")
     print(f"  jobs taken by the fleet: {fleet.jobs}; reports published: {fleet.published}, recorded by "
           f"device-manager: {recorded:.0f} = {recorded / total_s:.1f} reports/s over the rollout")
+    print("  CPU during the rollout: " + ", ".join(f"{name} {cpu_after[name] - cpu_before[name]:.1f} s"
+                                                   for name in cpu_before) + f" (of {total_s:.1f} s, 2 cores shared)")
     print(f"  peak RSS: device-manager {peaks['device-manager']:.0f} MB, mosquitto {peaks['mosquitto']:.0f} MB")
 
 
