@@ -75,9 +75,15 @@
     }
   }
 
+  let rowsByGateway = null;  // found once: a rollout of thousands is redrawn every 2 s
+
   function drawGateways(gateways) {
+    if (rowsByGateway === null) {
+      rowsByGateway = new Map([...document.querySelectorAll("#rollout-gateways tbody tr")]
+        .map((row) => [row.dataset.gateway, row]));
+    }
     for (const m of gateways) {
-      const row = document.querySelector('#rollout-gateways tr[data-gateway="' + CSS.escape(m.gateway_id) + '"]');
+      const row = rowsByGateway.get(m.gateway_id);
       if (!row) { continue; }
       row.className = "member-" + m.state;
       row.querySelector(".state").textContent = W("member_state_" + m.state);
