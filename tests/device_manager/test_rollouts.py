@@ -248,3 +248,30 @@ def test_a_job_for_an_offline_gateway_expires_at_its_deadline_and_is_withdrawn(c
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
+
+
+@pytest.mark.integration
+def test_cancel_withdraws_the_jobs_not_started_and_cancels_the_gateways_never_sent_one(cloud: Cloud) -> None:
+    offline = FLEET[:5]  # no agent answers: their jobs stay queued
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        manager = asyncio.create_task(cloud.device_manager().run(stop))
+        status, body = await cloud.call("POST", "/api/v1/rollouts", {
+            "image": cloud.image, "target": {"gateways": offline}, "groups": [40, 100], "deadline_s": 600})
+        assert status == 201, body
+        rid = body["rollout_id"]
+        first = {m.gateway_id for m in cloud.registry.rollout_gateways(rid, 0)}
+        await eventually(lambda: cloud.registry.rollout_groups(rid)[0].counts == {"queued": 2}, 10, "2 jobs sent")
+        assert set(await retained_jobs(cloud.broker.url)) == first
+        status, body = await cloud.call("POST", f"/api/v1/rollouts/{rid}/cancel", {"reason": "wrong image"})
+        assert status == 200 and body["state"] == "cancelled", body
+        await eventually(lambda: all(m.state == "cancelled" for m in cloud.registry.rollout_gateways(rid)), 10,
+                         "every gateway cancelled")
+        assert await retained_jobs(cloud.broker.url) == {}
+        assert {m.reason for m in cloud.registry.rollout_gateways(rid)} == {"wrong image"}
+        assert cloud.registry.rollouts_to_drive() == []
+        stop.set()
+        await asyncio.wait_for(manager, 20)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -1,11 +1,14 @@
-"""Rollouts in the registry: members and groups fixed at creation, state transitions, reports."""
+"""Rollouts in the registry: members and groups fixed at creation, state transitions, reports; on
+SQLite files and on the real PostgreSQL (127.0.0.1:5432, a scratch database per test)."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pms_registry.registry import Registry, RegistryError
@@ -16,9 +19,18 @@ SETTINGS = {"success_threshold": 0.9, "error_threshold": 0.1, "error_action": "p
             "deadline_s": 60.0, "health_timeout_s": 30.0, "window": "any"}
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    found = Registry(f"sqlite:///{tmp_path}/r.db")
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    if request.param == "sqlite":
+        found = Registry(f"sqlite:///{tmp_path}/r.db")
+    else:
+        name = f"pms_test_{secrets.token_hex(4)}"
+        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        found = Registry(f"{SERVER}/{name}")
     found.migrate()
     found.ensure_customer("c1", "Customer 1")
     code = found.create_plant(customer_id="c1", name="P", address="A", phone="0", created_at=T0,
