@@ -12,12 +12,12 @@ from typing import Any
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from prometheus_client import Counter
 
+from pms_api import rollout_actions
 from pms_api.access import actor_of, require_admin
 from pms_api.jsonout import json_response
 from pms_api.models import Problem
-from pms_api.problems import InvalidRequest, ProblemError
+from pms_api.problems import ProblemError
 from pms_api.rollout_models import (
     RolloutDetail,
     RolloutGatewayOut,
@@ -29,12 +29,10 @@ from pms_api.rollout_models import (
     RolloutQuery,
     StateChangeIn,
 )
-from pms_common import timeutil
-from pms_registry import Registry, RegistryError
-from pms_registry.rollouts import RolloutConflict, RolloutRecord, RolloutStateError
+from pms_registry import Registry
+from pms_registry.rollouts import RolloutRecord
 
 ROLLOUTS = Tag(name="rollouts", description="Staged rollouts of update images to gateways")
-REFUSED = Counter("pms_api_rollouts_refused_total", "Rollout requests refused, by reason", ["reason"])
 ANSWERS: dict[Any, Any] = {403: Problem, 404: Problem, 409: Problem}
 
 
@@ -65,38 +63,13 @@ def rollout_detail(registry: Registry, rollout: RolloutRecord) -> RolloutDetail:
     return RolloutDetail(**rollout_out(registry, rollout).model_dump(), gateways=members)
 
 
-# The operator's actions: the state each asks for, and the audit action.
-ACTIONS = {"pause": ("paused", "rollout_pause"), "resume": ("running", "rollout_resume"),
-           "cancel": ("cancelled", "rollout_cancel")}
-
-
 def add_rollout_routes(api: APIBlueprint, registry: Registry) -> None:
     @api.post("/rollouts", tags=[ROLLOUTS], responses={201: RolloutDetail, 422: Problem, **ANSWERS})
     def create_rollout(body: RolloutIn) -> Response:
         """Roll an uploaded image out to a target's gateways, group after group; the first group's jobs
         go out at once (or at its plants' sunset)."""
         require_admin()
-        image = registry.firmware_image(body.image)
-        if image is None:
-            REFUSED.labels("unknown_image").inc()
-            raise InvalidRequest(f"image {body.image} is unknown: upload it first (POST /api/v1/firmware)")
-        now, actor = timeutil.now_jst(), actor_of(registry)
-        try:
-            rollout = registry.create_rollout(
-                image_sha256=image.sha256, version=image.version, target=body.target.as_dict(), group_sizes=body.groups,
-                success_threshold=body.success_threshold, error_threshold=body.error_threshold,
-                error_action=body.error_action, min_group_size=body.min_group_size, deadline_s=body.deadline_s,
-                health_timeout_s=body.health_timeout_s, window=body.window, created_by=actor, at=now)
-        except RolloutConflict as exc:
-            REFUSED.labels("conflict").inc()
-            raise ProblemError(409, str(exc)) from exc
-        except RegistryError as exc:  # an empty or unknown target, a setting out of range
-            REFUSED.labels("invalid").inc()
-            raise InvalidRequest(str(exc)) from exc
-        members = len(registry.rollout_gateways(rollout.rollout_id))
-        registry.record_audit(at=now, actor=actor, action="rollout_create", target=rollout.rollout_id,
-                              detail={**body.model_dump(mode="json"), "version": image.version, "gateways": members},
-                              outcome="created")
+        rollout = rollout_actions.create_rollout(registry, body, actor=actor_of(registry))
         return json_response(rollout_detail(registry, rollout), status=201)
 
     @api.get("/rollouts", tags=[ROLLOUTS], responses={200: RolloutList, **ANSWERS})
@@ -113,16 +86,8 @@ def add_rollout_routes(api: APIBlueprint, registry: Registry) -> None:
 
     def change(rollout_id: str, action: str, reason: str | None) -> Response:
         require_admin()
-        _found(registry, rollout_id)
-        state, audit_action = ACTIONS[action]
-        now, actor = timeutil.now_jst(), actor_of(registry)
-        try:
-            changed = registry.set_rollout_state(rollout_id, state, reason or f"{action} by {actor}", now)
-        except RolloutStateError as exc:
-            raise ProblemError(409, str(exc)) from exc
-        assert changed is not None
-        registry.record_audit(at=now, actor=actor, action=audit_action, target=rollout_id,
-                              detail={"reason": reason}, outcome=state)
+        changed = rollout_actions.change_rollout_state(registry, rollout_id, action, actor=actor_of(registry),
+                                                       reason=reason)
         return json_response(rollout_detail(registry, changed))
 
     @api.post("/rollouts/<rollout_id>/pause", tags=[ROLLOUTS], responses={200: RolloutDetail, **ANSWERS})

@@ -7,14 +7,15 @@ at its next pass (on cancel it withdraws every job not yet restarting).
 
 from __future__ import annotations
 
-# The API's counter of refused rollouts, counted the same whichever door (when api_rollouts itself calls
-# these steps, the counter moves here).
-from pms_api.api_rollouts import REFUSED as ROLLOUTS_REFUSED
+from prometheus_client import Counter
+
 from pms_api.problems import InvalidRequest, ProblemError
 from pms_api.rollout_models import RolloutIn
 from pms_common import timeutil
 from pms_registry import Registry, RegistryError
 from pms_registry.rollouts import RolloutConflict, RolloutRecord, RolloutStateError
+
+ROLLOUTS_REFUSED = Counter("pms_api_rollouts_refused_total", "Rollout requests refused, by reason", ["reason"])
 
 # action → the state it asks for, and the audit action (docs/software-update.md "Reading and steering")
 ACTIONS = {"pause": ("paused", "rollout_pause"), "resume": ("running", "rollout_resume"),
