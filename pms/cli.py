@@ -47,7 +47,7 @@ def _run_service(name: str) -> int:
 
 
 def _run_sim(args: argparse.Namespace) -> int:
-    from pms.fleet import build_fleet, run_fleet
+    from pms.fleet import build_fleet, demo_meters_installed_at, run_fleet
     from pms_collector.settings import CollectorSettings
     from pms_common.health import Health
     from pms_common.service import run_service
@@ -63,7 +63,12 @@ def _run_sim(args: argparse.Namespace) -> int:
         ensure_demo_plants(registry, args.plants, first=args.first)
         registry.close()
     health = Health()
-    fleet = build_fleet(base, args.plants, Path(args.outbox_dir), health, first=args.first)
+    outbox_dir = Path(args.outbox_dir)
+    outbox_dir.mkdir(parents=True, exist_ok=True)
+    # Meters installed a few days back (fixed in that directory): a fresh meter adds up every half
+    # hour since its installation on its first read, a second of CPU a plant for a year of them.
+    fleet = build_fleet(base, args.plants, outbox_dir, health, first=args.first,
+                        installed_at=demo_meters_installed_at(outbox_dir))
 
     async def serve(stop: asyncio.Event) -> None:
         await run_fleet(fleet, stop)

@@ -147,6 +147,11 @@ async def up(options: UpOptions, stop: asyncio.Event) -> None:
             await broker.stop()
 
 
+def _reachable(host: str) -> str:
+    """An address a local client reaches a server bound to `host` on."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 (a test of the bind, not a bind)
+
+
 def _with_login(url: str, login: BrokerLogin) -> str:
     parts = urlsplit(url)
     credentials = f"{quote(login.username, safe='')}:{quote(login.password, safe='')}@"
@@ -168,6 +173,8 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], adm
         env["tsdb_url"] = f"sqlite:///{var / 'pms-ts.db'}"
     if not os.environ.get("PMS_REGISTRY_URL"):
         env["registry_url"] = f"sqlite:///{var / 'pms.db'}"
+    if not os.environ.get("PMS_FIRMWARE_DIR"):
+        env["firmware_dir"] = var / "firmware"  # uploaded update images, by digest, beside the rest of var/
 
     def settings(cls: type[Any], **extra: Any) -> Any:
         fields = cls.model_fields
@@ -209,6 +216,9 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], adm
         fleet = claiming(fleet, factory, credentials_dir)
         fleet = [gw.model_copy(update={"mqtt_url": _with_login(gw.mqtt_url, login)}) for gw in fleet]
         manager_extra = {"provisioning_username": login.username, "provisioning_password": login.password}
+    if not os.environ.get("PMS_API_PUBLIC_URL"):
+        # Update jobs name the image on this API (a wildcard bind is reached on the loopback).
+        manager_extra["api_public_url"] = f"http://{_reachable(options.host)}:{options.port}"
     manager = DeviceManager(settings(DeviceManagerSettings, **manager_extra), registry, Health(), broker_admin=admin)
     watchers = [
         asyncio.create_task(Alerts(settings(AlertsSettings), registry, Health(), store=store).run(watchers_stop)),

@@ -155,8 +155,8 @@ service alerts "$alerts_password" \
 service weather "$weather_password" \
     "pms/v1/plants/+/weather" ""
 service device-manager "$device_manager_password" \
-    "pms/v1/gw/+/config/desired pms/v1/gw/+/cmd/req pms/v1/gw/+/status pms/v1/deadletter/device-manager pms/v1/provision/+/answer" \
-    "pms/v1/gw/+/status pms/v1/gw/+/heartbeat pms/v1/gw/+/config/# pms/v1/gw/+/cmd/# pms/v1/provision/+/claim"
+    "pms/v1/gw/+/config/desired pms/v1/gw/+/cmd/req pms/v1/gw/+/status pms/v1/gw/+/update/job pms/v1/deadletter/device-manager pms/v1/provision/+/answer" \
+    "pms/v1/gw/+/status pms/v1/gw/+/heartbeat pms/v1/gw/+/config/# pms/v1/gw/+/cmd/# pms/v1/gw/+/update/state pms/v1/provision/+/claim"
 service api "$api_password" \
     "pms/v1/gw/+/cmd/req pms/v1/gw/+/config/desired" \
     "pms/v1/#"

@@ -87,9 +87,9 @@ SERVICE_ROLES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # status: the offline status of a gateway whose identity it revoked (the broker drops the client
     # without publishing its will, which the deleted login may no longer publish).
     "device-manager": (("pms/v1/gw/+/config/desired", "pms/v1/gw/+/cmd/req", "pms/v1/gw/+/status",
-                        "pms/v1/deadletter/device-manager", f"{PROVISION_ROOT}/+/answer"),
+                        "pms/v1/gw/+/update/job", "pms/v1/deadletter/device-manager", f"{PROVISION_ROOT}/+/answer"),
                        ("pms/v1/gw/+/status", "pms/v1/gw/+/heartbeat", "pms/v1/gw/+/config/#", "pms/v1/gw/+/cmd/#",
-                        f"{PROVISION_ROOT}/+/claim")),
+                        "pms/v1/gw/+/update/state", f"{PROVISION_ROOT}/+/claim")),
     "api": (("pms/v1/gw/+/cmd/req", "pms/v1/gw/+/config/desired"), ("pms/v1/#",)),
     "healthcheck": ((), ("$SYS/broker/uptime",)),
     # `docker compose --profile demo` only: one connection speaks for many simulated gateways.

@@ -91,12 +91,13 @@ class Firmware(RegistryCore):
             conn.execute(delete(t.gateway_login_secrets).where(t.gateway_login_secrets.c.gateway_id == gateway_id))
 
     def gateway_password_matches(self, gateway_id: str, password: str) -> bool:
-        """Whether `password` is the gateway's current broker password (and its login is not revoked)."""
+        """Whether `password` is the gateway's current broker password and its login is active (a login
+        whose revocation was asked for is refused at once, before the broker has carried it out)."""
         with self._tx() as conn:
             stored = conn.execute(select(t.gateway_login_secrets.c.password_hash)
                                   .where(t.gateway_login_secrets.c.gateway_id == gateway_id)).scalar()
             state = conn.execute(select(t.broker_logins.c.state)
                                  .where(t.broker_logins.c.gateway_id == gateway_id)).scalar()
-        if stored is None or state == "revoked":
+        if stored is None or state != "active":
             return False
         return password_matches(password, stored)

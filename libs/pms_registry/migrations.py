@@ -81,7 +81,7 @@ def _v4_expected_yield(conn: Connection) -> None:
 
 def _v5_software_update(conn: Connection) -> None:
     """Issue 12. Update images, gateways' login hashes (image downloads), rollouts and their gateways."""
-    for table in (t.firmware_images, t.gateway_login_secrets):
+    for table in (t.firmware_images, t.gateway_login_secrets, t.rollouts, t.rollout_gateways):
         table.create(conn, checkfirst=True)
 
 

@@ -4,7 +4,7 @@
 fleet counts in `bindings`; presence history in `presence`; keys and users in `accounts`; events and
 notices in `eventlog`; config push, commands and the audit log in `gateway_control`; the factory
 list, claims and broker logins in `provisioning`; update images and gateways' login hashes in
-`firmware`; engine, transactions and upgrades in `core`.
+`firmware`; staged rollouts of an image in `rollouts`; engine, transactions and upgrades in `core`.
 """
 
 from __future__ import annotations
@@ -38,16 +38,19 @@ from pms_registry.records import (
     Principal,
     User,
 )
+from pms_registry.rollouts import GroupProgress, RolloutGatewayRecord, RolloutRecord, Rollouts, RolloutStateError
 
-__all__ = ["Binding", "Customer", "EventRecord", "FirmwareImage", "Gateway", "Notice", "Plant", "PlantPv",
-           "PresenceChange", "Principal", "Registry", "RegistryError", "User", "engine_for", "hash_api_key"]
+__all__ = ["Binding", "Customer", "EventRecord", "FirmwareImage", "Gateway", "GroupProgress", "Notice", "Plant",
+           "PlantPv", "PresenceChange", "Principal", "Registry", "RegistryError", "RolloutGatewayRecord",
+           "RolloutRecord", "RolloutStateError", "User", "engine_for", "hash_api_key"]
 
 # Plant fields an operator may change after registration (the service code never changes).
 PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitude", "capacity_kw",
                 "tariff_yen_per_kwh", "billing_start_date")
 
 
-class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provisioning, PvSettings, Firmware):
+class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provisioning, PvSettings, Firmware,
+               Rollouts):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:

@@ -353,4 +353,52 @@ gateway_login_secrets = Table(
     Column("set_at", AwareDateTime(timezone=True), nullable=False),
 )
 
+# Staged rollouts of an image to a target's gateways, in groups (pms_registry/rollouts.py). The
+# members are fixed at creation, each with its group; device-manager drives them from here, so its
+# restart resumes every rollout where it was.
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("rollout_id", String(16), primary_key=True),  # "ro-" + 8 hex
+    Column("image_sha256", String(64), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("target", JSON, nullable=False),  # {"customer": id} | {"tag": t} | {"gateways": [ids]}
+    Column("group_sizes", JSON, nullable=False),  # cumulative percents of the target; the last takes the rest
+    Column("success_threshold", Float, nullable=False),
+    Column("error_threshold", Float, nullable=False),
+    Column("error_action", String(8), nullable=False),  # pause | abort
+    Column("min_group_size", Integer, nullable=False),
+    Column("deadline_s", Float, nullable=False),
+    Column("health_timeout_s", Float, nullable=False),
+    Column("window", String(16), nullable=False),  # any | after_sunset
+    Column("state", String(16), nullable=False, index=True),
+    Column("current_group", Integer, nullable=False),
+    Column("state_reason", Text),
+    # Members in error that a resume accepted: the error threshold counts only the ones after them.
+    Column("errors_accepted", Integer, nullable=False, default=0),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False, index=True),
+    Column("created_by", String(200), nullable=False),
+    Column("updated_at", AwareDateTime(timezone=True), nullable=False),
+)
+
+rollout_gateways = Table(
+    "rollout_gateways",
+    metadata,
+    Column("rollout_id", String(16), ForeignKey("rollouts.rollout_id"), primary_key=True),
+    Column("gateway_id", String(64), primary_key=True, index=True),
+    Column("group_index", Integer, nullable=False),
+    Column("position", Integer, nullable=False),  # order within the rollout (groups are runs of it)
+    Column("state", String(16), nullable=False, index=True),  # pending | waiting_window | UpdateState values
+    Column("reason", Text),
+    Column("from_version", String(64)),
+    Column("version", String(64)),
+    Column("job_id", String(128), nullable=False, unique=True),
+    Column("sent_at", AwareDateTime(timezone=True)),
+    Column("state_since", AwareDateTime(timezone=True), nullable=False),
+    Column("deadline_at", AwareDateTime(timezone=True)),
+    Column("updated_at", AwareDateTime(timezone=True), nullable=False),
+    # In error when the operator resumed: counted neither by the error threshold nor against success.
+    Column("error_accepted", Boolean, nullable=False, default=False),
+)
+
 SCHEMA_VERSION = 5

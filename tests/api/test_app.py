@@ -247,7 +247,8 @@ def test_unknown_route_is_a_404_problem(api: Api) -> None:
 def test_an_invalid_key_is_refused_on_every_api_route(api: Api) -> None:
     samples = {"service_code": api.codes["a"], "gateway_id": "gw-a", "notice_id": "1", "username": "admin",
                "key_id": "0123456789abcdef", "group": "north",
-               "command_id": "00000000-0000-4000-8000-000000000000"}
+               "command_id": "00000000-0000-4000-8000-000000000000", "sha256": "0" * 64,
+               "rollout_id": "ro-00000000"}
     checked = 0
     for rule in api.client.application.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/"):

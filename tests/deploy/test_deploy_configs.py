@@ -61,6 +61,8 @@ TOPICS_V1 = [
     "pms/v1/gw/{gateway_id}/cmd/res",
     "pms/v1/gw/{gateway_id}/config/desired",
     "pms/v1/gw/{gateway_id}/config/reported",
+    "pms/v1/gw/{gateway_id}/update/job",
+    "pms/v1/gw/{gateway_id}/update/state",
     "pms/v1/plants/{service_code}/weather",
     "pms/v1/events/{kind}",
     "pms/v1/deadletter/{service}",
@@ -627,6 +629,8 @@ def test_asyncapi_references_resolve_and_operations_are_consistent() -> None:
         "pms/v1/gw/{gateway_id}/status",
         "pms/v1/gw/{gateway_id}/config/desired",
         "pms/v1/gw/{gateway_id}/config/reported",
+    "pms/v1/gw/{gateway_id}/update/job",
+    "pms/v1/gw/{gateway_id}/update/state",
         "pms/v1/plants/{service_code}/weather",
     }
 

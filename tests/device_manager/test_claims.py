@@ -85,6 +85,10 @@ def test_an_accepted_claim_makes_a_login_and_registers_the_gateway(registry: Reg
     credentials = open_answer(answer, claim, SECRET)
     assert credentials.gateway_id == "gw-sn-0001" and admin.logins["gw-sn-0001"].password == credentials.password
     assert credentials.mqtt_url == "mqtt://broker.example:1883"
+    # The issued password is what the API checks an image download's Basic auth against.
+    assert credentials.username == credentials.gateway_id
+    assert registry.gateway_password_matches("gw-sn-0001", credentials.password)
+    assert not registry.gateway_password_matches("gw-sn-0001", credentials.password + "x")
     assert [gw.gateway_id for gw in registry.list_gateways()] == ["gw-sn-0001"]
     assert [e.kind for e in registry.list_events()] == ["gateway_claimed"]
     # Claiming again rotates the login: the new password replaces the old.
@@ -92,6 +96,8 @@ def test_an_accepted_claim_makes_a_login_and_registers_the_gateway(registry: Reg
     rotated = open_answer(asyncio.run(handler.handle("claim-sn-0001", again.to_json(), now)), again, SECRET)
     assert rotated.password != credentials.password
     assert admin.logins["gw-sn-0001"].password == rotated.password
+    assert registry.gateway_password_matches("gw-sn-0001", rotated.password)
+    assert not registry.gateway_password_matches("gw-sn-0001", credentials.password)
     assert "rotated" in registry.list_events()[0].message
 
 

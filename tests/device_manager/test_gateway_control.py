@@ -108,7 +108,9 @@ async def running(parts: list[Callable[[asyncio.Event], Awaitable[None]]], scena
         await asyncio.wait_for(scenario, timeout_s)
     finally:
         stop.set()
+        stopping = time.monotonic()
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        print(f"stopped in {time.monotonic() - stopping:.1f} s")
 
 
 @pytest.mark.integration
@@ -273,7 +275,9 @@ class _Nothing:
 def test_a_config_pushed_to_a_group_of_100_gateways_shows_zero_drift_once_they_report(
         cloud: Cloud, tmp_path: Path) -> None:
     base = CollectorSettings(link="sim", mqtt_url=cloud.broker.url, backfill_days=0, heartbeat_interval_s=30)
-    fleet = build_fleet(base, 100, tmp_path, Health())
+    # Meters installed three days back: each one's first read adds up every half hour since then.
+    installed = timeutil.day_start(timeutil.now_jst().date() - timedelta(days=3))
+    fleet = build_fleet(base, 100, tmp_path, Health(), installed_at=installed)
     ids = [gw.uplink.gateway_id for gw in fleet]
     for gateway_id in ids:
         cloud.registry.bind_gateway(gateway_id, None)

@@ -143,3 +143,23 @@ def test_a_scheduled_fault_wakes_its_module_on_time(tmp_path: Path,
     runner.join(5)
     assert not runner.is_alive()  # run() returns on stop
     sims.clear()
+
+
+def test_the_thread_survives_a_descriptor_closed_behind_its_back(tmp_path: Path,
+                                                                  hub_and_sims: tuple[PtyHub, list[PtySimulator]]) -> None:
+    """A module closed by someone else while served (its descriptor number then reused by a new pty)
+    must not end the thread: every other module, and the new one, is still answered."""
+    hub, sims = hub_and_sims
+    first = PtySimulator(virtual_module(), str(tmp_path / "tty0"), hub=hub)
+    other = PtySimulator(virtual_module(), str(tmp_path / "tty1"), hub=hub)
+    sims.extend([first, other])
+    first.start()
+    other.start()
+    ask(first.link_path, b"SKVER\r\n", b"OK\r\n")
+    first.close()  # behind the hub's back: it still polls that descriptor number
+    reused = PtySimulator(virtual_module(), str(tmp_path / "tty2"), hub=hub)
+    sims.append(reused)
+    reused.start()
+    assert b"EVER" in ask(reused.link_path, b"SKVER\r\n", b"OK\r\n")
+    assert b"EVER" in ask(other.link_path, b"SKVER\r\n", b"OK\r\n")
+    assert hub._thread is not None and hub._thread.is_alive()

@@ -7,19 +7,23 @@ secret and the shared provisioning login. Acceptance 1 and the claim half of 2 (
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
 import urllib.request
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pms_common import timeutil, topics
+from pms_common.firmware import generate_private_key_pem, load_private_key, public_key_text, sign_image
 from pms_common.provisioning import ClaimAnswer, claim_client_id, make_claim
 from pms_registry import Registry
 from pms_registry.provisioning import FactoryRow
@@ -88,6 +92,28 @@ def http_json(url: str, method: str = "GET", body: Any = None) -> Any:
         return json.loads(response.read())
 
 
+def image_download_status(api_port: int, sha256: str, login: tuple[str, str]) -> int:
+    """What the API answers the gateway's image download with this Basic login (the body checked on 200)."""
+    response = httpx.get(f"http://127.0.0.1:{api_port}/api/v1/firmware/{sha256}/image", auth=login, timeout=10)
+    if response.status_code == 200:
+        assert hashlib.sha256(response.content).hexdigest() == sha256
+    return response.status_code
+
+
+def upload_image(api_port: int, tmp_path: Path, signer: Any) -> str:
+    """A signed collector wheel uploaded through the API; its digest."""
+    wheel = tmp_path / "pms_collector-9.0.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("pms_collector-9.0.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: pms-collector\n"
+                                                                   "Version: 9.0.0\n")
+    manifest = sign_image(signer, wheel, "9.0.0")
+    response = httpx.post(f"http://127.0.0.1:{api_port}/api/v1/firmware", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                          files={"image": wheel.read_bytes()}, data={"manifest": manifest.to_json().decode()},
+                          timeout=10)
+    assert response.status_code == 201, response.text
+    return manifest.sha256
+
+
 def test_a_gateway_with_only_its_factory_secret_is_claimed_and_comes_online(
         dynsec_broker: DynsecBroker, pms_processes: Any, tmp_path: Path) -> None:
     broker = dynsec_broker
@@ -110,7 +136,10 @@ def test_a_gateway_with_only_its_factory_secret_is_claimed_and_comes_online(
         PMS_PROVISIONING_USERNAME=broker.provisioning.username,
         PMS_PROVISIONING_PASSWORD=broker.provisioning.password))
     pms_processes(["ingest"], service_env("ingest"))
-    pms_processes(["api"], service_env("api", PMS_API_PORT=str(api_port), PMS_ADMIN_API_KEY=ADMIN_KEY))
+    signer = load_private_key(generate_private_key_pem())
+    pms_processes(["api"], service_env("api", PMS_API_PORT=str(api_port), PMS_ADMIN_API_KEY=ADMIN_KEY,
+                                       PMS_FIRMWARE_DIR=str(tmp_path / "firmware"),
+                                       PMS_FIRMWARE_KEYS=json.dumps([public_key_text(signer.public_key())])))
     claims = Watcher(broker, "pms/v1/provision/#")
     credentials = tmp_path / "gw" / "credentials.json"
     collector_env = {"PMS_LINK": "sim", "PMS_MQTT_URL": broker.url(broker.provisioning),
@@ -133,6 +162,10 @@ def test_a_gateway_with_only_its_factory_secret_is_claimed_and_comes_online(
         kept = json.loads(credentials.read_text())
         assert kept["gateway_id"] == kept["username"] == gateway_id and kept["password"]
         assert credentials.stat().st_mode & 0o777 == 0o600
+        # The login it was issued is also what it downloads update images with (issue 12).
+        image = upload_image(api_port, tmp_path, signer)
+        assert image_download_status(api_port, image, (kept["username"], kept["password"])) == 200
+        assert image_download_status(api_port, image, (kept["username"], "not its password")) == 401
         store = SqliteStore(tmp_path / "ts.db")
         try:
             wait_until(lambda: store.latest_power([gateway_id]).get(gateway_id), 30, "readings stored by ingest")
@@ -169,11 +202,13 @@ def test_a_gateway_with_only_its_factory_secret_is_claimed_and_comes_online(
                    "the offline status of the revoked gateway")
         assert dropped_after < 5.0, dropped_after
         assert str(connack_of(broker.port, kept["username"], kept["password"])) == "Not authorized"
+        assert image_download_status(api_port, image, (kept["username"], kept["password"])) == 401
         # A revoked gateway may claim anew with its factory secret: a new login, and it is unbound.
         wait_until(lambda: len(claims.received("/claim")) == 2, 30, "a fresh claim after the login was refused")
         wait_until(online, 30, "online with its new identity")
         renewed = json.loads(credentials.read_text())
         assert renewed["username"] == gateway_id and renewed["password"] != kept["password"]
+        assert image_download_status(api_port, image, (renewed["username"], renewed["password"])) == 200
         assert http_json(f"http://127.0.0.1:{api_port}/api/v1/gateways/{gateway_id}")["service_code"] is None
         audit = http_json(f"http://127.0.0.1:{api_port}/api/v1/audit?action=bind")["items"]
         assert [(a["outcome"], a["detail"]["revoked"]) for a in audit] == [("unbound", [gateway_id]), ("bound", [])]

@@ -154,6 +154,9 @@ def test_a_v4_registry_gains_the_software_update_tables(tmp_path: Path) -> None:
     assert upgrade(registry.engine) == 4
     assert registry.schema_version() == t.SCHEMA_VERSION
     registry.set_gateway_password("gw-1", "s3cret-password", T0)
+    assert not registry.gateway_password_matches("gw-1", "s3cret-password"), "no active broker login yet"
+    with registry.engine.begin() as conn:
+        conn.execute(insert(t.broker_logins).values(gateway_id="gw-1", state="active", created_at=T0, rotated_at=T0))
     assert registry.gateway_password_matches("gw-1", "s3cret-password")
     assert not registry.gateway_password_matches("gw-1", "s3cret-passwore")
     assert not registry.gateway_password_matches("gw-2", "s3cret-password")

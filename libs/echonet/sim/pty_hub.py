@@ -109,6 +109,7 @@ class PtyHub:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self.loops = 0  # times the thread woke: what idle modules must not drive up
+        self.failed_turns = 0
 
     @property
     def module_count(self) -> int:
@@ -132,7 +133,9 @@ class PtyHub:
         self._ask(_Ask.WAKE, module)
 
     def remove(self, module: ServedModule, timeout_s: float = 5.0) -> bool:
-        """Stop serving `module` and close it; False if the hub's thread never ran (nothing to wait for)."""
+        """Stop serving `module` and close it; False if the hub's thread never ran (nothing to wait for)
+        or has not got to it within `timeout_s` (it will, and closes the module then: the caller must not
+        close it itself, or the hub would poll a descriptor number the process may give to another file)."""
         if self._thread is None:
             return False
         done = threading.Event()
@@ -147,31 +150,50 @@ class PtyHub:
 
     # ---- the hub's thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        # The thread serves every module of the process for its whole life (tests run one after
+        # another in one process): a turn that fails is logged and the next one goes on, where an
+        # exception used to end the thread and silence every module from then on (seen as "does
+        # not answer SKVER" in a later test).
         while True:
-            events = self._selector.select(self._timeout_s())
-            self.loops += 1
-            now = time.monotonic()
-            due: dict[_Served, bytes] = {}
-            for key, mask in events:
-                if key.fd == self._wake_r:
+            try:
+                self._turn()
+            except Exception:
+                self.failed_turns += 1
+                log.exception("the virtual modules' thread failed a turn; it goes on")
+                time.sleep(0.01)  # a failure that repeats every turn must not spin a core
+
+    def _turn(self) -> None:
+        events = self._selector.select(self._timeout_s())
+        self.loops += 1
+        now = time.monotonic()
+        due: dict[_Served, bytes] = {}
+        for key, mask in events:
+            if key.fd == self._wake_r:
+                self._take_asks(due)
+                continue
+            served = self._served.get(key.fd)
+            if served is None:
+                continue
+            if mask & selectors.EVENT_WRITE:
+                self._flush(served)
+            if mask & selectors.EVENT_READ:
+                due[served] = due.get(served, b"") + self._read(served)
+        while self._heap and self._heap[0][0] <= now:
+            when, _, served = heapq.heappop(self._heap)
+            if served.open and served.due == when:
+                served.due = None
+                due.setdefault(served, b"")
+        # Asks are looked at between two modules' answers: a removal (a collector stopping) waits for
+        # one answer at most, not for a whole turn of them (100 stopping links once waited a minute).
+        answered: set[_Served] = set()
+        while pending := [(served, data) for served, data in due.items() if served not in answered]:
+            for served, data in pending:
+                if self._asks:
                     self._take_asks(due)
-                    continue
-                served = self._served.get(key.fd)
-                if served is None:
-                    continue
-                if mask & selectors.EVENT_WRITE:
-                    self._flush(served)
-                if mask & selectors.EVENT_READ:
-                    due[served] = due.get(served, b"") + self._read(served)
-            while self._heap and self._heap[0][0] <= now:
-                when, _, served = heapq.heappop(self._heap)
-                if served.open and served.due == when:
-                    served.due = None
-                    due.setdefault(served, b"")
-            for served, data in due.items():
+                answered.add(served)
                 if served.open:
                     self._serve(served, data, now)
-            self._warm_up(now)
+        self._warm_up(now)
 
     def _warm_up(self, now: float) -> None:
         """Warm-up steps for WARM_UP_S a turn, round the modules: answers wait that long at most."""
@@ -208,6 +230,16 @@ class PtyHub:
         for ask, module, done in asks:
             if ask is _Ask.ADD:
                 served = _Served(module, module.fd)
+                stale = self._served.get(served.fd)
+                if stale is not None:
+                    # The descriptor number was closed behind the hub's back and given to this new
+                    # pty: what the hub held under it is gone.
+                    log.warning("descriptor %d was reused while still served: the old module is dropped",
+                                served.fd)
+                    stale.open = False
+                    self._served.pop(served.fd, None)
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(served.fd)
                 self._served[served.fd] = served
                 self._selector.register(served.fd, served.events)
                 due.setdefault(served, b"")
@@ -259,7 +291,10 @@ class PtyHub:
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if served.out else 0)
         if events != served.events:
             served.events = events
-            self._selector.modify(served.fd, events)
+            try:
+                self._selector.modify(served.fd, events)
+            except (KeyError, ValueError, OSError):
+                self._close(served)  # the descriptor is no longer this module's
 
     def _close(self, served: _Served) -> None:
         served.open = False

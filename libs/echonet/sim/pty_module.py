@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,8 @@ from echonet.sim.meter import MeterProfile, SimulatedMeter
 from echonet.sim.module import Fault, ModuleConfig, VirtualModule
 from echonet.sim.pty_hub import PtyHub
 from echonet.skstack_events import Family
+
+log = logging.getLogger(__name__)
 
 MODULES = {"bp35a1": Family.SINGLE_HOP, "bp35c0": Family.DUAL_STACK}
 
@@ -88,8 +91,11 @@ class PtySimulator:
         self._stopped.wait()
 
     def stop(self) -> None:
-        if not self._started or not self.hub.remove(self):
-            self.close()  # never served, or the hub is stuck: nobody else touches the pty now
+        if not self._started:
+            self.close()  # never served: nobody else touches the pty
+        elif not self.hub.remove(self):
+            log.warning("the virtual module on %s was not removed within 5 s; the hub closes it when it can",
+                        self.link_path)
         with contextlib.suppress(OSError):
             os.unlink(self.link_path)
         self._stopped.set()

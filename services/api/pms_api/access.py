@@ -8,11 +8,26 @@ another customer's plant exists.
 
 from __future__ import annotations
 
-from flask import g
+from flask import g, request, session
 
 from pms_api.problems import ProblemError
 from pms_registry import Registry
 from pms_registry.records import Plant, Principal
+
+
+def principal_of_request(registry: Registry) -> Principal | None:
+    """Whom the request's Bearer API key, or (for a GET without an Authorization header) its console
+    login session, speaks for; None when neither holds."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    found = registry.authenticate(secret.strip()) if scheme.lower() == "bearer" and secret.strip() else None
+    if found is None and not header and request.method == "GET" and "user_id" in session:
+        # The console's own pages read the API with their login session; reads only, so a
+        # forged cross-site request can change nothing (and SameSite=Lax keeps the cookie home).
+        user = registry.get_user_by_id(int(session["user_id"]))
+        if user is not None:
+            found = Principal(key_id=f"user:{user.user_id}", customer_id=user.customer_id)
+    return found
 
 
 def principal() -> Principal:

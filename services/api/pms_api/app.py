@@ -8,18 +8,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Response, g, request, send_file, session
+from flask import Response, g, request, send_file
 from flask_openapi3 import APIBlueprint, Info, OpenAPI
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from pms_api.access import principal_of_request
 from pms_api.api_admin import add_admin_routes
 from pms_api.api_expected import add_expected_routes
+from pms_api.api_firmware import add_firmware_routes, firmware_download_blueprint
 from pms_api.api_fleet import add_fleet_routes
 from pms_api.api_gateway_control import add_gateway_control_routes
 from pms_api.api_gateways import add_gateway_routes
 from pms_api.api_plants import add_plant_routes
 from pms_api.api_provisioning import add_provisioning_routes
+from pms_api.api_rollouts import add_rollout_routes
 from pms_api.console import console_blueprint
+from pms_api.firmware_store import FirmwareStore
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.models import Problem
 from pms_api.plant_figures import PlantFigures
@@ -29,7 +33,6 @@ from pms_api.settings import ApiSettings
 from pms_common import timeutil
 from pms_common.service import configure_logging
 from pms_registry import Registry, RegistryError
-from pms_registry.registry import Principal
 from pms_store import TimeSeriesStore, open_store
 
 log = logging.getLogger(__name__)
@@ -73,7 +76,9 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         info=Info(title="PMS API", version="1.0.0",
                   description="Power Metering System: plants, sold power and energy, gateways, events, notices. "
                               "Times are ISO 8601 with offset; days and months are Japan time."),
-        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"},
+                          # gateways' broker logins, for update image downloads only
+                          "basic": {"type": "http", "scheme": "basic"}},
         doc_prefix="/openapi",
         doc_url="/openapi.json",
         validation_error_status=422,
@@ -90,15 +95,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
 
     @api.before_request
     def authenticate() -> None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, secret = header.partition(" ")
-        found = registry.authenticate(secret.strip()) if scheme.lower() == "bearer" and secret.strip() else None
-        if found is None and not header and request.method == "GET" and "user_id" in session:
-            # The console's own pages read the API with their login session; reads only, so a
-            # forged cross-site request can change nothing (and SameSite=Lax keeps the cookie home).
-            user = registry.get_user_by_id(int(session["user_id"]))
-            if user is not None:
-                found = Principal(key_id=f"user:{user.user_id}", customer_id=user.customer_id)
+        found = principal_of_request(registry)
         if found is None:
             AUTH_FAILURES.inc()
             raise ProblemError(401, "send a valid API key as 'Authorization: Bearer <key>'")
@@ -111,8 +108,15 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     add_admin_routes(api, registry)
     add_gateway_control_routes(api, registry)
     add_provisioning_routes(api, registry)
+    firmware_store = FirmwareStore(settings.firmware_dir)
+    add_firmware_routes(api, registry, firmware_store, keys=settings.firmware_keys,
+                        floor=settings.firmware_min_version)
+    add_rollout_routes(api, registry)
     app.register_api(api)
-    throttle = LoginThrottle(ThrottlePolicy(max_failures=settings.login_max_failures, window_s=settings.login_window_s))
+    policy = ThrottlePolicy(max_failures=settings.login_max_failures, window_s=settings.login_window_s)
+    # Gateways' wrong passwords are counted apart from console logins (gateway ids are not usernames).
+    app.register_api(firmware_download_blueprint(registry, firmware_store, LoginThrottle(policy)))
+    throttle = LoginThrottle(policy)
     app.register_blueprint(console_blueprint(registry, figures, throttle))
 
     @app.get("/healthz", doc_ui=False)

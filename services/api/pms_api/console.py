@@ -22,6 +22,7 @@ from pms_api import console_forms
 from pms_api.access import plant_in_scope
 from pms_api.api_fleet import gateway_counts
 from pms_api.api_provisioning import CLAIM_CODES_REFUSED
+from pms_api.console_rollouts import add_rollout_pages
 from pms_api.csrf import check_csrf, csrf_field
 from pms_api.gateway_actions import bind, push_config, queue_command
 from pms_api.gateway_status import GatewayStatus
@@ -254,4 +255,6 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         entries, total = registry.list_audit(limit=AUDIT_PAGE)
         return render_template("audit.html", entries=entries, total=total)
 
+    add_rollout_pages(console, registry, current_user=current_user, language=language, login_required=login_required,
+                      translate=translate)
     return console

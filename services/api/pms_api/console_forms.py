@@ -1,4 +1,4 @@
-"""The console's gateway forms read into the API's request models, so a form and a REST call are
+"""The console's gateway and rollout forms read into the API's request models, so a form and a REST call are
 checked by the same rules; what does not fit comes back as sentences naming the field.
 
 HTML forms send every field as text, empty when left blank: blank means "keep" for a setting and
@@ -7,6 +7,7 @@ HTML forms send every field as text, empty when left blank: blank means "keep" f
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -14,9 +15,11 @@ from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from pms_api.gateway_control_models import CommandIn, ConfigIn
+from pms_api.rollout_models import RolloutIn
 from pms_common import timeutil
 
 CONFIG_FIELDS = ("power_interval_s", "heartbeat_interval_s", "energy_interval_s", "log_level")
+ROLLOUT_FIELDS = ("error_action", "min_group_size", "deadline_s", "health_timeout_s", "window")
 
 
 def _problems(exc: ValidationError) -> list[str]:
@@ -55,5 +58,26 @@ def command_form(form: MultiDict[str, str]) -> CommandIn | list[str]:
     try:
         return CommandIn.model_validate({"command": command, "args": args,
                                          "timeout_s": form.get("timeout_s", "").strip() or 30})
+    except ValidationError as exc:
+        return _problems(exc)
+
+
+def rollout_form(form: MultiDict[str, str]) -> RolloutIn | list[str]:
+    """A new rollout from the console's form: the target as a kind and its value (a list of gateways
+    separated by commas, spaces or lines), the groups as cumulative percents ("1, 10, 100"), the
+    thresholds in percent."""
+    kind = form.get("target_kind", "").strip()
+    value = form.get("target_value", "").strip()
+    target: dict[str, Any] = {kind: [gw for gw in re.split(r"[\s,]+", value) if gw] if kind == "gateways" else value}
+    try:
+        groups = [float(size) for size in re.split(r"[\s,]+", form.get("groups", "").strip()) if size]
+        shares = {name: float(form.get(f"{name}_pct", "").strip()) / 100
+                  for name in ("success_threshold", "error_threshold")}
+    except ValueError:
+        return ["groups, thresholds: numbers, e.g. groups 1, 10, 100 and thresholds 95 and 5 (percent)"]
+    fields = {name: form.get(name, "").strip() for name in ROLLOUT_FIELDS}
+    try:
+        return RolloutIn.model_validate({"image": form.get("image", "").strip(), "target": target, "groups": groups,
+                                         **shares, **{name: value for name, value in fields.items() if value}})
     except ValidationError as exc:
         return _problems(exc)

@@ -217,5 +217,7 @@ class AuditPage(Page):
 
 
 class AuditQuery(PageQuery):
-    target: str | None = Field(default=None, max_length=200, description="a gateway ID or group:{group}")
-    action: Literal["command", "config", "group_config", "tags", "bind", "decommission"] | None = None
+    target: str | None = Field(default=None, max_length=200, description="a gateway ID, group:{group} or a rollout ID")
+    action: Literal["command", "config", "group_config", "tags", "bind", "decommission", "firmware_upload",
+                    "rollout_create", "rollout_pause", "rollout_resume", "rollout_cancel",
+                    "rollout_abort"] | None = None

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from pms_common.firmware import VersionText, parse_public_key
 from pms_common.settings import RegistrySettings
 
 
@@ -26,3 +28,17 @@ class ApiSettings(RegistrySettings):
     console_refresh_s: float = Field(default=20.0, gt=0, description="how often the sales list refreshes")
     not_measured_intervals: int = Field(default=3, ge=1, description="power intervals without a reading")
     api_threads: int = Field(default=8, ge=1)
+    firmware_dir: Path = Field(default=Path("var/firmware"),
+                               description="update images, stored by digest as <sha256>.whl")
+    firmware_keys: list[str] = Field(
+        default_factory=list, description="public keys an uploaded image's manifest must be signed by: "
+                                          "'ed25519:<base64>' or PEM; two may be valid at once (rotation)")
+    firmware_min_version: VersionText | None = Field(
+        default=None, description="a floor: images of a lower version are refused at upload")
+
+    @field_validator("firmware_keys")
+    @classmethod
+    def _keys_parse(cls, keys: list[str]) -> list[str]:
+        for text in keys:  # a typo in a key is found at start, not at the first upload
+            parse_public_key(text)
+        return keys

@@ -150,6 +150,9 @@ class ClaimHandler:
             raise ClaimRefused("unavailable", "the cloud could not make this gateway's broker login now; "
                                               "try again later") from exc
         await asyncio.to_thread(self.registry.record_claim, claim.serial, now)
+        # The broker names the login after the gateway (username = gateway id, both brokers); its hash
+        # lets the API authenticate the gateway's image downloads with the same credentials.
+        await asyncio.to_thread(self.registry.set_gateway_password, factory.gateway_id, login.password, now)
         rotated = factory.claims_total > 0
         await asyncio.to_thread(
             self.registry.record_info_event, kind="gateway_claimed", at=now, gateway_id=factory.gateway_id,

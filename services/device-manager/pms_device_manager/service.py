@@ -5,7 +5,8 @@ will or clean stop at once, and on silence only after `missed_heartbeats` heartb
 
 It also holds the gateways' control channel (gateway_control.py): it publishes the desired configurations
 and queued commands the API wrote to the registry, and records the gateways' reports and answers there;
-and, given a BrokerAdmin, zero-config provisioning (claims.py): claims answered, logins made and revoked.
+the rollouts of update images (rollouts.py, planned by rollout_plan.py); and, given a BrokerAdmin,
+zero-config provisioning (claims.py): claims answered, logins made and revoked.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pms_common.mqtt import BrokerAddress
 from pms_common.presence import follow_presence
 from pms_device_manager.claims import ClaimHandler, ClaimLimits, ClaimService, RevocationExecutor
 from pms_device_manager.gateway_control import READER, GatewayControl
+from pms_device_manager.rollouts import RolloutEngine
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 
@@ -46,6 +48,8 @@ class DeviceManager:
         broker = BrokerAddress.parse(settings.mqtt_url)
         self.control = GatewayControl(broker, f"{client_id}-control", registry,
                                       poll_s=settings.control_poll_s, answer_grace_s=settings.command_answer_grace_s)
+        self.rollouts = RolloutEngine(broker, f"{client_id}-rollouts", registry,
+                                      api_public_url=settings.api_public_url, poll_s=settings.rollout_poll_s)
         self.broker_admin = broker_admin
         self.claims: ClaimService | None = None
         self.revocations: RevocationExecutor | None = None
@@ -83,6 +87,7 @@ class DeviceManager:
                 password=self.settings.provisioning_password.get_secret_value()))
         async with asyncio.TaskGroup() as group:
             group.create_task(self.control.run(stop))
+            group.create_task(self.rollouts.run(stop))
             group.create_task(self._follow_presence(stop))
             if self.claims is not None:
                 group.create_task(self.claims.run(stop))

@@ -31,3 +31,8 @@ class DeviceManagerSettings(RegistrySettings):
     claim_rate_total_s: float = Field(default=200.0, gt=0, description="claims a second of the whole fleet")
     claim_burst_total: float = Field(default=500, ge=1)
     revocation_poll_s: float = Field(default=0.5, gt=0, description="how often pending revocations are looked for")
+    # ---- rollouts of update images (docs/software-update.md "Rollouts") ----
+    api_public_url: str = Field(default="http://localhost:8080",
+                                description="the API's URL as gateways reach it: update jobs point at "
+                                            "{api_public_url}/api/v1/firmware/{sha256}/image")
+    rollout_poll_s: float = Field(default=1.0, gt=0, description="plan every rollout under way this often")
