@@ -97,6 +97,8 @@ def fetch_image(url: str, part: Path, limit: int, login: tuple[str, str] | None,
         request.add_header("Authorization", f"Basic {token}")
     if have:
         request.add_header("Range", f"bytes={have}-")
+        # The API's ETag is the image's digest, which names the .part file: a different image comes whole.
+        request.add_header("If-Range", f'"{part.name.removesuffix(".part")}"')
     try:
         with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310
             if have and response.status != 206:
