@@ -17,8 +17,8 @@ from pydantic import SecretStr
 from pms.demo import DemoFactoryGateway, gateway_id
 from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import SimulatedModuleLink
-from pms_collector.provisioned_run import run_provisioned
 from pms_collector.settings import CollectorSettings
+from pms_collector.update_sim import SimulatedSlots, run_provisioned_with_simulated_updates
 from pms_common import timeutil
 from pms_common.health import Health
 
@@ -102,9 +102,12 @@ def claiming(fleet: list[CollectorSettings], factory: list[DemoFactoryGateway],
 async def run_provisioned_fleet(fleet: list[CollectorSettings], health: Health, stop: asyncio.Event) -> None:
     """Every gateway through the claim flow (pms_collector.provisioned_run), as `pms collector` runs one."""
 
-    def build(settings: CollectorSettings, on_login_refused: Callable[[], None] | None) -> Gateway:
-        return build_gateway(settings, SimulatedModuleLink(settings), health, on_login_refused=on_login_refused)
+    def build(settings: CollectorSettings, on_login_refused: Callable[[], None] | None,
+              slots: SimulatedSlots) -> Gateway:
+        # Software updates in process: installing remembers the version, a restart builds the gateway anew.
+        return build_gateway(settings, SimulatedModuleLink(settings), health, on_login_refused=on_login_refused,
+                             slots=slots, health_filter=slots.health)
 
     async with asyncio.TaskGroup() as group:
         for settings in fleet:
-            group.create_task(run_provisioned(settings, stop, build))
+            group.create_task(run_provisioned_with_simulated_updates(settings, stop, build))

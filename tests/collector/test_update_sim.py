@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import SimulatedModuleLink
 from pms_collector.settings import CollectorSettings
-from pms_collector.update_sim import SimulatedSlots, run_with_simulated_updates
+from pms_collector.update_sim import (
+    SimulatedSlots,
+    run_provisioned_with_simulated_updates,
+    run_with_simulated_updates,
+)
 from pms_common import firmware, timeutil, topics
 from pms_common.health import Health
 from tests.collector.broker import OwnBroker
@@ -28,7 +33,10 @@ from tests.collector.waiting import eventually
 from tests.conftest import PmsProcess
 
 
-def test_a_simulated_gateway_updates_in_process_and_rolls_back_a_failing_version(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner", ["plain", "provisioned"])
+def test_a_simulated_gateway_updates_in_process_and_rolls_back_a_failing_version(tmp_path: Path, runner: str) -> None:
+    """`plain`: run_with_simulated_updates; `provisioned`: through the claim flow as `pms up` runs its
+    fleet (no serial here, so the configured identity), with the failing version from the settings."""
     broker = OwnBroker(tmp_path)
     broker.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
@@ -70,7 +78,8 @@ def test_a_simulated_gateway_updates_in_process_and_rolls_back_a_failing_version
 
     settings = CollectorSettings(gateway_id=gw, link="sim", mqtt_url=f"mqtt://{gw}:pw-{gw}@127.0.0.1:{broker.port}",
                                  outbox_path=tmp_path / "outbox.db", power_interval_s=1, backfill_days=0,
-                                 metrics_port=0, firmware_keys=[firmware.public_key_text(signer.public_key())])
+                                 metrics_port=0, firmware_keys=[firmware.public_key_text(signer.public_key())],
+                                 sim_unhealthy_versions=["0.3.0"])
     slots = SimulatedSlots("0.1.0", tmp_path / "downloads", failing_versions={"0.3.0"})
     built: list[Gateway] = []
     versions: list[str] = []  # what each incarnation ran
@@ -85,7 +94,11 @@ def test_a_simulated_gateway_updates_in_process_and_rolls_back_a_failing_version
 
     async def scenario() -> None:
         stop = asyncio.Event()
-        running = asyncio.create_task(run_with_simulated_updates(settings, slots, stop, build))
+        if runner == "plain":
+            running = asyncio.create_task(run_with_simulated_updates(settings, slots, stop, build))
+        else:
+            running = asyncio.create_task(run_provisioned_with_simulated_updates(
+                settings, stop, lambda current, _refused, own_slots: build(current, own_slots)))
         try:
             good = publish("0.2.0")
             await eventually(lambda: states(good)[-1:] == ["committed"], 60, "0.2.0 committed")

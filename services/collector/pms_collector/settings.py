@@ -83,6 +83,9 @@ class CollectorSettings(ServiceSettings):
     sim_module: Literal["bp35a1", "bp35c0"] = "bp35c0"
     sim_seed: int = 1
     sim_pv_kw: float = Field(default=5.0, gt=0)
+    sim_unhealthy_versions: list[str] = Field(
+        default_factory=list, description="link sim, in a simulated fleet (pms up): software versions that fail "
+                                          "their health check after an update, so a rollback can be shown")
     sim_installed_at: AwareDatetime | None = Field(
         default=None,
         description="link sim: when the simulated meter was installed; its registers count from then, so a fixed"

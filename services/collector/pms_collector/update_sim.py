@@ -15,10 +15,12 @@ from pathlib import Path
 
 from pms_collector import update_state as us
 from pms_collector.gateway import Gateway
+from pms_collector.provisioned_run import run_provisioned
 from pms_collector.settings import CollectorSettings
 from pms_collector.update_agent import HealthFacts
 from pms_collector.update_state import Outcome, SlotState, Trial
 from pms_common import timeutil
+from pms_common.firmware import version_of_firmware
 
 
 class SimulatedSlots:
@@ -88,4 +90,33 @@ async def run_with_simulated_updates(settings: CollectorSettings, slots: Simulat
         gateway = build(settings.model_copy(update={"firmware": f"pms-collector/{version}"}), slots)
         await gateway.run(stop)
         if not gateway.updates.restart_requested.is_set():
+            return
+
+
+# Builds a provisioned incarnation: as provisioned_run.BuildGateway, with the slots to use.
+BuildProvisionedSimulated = Callable[[CollectorSettings, Callable[[], None] | None, "SimulatedSlots"], Gateway]
+
+
+def simulated_slots_for(settings: CollectorSettings) -> SimulatedSlots:
+    """A simulated gateway's slots: the version in its `firmware`, `sim_unhealthy_versions` failing."""
+    downloads = settings.resolved_outbox_path().with_name(f"{settings.resolved_outbox_path().stem}-downloads")
+    return SimulatedSlots(version_of_firmware(settings.firmware), downloads,
+                          failing_versions=settings.sim_unhealthy_versions)
+
+
+async def run_provisioned_with_simulated_updates(settings: CollectorSettings, stop: asyncio.Event,
+                                                 build: BuildProvisionedSimulated) -> None:
+    """`run_with_simulated_updates` through the claim flow (provisioned_run), as `pms up` runs its fleet."""
+    slots = simulated_slots_for(settings)
+    last: list[Gateway] = []
+
+    def build_one(current: CollectorSettings, on_login_refused: Callable[[], None] | None) -> Gateway:
+        gateway = build(current, on_login_refused, slots)
+        last[:] = [gateway]
+        return gateway
+
+    while not stop.is_set():
+        version = slots.boot()
+        await run_provisioned(settings.model_copy(update={"firmware": f"pms-collector/{version}"}), stop, build_one)
+        if not last or not last[0].updates.restart_requested.is_set():
             return
