@@ -90,6 +90,8 @@ class Launcher:
             log.info("boot: starting slot %s (%s%s)", decision.slot, decision.version,
                      f", trial boot {decision.state.trial.boots}" if decision.state.trial else "")
             self.child = subprocess.Popen([str(python), "-m", "pms_collector"], env=env)
+            if self.stopping:  # a signal came while the child was being started: it missed it
+                self.child.send_signal(signal.SIGTERM)
             code = self.child.wait()
             self.child = None
             if self.stopping:
