@@ -389,3 +389,34 @@ def test_over_http_a_chunked_upload_without_a_length_is_cut_off(firmware: Firmwa
 def test_a_key_that_does_not_parse_stops_the_api_at_start() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         ApiSettings(firmware_keys=["ed25519:" + base64.b64encode(b"short").decode()])
+
+
+def test_a_relative_firmware_dir_is_the_working_directorys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           migrated_registry: Path) -> None:
+    """`pms up` and the default setting name `var/firmware`: the image is stored and served from there,
+    not from a folder beside the API's package (a 500 once, seen with pms up)."""
+    shutil.copyfile(migrated_registry, tmp_path / "r.db")
+    monkeypatch.chdir(tmp_path)
+    signer = load_private_key(generate_private_key_pem())
+    app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r.db", tsdb_url=f"sqlite:///{tmp_path}/ts.db",
+                                 admin_api_key=ADMIN, firmware_dir=Path("var/firmware"),
+                                 firmware_keys=[public_key_text(signer.public_key())]))
+    try:
+        image = tmp_path / "pms_collector-1.0.0-py3-none-any.whl"
+        with zipfile.ZipFile(image, "w") as archive:
+            archive.writestr("pms_collector-1.0.0.dist-info/METADATA",
+                             "Metadata-Version: 2.1\nName: pms-collector\nVersion: 1.0.0\n")
+        manifest = sign_image(signer, image, "1.0.0")
+        client = app.test_client()
+        uploaded = client.post("/api/v1/firmware", headers={"Authorization": f"Bearer {ADMIN}"},
+                               content_type="multipart/form-data",
+                               data={"image": (io.BytesIO(image.read_bytes()), "image.whl"),
+                                     "manifest": manifest.to_json().decode()})
+        assert uploaded.status_code == 201, uploaded.get_json()
+        assert (tmp_path / "var" / "firmware" / f"{manifest.sha256}.whl").exists()
+        monkeypatch.chdir("/")  # the working directory may change later; the store's folder does not
+        got = client.get(f"/api/v1/firmware/{manifest.sha256}/image", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert got.status_code == 200 and got.data == image.read_bytes()
+    finally:
+        app.config["store"].close()
+        app.config["registry"].close()

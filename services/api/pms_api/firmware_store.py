@@ -35,7 +35,9 @@ class ReceivedImage:
 
 class FirmwareStore:
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
+        # Absolute now, against the working directory the setting was given in: Flask's send_file
+        # reads a relative path against the package's folder, not the process's.
+        self.directory = directory.resolve()
 
     def path_of(self, sha256: str) -> Path:
         return self.directory / f"{sha256}.whl"
