@@ -3,8 +3,11 @@
 A Mosquitto of the module's own, `pms ingest` into a SQLite store, and gateways each run as
 `python -m pms_collector.boot` (the launcher systemd runs) over slots made from images that
 `pms firmware build` built and `pms firmware sign` signed with a key of `pms firmware keygen`. The
-images are served by a small HTTP server with Basic auth and Range, as the API serves them; the
-update job is published retained, as the cloud does. Each gateway's meter is simulated in-process
+images are uploaded to the real API (served over HTTP in the test process), which the gateways
+download them from with their own logins (each registered as a claim leaves it); images the API
+refuses are served to gateways anyway by a small HTTP server of the test (Basic auth and Range, as
+a hostile or broken server would), to show the gateway refuses them too. The update job is
+published retained, as device-manager does. Each gateway's meter is simulated in-process
 (`link = sim`) on a clock 120 times real time, so 30-minute slots pass every 15 s and a restart
 spans some: every one of them must still be stored.
 """
@@ -31,9 +34,15 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import REGISTRY
 
+from pms_api.app import create_app
+from pms_api.settings import ApiSettings
 from pms_collector.update_slots import SlotRoot
 from pms_common import timeutil, topics
+from pms_registry import Registry
+from pms_registry.provisioning import FactoryRow
+from tests.browser.serving import served
 from tests.collector.broker import OwnBroker
 from tests.conftest import PmsProcess, wait_until
 
@@ -41,6 +50,7 @@ REPO = Path(__file__).resolve().parents[2]
 SPEED = 120.0
 START = datetime(2026, 11, 2, 9, 0, 5, tzinfo=timeutil.JST)
 INSTALLED = datetime(2026, 7, 1, tzinfo=timeutil.JST)
+ADMIN = "admin-update-test"
 
 
 def _pms(*args: str) -> str:
@@ -138,10 +148,18 @@ class ImageServer:
 
 
 class Cloud:
-    """The broker, ingest and the image server of the module, and an MQTT client acting as the cloud."""
+    """The broker, ingest, the API (images uploaded and downloaded there) and a hostile image server of
+    the module, and an MQTT client acting as device-manager."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, trusted_key: str) -> None:
         self.workdir = workdir
+        self.api = create_app(ApiSettings(registry_url=f"sqlite:///{workdir / 'registry.db'}",
+                                          tsdb_url=f"sqlite:///{workdir / 'api-ts.db'}", admin_api_key=ADMIN,
+                                          firmware_dir=workdir / "firmware", firmware_keys=[trusted_key]))
+        self.registry: Registry = self.api.config["registry"]
+        self._serving = served(self.api)
+        self.api_url = self._serving.__enter__()
+        self.uploaded: dict[Path, str] = {}
         self.broker = OwnBroker(workdir)
         self.broker.start()
         self.ts_db = workdir / "ts.db"
@@ -182,12 +200,31 @@ class Cloud:
         states = self.states(gateway_id)
         return states[-1] if states else None
 
-    def publish_job(self, gateway_id: str, image: Path | None, manifest: dict[str, Any], version: str, *,
+    def enrol(self, gateway_id: str, password: str) -> None:
+        """The gateway as its claim leaves it in the registry: an active broker login, its password's hash."""
+        serial = gateway_id.removeprefix("gw-")
+        now = timeutil.now_jst()
+        self.registry.import_factory_gateways([FactoryRow(serial, f"factory-secret-{serial}", f"code-{serial}")], now)
+        assert self.registry.record_claim(serial, now) == gateway_id
+        self.registry.set_gateway_password(gateway_id, password, now)
+
+    def upload(self, image: Path, manifest: dict[str, Any]) -> str:
+        """The image uploaded through the API (once); its download URL there."""
+        if image not in self.uploaded:
+            response = self.api.test_client().post(
+                "/api/v1/firmware", headers={"Authorization": f"Bearer {ADMIN}"}, content_type="multipart/form-data",
+                data={"image": (image.open("rb"), image.name), "manifest": json.dumps(manifest)})
+            assert response.status_code in (200, 201), response.get_json()
+            self.uploaded[image] = f"{self.api_url}{response.get_json()['image_url']}"
+        return self.uploaded[image]
+
+    def publish_job(self, gateway_id: str, image: Path, manifest: dict[str, Any], version: str, *,
                     url: str | None = None, health_timeout_s: float = 60.0) -> str:
+        """A job for `image`, downloaded from the API unless `url` names another server."""
         now = timeutil.now_jst()
         job_id = f"r{uuid.uuid4().hex[:6]}.{gateway_id}"
         job = {"job_id": job_id, "rollout_id": job_id.partition(".")[0], "version": version,
-               "image_url": url or self.images.serve(image or Path("missing")), "manifest": manifest,
+               "image_url": url or self.upload(image, manifest), "manifest": manifest,
                "not_after": (now + timedelta(hours=1)).isoformat(), "health_timeout_s": health_timeout_s,
                "issued_at": now.isoformat()}
         self.client.publish(topics.update_job(gateway_id), json.dumps(job), qos=1, retain=True).wait_for_publish(5)
@@ -209,12 +246,15 @@ class Cloud:
         self.client.disconnect()
         self.ingest.stop()
         self.images.httpd.shutdown()
+        self._serving.__exit__(None, None, None)
+        self.api.config["store"].close()
+        self.registry.close()
         self.broker.stop()
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    cloud = Cloud(tmp_path_factory.mktemp("cloud"))
+def cloud(tmp_path_factory: pytest.TempPathFactory, images: Images) -> Iterator[Cloud]:
+    cloud = Cloud(tmp_path_factory.mktemp("cloud"), images.public)
     try:
         yield cloud
     finally:
@@ -304,7 +344,9 @@ class Gateway:
 
 @pytest.fixture
 def gateway(cloud: Cloud, images: Images, tmp_path: Path) -> Iterator[Gateway]:
-    gateway = Gateway(cloud, images, tmp_path, f"gw-up{uuid.uuid4().hex[:6]}")
+    gateway_id = f"gw-up{uuid.uuid4().hex[:6]}"
+    cloud.enrol(gateway_id, f"pw-{gateway_id}")
+    gateway = Gateway(cloud, images, tmp_path, gateway_id)
     try:
         wait_until(lambda: gateway.cloud.slots(gateway.gateway_id, START, gateway.world_now()), 90,
                    f"{gateway.gateway_id}: a first slot stored (slot a running)")
@@ -329,6 +371,7 @@ def _wait_state(gateway: Gateway, state: str, timeout: float) -> dict[str, Any]:
 def test_a_gateway_updates_restarts_into_the_new_slot_and_commits(gateway: Gateway, images: Images) -> None:
     since = gateway.world_now()
     started = time.monotonic()
+    downloads = REGISTRY.get_sample_value("pms_api_firmware_downloads_total", {"outcome": "gateway"}) or 0.0
     job_id = gateway.cloud.publish_job(gateway.gateway_id, images.good, images.manifest(images.good), "0.2.0")
     committed = _wait_state(gateway, "committed", 120)
     print(f"(a) job to committed: {time.monotonic() - started:.1f} s")
@@ -337,7 +380,8 @@ def test_a_gateway_updates_restarts_into_the_new_slot_and_commits(gateway: Gatew
     assert (committed["job_id"], committed["version"], committed["target_version"]) == (job_id, "0.2.0", "0.2.0")
     state = gateway.root.load()
     assert (state.committed_slot, state.committed_version, state.trial) == ("b", "0.2.0", None)
-    assert gateway.cloud.images.requests[-1][0] == gateway.gateway_id  # its own login
+    # Downloaded from the API with its own login (a wrong one answers 401 and the job fails).
+    assert (REGISTRY.get_sample_value("pms_api_firmware_downloads_total", {"outcome": "gateway"}) or 0.0) > downloads
     # The slot's own packages come first: its pms_collector, not the launcher environment's.
     where = subprocess.run([str(gateway.root.slot_python("b")), "-c", "import pms_collector, pms_common, aiomqtt;"
                             "print(pms_collector.__file__, pms_common.__file__, aiomqtt.__file__)"],
@@ -401,6 +445,12 @@ def test_bad_images_are_refused_before_install(gateway: Gateway, images: Images,
     unsigned = {k: v for k, v in images.manifest(images.good).items() if k != "signature"}
     cases.append(("unsigned", images.good, unsigned, "the manifest is not valid: signature"))
     for name, image, manifest, says in cases:
+        # The API refuses each at upload (422)...
+        refused = gateway.cloud.api.test_client().post(
+            "/api/v1/firmware", headers={"Authorization": f"Bearer {ADMIN}"}, content_type="multipart/form-data",
+            data={"image": (image.open("rb"), image.name), "manifest": json.dumps(manifest)})
+        assert refused.status_code == 422, (name, refused.get_json())
+        # ...and a gateway served it anyway (a hostile or broken server) refuses it before installing.
         before = len(gateway.cloud.states(gateway.gateway_id))
         url = gateway.cloud.images.serve(image, f"{name}-{image.name}")
         job_id = gateway.cloud.publish_job(gateway.gateway_id, image, manifest, "0.2.0", url=url)
