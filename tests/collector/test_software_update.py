@@ -51,6 +51,9 @@ SPEED = 120.0
 START = datetime(2026, 11, 2, 9, 0, 5, tzinfo=timeutil.JST)
 INSTALLED = datetime(2026, 7, 1, tzinfo=timeutil.JST)
 ADMIN = "admin-update-test"
+# Real installs: three wheels built, venvs made, gateways restarted while simulated slots pass (about
+# a minute a test). CI runs them; a developer's `make test` leaves them out (`pytest -m slow` runs them).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _pms(*args: str) -> str:
