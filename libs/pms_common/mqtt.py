@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -157,3 +158,21 @@ async def run_connected(
             delay = backoff.next_delay()
             log.warning("%s: broker connection failed (%s); retrying in %.1f s", name, exc, delay)
             await asyncio.sleep(delay)
+
+
+async def serve_until_stopped(stop: asyncio.Event, *work: Coroutine[Any, Any, None]) -> None:
+    """Run a connected session's tasks until `stop` is set or one of them ends, then cancel the rest.
+
+    What a task raised (a lost connection, in the one reading messages) is raised here, so that
+    `run_connected` reconnects; a cancelled task is no failure.
+    """
+    tasks = [asyncio.create_task(each) for each in work]
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in [*tasks, stopping]:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from echonet.io.events import first_set
 from pms_collector.backfill import CONTIGUOUS, HISTORY_FLOOR, HISTORY_TARGET, LATEST, SlotBook
 from pms_collector.link import MeterLinkDriver, gateway_clock
 from pms_collector.live_config import LiveConfig
@@ -92,12 +93,7 @@ class Gateway:
         ending = asyncio.Event()
 
         async def relay() -> None:
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.updates.restart_requested.wait())]
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+            await first_set(stop, self.updates.restart_requested, timeout_s=None)
             ending.set()
 
         relaying = asyncio.create_task(relay())

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from echonet.io.events import first_set
 from pms_collector import claim
 from pms_collector.gateway import Gateway
 from pms_collector.settings import CollectorSettings
@@ -58,12 +59,7 @@ async def _run_until(gateway: Gateway, settings: CollectorSettings, stop: asynci
     session_stop = asyncio.Event()
 
     async def relay() -> None:
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(refused.wait())]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await first_set(stop, refused, timeout_s=None)
         session_stop.set()
 
     relaying = asyncio.create_task(relay())

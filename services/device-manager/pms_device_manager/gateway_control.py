@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from pms_common import timeutil, topics
 from pms_common.contract_reader import ContractReader
 from pms_common.messages import CommandRequest, CommandResult, ConfigDesired, ConfigReported, GatewayStatus
-from pms_common.mqtt import Backoff, BrokerAddress, run_connected
+from pms_common.mqtt import Backoff, BrokerAddress, run_connected, serve_until_stopped
 from pms_registry import Registry, RegistryError
 from pms_registry.gateway_control import CommandRecord, DesiredConfig
 
@@ -82,14 +82,7 @@ class GatewayControl:
                 self._client = client
                 self.connected.set()
                 try:
-                    tasks = [asyncio.create_task(self._consume(client)), asyncio.create_task(self._dispatch(stop))]
-                    stopping = asyncio.create_task(stop.wait())
-                    await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
-                    for task in [*tasks, stopping]:
-                        task.cancel()
-                    for task in tasks:
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task  # a lost connection raises here, and run_connected reconnects
+                    await serve_until_stopped(stop, self._consume(client), self._dispatch(stop))
                 finally:
                     self.connected.clear()
                     self._client = None

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from pms_common import timeutil, topics
 from pms_common.messages import UpdateJob, UpdateReport
-from pms_common.mqtt import Backoff, BrokerAddress, run_connected
+from pms_common.mqtt import Backoff, BrokerAddress, run_connected, serve_until_stopped
 from pms_device_manager.gateway_control import READER
 from pms_device_manager.rollout_plan import (
     CancelMember,
@@ -86,14 +86,7 @@ class RolloutEngine:
                 self._client = client
                 self.connected.set()
                 try:
-                    tasks = [asyncio.create_task(self._consume(client)), asyncio.create_task(self._drive(stop))]
-                    stopping = asyncio.create_task(stop.wait())
-                    await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
-                    for task in [*tasks, stopping]:
-                        task.cancel()
-                    for task in tasks:
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                    await serve_until_stopped(stop, self._consume(client), self._drive(stop))
                 finally:
                     self.connected.clear()
                     self._client = None
