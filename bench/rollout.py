@@ -14,8 +14,10 @@ The gateways are simulated in this process, following the update contract (pms_c
 UpdateJob / UpdateReport, retained QoS 1): each subscribes to its update/job over MQTT (its own
 connection, or `--per-connection` gateways sharing one) and, on a job, reports downloading →
 verifying → installing → restarting → checking_health → committed, `--step-s` apart; nothing is
-downloaded or installed (the collector's real update agent with a simulated installer can take
-their place later). The bench watches the registry as the console does and prints, for each group,
+downloaded or installed. The collector's real update agent (with simulated slots, which download,
+verify and restart for real) is shown end to end with 20 gateways in
+tests/integration/test_rollout_with_real_agents.py; a thousand of them in one process would measure
+the simulated meters, not the rollout. The bench watches the registry as the console does and prints, for each group,
 when it started and when its last member finished, counted from the rollout's creation; the total;
 the reports per second device-manager recorded (its own counter, scraped from /metrics); and the
 peak resident memory of device-manager and of Mosquitto (sampled every 0.1 s from /proc).
