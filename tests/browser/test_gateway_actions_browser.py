@@ -32,7 +32,6 @@ from pms_device_manager.service import DeviceManager
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 from pms_registry.provisioning import FactoryRow
-from tests.browser.chromium import start_chromium
 from tests.browser.serving import served
 from tests.collector.broker import OwnBroker
 from tests.conftest import wait_until
@@ -109,13 +108,6 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
         broker.stop()
         app.config["store"].close()
         registry.close()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    driver = start_chromium(tmp_path / "chromium-profile")
-    yield driver
-    driver.quit()
 
 
 WORDS = {

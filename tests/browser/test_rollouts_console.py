@@ -25,7 +25,6 @@ from pms_common import timeutil
 from pms_common.firmware import generate_private_key_pem, load_private_key, sign_image
 from pms_registry import Registry
 from pms_registry.rollouts import RolloutRecord
-from tests.browser.chromium import start_chromium
 from tests.browser.serving import served
 from tests.conftest import wait_until
 
@@ -108,13 +107,6 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seeded]:
     finally:
         app.config["store"].close()
         registry.close()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    driver = start_chromium(tmp_path / "chromium-profile")
-    yield driver
-    driver.quit()
 
 
 def _login(driver: Any, url: str) -> None:
