@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -149,48 +149,3 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.customer_id is None
-
-
-# TEMPORARY (helper E): the COMMON.md contract records, until the lead's records land on main.
-AlertScope = Literal["global", "customer", "tag", "plant"]
-Severity = Literal["critical", "warning", "info"]
-AlertState = Literal["pending", "firing", "resolved"]
-
-
-@dataclass(frozen=True)
-class AlertRule:
-    rule_id: int
-    kind: str
-    scope: AlertScope
-    scope_value: str | None
-    enabled: bool
-    severity: Severity
-    raise_for_s: int
-    clear_for_s: int
-    params: dict[str, Any]
-    updated_at: datetime
-    updated_by: str | None
-
-
-@dataclass
-class AlertRecord:
-    alert_id: int | None
-    kind: str
-    subject: str
-    service_code: str | None
-    gateway_id: str | None
-    rule_id: int | None
-    severity: str
-    state: AlertState
-    pending_since: datetime | None
-    firing_since: datetime | None
-    clear_since: datetime | None
-    resolved_at: datetime | None
-    flapping: bool
-    raise_times: list[datetime]
-    acknowledged_at: datetime | None
-    acknowledged_by: str | None
-    ack_comment: str | None
-    event_id: int | None
-    params: dict[str, Any]
-    updated_at: datetime | None
