@@ -22,9 +22,9 @@ def rule(rule_id: int, scope: Any, value: str | None, severity: Any = "warning",
 
 def test_every_kind_has_valid_shipped_defaults() -> None:
     assert set(DEFAULT_RULES) == set(KINDS)
-    for kind, default in DEFAULT_RULES.items():
-        assert validate_params(kind, default.params)["flap_max"] == 4
-        assert default.severity in ("critical", "warning", "info")
+    for kind, (severity, raise_for_s, clear_for_s, params) in DEFAULT_RULES.items():
+        assert validate_params(kind, params)["flap_max"] == 4
+        assert severity in ("critical", "warning", "info") and raise_for_s >= 0 and clear_for_s >= 0
 
 
 def test_params_are_completed_with_defaults() -> None:

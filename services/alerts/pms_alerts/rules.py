@@ -10,11 +10,11 @@ one kind match one plant (its gateways carry both tags), the one of stricter sev
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pms_registry.alert_defaults import DEFAULT_RULES
 from pms_registry.records import AlertRule
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
@@ -80,36 +80,13 @@ PARAMS: dict[str, type[_Params]] = {
     "meter_history_conflict": InfoParams,
 }
 KINDS = tuple(PARAMS)
+# The shipped global rules are pms_registry.alert_defaults.DEFAULT_RULES (the registry seeds them):
+# kind -> (severity, raise_for_s, clear_for_s, params); tests check each validates here.
+__all__ = ["DEFAULT_RULES", "KINDS", "effective_rule", "effective_rules", "global_rule", "validate_params"]
 # Kinds that only log news (one info event each): no episode, no hysteresis.
 INFO_KINDS = frozenset({"register_anomaly", "billing_start_decided", "meter_history_conflict"})
 # What an offline gateway explains: these kinds of its plant neither go pending nor fire meanwhile.
 INHIBITED_BY_GATEWAY_OFFLINE = frozenset({"meter_unreachable", "no_generation", "data_gap", "yield_below_expected"})
-
-
-@dataclass(frozen=True)
-class DefaultRule:
-    severity: str
-    raise_for_s: int
-    clear_for_s: int
-    params: dict[str, Any]
-
-
-# The shipped global rules (the registry migration seeds them from this table's values).
-# gateway_offline raises at once: the liveness tracker already waits for the broker's last will or
-# three missed heartbeats; the meter verdicts come from the collector, which has judged them already.
-DEFAULT_RULES: dict[str, DefaultRule] = {
-    "gateway_offline": DefaultRule("critical", 0, 0, {"daylight_only": False}),
-    "meter_unreachable": DefaultRule("warning", 900, 300, {"silent_s": 600}),
-    "no_generation": DefaultRule("critical", 1800, 900, {"irradiance_w_m2": 350, "sold_w_max": 0}),
-    "yield_below_expected": DefaultRule("warning", 0, 0, {"share": 0.6, "days": 3}),
-    "data_gap": DefaultRule("warning", 0, 0, {"window_h": 26, "lookback_days": 7}),
-    "register_anomaly": DefaultRule("info", 0, 0, {}),
-    "meter_clock_skew": DefaultRule("warning", 0, 0, {}),
-    "meter_scale_invalid": DefaultRule("critical", 0, 0, {}),
-    "update_failed": DefaultRule("warning", 0, 0, {}),
-    "billing_start_decided": DefaultRule("info", 0, 0, {}),
-    "meter_history_conflict": DefaultRule("info", 0, 0, {}),
-}
 
 
 def validate_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
