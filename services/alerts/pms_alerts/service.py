@@ -77,13 +77,14 @@ def clock_of(settings: AlertsSettings) -> Clock:
     return FileClock(settings.alerts_clock_file) if settings.alerts_clock_file is not None else SystemClock()
 
 
-def generation_conditions() -> tuple[Condition, ...]:
-    """Helper G's conditions (`pms_alerts.evaluators.ALL`), when that package is there."""
+def generation_conditions(registry: Registry, store: TimeSeriesStore | None) -> tuple[Condition, ...]:
+    """The conditions that read the data (`pms_alerts.evaluators.conditions(registry, store)`), when
+    that package is there (it is built apart; once merged this can be a plain import)."""
     try:
         module: Any = importlib.import_module("pms_alerts.evaluators")
     except ImportError:
         return ()
-    return tuple(module.ALL)
+    return tuple(module.conditions(registry, store))
 
 
 def english_message(kind: str, params: dict[str, Any], subject: str) -> str:
@@ -125,7 +126,7 @@ class Alerts:
         # gateway_offline first: its firing episodes inhibit the meter and generation kinds after it.
         self.gateway_conditions = (GatewayOffline(), MeterClockSkew(), MeterScaleInvalid())
         self.conditions: tuple[Condition, ...] = (
-            *self.gateway_conditions, *(generation_conditions() if conditions is None else conditions))
+            *self.gateway_conditions, *(generation_conditions(registry, store) if conditions is None else conditions))
         self.records: dict[tuple[str, str], AlertRecord] = {}
         self._loaded = False
         self._fleet: Fleet | None = None
