@@ -357,8 +357,9 @@ class Alerts:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._follow(stop))
             # The notifier (helper D's pms_alerts.notify) publishes every journal happening (raised,
-            # cleared, acknowledged, info) to MQTT and the channels; the lead wires it here, e.g.
-            # group.create_task(Notifier(self.settings, self.registry, clock=self.clock).run(stop))
+            # cleared, acknowledged, info) to MQTT and the channels. WIRE IT HERE when merging (and let
+            # AlertsSettings inherit pms_alerts.notify.settings.NotifySettings):
+            #     group.create_task(Notifier(self.settings, self.registry, self.clock).run(stop))
 
     async def _follow(self, stop: asyncio.Event) -> None:
         await follow_presence(
