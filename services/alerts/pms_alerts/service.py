@@ -317,8 +317,12 @@ class Alerts:
             if result.decision == "save":
                 saved = self.registry.save_alert(record)
             elif result.decision == "raise":
-                message = english_message(key.kind, result.params, key.subject)
-                saved, _event = self.registry.fire_alert(record, at=now, message=message, params=result.params)
+                params = dict(result.params)
+                plant = self._fleet.by_code.get(key.service_code or "") if self._fleet is not None else None
+                if plant is not None:  # texts show the plant's name with its code
+                    params.setdefault("plant_name", plant.plant.name)
+                message = english_message(key.kind, params, key.subject)
+                saved, _event = self.registry.fire_alert(record, at=now, message=message, params=params)
                 log.warning("alerts: %s%s", message, " (flapping)" if saved.flapping else "")
                 EVENTS.labels(key.kind).inc()
             else:
