@@ -430,6 +430,8 @@ def templates(kind: str, phase: Phase, lang: Lang) -> tuple[str, ...]:
     kind = _ALIASES.get(kind, kind)
     if kind == "gateway_offline" and phase == "info":
         phase = "cleared"  # gateway_recovered read as news
+    if kind == "alert_acknowledged":
+        phase = "info"  # the journal tells it as phase "acknowledged": it reads the same
     entry = CATALOGUE.get((kind, phase))
     if entry is None and phase == "raised" and kind in INFO_KINDS:
         entry = CATALOGUE.get((kind, "info"))  # an info kind raised by a rule reads as its news

@@ -172,3 +172,10 @@ def test_acknowledgements_name_who_and_why() -> None:
     assert render("alert_acknowledged", "info", params, "ja") == "p1 の「発電なし」を tanaka が確認しました（現地確認中）"
     assert render("no_generation", "acknowledged", {"service_code": "p1"} | ACK, "en") == (
         "tanaka acknowledged No generation at p1 (on site tomorrow)")
+
+
+def test_the_acknowledgement_event_reads_alike_in_every_phase() -> None:
+    params = {"service_code": "p1", "alert_kind": "data_gap", "by": "sato", "comment": ""}
+    for phase in ("info", "acknowledged"):
+        assert render("alert_acknowledged", phase, params, "ja") == "p1 の「データ欠損」を sato が確認しました"  # type: ignore[arg-type]
+        assert render("alert_acknowledged", phase, params, "en") == "sato acknowledged Data gap at p1"  # type: ignore[arg-type]

@@ -74,6 +74,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "state_open": ("発生中", "Open"),
     "state_recovered": ("復旧済み", "Recovered"),
     "state_info": ("情報", "Info"),
+    "event_acknowledged_by": ("確認者", "Acknowledged by"),
     "notice_maintenance": ("メンテナンス", "Maintenance"),
     "notice_outage": ("停電", "Outage"),
     "notice_info": ("お知らせ", "Info"),
