@@ -27,7 +27,10 @@ Phase = Literal["raised", "cleared", "info", "acknowledged"]
 PHASES: tuple[Phase, ...] = ("raised", "cleared", "info", "acknowledged")
 
 # Kinds that are news, not conditions: they are logged once (phase "info") and never cleared.
-INFO_KINDS = frozenset({"register_anomaly", "billing_start_decided", "meter_history_conflict", "alert_acknowledged"})
+INFO_KINDS = frozenset({"register_anomaly", "billing_start_decided", "meter_history_conflict", "alert_acknowledged",
+                        "claim_refused"})
+# Kinds only the event log holds (never published on MQTT): device-manager's refused claims.
+LOG_ONLY_KINDS = frozenset({"claim_refused"})
 # Kinds that raise and clear (an alert episode); `gateway_recovered` is how MQTT names gateway_offline's clear.
 CONDITION_KINDS = frozenset({"gateway_offline", "meter_unreachable", "no_generation", "yield_below_expected",
                              "data_gap", "meter_clock_skew", "meter_scale_invalid", "update_failed"})
@@ -63,6 +66,7 @@ KIND_LABELS: dict[str, tuple[str, str]] = {  # kind: (日本語, English), short
     "billing_start_decided": ("課金開始日決定", "Billing start decided"),
     "meter_history_conflict": ("履歴不一致", "Meter history conflict"),
     "alert_acknowledged": ("アラート確認", "Alert acknowledged"),
+    "claim_refused": ("ゲートウェイ登録の拒否", "Gateway claim refused"),
 }
 
 PHASE_LABELS: dict[Phase, tuple[str, str]] = {
@@ -207,6 +211,13 @@ CATALOGUE: dict[tuple[str, Phase], Texts] = {
          "「{alert_label}」を {by} が確認しました", "アラートが確認されました"),
         ("{by} acknowledged {alert_label} at {subject} ({comment})", "{by} acknowledged {alert_label} at {subject}",
          "{by} acknowledged {alert_label}", "An alert was acknowledged")),
+    # ---- claim_refused {reason, detail} (device-manager; its events have no params yet) -------------------
+    ("claim_refused", "info"): _t(
+        ("ゲートウェイ登録の要求を拒否しました（{reason}）: {detail}",
+         "ゲートウェイ登録の要求を拒否しました（{reason}）",
+         "{subject}: ゲートウェイ登録の要求を拒否しました", "ゲートウェイ登録の要求を拒否しました"),
+        ("Refused a gateway claim ({reason}): {detail}", "Refused a gateway claim ({reason})",
+         "{subject}: refused a gateway claim", "Refused a gateway claim")),
 }
 # Every condition kind's acknowledgement reads alike: who looked at it, and what they said.
 for _kind in CONDITION_KINDS:

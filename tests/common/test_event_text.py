@@ -47,6 +47,7 @@ FULL_PARAMS: dict[str, dict[str, Any]] = {
     "meter_history_conflict": {"gateway_id": "gw-0001", "conflict": "E2 slot 10:30 says 3.2, live 3.4"},
     "alert_acknowledged": {"service_code": "pss00000001", "alert_kind": "no_generation", "by": "tanaka",
                            "comment": "現地確認中"},
+    "claim_refused": {"gateway_id": "gw-0009", "reason": "serial_taken", "detail": "the serial is bound to gw-0002"},
 }
 ACK = {"by": "tanaka", "comment": "on site tomorrow"}
 CASES = sorted(CATALOGUE)
