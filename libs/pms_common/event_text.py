@@ -69,7 +69,7 @@ KIND_LABELS: dict[str, tuple[str, str]] = {  # kind: (日本語, English), short
     "claim_refused": ("ゲートウェイ登録の拒否", "Gateway claim refused"),
 }
 
-PHASE_LABELS: dict[Phase, tuple[str, str]] = {
+PHASE_LABELS: dict[str, tuple[str, str]] = {
     "raised": ("異常発生", "Raised"),
     "cleared": ("復旧", "Recovered"),
     "acknowledged": ("確認", "Acknowledged"),
@@ -387,10 +387,10 @@ def kind_label(kind: str, lang: Lang) -> str:
 
 def phase_label(phase: str, lang: Lang) -> str:
     """異常発生 / 復旧 / 確認 / お知らせ (Raised / Recovered / Acknowledged / Info)."""
-    labels = PHASE_LABELS.get(phase)  # type: ignore[call-overload]
+    labels = PHASE_LABELS.get(phase)
     if labels is None:
         return phase
-    return str(labels[0] if lang == "ja" else labels[1])
+    return labels[0] if lang == "ja" else labels[1]
 
 
 def _present(value: Any) -> bool:
@@ -405,7 +405,7 @@ def _fields(kind: str, params: Mapping[str, Any], lang: Lang) -> dict[str, str]:
         fmt = _FORMATS_BY_KIND.get((kind, name)) or _FORMATS.get(name)
         try:
             fields[name] = fmt(value, lang) if fmt is not None else str(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             continue  # a value that is not what its name says: as if missing
     plant = params.get("plant_name")
     code = params.get("service_code")
@@ -449,7 +449,7 @@ def templates(kind: str, phase: Phase, lang: Lang) -> tuple[str, ...]:
     if entry is None and phase == "info" and kind in CONDITION_KINDS:
         entry = CATALOGUE.get((kind, "raised"))
     own = entry.of(lang) if entry is not None else ()
-    return own + _GENERIC[phase].of(lang)
+    return own + _GENERIC.get(phase, _GENERIC["info"]).of(lang)
 
 
 def render(kind: str, phase: Phase, params: Mapping[str, Any] | None, lang: Lang, *,

@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pms_common.event_text import (
     CATALOGUE,
@@ -180,3 +182,19 @@ def test_the_acknowledgement_event_reads_alike_in_every_phase() -> None:
     for phase in ("info", "acknowledged"):
         assert render("alert_acknowledged", phase, params, "ja") == "p1 の「データ欠損」を sato が確認しました"  # type: ignore[arg-type]
         assert render("alert_acknowledged", phase, params, "en") == "sato acknowledged Data gap at p1"  # type: ignore[arg-type]
+
+
+# Any JSON-ish value (no braces of its own, so leftover placeholders are what the test finds).
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                    st.text(st.characters(blacklist_characters="{}"), max_size=20), st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(sorted({k for k, _ in CATALOGUE} | {"gateway_recovered", "meter_on_fire"})),
+       phase=st.sampled_from(["raised", "cleared", "info", "acknowledged", "bogus"]),
+       lang=st.sampled_from(LANGS),
+       params=st.dictionaries(st.sampled_from(sorted({n for p in FULL_PARAMS.values() for n in p} | {"plant_name"})),
+                              _VALUES, max_size=8))
+def test_any_params_give_a_sentence(kind: str, phase: Phase, lang: Lang, params: dict[str, Any]) -> None:
+    text = render(kind, phase, params, lang)
+    assert (text and "{" not in text.replace("{}", "")) or "{" in str(params)
