@@ -27,10 +27,10 @@ Phase = Literal["raised", "cleared", "info", "acknowledged"]
 PHASES: tuple[Phase, ...] = ("raised", "cleared", "info", "acknowledged")
 
 # Kinds that are news, not conditions: they are logged once (phase "info") and never cleared.
-INFO_KINDS = frozenset({"register_anomaly", "billing_start_decided", "meter_history_conflict", "alert_acknowledged",
-                        "claim_refused"})
-# Kinds only the event log holds (never published on MQTT): device-manager's refused claims.
-LOG_ONLY_KINDS = frozenset({"claim_refused"})
+# Kinds only the event log holds (never published on MQTT): device-manager's claims and rollouts.
+LOG_ONLY_KINDS = frozenset({"gateway_claimed", "claim_refused", "rollout_paused", "rollout_aborted"})
+INFO_KINDS = frozenset({"register_anomaly", "billing_start_decided", "meter_history_conflict",
+                        "alert_acknowledged"}) | LOG_ONLY_KINDS
 # Kinds that raise and clear (an alert episode); `gateway_recovered` is how MQTT names gateway_offline's clear.
 CONDITION_KINDS = frozenset({"gateway_offline", "meter_unreachable", "no_generation", "yield_below_expected",
                              "data_gap", "meter_clock_skew", "meter_scale_invalid", "update_failed"})
@@ -66,7 +66,10 @@ KIND_LABELS: dict[str, tuple[str, str]] = {  # kind: (日本語, English), short
     "billing_start_decided": ("課金開始日決定", "Billing start decided"),
     "meter_history_conflict": ("履歴不一致", "Meter history conflict"),
     "alert_acknowledged": ("アラート確認", "Alert acknowledged"),
+    "gateway_claimed": ("ゲートウェイ登録", "Gateway claimed"),
     "claim_refused": ("ゲートウェイ登録の拒否", "Gateway claim refused"),
+    "rollout_paused": ("ソフトウェア更新の一時停止", "Rollout paused"),
+    "rollout_aborted": ("ソフトウェア更新の打ち切り", "Rollout aborted"),
 }
 
 PHASE_LABELS: dict[str, tuple[str, str]] = {
@@ -211,7 +214,23 @@ CATALOGUE: dict[tuple[str, Phase], Texts] = {
          "「{alert_label}」を {by} が確認しました", "アラートが確認されました"),
         ("{by} acknowledged {alert_label} at {subject} ({comment})", "{by} acknowledged {alert_label} at {subject}",
          "{by} acknowledged {alert_label}", "An alert was acknowledged")),
-    # ---- claim_refused {reason, detail} (device-manager; its events have no params yet) -------------------
+    # ---- device-manager: gateway_claimed {gateway_id, serial, firmware, rotated} -------------------------
+    ("gateway_claimed", "info"): _t(
+        ("ゲートウェイ {gateway_id}（シリアル {serial}）が登録されました", "ゲートウェイ {gateway_id} が登録されました",
+         "ゲートウェイが登録されました"),
+        ("Gateway {gateway_id} (serial {serial}) claimed its identity", "Gateway {gateway_id} claimed its identity",
+         "A gateway claimed its identity")),
+    # ---- rollout_paused / rollout_aborted {rollout_id, version, reason} ----------------------------------
+    ("rollout_paused", "info"): _t(
+        ("ソフトウェア更新 {rollout_id}（{version}）を一時停止しました: {reason}",
+         "ソフトウェア更新 {rollout_id} を一時停止しました", "ソフトウェア更新を一時停止しました"),
+        ("Rollout {rollout_id} ({version}) paused: {reason}", "Rollout {rollout_id} paused", "A rollout was paused")),
+    ("rollout_aborted", "info"): _t(
+        ("ソフトウェア更新 {rollout_id}（{version}）を打ち切りました: {reason}",
+         "ソフトウェア更新 {rollout_id} を打ち切りました", "ソフトウェア更新を打ち切りました"),
+        ("Rollout {rollout_id} ({version}) aborted: {reason}", "Rollout {rollout_id} aborted",
+         "A rollout was aborted")),
+    # ---- claim_refused {reason, detail} ------------------------------------------------------------------
     ("claim_refused", "info"): _t(
         ("ゲートウェイ登録の要求を拒否しました（{reason}）: {detail}",
          "ゲートウェイ登録の要求を拒否しました（{reason}）",

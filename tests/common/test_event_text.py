@@ -50,6 +50,9 @@ FULL_PARAMS: dict[str, dict[str, Any]] = {
     "alert_acknowledged": {"service_code": "pss00000001", "alert_kind": "no_generation", "by": "tanaka",
                            "comment": "現地確認中"},
     "claim_refused": {"gateway_id": "gw-0009", "reason": "serial_taken", "detail": "the serial is bound to gw-0002"},
+    "gateway_claimed": {"gateway_id": "gw-0009", "serial": "SN-1", "firmware": "1.4.0", "rotated": False},
+    "rollout_paused": {"rollout_id": 3, "version": "1.4.0", "reason": "2 of 10 gateways failed"},
+    "rollout_aborted": {"rollout_id": 3, "version": "1.4.0", "reason": "error threshold reached"},
 }
 ACK = {"by": "tanaka", "comment": "on site tomorrow"}
 CASES = sorted(CATALOGUE)
