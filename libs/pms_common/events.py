@@ -59,7 +59,7 @@ def event_message(record: EventRow, phase: Phase | None = None, kind: str | None
         state=record.state,  # type: ignore[arg-type]
         gateway_id=record.gateway_id, service_code=record.service_code, opened_at=record.opened_at,
         recovered_at=record.recovered_at,
-        message=render(record.kind, phase, text_params, "en", message=record.message),
+        message=render(record.kind, phase, text_params, "en", message=record.message), phase=phase,
         alert_id=getattr(record, "alert_id", None), severity=getattr(record, "severity", None), params=params,
         acknowledged_at=acknowledged_at, acknowledged_by=getattr(record, "acknowledged_by", None),
         ack_comment=getattr(record, "ack_comment", None),

@@ -200,7 +200,7 @@ EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decid
 Severity = Literal["critical", "warning", "info"]
 # Since 1.5.0 (all optional): sent only when they hold a value, so a reader from before 1.5.0 that
 # refuses unknown fields keeps reading the events it knows.
-EVENT_OPTIONAL_FIELDS = frozenset({"alert_id", "severity", "params", "acknowledged_at", "acknowledged_by",
+EVENT_OPTIONAL_FIELDS = frozenset({"phase", "alert_id", "severity", "params", "acknowledged_at", "acknowledged_by",
                                    "ack_comment"})
 
 
@@ -218,6 +218,8 @@ class Event(Message):
     opened_at: AwareDatetime
     recovered_at: AwareDatetime | None = None
     message: str
+    # What this publication tells: raised, cleared, acknowledged (the alert is still open) or info.
+    phase: Literal["raised", "cleared", "acknowledged", "info"] | None = None
     alert_id: int | None = None
     severity: Severity | None = None
     params: dict[str, Any] = Field(default_factory=dict)

@@ -49,7 +49,7 @@ def test_a_plain_event_is_sent_as_before_1_5() -> None:
 
 def test_an_alert_event_carries_its_facts() -> None:
     event = Event(event_id=42, kind="no_generation", state="open", service_code="pss00000001", opened_at=AT,
-                  message="m", alert_id=7, severity="warning", params={"sold_w": 0, "for_s": 3600},
+                  message="m", phase="acknowledged", alert_id=7, severity="warning", params={"sold_w": 0, "for_s": 3600},
                   acknowledged_at=AT, acknowledged_by="tanaka", ack_comment="on site at 14:00")
     sent = json.loads(event.to_json())
     assert set(sent) >= EVENT_OPTIONAL_FIELDS
