@@ -76,19 +76,25 @@ class _Client:
         self.published.append((topic, payload))
 
 
-def test_alerts_publish_the_decision_and_check_at_most_once_per_period(tmp_path: Path) -> None:
+def test_alerts_log_the_decision_and_check_at_most_once_per_period(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "ts.db")
     registry = Registry(f"sqlite:///{tmp_path}/r.db")
     registry.migrate()
     code = plant(registry, "gw-sell")
-    alerts = Alerts(AlertsSettings(billing_check_s=3600), registry, Health(), store=store)
+    clock = [datetime(2026, 7, 3, 12, 0, tzinfo=JST)]  # the service's clock: an hour per check period
+    alerts = Alerts(AlertsSettings(billing_check_s=3600), registry, Health(), store=store, clock=lambda: clock[0])
     client = _Client()
+
+    def decisions() -> list[tuple[str, str | None]]:
+        return [(h.phase, h.event.service_code) for h in registry.happenings_after(0)
+                if h.event.kind == "billing_start_decided"]
+
     asyncio.run(alerts.on_tick(client))  # type: ignore[arg-type]
-    assert client.published == []  # nothing sold yet
+    assert decisions() == []  # nothing sold yet
     registers("gw-sell", store, datetime(2026, 7, 3, 9, 0, tzinfo=JST), [10.0, 10.5])
     asyncio.run(alerts.on_tick(client))  # type: ignore[arg-type]
-    assert client.published == []  # the next check is an hour away
-    alerts._next_billing_check = 0.0
+    assert decisions() == []  # the next check is an hour away
+    clock[0] += timedelta(hours=1)
     asyncio.run(alerts.on_tick(client))  # type: ignore[arg-type]
-    assert [topic for topic, _ in client.published] == ["pms/v1/events/billing_start_decided"]
-    assert code.encode() in client.published[0][1]
+    assert decisions() == [("info", code)]
+    assert client.published == []  # the notifier publishes the journal, not the rules

@@ -4,7 +4,6 @@ becomes one event per episode, recovered when the heartbeat reports the meter we
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,14 +85,31 @@ class Client:
         self.published.append((topic, payload))
 
 
-def test_alerts_publish_the_meter_events(tmp_path: Path) -> None:
-    alerts = Alerts(AlertsSettings(), registry_at(tmp_path), Health())
+def test_alerts_follow_the_meter_verdicts_as_alert_episodes(tmp_path: Path) -> None:
+    # The gateway serves no plant: its episodes have the subject gateway:<id> under the global rules
+    # (meter_clock_skew ships raising at once and clearing after an hour of a good clock).
+    registry = registry_at(tmp_path)
+    alerts = Alerts(AlertsSettings(), registry, Health())
     client = Client()
-    asyncio.run(alerts.on_message(client, beat(T, skew=1200, since=T)))  # type: ignore[arg-type]
-    asyncio.run(alerts.on_message(client, beat(T + timedelta(minutes=1), skew=1200, since=T)))  # type: ignore[arg-type]
-    asyncio.run(alerts.on_message(client, beat(T + timedelta(minutes=2))))  # type: ignore[arg-type]
-    assert [topic for topic, _ in client.published] == ["pms/v1/events/meter_clock_skew"] * 2
-    assert [json.loads(p)["state"] for _, p in client.published] == ["open", "recovered"]
+
+    def hear(heartbeat: Heartbeat) -> None:
+        asyncio.run(alerts.on_message(client, heartbeat))  # type: ignore[arg-type]
+        alerts.evaluate(heartbeat.at, alerts.facts)
+
+    hear(beat(T, skew=1200, since=T))
+    hear(beat(T + timedelta(minutes=1), skew=1200, since=T))
+    hear(beat(T + timedelta(minutes=2)))
+    alerts.evaluate(T + timedelta(minutes=61), alerts.facts)
+    hear(beat(T + timedelta(minutes=62)))
+    assert client.published == []
+    assert [(h.phase, h.at, h.event.kind, h.event.gateway_id, h.event.message) for h in registry.happenings_after(0)] == [
+        ("raised", T, "meter_clock_skew", "gw-0001", "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"),
+        ("cleared", T + timedelta(minutes=62), "meter_clock_skew", "gw-0001",
+         "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"),
+    ]
+    [episode] = registry.list_alerts()
+    assert (episode.subject, episode.state, episode.params) == ("gateway:gw-0001", "resolved",
+                                                                {"gateway_id": "gw-0001", "skew_s": 1200.0})
 
 
 def test_each_history_conflict_is_logged_once_also_across_a_restart(tmp_path: Path) -> None:

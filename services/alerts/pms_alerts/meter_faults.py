@@ -56,6 +56,13 @@ class MeterFaultRule:
             records += self._history_conflict(beat, beat.backfill.last_conflict)
         return records
 
+    def history_conflicts(self, beat: Heartbeat) -> list[EventRecord]:
+        """The info event of a history conflict the heartbeat names for the first time (the service's
+        path: the clock-skew and scale verdicts are alert rules now, see pms_alerts.fleet_conditions)."""
+        if beat.backfill is None or not beat.backfill.last_conflict:
+            return []
+        return self._history_conflict(beat, beat.backfill.last_conflict)
+
     def _history_conflict(self, beat: Heartbeat, conflict: str) -> list[EventRecord]:
         # The heartbeat repeats its last conflict until another one happens: log each one once, also
         # across alerts restarts (the messages already logged are read back from the registry).
