@@ -121,10 +121,11 @@ class YieldBelowExpected:
             if point.sold_kwh is not None:
                 sold[point.period_end] = sold.get(point.period_end, 0.0) + point.sold_kwh
         since = reads_since(plant)
+        per_day = self.uncalibrated(plant, plain, first_day, last_day)
         verdicts = []
         day = first_day
         while day <= last_day:
-            expected = self.uncalibrated(plant, plain, day)
+            expected = per_day[day]
             total = sum(expected.values()) * params.calibration
             covered = sum(kwh for slot_end, kwh in expected.items() if slot_end in sold) * params.calibration
             sold_kwh = sum(kwh for slot_end, kwh in sold.items() if slot_end in expected)
@@ -135,15 +136,21 @@ class YieldBelowExpected:
             day += timedelta(days=1)
         return verdicts
 
-    def uncalibrated(self, plant: Plant, plain: PvParameters, day: date) -> dict[datetime, float]:
-        """The day's expected energy per slot end, calibration 1 (a complete day's weather is final)."""
-        key = (plant.service_code, day, plain)
-        found = self._days.get(key)
-        if found is None:
-            slots = self.expectations.slots(plant, plain, day, day)
-            found = {s.slot_end: s.expected_kwh for s in slots}
-            self._days[key] = found
-        return found
+    def uncalibrated(self, plant: Plant, plain: PvParameters, first_day: date,
+                     last_day: date) -> dict[date, dict[datetime, float]]:
+        """Each day's expected energy per slot end, calibration 1 (a complete day's weather is final).
+        The days not kept yet are computed in one run of the model (its cost is mostly per run)."""
+        days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+        missing = [day for day in days if (plant.service_code, day, plain) not in self._days]
+        if missing:
+            computed: dict[date, dict[datetime, float]] = {day: {} for day in missing}
+            for slot in self.expectations.slots(plant, plain, missing[0], missing[-1]):
+                day = timeutil.jst_day_of_slot(slot.slot_end)
+                if day in computed:
+                    computed[day][slot.slot_end] = slot.expected_kwh
+            for day, slots in computed.items():
+                self._days[(plant.service_code, day, plain)] = slots
+        return {day: self._days[(plant.service_code, day, plain)] for day in days}
 
     def _forget_before(self, day: date) -> None:
         if len(self._days) > 50_000 or any(key[1] < day for key in list(self._days)[:1]):
