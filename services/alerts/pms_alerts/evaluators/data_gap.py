@@ -92,18 +92,20 @@ class DataGap:
 
     def gaps(self, judged: Sequence[Window], first: datetime, last: datetime) -> dict[Window, Gap]:
         """The missing slots ending in (first, last] of each window (only windows with some)."""
-        whole = [w for w in judged if w.covers(first, last)]
-        days = {}
+        whole = {w for w in judged if w.covers(first, last)}
+        days: dict[str, dict[date, int]] = {}  # gateway -> JST day -> derived slots
         if whole:
             for point in self.store.energy_series(sorted({w.gateway_id for w in whole}), first, last, "day"):
-                days[(point.gateway_id, point.period_start.astimezone(timeutil.JST).date())] = point.slots
+                if point.slots > 0:
+                    days.setdefault(point.gateway_id, {})[point.period_start.astimezone(timeutil.JST).date()] = \
+                        point.slots
         out: dict[Window, Gap] = {}
         for window in judged:
             lo, hi = window.clip(first, last) or (first, last)
             # From its first reading on: slots before the first one stored in the lookback do not count.
             from_first_stored = window.start is None
             if window in whole:
-                stored = {d: n for (g, d), n in days.items() if g == window.gateway_id and n > 0}
+                stored = days.get(window.gateway_id, {})
                 if not stored:
                     continue  # nothing stored in the lookback: a gateway not reading yet (meter_unreachable's)
                 floor = min(stored) if from_first_stored else None
