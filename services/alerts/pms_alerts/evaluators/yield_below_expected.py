@@ -121,20 +121,22 @@ class YieldBelowExpected:
             if point.sold_kwh is not None:
                 sold[point.period_end] = sold.get(point.period_end, 0.0) + point.sold_kwh
         since = reads_since(plant)
-        per_day = self.uncalibrated(plant, plain, first_day, last_day)
-        verdicts = []
-        day = first_day
-        while day <= last_day:
-            expected = per_day[day]
+
+        def verdict(day: date, expected: dict[datetime, float]) -> DayVerdict:
             total = sum(expected.values()) * params.calibration
             covered = sum(kwh for slot_end, kwh in expected.items() if slot_end in sold) * params.calibration
             sold_kwh = sum(kwh for slot_end, kwh in sold.items() if slot_end in expected)
             known = (since is None or since <= timeutil.day_start(day)) and total >= MIN_KWH_PER_KW * params.dc_kw \
                 and covered >= MIN_COVERAGE * total
-            verdicts.append(DayVerdict(day, (sold_kwh < share * covered) if known else None, sold_kwh,
-                                       covered))
-            day += timedelta(days=1)
-        return verdicts
+            return DayVerdict(day, (sold_kwh < share * covered) if known else None, sold_kwh, covered)
+
+        # The last day first: a plant that sold enough yesterday is cleared without modelling the days
+        # before (the usual case, and a third of the model's cost after a restart).
+        last = verdict(last_day, self.uncalibrated(plant, plain, last_day, last_day)[last_day])
+        if last.below is False or first_day == last_day:
+            return [last]
+        earlier = self.uncalibrated(plant, plain, first_day, last_day - timedelta(days=1))
+        return [*(verdict(day, expected) for day, expected in earlier.items()), last]
 
     def uncalibrated(self, plant: Plant, plain: PvParameters, first_day: date,
                      last_day: date) -> dict[date, dict[datetime, float]]:
