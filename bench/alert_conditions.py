@@ -12,6 +12,7 @@ warm ticks after that. Not a test: numbers depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 import warnings
@@ -33,6 +34,20 @@ NOW = datetime(2026, 7, 10, 12, 5, tzinfo=timeutil.JST)
 DAYS = 8
 
 
+def sold_kwh(slot_end: datetime) -> float:
+    """A clear July day of a 10 kW plant, roughly: a sine from 05:00 to 19:00 JST peaking at 3.5 kWh a slot."""
+    hours = (slot_end - timeutil.SLOT / 2).astimezone(timeutil.JST)
+    h = hours.hour + hours.minute / 60
+    return 3.5 * math.sin(math.pi * (h - 5) / 14) if 5 < h < 19 else 0.0
+
+
+def power(store: SqliteStore, plants: int, now: datetime) -> None:
+    """A reading a gateway, taken just before `now`: 2 % of the plants sell nothing."""
+    store.write_many([GatewayReadings(f"gw-{n:05d}", [PowerReading(measured_at=now - timedelta(seconds=5 + n % 20),
+                                                                   power_w=0 if n % 50 == 3 else -3000)], ())
+                      for n in range(plants)])
+
+
 def build(root: Path, plants: int) -> tuple[Registry, SqliteStore, list[PlantContext]]:
     registry = Registry(f"sqlite:///{root}/registry.db")
     registry.migrate()
@@ -52,12 +67,15 @@ def build(root: Path, plants: int) -> tuple[Registry, SqliteStore, list[PlantCon
     for n in range(plants):
         gateway_id = f"gw-{n:05d}"
         gap = n % 100 == 7  # 1 % of the gateways miss two hours three days ago
-        energy = [EnergyReading(slot_end=start + timeutil.SLOT * i, forward_kwh=50.0, reverse_kwh=1000.0 + 0.4 * i,
-                                register_wrap_kwh=100_000.0)
-                  for i in range(slots)
-                  if not (gap and timedelta(days=3) <= NOW - (start + timeutil.SLOT * i) < timedelta(days=3, hours=2))]
-        power = [PowerReading(measured_at=NOW - timedelta(seconds=30 + n % 60), power_w=0 if n % 50 == 3 else -3000)]
-        batch.append(GatewayReadings(gateway_id, power, energy))
+        shaded = n % 100 == 13  # 1 % sell a third of what the others do
+        register, energy = 1000.0, []
+        for i in range(slots):
+            slot_end = start + timeutil.SLOT * i
+            register += sold_kwh(slot_end) * (1 / 3 if shaded else 1.0)
+            if not (gap and timedelta(days=3) <= NOW - slot_end < timedelta(days=3, hours=2)):
+                energy.append(EnergyReading(slot_end=slot_end, forward_kwh=50.0, reverse_kwh=round(register, 4),
+                                            register_wrap_kwh=100_000.0))
+        batch.append(GatewayReadings(gateway_id, (), energy))
         if len(batch) == 50:
             store.write_many(batch)
             batch = []
@@ -95,6 +113,7 @@ def main() -> None:
         raised: dict[str, int] = {}
         tick, now, warm = 0, NOW, 0
         while warm < args.ticks:
+            power(store, args.plants, now)
             complete = True
             for cond in conds:
                 began = time.perf_counter()
