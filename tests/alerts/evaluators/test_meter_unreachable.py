@@ -45,3 +45,22 @@ def test_silence_raises_a_fresh_reading_clears_an_offline_gateway_tells_nothing(
     again = MeterUnreachable(world.store).observe_all(contexts, rules, NOW + timedelta(seconds=60),
                                                       facts(online, heartbeats=beats))
     assert again[silent].holds is False
+
+
+def test_read_errors_rising_without_a_reading_raise_before_silent_s(world: World) -> None:
+    code = world.plant("gw-1")
+    world.power("gw-1", NOW - timedelta(seconds=20), -2500)
+    condition = MeterUnreachable(world.store)
+    contexts = world.contexts()
+    rules = {code: rule("meter_unreachable", silent_s=600)}
+    online = {"gw-1": True}
+
+    def tick(at: datetime, errors: int) -> bool | None:
+        return condition.observe_all(contexts, rules, at, facts(online, heartbeats={"gw-1": heartbeat("gw-1", 60.0, errors)}))[code].holds
+
+    assert tick(NOW, 3) is False  # the counter at the last reading: 3
+    assert tick(NOW + timedelta(seconds=60), 3) is False  # no new error
+    assert tick(NOW + timedelta(seconds=90), 5) is False  # errors, but within two power intervals
+    assert tick(NOW + timedelta(seconds=150), 7) is True  # errors and 170 s without a reading
+    world.power("gw-1", NOW + timedelta(seconds=170), -2400)
+    assert tick(NOW + timedelta(seconds=180), 7) is False  # a reading again: the count at it is the new base

@@ -5,7 +5,13 @@ Per plant, over its bound gateways: holds when an online gateway is silent that 
 is named), clears when every online gateway has a fresh reading, None when none is online (an
 offline gateway is gateway_offline's business, which inhibits this kind). A gateway configured to
 read power less often than `silent_s` is judged against two of its intervals instead, so a slow
-interval is not taken for a dead meter. One store query a tick (`latest_power` of all gateways)."""
+interval is not taken for a dead meter.
+
+Sooner when the gateway says so: once its heartbeat's read-error counter has risen since the last
+reading was stored and no reading came for two power intervals, the condition holds without waiting
+for `silent_s` (the counter at the last reading is remembered here, from the first tick that saw
+that reading; after a restart the next reading sets it again). One store query a tick
+(`latest_power` of all gateways)."""
 
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ class MeterUnreachable:
 
     def __init__(self, store: TimeSeriesStore) -> None:
         self.store = store
+        # gateway -> (the latest reading's time, the heartbeat's read-error count when it was first seen)
+        self._errors_at_reading: dict[str, tuple[datetime, int]] = {}
 
     def observe_all(self, plants: Sequence[PlantContext], rules: Mapping[str, AlertRule],
                     now: datetime, facts: FleetFacts) -> dict[str, Observation]:
@@ -42,11 +50,18 @@ class MeterUnreachable:
                 limit = max(silent_s, 2 * heartbeat.power_interval_s) if heartbeat is not None else silent_s
                 reading = latest.get(gateway_id)
                 quiet = None if reading is None else (now - reading.measured_at).total_seconds()
+                failing = False
+                if reading is not None and heartbeat is not None:
+                    seen = self._errors_at_reading.get(gateway_id)
+                    if seen is None or seen[0] != reading.measured_at:
+                        self._errors_at_reading[gateway_id] = seen = (reading.measured_at, heartbeat.read_errors_total)
+                    failing = heartbeat.read_errors_total > seen[1] and quiet is not None \
+                        and quiet >= 2 * heartbeat.power_interval_s
                 params = {"gateway_id": gateway_id, "silent_s": None if quiet is None else round(quiet),
                           "threshold_s": round(limit),
                           "last_reading_at": None if reading is None else stamp(reading.measured_at),
                           "read_errors": None if heartbeat is None else heartbeat.read_errors_total}
-                verdicts.append((quiet is None or quiet >= limit, gateway_id, params))
+                verdicts.append((quiet is None or quiet >= limit or failing, gateway_id, params))
             if not verdicts:
                 continue
             silent = [v for v in verdicts if v[0]]
