@@ -33,3 +33,12 @@ def conditions(registry: Registry, store: TimeSeriesStore | None) -> tuple[Condi
 
 __all__ = ["KINDS", "DataGap", "MeterUnreachable", "NoGeneration", "UpdateFailed", "YieldBelowExpected",
            "conditions"]
+
+
+def __getattr__(name: str) -> object:
+    # The brief named a module-level ALL; these conditions need the store and the registry, so there
+    # is none: say so where a caller looks for it.
+    if name == "ALL":
+        raise AttributeError("pms_alerts.evaluators has no ALL: its conditions read the store and the registry, "
+                             "build them with pms_alerts.evaluators.conditions(registry, store)")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
