@@ -15,6 +15,7 @@ from pms_alerts.anomalies import RegisterAnomalyRule, anomaly_message
 from pms_alerts.service import EVENTS, Alerts
 from pms_alerts.settings import AlertsSettings
 from pms_common import timeutil
+from pms_common.event_text import render_event
 from pms_common.health import Health
 from pms_common.messages import EnergyReading
 from pms_common.timeutil import JST
@@ -56,6 +57,11 @@ def test_each_anomaly_is_one_event_once_also_after_a_restart(tmp_path: Path) -> 
     assert [(e.kind, e.state, e.gateway_id, e.service_code, e.message) for e in events] == [
         ("register_anomaly", "info", "gw-0001", code, message)
     ]
+    # The facts are kept, so the Japanese console writes its own sentence.
+    assert events[0].params == {"gateway_id": "gw-0001", "direction": "reverse", "slot_end": "2026-06-01T11:00:00+09:00",
+                                "previous_kwh": 1234.5, "current_kwh": 0.0, "reason": "backwards"}
+    assert render_event(events[0], "ja") == (
+        "ゲートウェイ gw-0001 の売電指示値が 2026/06/01 11:00 のコマで逆戻りしました: 1,234.5 kWh → 0.0 kWh")
     assert rule.check(NOW) == []
 
     # A resend of the same readings, and a new anomaly of an unbound gateway (a glitch to 0 and back).

@@ -10,6 +10,7 @@ from typing import Any
 from pms_alerts.billing import BillingStartRule, first_sold_day
 from pms_alerts.service import Alerts
 from pms_alerts.settings import AlertsSettings
+from pms_common.event_text import render_event
 from pms_common.health import Health
 from pms_common.messages import EnergyReading
 from pms_common.timeutil import JST
@@ -55,6 +56,8 @@ def test_a_plant_that_sells_gets_its_billing_start_once(tmp_path: Path) -> None:
     events = rule.check(NOW)
     assert [(e.kind, e.service_code) for e in events] == [("billing_start_decided", selling)]
     assert "2026-07-03" in events[0].message
+    assert events[0].params == {"day": "2026-07-03"}
+    assert render_event(events[0], "ja") == f"{selling}: 課金開始日を 2026年7月3日 に決定しました"
     assert registry.get_plant(selling).billing_start_date == date(2026, 7, 3)  # type: ignore[union-attr]
     assert registry.get_plant(idle).billing_start_date is None  # type: ignore[union-attr]
 

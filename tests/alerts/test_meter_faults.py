@@ -11,6 +11,7 @@ from typing import Any
 from pms_alerts.meter_faults import MeterFaultRule
 from pms_alerts.service import Alerts
 from pms_alerts.settings import AlertsSettings
+from pms_common.event_text import render_event
 from pms_common.health import Health
 from pms_common.messages import BackfillStatus, Heartbeat
 from pms_common.timeutil import JST
@@ -45,6 +46,8 @@ def test_one_skew_event_per_episode_also_across_a_restart(tmp_path: Path) -> Non
     assert [(e.kind, e.state, e.gateway_id, e.service_code, e.opened_at) for e in events] == [
         ("meter_clock_skew", "open", "gw-0001", code, since)]
     assert events[0].message == "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"
+    assert events[0].params == {"gateway_id": "gw-0001", "skew_s": 1200.4}
+    assert render_event(events[0], "ja") == "ゲートウェイ gw-0001 のメーター時刻がゲートウェイより 20分進んでいます"
     assert rule.on_heartbeat(beat(T + timedelta(minutes=3), skew=1201, since=since)) == []
     # alerts restarts mid-episode: the open event is in the registry, no second one.
     rule = MeterFaultRule(registry)
@@ -52,6 +55,7 @@ def test_one_skew_event_per_episode_also_across_a_restart(tmp_path: Path) -> Non
     recovered = rule.on_heartbeat(beat(T + timedelta(minutes=5), skew=-3))
     assert [(e.kind, e.state, e.recovered_at) for e in recovered] == [
         ("meter_clock_skew", "recovered", T + timedelta(minutes=5))]
+    assert render_event(recovered[0], "ja") == "ゲートウェイ gw-0001 のメーター時刻のずれが解消しました"
     assert rule.on_heartbeat(beat(T + timedelta(minutes=6))) == []
     # A second episode is a second event.
     again = rule.on_heartbeat(beat(T + timedelta(hours=1), skew=-4000, since=T + timedelta(hours=1)))
@@ -121,6 +125,7 @@ def test_each_history_conflict_is_logged_once_also_across_a_restart(tmp_path: Pa
     events = rule.on_heartbeat(with_conflict(T + timedelta(minutes=1), conflict))
     assert [(e.kind, e.state, e.gateway_id) for e in events] == [("meter_history_conflict", "info", "gw-0001")]
     assert conflict in events[0].message and events[0].message.endswith("the live values stand")
+    assert events[0].params == {"gateway_id": "gw-0001", "conflict": conflict}
     # The heartbeat repeats its last conflict: nothing new, neither now nor after alerts restarts.
     assert rule.on_heartbeat(with_conflict(T + timedelta(minutes=2), conflict)) == []
     assert MeterFaultRule(registry).on_heartbeat(with_conflict(T + timedelta(minutes=3), conflict)) == []
