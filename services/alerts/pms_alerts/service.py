@@ -40,11 +40,12 @@ from pms_alerts.clock import Clock, FileClock, SystemClock
 from pms_alerts.conditions import Condition, FleetFacts, Observation, PlantContext
 from pms_alerts.engine import FLAP_WINDOW, AlertKey, Step, is_open, step
 from pms_alerts.fleet_conditions import GatewayOffline, MeterClockSkew, MeterScaleInvalid
-from pms_alerts.meter_faults import MeterFaultRule, skew_message
+from pms_alerts.meter_faults import MeterFaultRule
 from pms_alerts.rules import INHIBITED_BY_GATEWAY_OFFLINE, effective_rules, global_rule
 from pms_alerts.settings import AlertsSettings
 from pms_common import topics
 from pms_common.contract_reader import ContractReader
+from pms_common.event_text import render
 from pms_common.health import Health
 from pms_common.liveness import Transition
 from pms_common.messages import GatewayStatus, Heartbeat, UpdateReport
@@ -88,15 +89,9 @@ def generation_conditions(registry: Registry, store: TimeSeriesStore | None) -> 
 
 
 def english_message(kind: str, params: dict[str, Any], subject: str) -> str:
-    """The event's stored English sentence (the texts per language come from its kind and params)."""
-    gateway_id = params.get("gateway_id", subject)
-    if kind == "gateway_offline":
-        return f"gateway {gateway_id} is offline ({params.get('reason', 'offline')})"
-    if kind == "meter_clock_skew" and isinstance(params.get("skew_s"), int | float):
-        return skew_message(str(gateway_id), float(params["skew_s"]))
-    if kind == "meter_scale_invalid":
-        return f"the meter of {gateway_id} reports an impossible scale: {params.get('problem')}"
-    return f"{kind.replace('_', ' ')} at {subject}"
+    """The event's stored English sentence (readers render their own language from kind and params)."""
+    sentence = render(kind, "raised", params, "en")
+    return sentence if params.get("gateway_id") or params.get("plant_name") else f"{subject}: {sentence}"
 
 
 @dataclass(frozen=True)
