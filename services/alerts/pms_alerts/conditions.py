@@ -44,6 +44,9 @@ class FleetFacts:
     online: dict[str, bool]  # gateway id -> online now (liveness tracker)
     heartbeats: dict[str, Heartbeat]  # last heartbeat per gateway
     update_reports: dict[str, UpdateReport]  # last update/state per gateway
+    # Why each offline gateway is offline, as the liveness tracker said (beyond the COMMON.md contract;
+    # defaulted, so the conditions' tests build FleetFacts with the three fields above).
+    offline_reasons: dict[str, str] = field(default_factory=dict)
 
 
 class Condition(Protocol):
