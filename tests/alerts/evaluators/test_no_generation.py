@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import pytest
-
 from pms_alerts.conditions import Observation
+from pms_alerts.engine import AlertKey, step
 from pms_alerts.evaluators import NoGeneration
 from pms_common import timeutil
 from tests.alerts.evaluators.conftest import JST, World, facts, rule
@@ -74,23 +73,21 @@ def test_a_plant_dropping_to_zero_at_noon_is_flagged_within_the_rules_duration(w
 
 
 def test_the_engine_raises_a_noon_drop_after_raise_for_and_clears_it_after_clear_for(world: World) -> None:
-    """Issue 14 item 3 through helper E's episode engine (skipped until pms_alerts.engine is merged):
-    output 0 from 12:00 to 13:00 under 820 W/m², a reading and an evaluation a minute, the shipped
+    """Issue 14 item 3 through the episode engine (pms_alerts.engine): output 0 from 12:00 to 13:00 under 820 W/m², a reading and an evaluation a minute, the shipped
     rule (30 min to raise, 15 min to clear)."""
-    engine = pytest.importorskip("pms_alerts.engine")
     code = world.plant("gw-1")
     for i in range(-2, 8):
         world.weather(code, NOON + timeutil.SLOT * i, 820.0)
     condition = NoGeneration(world.store)
     the_rule = rule("no_generation")
-    key = engine.AlertKey(kind="no_generation", subject=code, service_code=code, gateway_id="gw-1")
+    key = AlertKey(kind="no_generation", subject=code, service_code=code, gateway_id="gw-1")
     record = None
     decisions: list[tuple[str, datetime]] = []
     moment = NOON - timedelta(minutes=30)
     while moment <= NOON + timedelta(hours=2):
         world.power("gw-1", moment, 0 if NOON <= moment < NOON + timedelta(hours=1) else -5200)
         observation = condition.observe_all(world.contexts(), {code: the_rule}, moment, facts())[code]
-        result = engine.step(record, the_rule, observation, key=key, inhibited=False, now=moment)
+        result = step(record, the_rule, observation, key=key, inhibited=False, now=moment)
         record = result.record
         if result.decision in ("raise", "clear"):
             decisions.append((result.decision, moment))
