@@ -103,9 +103,10 @@ def test_alerts_follow_the_meter_verdicts_as_alert_episodes(tmp_path: Path) -> N
     hear(beat(T + timedelta(minutes=62)))
     assert client.published == []
     assert [(h.phase, h.at, h.event.kind, h.event.gateway_id, h.event.message) for h in registry.happenings_after(0)] == [
-        ("raised", T, "meter_clock_skew", "gw-0001", "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"),
+        # The stored English sentence is the catalogue's (pms_common.event_text), as MQTT readers get it.
+        ("raised", T, "meter_clock_skew", "gw-0001", "The meter clock of gw-0001 is 20 min ahead of the gateway's clock"),
         ("cleared", T + timedelta(minutes=62), "meter_clock_skew", "gw-0001",
-         "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"),
+         "The meter clock of gw-0001 is 20 min ahead of the gateway's clock"),
     ]
     [episode] = registry.list_alerts()
     assert (episode.subject, episode.state, episode.params) == ("gateway:gw-0001", "resolved",

@@ -40,10 +40,10 @@ from pms_alerts.clock import Clock, FileClock, SystemClock
 from pms_alerts.conditions import Condition, FleetFacts, Observation, PlantContext
 from pms_alerts.engine import FLAP_WINDOW, AlertKey, Step, is_open, step
 from pms_alerts.fleet_conditions import GatewayOffline, MeterClockSkew, MeterScaleInvalid
-from pms_alerts.meter_faults import MeterFaultRule, skew_message
+from pms_alerts.meter_faults import MeterFaultRule
 from pms_alerts.rules import INHIBITED_BY_GATEWAY_OFFLINE, effective_rules, global_rule
 from pms_alerts.settings import AlertsSettings
-from pms_common import topics
+from pms_common import event_text, topics
 from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
 from pms_common.liveness import Transition
@@ -87,16 +87,11 @@ def generation_conditions(registry: Registry, store: TimeSeriesStore | None) -> 
     return tuple(module.conditions(registry, store))
 
 
-def english_message(kind: str, params: dict[str, Any], subject: str) -> str:
-    """The event's stored English sentence (the texts per language come from its kind and params)."""
-    gateway_id = params.get("gateway_id", subject)
-    if kind == "gateway_offline":
-        return f"gateway {gateway_id} is offline ({params.get('reason', 'offline')})"
-    if kind == "meter_clock_skew" and isinstance(params.get("skew_s"), int | float):
-        return skew_message(str(gateway_id), float(params["skew_s"]))
-    if kind == "meter_scale_invalid":
-        return f"the meter of {gateway_id} reports an impossible scale: {params.get('problem')}"
-    return f"{kind.replace('_', ' ')} at {subject}"
+def english_message(kind: str, params: dict[str, Any], record: AlertRecord) -> str:
+    """The event's stored English sentence: the catalogue's, as MQTT and English readers get it
+    (the texts in other languages are rendered from its kind and params when read)."""
+    where = {"service_code": record.service_code, "gateway_id": record.gateway_id}
+    return event_text.render(kind, "raised", {**{k: v for k, v in where.items() if v is not None}, **params}, "en")
 
 
 @dataclass(frozen=True)
@@ -317,7 +312,7 @@ class Alerts:
             if result.decision == "save":
                 saved = self.registry.save_alert(record)
             elif result.decision == "raise":
-                message = english_message(key.kind, result.params, key.subject)
+                message = english_message(key.kind, result.params, record)
                 saved, _event = self.registry.fire_alert(record, at=now, message=message, params=result.params)
                 log.warning("alerts: %s%s", message, " (flapping)" if saved.flapping else "")
                 EVENTS.labels(key.kind).inc()
