@@ -103,6 +103,7 @@ def test_alerts_follow_the_meter_verdicts_as_alert_episodes(tmp_path: Path) -> N
     hear(beat(T + timedelta(minutes=62)))
     assert client.published == []
     assert [(h.phase, h.at, h.event.kind, h.event.gateway_id, h.event.message) for h in registry.happenings_after(0)] == [
+        # The stored English sentence is the catalogue's (pms_common.event_text), as MQTT readers get it.
         ("raised", T, "meter_clock_skew", "gw-0001", "The meter clock of gw-0001 is 20 min ahead of the gateway's clock"),
         ("cleared", T + timedelta(minutes=62), "meter_clock_skew", "gw-0001",
          "The meter clock of gw-0001 is 20 min ahead of the gateway's clock"),

@@ -9,7 +9,6 @@ checks of the notifications of the same week hang on it.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pms_registry import Registry
+from pms_registry.alert_defaults import DEFAULT_RULES
 from tests.collector.broker import OwnBroker
 from tests.conftest import PmsProcess
 from tests.integration.alert_week import Week, WeekRun, as_rows, at, prepare
@@ -81,29 +81,25 @@ EXPECTED: list[tuple[str, str, str, datetime]] = [
     ("gateway_offline", "gateway:gw-spare", "cleared", at(6, 10, 35)),
 ]
 
-# The conditions that read the data (helper G's pms_alerts.evaluators) join when that package is
-# there; in this week only P6's output at 0 under a sunny sky 11:00–13:00 (Saturday) concerns them:
-# no_generation ships raising after 30 minutes and clearing after 15. (Checked against a merge of
-# both branches: the week then journals exactly these two rows more.)
-HAS_EVALUATORS = importlib.util.find_spec("pms_alerts.evaluators") is not None
+# The conditions that read the data: P6's output at 0 on sunny Saturday 11:00–13:00 with ~900 W/m²
+# (no_generation ships with 30 min to raise, 15 min to clear). No other plant's data holds any of
+# them (no meter silent, no slot missing, no plant below the expected share, no update failing):
+# every kind is compared, so one that fired where the script has nothing would fail the test.
 GENERATION_EXPECTED: list[tuple[str, str, str, datetime]] = [
     ("no_generation", "P6", "raised", at(5, 11, 30)),
     ("no_generation", "P6", "cleared", at(5, 13, 15)),
 ]
 
 
-def _in_time(row: tuple[str, str, str, datetime]) -> tuple[datetime, str, str]:
-    kind, subject, _, at_time = row
-    return at_time, kind, subject
-
-
 @pytest.mark.slow
 def test_the_scripted_week_produces_exactly_the_expected_events(week_run: WeekRunner) -> None:
     run = week_run()
-    # Everything the week journaled (raises, clears, information), in the order it happened.
-    got = run.journal().rows
-    expected = EXPECTED + (GENERATION_EXPECTED if HAS_EVALUATORS else [])
-    assert as_rows(sorted(got, key=_in_time)) == as_rows(sorted(expected, key=_in_time))
+    journal = run.journal()
+    kinds = set(DEFAULT_RULES) | {"alert_acknowledged"}
+    got = journal.of_kinds(kinds)
+    expected = sorted(EXPECTED + GENERATION_EXPECTED, key=lambda row: (row[3], row[0], row[1]))
+    got_sorted = sorted(got, key=lambda row: (row[3], row[0], row[1]))
+    assert as_rows(got_sorted) == as_rows(expected)
     assert run.restarts == 1
     print(f"the week: {run.steps} steps in {run.seconds:.1f} s")
     # The flapping episode is marked so.

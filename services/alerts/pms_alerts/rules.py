@@ -41,7 +41,7 @@ class NoGenerationParams(_Params):
 
 
 class YieldBelowExpectedParams(_Params):
-    share: float = Field(default=0.6, gt=0, le=1)
+    share: float = Field(default=0.8, gt=0, le=1)
     days: int = Field(default=3, ge=1, le=31)
 
 

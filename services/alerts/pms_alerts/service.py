@@ -43,9 +43,8 @@ from pms_alerts.fleet_conditions import GatewayOffline, MeterClockSkew, MeterSca
 from pms_alerts.meter_faults import MeterFaultRule
 from pms_alerts.rules import INHIBITED_BY_GATEWAY_OFFLINE, effective_rules, global_rule
 from pms_alerts.settings import AlertsSettings
-from pms_common import topics
+from pms_common import event_text, topics
 from pms_common.contract_reader import ContractReader
-from pms_common.event_text import render
 from pms_common.health import Health
 from pms_common.liveness import Transition
 from pms_common.messages import GatewayStatus, Heartbeat, UpdateReport
@@ -88,10 +87,11 @@ def generation_conditions(registry: Registry, store: TimeSeriesStore | None) -> 
     return tuple(module.conditions(registry, store))
 
 
-def english_message(kind: str, params: dict[str, Any], subject: str) -> str:
-    """The event's stored English sentence (readers render their own language from kind and params)."""
-    sentence = render(kind, "raised", params, "en")
-    return sentence if params.get("gateway_id") or params.get("plant_name") else f"{subject}: {sentence}"
+def english_message(kind: str, params: dict[str, Any], record: AlertRecord) -> str:
+    """The event's stored English sentence: the catalogue's, as MQTT and English readers get it
+    (the texts in other languages are rendered from its kind and params when read)."""
+    where = {"service_code": record.service_code, "gateway_id": record.gateway_id}
+    return event_text.render(kind, "raised", {**{k: v for k, v in where.items() if v is not None}, **params}, "en")
 
 
 @dataclass(frozen=True)
@@ -316,7 +316,7 @@ class Alerts:
                 plant = self._fleet.by_code.get(key.service_code or "") if self._fleet is not None else None
                 if plant is not None:  # texts show the plant's name with its code
                     params.setdefault("plant_name", plant.plant.name)
-                message = english_message(key.kind, params, key.subject)
+                message = english_message(key.kind, params, record)
                 saved, _event = self.registry.fire_alert(record, at=now, message=message, params=params)
                 log.warning("alerts: %s%s", message, " (flapping)" if saved.flapping else "")
                 EVENTS.labels(key.kind).inc()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from pms_alerts.conditions import Observation
+from pms_alerts.engine import AlertKey, step
 from pms_alerts.evaluators import NoGeneration
 from pms_common import timeutil
 from tests.alerts.evaluators.conftest import JST, World, facts, rule
@@ -69,3 +70,28 @@ def test_a_plant_dropping_to_zero_at_noon_is_flagged_within_the_rules_duration(w
     assert all(v.holds is False for v in verdicts[:30])  # selling before noon
     assert held_since == NOON  # the first reading of 0 W
     assert raised_at == NOON + timedelta(seconds=the_rule.raise_for_s)
+
+
+def test_the_engine_raises_a_noon_drop_after_raise_for_and_clears_it_after_clear_for(world: World) -> None:
+    """Issue 14 item 3 through the episode engine (pms_alerts.engine): output 0 from 12:00 to 13:00 under 820 W/m², a reading and an evaluation a minute, the shipped
+    rule (30 min to raise, 15 min to clear)."""
+    code = world.plant("gw-1")
+    for i in range(-2, 8):
+        world.weather(code, NOON + timeutil.SLOT * i, 820.0)
+    condition = NoGeneration(world.store)
+    the_rule = rule("no_generation")
+    key = AlertKey(kind="no_generation", subject=code, service_code=code, gateway_id="gw-1")
+    record = None
+    decisions: list[tuple[str, datetime]] = []
+    moment = NOON - timedelta(minutes=30)
+    while moment <= NOON + timedelta(hours=2):
+        world.power("gw-1", moment, 0 if NOON <= moment < NOON + timedelta(hours=1) else -5200)
+        observation = condition.observe_all(world.contexts(), {code: the_rule}, moment, facts())[code]
+        result = step(record, the_rule, observation, key=key, inhibited=False, now=moment)
+        record = result.record
+        if result.decision in ("raise", "clear"):
+            decisions.append((result.decision, moment))
+            if result.decision == "raise":
+                assert result.params["irradiance_w_m2"] == 820 and result.params["sold_w"] == 0
+        moment += timedelta(minutes=1)
+    assert decisions == [("raise", NOON + timedelta(minutes=30)), ("clear", NOON + timedelta(minutes=75))]

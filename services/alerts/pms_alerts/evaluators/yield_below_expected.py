@@ -1,5 +1,5 @@
 """yield_below_expected: on each of the last `days` (default 3) complete JST days, the plant sold
-less than `share` (default 0.6) of what it was expected to.
+less than `share` (default 0.8) of what it was expected to.
 
 "Expected" is pms_plant.expected's, the API's own: pms_pv's model on the plant's PV parameters and
 the weather the store holds (clear sky where none), times the plant's calibration factor, the one
@@ -34,7 +34,7 @@ from pms_registry.records import AlertRule, Plant
 from pms_registry.registry import Registry
 from pms_store import TimeSeriesStore
 
-DEFAULT_SHARE = 0.6
+DEFAULT_SHARE = 0.8
 DEFAULT_DAYS = 3
 MIN_COVERAGE = 0.9
 MIN_KWH_PER_KW = 0.5
