@@ -40,7 +40,7 @@ from pms_alerts.clock import Clock, FileClock, SystemClock
 from pms_alerts.conditions import Condition, FleetFacts, Observation, PlantContext
 from pms_alerts.engine import FLAP_WINDOW, AlertKey, Step, is_open, step
 from pms_alerts.fleet_conditions import GatewayOffline, MeterClockSkew, MeterScaleInvalid
-from pms_alerts.meter_faults import MeterFaultRule
+from pms_alerts.meter_faults import HistoryConflictLog
 from pms_alerts.rules import INHIBITED_BY_GATEWAY_OFFLINE, effective_rules, global_rule
 from pms_alerts.settings import AlertsSettings
 from pms_common import event_text, topics
@@ -116,7 +116,7 @@ class Alerts:
         self.clock: Clock = clock or clock_of(settings)
         self.billing = BillingStartRule(registry, store) if store is not None else None
         self.anomalies = RegisterAnomalyRule(registry, store) if store is not None else None
-        self.meter_faults = MeterFaultRule(registry)
+        self.meter_faults = HistoryConflictLog(registry)
         self.facts = FleetFacts(online={}, heartbeats={}, update_reports={})
         # gateway_offline first: its firing episodes inhibit the meter and generation kinds after it.
         self.gateway_conditions = (GatewayOffline(), MeterClockSkew(), MeterScaleInvalid())
