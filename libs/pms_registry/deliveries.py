@@ -103,17 +103,29 @@ class Deliveries(RegistryCore):
             set_cursor(conn, cursor, cursor_value)
         return new
 
-    def queued_happenings(self) -> dict[int, list[QueuedRow]]:
-        """What each channel has queued and not yet put into a delivery, oldest first."""
-        query = (select(t.notification_queue).where(t.notification_queue.c.delivery_id.is_(None))
-                 .order_by(t.notification_queue.c.queue_id))
-        queued: dict[int, list[QueuedRow]] = {}
+    def queue_heads(self) -> dict[int, datetime]:
+        """Per channel with anything queued and not yet put into a delivery: its oldest entry's time."""
+        query = (select(t.notification_queue.c.channel_id, func.min(t.notification_queue.c.created_at))
+                 .where(t.notification_queue.c.delivery_id.is_(None)).group_by(t.notification_queue.c.channel_id))
         with self._tx() as conn:
-            for row in conn.execute(query).mappings():
-                queued.setdefault(row["channel_id"], []).append(QueuedRow(
-                    queue_id=row["queue_id"], channel_id=row["channel_id"], happening_id=row["happening_id"],
-                    queued_at=row["created_at"]))
-        return queued
+            rows = conn.execute(query).all()
+        return {int(row[0]): self._aware(row[1]) for row in rows if row[1] is not None}
+
+    def queued_for(self, channel_id: int) -> list[QueuedRow]:
+        """What one channel has queued and not yet put into a delivery, oldest first."""
+        query = (select(t.notification_queue).where(t.notification_queue.c.channel_id == channel_id,
+                                                    t.notification_queue.c.delivery_id.is_(None))
+                 .order_by(t.notification_queue.c.queue_id))
+        with self._tx() as conn:
+            return [QueuedRow(queue_id=row["queue_id"], channel_id=row["channel_id"],
+                              happening_id=row["happening_id"], queued_at=row["created_at"])
+                    for row in conn.execute(query).mappings()]
+
+    def _aware(self, value: Any) -> datetime:
+        """An aggregate (min, max) of a time column comes back as the engine's raw value: read it as
+        the column would be read."""
+        result: datetime = t.AwareDateTime().process_result_value(value, self.engine.dialect)  # type: ignore[arg-type,assignment]
+        return result
 
     def discard_queued(self, channel_ids: Sequence[int]) -> int:
         """Drop what disabled or deleted channels still had queued (nothing is sent to them)."""
@@ -131,9 +143,7 @@ class Deliveries(RegistryCore):
                  .group_by(t.deliveries.c.channel_id))
         with self._tx() as conn:
             rows = conn.execute(query).all()
-        # max() over the decorated column comes back as the engine's raw value: read it as a row would be.
-        return {int(row[0]): t.AwareDateTime().process_result_value(row[1], self.engine.dialect)  # type: ignore[misc]
-                for row in rows if row[1] is not None}
+        return {int(row[0]): self._aware(row[1]) for row in rows if row[1] is not None}
 
     def create_delivery(self, *, channel_id: int, queue_ids: Sequence[int], idempotency_key: str,
                         body: dict[str, Any], at: datetime) -> Delivery | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pms_alerts.notify.grouping import GroupTiming, Queued, due_groups, flush_at, next_flush
+from pms_alerts.notify.grouping import GroupTiming, due_channels, flush_at, next_flush
 from pms_common.timeutil import JST
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=JST)
@@ -25,17 +25,17 @@ def test_within_the_interval_waits_for_its_end() -> None:
 
 
 def test_a_storm_goes_out_as_one_group_per_interval() -> None:
-    queues = {1: [Queued(i, 100 + i, at(i * 0.01)) for i in range(1000)], 2: [Queued(5000, 1, at(3))]}
+    first_queued = {1: at(0), 2: at(3)}  # channel 1: the first of 1,000 happenings queued at 0 s
     timings = {1: TIMING, 2: GroupTiming(10, 60)}
-    assert due_groups(queues, last_flush={}, timings=timings, now=at(13)) == {2: queues[2]}
-    due = due_groups(queues, last_flush={}, timings=timings, now=at(30))
-    assert set(due) == {1, 2} and len(due[1]) == 1000
-    assert [entry.queue_id for entry in due[1]] == list(range(1000))
-    assert next_flush(queues, last_flush={1: at(30)}, timings=timings) == at(13)
+    assert due_channels(first_queued, last_flush={}, timings=timings, now=at(12)) == []
+    assert due_channels(first_queued, last_flush={}, timings=timings, now=at(13)) == [2]
+    assert due_channels(first_queued, last_flush={}, timings=timings, now=at(30)) == [1, 2]
+    assert next_flush(first_queued, last_flush={1: at(30)}, timings=timings) == at(13)
     assert next_flush({}, last_flush={}, timings=timings) is None
+    assert due_channels({3: at(0)}, last_flush={}, timings=timings, now=at(999)) == []  # no such channel
 
 
 def test_the_recovery_of_a_storm_waits_for_the_interval() -> None:
-    queues = {1: [Queued(1, 1, at(100))]}
-    assert due_groups(queues, last_flush={1: at(30)}, timings={1: TIMING}, now=at(329)) == {}
-    assert due_groups(queues, last_flush={1: at(30)}, timings={1: TIMING}, now=at(330)) == {1: queues[1]}
+    first_queued = {1: at(100)}
+    assert due_channels(first_queued, last_flush={1: at(30)}, timings={1: TIMING}, now=at(329)) == []
+    assert due_channels(first_queued, last_flush={1: at(30)}, timings={1: TIMING}, now=at(330)) == [1]

@@ -102,22 +102,20 @@ class Dispatcher:
 
     def group(self, now: datetime) -> int:
         """Make one delivery of each channel queue that is due; returns how many were made."""
-        queues = self.registry.queued_happenings()
-        if not queues:
+        heads = self.registry.queue_heads()
+        if not heads:
             return 0
         channels = {channel.channel_id: channel for channel in self.registry.list_channels(include_all=True)}
-        gone = [channel_id for channel_id in queues
-                if channel_id not in channels or not channels[channel_id].enabled]
+        gone = [channel_id for channel_id in heads if channel_id not in channels or not channels[channel_id].enabled]
         if gone:
             dropped = self.registry.discard_queued(gone)
             log.info("notify: dropped %d queued happenings of disabled or deleted channels %s", dropped, gone)
         timings = {channel_id: grouping.GroupTiming(channel.group_wait_s, channel.group_interval_s)
                    for channel_id, channel in channels.items() if channel.enabled}
-        queued = {channel_id: [grouping.Queued(row.queue_id, row.happening_id, row.queued_at) for row in rows]
-                  for channel_id, rows in queues.items() if channel_id in timings}
-        due = grouping.due_groups(queued, last_flush=self.registry.last_delivery_times(), timings=timings, now=now)
+        due = grouping.due_channels(heads, last_flush=self.registry.last_delivery_times(), timings=timings, now=now)
         made = 0
-        for channel_id, entries in due.items():
+        for channel_id in due:
+            entries = self.registry.queued_for(channel_id)
             happenings = self.registry.happenings_by_id([entry.happening_id for entry in entries])
             names = self.registry.plant_names([h.event.service_code for h in happenings if h.event.service_code])
             body = delivery_body(channel_id, [told(happening, names) for happening in happenings])

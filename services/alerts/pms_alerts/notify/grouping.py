@@ -9,7 +9,7 @@ after `group_wait_s`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,15 +20,6 @@ class GroupTiming:
     group_interval_s: float
 
 
-@dataclass(frozen=True)
-class Queued:
-    """One happening waiting in a channel's queue since `queued_at`."""
-
-    queue_id: int
-    happening_id: int
-    queued_at: datetime
-
-
 def flush_at(*, first_queued_at: datetime, last_flush_at: datetime | None, timing: GroupTiming) -> datetime:
     """When the queue whose oldest entry was queued at `first_queued_at` goes out."""
     due = first_queued_at + timedelta(seconds=timing.group_wait_s)
@@ -37,26 +28,18 @@ def flush_at(*, first_queued_at: datetime, last_flush_at: datetime | None, timin
     return due
 
 
-def due_groups(queues: Mapping[int, Sequence[Queued]], *, last_flush: Mapping[int, datetime],
-               timings: Mapping[int, GroupTiming], now: datetime) -> dict[int, list[Queued]]:
-    """The channels whose queue is due at `now`, each with everything it holds (oldest first)."""
-    due: dict[int, list[Queued]] = {}
-    for channel_id, queued in queues.items():
-        if not queued or channel_id not in timings:
-            continue
-        first = min(entry.queued_at for entry in queued)
-        if flush_at(first_queued_at=first, last_flush_at=last_flush.get(channel_id),
-                    timing=timings[channel_id]) <= now:
-            due[channel_id] = sorted(queued, key=lambda entry: (entry.queued_at, entry.happening_id))
-    return due
+def due_channels(first_queued: Mapping[int, datetime], *, last_flush: Mapping[int, datetime],
+                 timings: Mapping[int, GroupTiming], now: datetime) -> list[int]:
+    """The channels whose queue (oldest entry queued at `first_queued[channel]`) goes out at `now`:
+    everything they hold then goes into one delivery."""
+    return sorted(channel_id for channel_id, first in first_queued.items() if channel_id in timings
+                  and flush_at(first_queued_at=first, last_flush_at=last_flush.get(channel_id),
+                               timing=timings[channel_id]) <= now)
 
 
-def next_flush(queues: Mapping[int, Sequence[Queued]], *, last_flush: Mapping[int, datetime],
+def next_flush(first_queued: Mapping[int, datetime], *, last_flush: Mapping[int, datetime],
                timings: Mapping[int, GroupTiming]) -> datetime | None:
     """The earliest moment a queue falls due (None: nothing queued): how long a dispatcher may sleep."""
-    moments = [
-        flush_at(first_queued_at=min(entry.queued_at for entry in queued),
-                 last_flush_at=last_flush.get(channel_id), timing=timings[channel_id])
-        for channel_id, queued in queues.items() if queued and channel_id in timings
-    ]
+    moments = [flush_at(first_queued_at=first, last_flush_at=last_flush.get(channel_id), timing=timings[channel_id])
+               for channel_id, first in first_queued.items() if channel_id in timings]
     return min(moments, default=None)

@@ -1,0 +1,52 @@
+"""Acceptance 3 of issue 13: 1,000 plants going offline at once (a broker outage) yield at most one
+grouped notification per channel per grouping interval, listing every plant; their recovery one more."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from datetime import timedelta
+
+from pms_alerts.notify.grouping import GroupTiming, flush_at
+from tests.alerts.notify.conftest import T0, Fleet
+
+PLANTS = 1000
+
+
+def test_a_thousand_plants_offline_then_back(fleet: Fleet) -> None:
+    fleet.add_plants(PLANTS - len(fleet.codes))
+    codes = fleet.codes
+    assert len(codes) == PLANTS
+    started = time.monotonic()
+    for code in codes:  # the broker outage: every gateway offline at one moment
+        fleet.raise_offline(code)
+    dispatcher = fleet.dispatcher()
+    fleet.run(dispatcher, seconds=100, step_s=10)
+    for code in codes:  # the broker is back
+        fleet.clear_offline(code)
+    fleet.run(dispatcher, seconds=300, step_s=10)  # to the end of the group interval
+    elapsed = time.monotonic() - started
+
+    deliveries = sorted(fleet.registry.list_deliveries(), key=lambda d: d.delivery_id)
+    assert Counter(d.channel_kind for d in deliveries) == {"webhook": 2, "email": 2}
+    assert {d.state for d in deliveries} == {"delivered"}
+    for channel_id in (fleet.webhook_channel.channel_id, fleet.mail_channel.channel_id):
+        made = [d.created_at for d in deliveries if d.channel_id == channel_id]
+        assert made == [T0 + timedelta(seconds=30), T0 + timedelta(seconds=330)]  # group_wait, then the interval
+        assert flush_at(first_queued_at=T0 + timedelta(seconds=100), last_flush_at=made[0],
+                        timing=GroupTiming(30, 300)) == made[1]
+        assert all(later - earlier >= timedelta(seconds=300) for earlier, later in itertools.pairwise(made))
+
+    raised, cleared = fleet.webhook.accepted
+    assert raised.body["count"] == PLANTS and {h["phase"] for h in raised.body["happenings"]} == {"raised"}
+    assert cleared.body["count"] == PLANTS and {h["phase"] for h in cleared.body["happenings"]} == {"cleared"}
+    assert {h["service_code"] for h in raised.body["happenings"]} == set(codes)
+    assert {h["service_code"] for h in cleared.body["happenings"]} == set(codes)
+
+    down, up = fleet.mail.received()
+    assert down.subject == f"[PMS] {PLANTS}件のお知らせ (異常発生 {PLANTS}件)"
+    assert up.subject == f"[PMS] {PLANTS}件のお知らせ (復旧 {PLANTS}件)"
+    assert all(f"発電所{i} ({code})" in down.text for i, code in enumerate(codes, start=1))
+    assert up.text.count("復旧日時:") == PLANTS
+    assert elapsed < 60, f"the storm took {elapsed:.1f} s"
