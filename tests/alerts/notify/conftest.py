@@ -145,4 +145,4 @@ def fleet(registry_dir: Path, clock: ScriptedClock, webhook: WebhookReceiver, ma
                   settings=notify_settings(mail_server), webhook_channel=webhook_channel, mail_channel=mail_channel)
     fleet.add_plants(3)
     yield fleet
-    registry.engine.dispose()
+    registry.close()
