@@ -31,14 +31,16 @@ def told(happening_id: int, phase: str = "raised", code: str = "pss00000001", na
 
 def test_one_happening_in_japanese() -> None:
     mail = compose([told(1)], "ja", "https://pms.example.jp/")
-    assert mail.subject.startswith("[PMS] 異常発生: 北斗第一発電所 (pss00000001)")
+    assert mail.subject == "[PMS] 異常発生: 北斗第一発電所 (pss00000001) - 通信断"
+    assert "内容: 北斗第一発電所（pss00000001） のゲートウェイ gw-1 との通信が途絶えました" in mail.text  # event_text
     assert "発生日時: 2026年06月01日 12:00" in mail.text
     assert "発電所ページ: https://pms.example.jp/plants/pss00000001" in mail.text
 
 
 def test_one_recovery_in_english() -> None:
     mail = compose([told(2, "cleared")], "en", "https://pms.example.jp")
-    assert mail.subject.startswith("[PMS] Cleared: 北斗第一発電所 (pss00000001)")
+    assert mail.subject == "[PMS] Cleared: 北斗第一発電所 (pss00000001) - Gateway offline"
+    assert "What: Gateway gw-1 at 北斗第一発電所 (pss00000001) is back online" in mail.text
     assert "Since: 2026-06-01 12:00 JST" in mail.text
     assert "Cleared at: 2026-06-01 13:30 JST" in mail.text
     assert "Plant page: https://pms.example.jp/plants/pss00000001" in mail.text

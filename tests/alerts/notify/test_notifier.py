@@ -68,7 +68,8 @@ def test_every_happening_is_published_once_across_a_restart(fleet: Fleet, mosqui
     raised, acked, cleared = (payload for _, payload in received)
     assert (raised["state"], raised["kind"], raised["params"], raised["severity"]) == (
         "open", "gateway_offline", {"reason": "missed heartbeats"}, "critical")
-    assert raised["message"] == f"gateway {gateway_id} is offline"
+    assert raised["message"] == f"Gateway {gateway_id} at {code} is offline: missed heartbeats"  # event_text, English
+    assert "offline" not in cleared["message"] or "back" in cleared["message"]
     assert (acked["state"], acked["acknowledged_by"], acked["ack_comment"]) == ("info", "ops", "見に行きます")
     assert (cleared["state"], cleared["kind"], cleared["event_id"]) == ("recovered", "gateway_recovered",
                                                                        raised["event_id"])

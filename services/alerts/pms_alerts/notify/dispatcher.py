@@ -28,6 +28,7 @@ from pms_alerts.notify.payload import Told, delivery_body, told_of
 from pms_alerts.notify.settings import NotifySettings
 from pms_alerts.notify.smtp import MailError, SmtpServer, build_message, send_mail_async
 from pms_alerts.notify.webhook import post_delivery
+from pms_common import event_text
 from pms_common.errors import PmsError
 from pms_registry import Registry, RegistryError
 from pms_registry.deliveries import Delivery
@@ -205,12 +206,20 @@ class Dispatcher:
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.notify_poll_s)
 
 
+def english_text(happening: Happening, plant_name: str | None = None) -> str:
+    """The English sentence of a happening (its phase's, not the raise's text a clear still stores)."""
+    event = happening.event
+    return event_text.render(event.kind, happening.phase, event_text.event_params(event, plant_name), "en",
+                             message=event.message)
+
+
 def told(happening: Happening, plant_names: dict[str, str]) -> Told:
     event = happening.event
+    plant_name = plant_names.get(event.service_code or "")
     return Told(
         happening_id=happening.happening_id, phase=happening.phase, at=happening.at, event_id=event.event_id,
         kind=event.kind, state=event.state, severity=event.severity, service_code=event.service_code,
-        plant_name=plant_names.get(event.service_code or ""), gateway_id=event.gateway_id,
-        opened_at=event.opened_at, recovered_at=event.recovered_at, message=event.message,
+        plant_name=plant_name, gateway_id=event.gateway_id,
+        opened_at=event.opened_at, recovered_at=event.recovered_at, message=english_text(happening, plant_name),
         params=dict(event.params), acknowledged_by=event.acknowledged_by, ack_comment=event.ack_comment,
     )

@@ -7,12 +7,13 @@ per happening in the body, in the order they happened."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pms_alerts.notify.payload import Told
+from pms_common import event_text
 from pms_common.timeutil import JST
 
 Lang = Literal["ja", "en"]
@@ -33,15 +34,9 @@ class MailContent:
 
 def what_happened(item: Told, lang: Lang) -> str:
     """The sentence telling what happened, in `lang` (pms_common.event_text, shared with the console)."""
-    # Stand-in until pms_common.event_text lands: the stored English sentence, with the kind.
-    if lang == "ja":
-        return f"{item.kind}: {item.message}"
-    return item.message
-
-
-def _params(item: Told) -> Mapping[str, Any]:
-    return {**item.params, "service_code": item.service_code, "plant_name": item.plant_name,
-            "gateway_id": item.gateway_id}
+    phase: event_text.Phase = item.phase if item.phase in event_text.PHASES else "info"  # type: ignore[assignment]
+    return event_text.render(item.kind, phase, event_text.event_params(item, item.plant_name), lang,
+                             message=item.message)
 
 
 def _when(moment: datetime, lang: Lang) -> str:
@@ -84,7 +79,8 @@ def compose(told: Sequence[Told], lang: Lang, console_url: str) -> MailContent:
     ja = lang == "ja"
     if len(ordered) == 1:
         item = ordered[0]
-        subject = f"[PMS] {_phase_word(item.phase, lang)}: {_subject_of(item)} - {what_happened(item, lang)}"
+        what = event_text.kind_label(item.kind, lang)
+        subject = f"[PMS] {_phase_word(item.phase, lang)}: {_subject_of(item)} - {what}"
         intro = "次のできごとをお知らせします。" if ja else "This happened:"
     else:
         counts = Counter(item.phase for item in ordered)

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from pms_common import topics
+from pms_common import event_text, topics
 from pms_common.messages import Event
 from pms_registry import Registry
 from pms_registry.records import Happening
@@ -39,7 +39,9 @@ def event_payload(happening: Happening) -> bytes:
     fields: dict[str, Any] = {
         "event_id": event.event_id, "kind": mqtt_kind(happening), "state": event.state,
         "gateway_id": event.gateway_id, "service_code": event.service_code, "opened_at": event.opened_at,
-        "recovered_at": event.recovered_at, "message": event.message,
+        "recovered_at": event.recovered_at,
+        "message": event_text.render(event.kind, happening.phase, event_text.event_params(event), "en",
+                                     message=event.message),
         "severity": event.severity, "params": dict(event.params), "phase": happening.phase,
         "alert_id": event.alert_id, "acknowledged_at": event.acknowledged_at,
         "acknowledged_by": event.acknowledged_by, "ack_comment": event.ack_comment,
