@@ -159,3 +159,15 @@ def test_channels_below_their_minimum_severity_get_nothing(fleet: Fleet) -> None
     fleet.run(fleet.dispatcher(), seconds=60)
     assert fleet.registry.list_deliveries() == []
     assert fleet.registry.notify_backlog()["queued"] == 0
+
+
+def test_a_broken_channel_fails_its_deliveries_not_the_notifier(fleet: Fleet) -> None:
+    fleet.registry.update_channel(fleet.webhook_channel.channel_id, at=fleet.clock.now,
+                                  config={"url": fleet.webhook.url, "secrets": []})
+    fleet.registry.update_channel(fleet.mail_channel.channel_id, at=fleet.clock.now, config={"to": 42})
+    fleet.raise_offline(fleet.codes[0])
+    fleet.run(fleet.dispatcher(), seconds=60)
+    errors = {d.channel_kind: d.last_error for d in fleet.registry.list_deliveries()}
+    assert errors["webhook"] == "a webhook channel needs at least one secret to sign with"
+    assert errors["email"] is not None and "TypeError" in errors["email"]
+    assert {d.state for d in fleet.registry.list_deliveries()} == {"pending"}

@@ -157,8 +157,8 @@ class Dispatcher:
             else:
                 raise PmsError(f"channel {channel.channel_id} is of kind {channel.kind}, which is not sent by mail "
                                "or webhook")
-        except (PmsError, RegistryError) as exc:
-            error = str(exc)
+        except Exception as exc:  # a bad channel, or a surprise in a sender, fails this delivery, not the service
+            error = str(exc) if isinstance(exc, PmsError | RegistryError) else f"{type(exc).__name__}: {exc}"
             next_at = self.policy.next_attempt(created_at=created_at, failed_at=now,
                                                failed_attempts=attempts + 1, rng=self.rng)
             await asyncio.to_thread(self.registry.record_failed, delivery_id, at=now, error=error,
@@ -202,6 +202,8 @@ class Dispatcher:
                 await self.run_once()
             except (RegistryError, PmsError) as exc:
                 log.error("notify: pass failed, trying again: %s", exc)
+            except Exception:  # the notifier must outlive a bug in one pass: the alerts service runs on
+                log.exception("notify: pass failed unexpectedly, trying again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.notify_poll_s)
 
