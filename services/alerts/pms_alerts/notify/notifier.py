@@ -19,7 +19,7 @@ from pms_alerts.notify.dispatcher import Clock, Dispatcher
 from pms_alerts.notify.mqtt_publisher import Publish, publish_pending
 from pms_alerts.notify.settings import NotifySettings
 from pms_common.errors import PmsError
-from pms_common.mqtt import Backoff, BrokerAddress, run_connected
+from pms_common.mqtt import Backoff, BrokerAddress, is_broker_failure, run_connected
 from pms_registry import Registry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,10 @@ class Notifier:
                         await publish_pending(self.registry, publish)
                     except (RegistryError, PmsError) as exc:
                         log.error("alerts: publishing events failed, trying again: %s", exc)
+                    except Exception as exc:
+                        if is_broker_failure(exc):
+                            raise  # run_connected reconnects
+                        log.exception("alerts: publishing events failed unexpectedly, trying again")
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=self.settings.notify_poll_s)
 
