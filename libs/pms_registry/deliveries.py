@@ -221,6 +221,15 @@ class Deliveries(RegistryCore):
                                        event=event_record(row)) for row in conn.execute(query).mappings())
         return sorted(found, key=lambda happening: happening.happening_id)
 
+    def plant_customers(self, service_codes: Sequence[str]) -> dict[str, str]:
+        """The customer of each of these plants (plants that no longer exist are left out)."""
+        customers: dict[str, str] = {}
+        with self._tx() as conn:
+            for chunk in _chunks(sorted(set(service_codes)), 500):
+                customers.update((row[0], row[1]) for row in conn.execute(
+                    select(t.plants.c.service_code, t.plants.c.customer_id).where(t.plants.c.service_code.in_(chunk))))
+        return customers
+
     def plant_names(self, service_codes: Sequence[str]) -> dict[str, str]:
         names: dict[str, str] = {}
         with self._tx() as conn:

@@ -171,3 +171,21 @@ def test_a_broken_channel_fails_its_deliveries_not_the_notifier(fleet: Fleet) ->
     assert errors["webhook"] == "a webhook channel needs at least one secret to sign with"
     assert errors["email"] is not None and "TypeError" in errors["email"]
     assert {d.state for d in fleet.registry.list_deliveries()} == {"pending"}
+
+
+def test_each_customer_hears_of_its_own_plants_and_the_operator_of_all(fleet: Fleet) -> None:
+    registry, now = fleet.registry, fleet.clock.now
+    registry.ensure_customer("c2", "南風ソーラー")
+    other_plant = registry.create_plant(customer_id="c2", name="南風", address="那覇市", phone="098", created_at=now)
+    other = registry.create_channel(kind="webhook", name="c2 hook", customer_id="c2", at=now,
+                                    config={"url": fleet.webhook.url, "secrets": ["whsec_previous"]})
+    operator = registry.create_channel(kind="webhook", name="operator", customer_id=None, at=now,
+                                       config={"url": fleet.webhook.url, "secrets": ["whsec_previous"]})
+    fleet.raise_offline(fleet.codes[0])
+    fleet.raise_offline(fleet.codes[1])
+    fleet.raise_offline(other_plant)
+    fleet.run(fleet.dispatcher(), seconds=60)
+    heard = {item.body["channel_id"]: sorted(h["service_code"] for h in item.body["happenings"])
+             for item in fleet.webhook.accepted}
+    assert heard == {fleet.webhook_channel.channel_id: sorted(fleet.codes[:2]), other.channel_id: [other_plant],
+                     operator.channel_id: sorted([*fleet.codes[:2], other_plant])}

@@ -88,14 +88,20 @@ class Dispatcher:
             happenings = self.registry.happenings_after(cursor, limit=500)
             if not happenings:
                 return queued
+            # Who hears of a happening depends on its plant's customer and its severity only: ask the
+            # registry once per (customer, severity) of the batch, not once per plant of a storm.
+            customers = self.registry.plant_customers([h.event.service_code for h in happenings
+                                                       if h.event.service_code])
             fan: dict[int, list[int]] = {}
             audiences: dict[tuple[str | None, str | None], list[int]] = {}
             for happening in happenings:
                 event = happening.event
-                audience = (event.service_code, event.severity)
+                customer = customers.get(event.service_code or "")
+                audience = (customer, event.severity)
                 if audience not in audiences:
+                    plant = event.service_code if customer is not None else None
                     audiences[audience] = [channel.channel_id for channel in
-                                           self.registry.channels_for(event.service_code, event.severity)
+                                           self.registry.channels_for(plant, event.severity)
                                            if channel.kind in SENT_KINDS]
                 fan[happening.happening_id] = audiences[audience]
             cursor = happenings[-1].happening_id
