@@ -72,6 +72,12 @@ class ReceivedMail:
         return str(self.message["Subject"])
 
     @property
+    def happening_ids(self) -> list[int]:
+        """The journal rows this mail tells (its X-PMS-Happenings header)."""
+        header = str(self.message.get("X-PMS-Happenings") or "")
+        return [int(part) for part in header.replace(",", " ").split()]
+
+    @property
     def text(self) -> str:
         body = self.message.get_body(("plain",))
         assert body is not None
@@ -147,6 +153,10 @@ class MailServer:
     def received(self) -> list[ReceivedMail]:
         with self.lock:
             return list(self.mails)
+
+    def received_happenings(self) -> list[int]:
+        """Every journal row told by the mails received, in order (a row twice = told twice)."""
+        return [happening_id for mail in self.received() for happening_id in mail.happening_ids]
 
 
 @dataclass

@@ -77,6 +77,7 @@ def test_a_receiver_answering_500_for_an_hour_gets_each_delivery_once_afterwards
     assert all("answered 500" in (d.last_error or "") for d in failing)
     refused = fleet.webhook.requests
     assert len(fleet.mail.received()) == 3  # the mail channel is not held up by the webhook
+    assert sorted(fleet.mail.received_happenings()) == [1, 2, 3]
 
     fleet.webhook.fail_with = None
     fleet.run(dispatcher, seconds=900, step_s=30)  # the cap is 600 s: every delivery is tried again by then

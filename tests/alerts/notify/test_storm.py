@@ -42,6 +42,9 @@ def test_a_thousand_plants_offline_then_back(fleet: Fleet) -> None:
     assert {h["service_code"] for h in cleared.body["happenings"]} == set(codes)
 
     down, up = fleet.mail.received()
+    assert sorted(fleet.mail.received_happenings()) == sorted(
+        h["happening_id"] for item in fleet.webhook.accepted for h in item.body["happenings"])
+    assert len(set(fleet.mail.received_happenings())) == 2 * PLANTS
     assert down.subject == f"[PMS] {PLANTS}件のお知らせ (異常発生 {PLANTS}件)"
     assert up.subject == f"[PMS] {PLANTS}件のお知らせ (復旧 {PLANTS}件)"
     down_text = down.text

@@ -191,8 +191,10 @@ class Dispatcher:
         recipients = [str(address) for address in channel.config.get("to") or [] if address]
         if not recipients:
             raise MailError(f"e-mail channel {channel.name!r} has no recipients")
-        content = compose(told_of(body), channel.language, self.settings.console_url)
-        message = build_message(content, mail_from=self.settings.mail_from, to=recipients, message_id=key)
+        told = told_of(body)
+        content = compose(told, channel.language, self.settings.console_url)
+        message = build_message(content, mail_from=self.settings.mail_from, to=recipients, message_id=key,
+                                happening_ids=[item.happening_id for item in told])
         return await send_mail_async(SmtpServer.parse(self.settings.smtp_url), message,
                                      timeout_s=self.settings.smtp_timeout_s, ca_file=self.settings.smtp_ca_file)
 

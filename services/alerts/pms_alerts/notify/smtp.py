@@ -51,7 +51,8 @@ class SmtpServer:
                    password=unquote(parts.password) if parts.password else None)
 
 
-def build_message(content: MailContent, *, mail_from: str, to: Sequence[str], message_id: str) -> EmailMessage:
+def build_message(content: MailContent, *, mail_from: str, to: Sequence[str], message_id: str,
+                  happening_ids: Sequence[int] = ()) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = content.subject
     message["From"] = mail_from
@@ -59,6 +60,8 @@ def build_message(content: MailContent, *, mail_from: str, to: Sequence[str], me
     message["Date"] = formatdate(localtime=False)
     # The delivery's idempotency key: a mail reader or archive can drop a duplicate by it.
     message["Message-ID"] = f"<{message_id}@pms>"
+    if happening_ids:  # for mail filters and tests: which journal rows this mail tells
+        message["X-PMS-Happenings"] = ", ".join(str(happening_id) for happening_id in happening_ids)
     message.set_content(content.text, charset="utf-8")
     return message
 
