@@ -175,6 +175,7 @@ class WebhookReceiver:
     clock: Callable[[], float] = time.time  # its own clock in unix seconds (tests: the scripted one)
     tolerance_s: float = 300.0
     fail_with: int | None = None  # answer this status (e.g. 500) to every request until set to None
+    outage: tuple[float, float] | None = None  # answer 500 while start <= clock() < end (a scripted outage)
     accepted: list[Accepted] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     requests: int = 0
@@ -219,6 +220,9 @@ class WebhookReceiver:
             if self.fail_with is not None:
                 self.rejected.append((self.fail_with, "told to fail"))
                 return self.fail_with, "told to fail"
+            if self.outage is not None and self.outage[0] <= self.clock() < self.outage[1]:
+                self.rejected.append((500, "in its outage"))
+                return 500, "in its outage"
             status, reason = self._check(body, headers)
             if status != 200:
                 self.rejected.append((status, reason))
