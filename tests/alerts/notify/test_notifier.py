@@ -11,6 +11,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from pms_alerts.notify.mqtt_publisher import publish_pending
 from pms_alerts.notify.notifier import Notifier
 from pms_registry.records import AlertRecord
 from tests.alerts.notify.conftest import Fleet, notify_settings
@@ -75,3 +76,18 @@ def test_every_happening_is_published_once_across_a_restart(fleet: Fleet, mosqui
                                                                        raised["event_id"])
     # The same notifier runs the deliveries: the webhook got the raise (group wait 30 s passed on the clock).
     assert [h["phase"] for item in fleet.webhook.accepted for h in item.body["happenings"]][:1] == ["raised"]
+
+
+def test_an_event_the_contract_cannot_carry_is_skipped_not_a_block(fleet: Fleet) -> None:
+    fleet.registry.record_info_event(kind="not_a_v1_kind", at=fleet.clock.now, service_code=fleet.codes[0],
+                                     message="odd")
+    fleet.raise_offline(fleet.codes[0])
+    sent: list[tuple[str, bytes]] = []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        sent.append((topic, payload))
+
+    assert asyncio.run(publish_pending(fleet.registry, publish)) == 1
+    assert [topic for topic, _ in sent] == ["pms/v1/events/gateway_offline"]
+    assert fleet.registry.get_cursor("mqtt") == 2
+    assert asyncio.run(publish_pending(fleet.registry, publish)) == 0  # nothing again after the skip

@@ -44,5 +44,5 @@ def test_mqtt_payload_is_the_v1_event_with_params() -> None:
     message = Event.model_validate_json(event_payload(cleared))
     assert (message.kind, message.state, message.event_id) == ("gateway_recovered", "recovered", 7)
     data = json.loads(event_payload(cleared))
-    assert data["params"] == {"reason": "missed heartbeats"} and data["phase"] == "cleared"
+    assert data["params"] == {"reason": "missed heartbeats"} and data["severity"] == "critical"
     assert "offline" not in data["message"] or "back" in data["message"]  # the clear's own sentence
