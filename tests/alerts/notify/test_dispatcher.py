@@ -67,11 +67,11 @@ def test_a_receiver_answering_500_for_an_hour_gets_each_delivery_once_afterwards
     dispatcher = fleet.dispatcher()
     fleet.webhook.fail_with = 500
     fleet.raise_offline(fleet.codes[0])
-    fleet.run(dispatcher, seconds=400, step_s=30)
+    fleet.run(dispatcher, seconds=400, step_s=60)
     fleet.raise_offline(fleet.codes[1])
-    fleet.run(dispatcher, seconds=400, step_s=30)
+    fleet.run(dispatcher, seconds=400, step_s=60)
     fleet.clear_offline(fleet.codes[0])
-    fleet.run(dispatcher, seconds=3600 - 800, step_s=30)  # an hour of 500s
+    fleet.run(dispatcher, seconds=3600 - 800, step_s=60)  # an hour of 500s
     failing = [d for d in fleet.registry.list_deliveries() if d.channel_kind == "webhook"]
     assert len(failing) == 3 and all(d.state == "pending" and d.attempts >= 3 for d in failing)
     assert all("answered 500" in (d.last_error or "") for d in failing)
@@ -80,7 +80,7 @@ def test_a_receiver_answering_500_for_an_hour_gets_each_delivery_once_afterwards
     assert sorted(fleet.mail.received_happenings()) == [1, 2, 3]
 
     fleet.webhook.fail_with = None
-    fleet.run(dispatcher, seconds=900, step_s=30)  # the cap is 600 s: every delivery is tried again by then
+    fleet.run(dispatcher, seconds=900, step_s=60)  # the cap is 600 s: every delivery is tried again by then
     delivered = [d for d in fleet.registry.list_deliveries() if d.channel_kind == "webhook"]
     assert [d.state for d in delivered] == ["delivered"] * 3
     happenings = list(fleet.webhook.accepted_happenings())
@@ -94,7 +94,7 @@ def test_dead_after_the_maximum_age_then_retried_from_the_console(fleet: Fleet) 
     dispatcher = fleet.dispatcher()
     fleet.webhook.fail_with = 503
     fleet.raise_offline(fleet.codes[0])
-    fleet.run(dispatcher, seconds=2400, step_s=30)
+    fleet.run(dispatcher, seconds=2400, step_s=60)
     [dead] = fleet.registry.list_deliveries(state="dead", customer_id="c1")
     assert dead.channel_kind == "webhook" and dead.channel_name == "ops hook"
     assert "answered 503" in (dead.last_error or "") and dead.attempts >= 5
@@ -102,7 +102,7 @@ def test_dead_after_the_maximum_age_then_retried_from_the_console(fleet: Fleet) 
     assert fleet.registry.count_deliveries(state="dead") == 1
     assert fleet.registry.list_deliveries(state="dead", customer_id="other") == []
     requests = fleet.webhook.requests
-    fleet.run(dispatcher, seconds=600, step_s=30)
+    fleet.run(dispatcher, seconds=600, step_s=60)
     assert fleet.webhook.requests == requests  # a dead delivery is not tried again by itself
 
     fleet.webhook.fail_with = None
