@@ -132,9 +132,9 @@ def test_a_customer_key_changes_only_its_own_customer_and_plants_rules(api: Api)
     ({"raise_for_s": -1}, "raise_for_s"),
     ({"clear_for_s": 10**9}, "clear_for_s"),
     ({"severity": "disaster"}, "severity"),
-    ({"params": {"irradiance_w_m2": 5000}}, "params.irradiance_w_m2"),
-    ({"params": {"irradiance_w_m2": "high"}}, "params.irradiance_w_m2"),
-    ({"params": {"Bad Key": 1}}, "params.Bad Key"),
+    ({"params": {"irradiance_w_m2": 5000}}, "irradiance_w_m2"),
+    ({"params": {"irradiance_w_m2": "high"}}, "irradiance_w_m2"),
+    ({"params": {"Bad Key": 1}}, "Bad Key"),
     ({"color": "red"}, "color"),
 ])
 def test_a_bad_rule_is_refused_with_a_sentence_naming_the_field(api: Api, body: dict[str, Any], field: str) -> None:

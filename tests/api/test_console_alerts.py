@@ -87,7 +87,7 @@ def test_an_operator_edits_a_rules_threshold_and_adds_an_override(api: Api) -> N
     assert "irradiance_w_m2 = 400" in _page(api, "/alert-rules")
     # A bad value comes back on the form, naming the setting; nothing changes.
     response = form_post(api.client, f"/alert-rules/{rule.rule_id}", {**form, "param:irradiance_w_m2": "9000"})
-    assert response.status_code == 422 and "params.irradiance_w_m2" in response.get_data(as_text=True)
+    assert response.status_code == 422 and "irradiance_w_m2" in response.get_data(as_text=True)
     response = form_post(api.client, f"/alert-rules/{rule.rule_id}", {**form, "param:irradiance_w_m2": "lots"})
     assert response.status_code == 422 and "params.irradiance_w_m2: a number" in response.get_data(as_text=True)
     assert api.registry.get_alert_rule(rule.rule_id).params["irradiance_w_m2"] == 400  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from pms_registry.deliveries import Delivery
 from prometheus_client import Counter
 
 from pms_api.alert_models import AlertRuleIn, ChannelIn, ChannelOut, ChannelUpdate, NewChannelSecret
@@ -93,8 +94,12 @@ def create_rule(registry: Registry, body: AlertRuleIn, *, customer_id: str | Non
         raise refuse("conflict", 409, f"{body.kind} has a {body.scope} rule for {value} already: change it "
                                       "(PUT /api/v1/alert-rules/{rule_id})")
     now = timeutil.now_jst()
-    rule = registry.create_alert_rule(body.kind, body.scope, value, body.severity, body.raise_for_s,
-                                      body.clear_for_s, params, enabled=body.enabled, by=actor, at=now)
+    try:
+        rule = registry.create_alert_rule(kind=body.kind, scope=body.scope, scope_value=value, severity=body.severity,
+                                          raise_for_s=body.raise_for_s, clear_for_s=body.clear_for_s, params=params,
+                                          enabled=body.enabled, by=actor, at=now)
+    except RegistryError as exc:  # the registry's own checks of a rule's shape
+        raise refuse("invalid", 422, str(exc)) from exc
     registry.record_audit(at=now, actor=actor, action="alert_rule_create", target=f"alert-rule:{rule.rule_id}",
                           detail=body.model_dump(mode="json"), outcome="created")
     return rule
@@ -107,7 +112,10 @@ def update_rule(registry: Registry, rule_id: int, changes: dict[str, Any], *, cu
     if "params" in changes:
         changes = {**changes, "params": _checked_params(rule.kind, changes["params"])}
     now = timeutil.now_jst()
-    updated = registry.update_alert_rule(rule_id, at=now, by=actor, **changes)
+    try:
+        updated = registry.update_alert_rule(rule_id, at=now, by=actor, **changes)
+    except RegistryError as exc:
+        raise refuse("invalid", 422, str(exc)) from exc
     registry.record_audit(at=now, actor=actor, action="alert_rule_update", target=f"alert-rule:{rule_id}",
                           detail={"kind": rule.kind, "scope": rule.scope, "scope_value": rule.scope_value, **changes},
                           outcome="updated")
@@ -206,11 +214,14 @@ def create_channel(registry: Registry, body: ChannelIn, *, customer_id: str | No
     secret = new_secret() if body.kind == "webhook" else None
     config: dict[str, Any] = {"url": body.url, "secrets": [secret]} if body.kind == "webhook" else {"to": body.to}
     now = timeutil.now_jst()
-    channel = registry.create_channel(
-        customer_id=owner, kind=body.kind, name=body.name, enabled=True if body.enabled is None else body.enabled,
-        language=body.language or "ja", min_severity=body.min_severity or "warning", config=config,
-        group_wait_s=GROUP_WAIT_S if body.group_wait_s is None else body.group_wait_s,
-        group_interval_s=GROUP_INTERVAL_S if body.group_interval_s is None else body.group_interval_s, at=now)
+    try:
+        channel = registry.create_channel(
+            customer_id=owner, kind=body.kind, name=body.name, enabled=True if body.enabled is None else body.enabled,
+            language=body.language or "ja", min_severity=body.min_severity or "warning", config=config,
+            group_wait_s=GROUP_WAIT_S if body.group_wait_s is None else body.group_wait_s,
+            group_interval_s=GROUP_INTERVAL_S if body.group_interval_s is None else body.group_interval_s, at=now)
+    except RegistryError as exc:
+        raise refuse("invalid", 422, str(exc)) from exc
     registry.record_audit(at=now, actor=actor, action="channel_create", target=f"channel:{channel.channel_id}",
                           detail={"kind": body.kind, "name": body.name, "customer_id": owner}, outcome="created")
     return channel, secret
@@ -228,7 +239,10 @@ def update_channel(registry: Registry, channel_id: int, body: ChannelUpdate, *, 
     if url is not None or to is not None:
         changes["config"] = {**channel.config, **({"url": url} if url is not None else {"to": to})}
     now = timeutil.now_jst()
-    updated = registry.update_channel(channel_id, at=now, **changes)
+    try:
+        updated = registry.update_channel(channel_id, at=now, **changes)
+    except RegistryError as exc:
+        raise refuse("invalid", 422, str(exc)) from exc
     registry.record_audit(at=now, actor=actor, action="channel_update", target=f"channel:{channel_id}",
                           detail=body.model_dump(mode="json", exclude_none=True), outcome="updated")
     return updated
@@ -257,3 +271,28 @@ def delete_channel(registry: Registry, channel_id: int, *, customer_id: str | No
                           target=f"channel:{channel_id}", detail={"kind": channel.kind, "name": channel.name},
                           outcome="deleted")
     return channel
+
+
+# ---- deliveries --------------------------------------------------------------------------------------
+def delivery_in_scope(registry: Registry, delivery_id: int, customer_id: str | None) -> Delivery:
+    """The delivery if `customer_id` may see it: one of its own channels' (admins: any)."""
+    delivery = registry.get_delivery(delivery_id)
+    if delivery is None or (customer_id is not None and delivery.customer_id != customer_id):
+        raise ProblemError(404, f"no delivery {delivery_id}")
+    return delivery
+
+
+def retry_delivery(registry: Registry, delivery_id: int, *, customer_id: str | None, actor: str) -> Delivery:
+    """A dead delivery sent again at the notifier's next pass, audited; 409 unless it is dead."""
+    delivery = delivery_in_scope(registry, delivery_id, customer_id)
+    if delivery.state != "dead":
+        raise refuse("not_dead", 409, f"delivery {delivery_id} is {delivery.state}: only a dead one is retried")
+    now = timeutil.now_jst()
+    try:
+        retried = registry.retry_delivery(delivery_id, at=now)
+    except RegistryError as exc:  # retried by someone else between our read and the write
+        raise refuse("not_dead", 409, str(exc)) from exc
+    registry.record_audit(at=now, actor=actor, action="delivery_retry", target=f"delivery:{delivery_id}",
+                          detail={"channel_id": delivery.channel_id, "attempts": delivery.attempts,
+                                  "last_error": delivery.last_error}, outcome="pending")
+    return retried

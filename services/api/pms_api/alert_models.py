@@ -250,6 +250,10 @@ class ChannelPath(BaseModel):
 class DeliveryOut(BaseModel):
     delivery_id: int
     channel_id: int
+    channel_name: str | None
+    channel_kind: str | None
+    customer_id: str | None = Field(description="the channel's customer; null for the operator's own channels")
+    happenings: int = Field(description="how many raises, clears and acknowledgements it carries (grouped)")
     state: str
     attempts: int
     created_at: datetime

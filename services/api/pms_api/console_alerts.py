@@ -219,3 +219,28 @@ def add_alert_pages(console: Blueprint, registry: Registry, *, current_user: Cal
             raise ProblemError(404, f"no channel action {action}")
         done(f"channel_{action}_done")
         return redirect(url_for("console.channels"))
+
+    # ---- dead letters --------------------------------------------------------------------------------
+    @console.get("/deliveries")
+    @login_required
+    def deliveries() -> str:
+        """Deliveries given up on after their maximum age (dead letters), with their last error."""
+        who = user()
+        dead = registry.list_deliveries(state="dead", customer_id=who.customer_id, limit=DELIVERIES_LISTED)
+        return render_template("deliveries.html", deliveries=dead,
+                               total=registry.count_deliveries(state="dead", customer_id=who.customer_id))
+
+    @console.post("/deliveries/<int:delivery_id>/retry")
+    @login_required
+    def retry_delivery(delivery_id: int) -> WerkzeugResponse:
+        """The retry button: sent again at the notifier's next pass; one no longer dead is said on the page."""
+        who = user()
+        try:
+            alert_actions.retry_delivery(registry, delivery_id, customer_id=who.customer_id, actor=actor(who))
+        except ProblemError as exc:
+            if exc.status != 409:
+                raise
+            refused(exc)
+        else:
+            done("delivery_retried_done", delivery_id=delivery_id)
+        return redirect(url_for("console.deliveries"))

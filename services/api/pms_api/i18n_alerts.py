@@ -98,6 +98,8 @@ ALERT_MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "delivery_created": ("作成日時", "Created"),
     "delivery_last_attempt": ("最終試行", "Last attempt"),
     "retry": ("再送", "Retry"),
+    "deliveries_explained": ("最大期間まで再試行しても届かなかった通知です。受信側を直してから再送してください。",
+                             "Notifications not delivered within their maximum age: fix the receiver, then retry."),
     "no_deliveries": ("配信失敗はありません", "No failed deliveries"),
     "delivery_retried_done": ("配信 {delivery_id} を再送待ちにしました", "Delivery {delivery_id} queued again"),
 }
