@@ -5,8 +5,9 @@ through the registry's own steps, as the alerts service's notifier takes them.""
 
 from __future__ import annotations
 
-from pms_common import timeutil
 from pms_registry.deliveries import Delivery
+
+from pms_common import timeutil
 from tests.api.conftest import Api, form_post
 from tests.api.test_api_alerts import ok, refusal
 from tests.api.test_console_alerts import _c1_user, _login, _page

@@ -149,8 +149,7 @@ class AlertPage(Page):
 
 
 class AlertQuery(PageQuery):
-    state: Literal["pending", "firing", "resolved", "open"] | None = Field(
-        default=None, description="open = pending or firing")
+    state: AlertState | None = None
     kind: RuleKind | None = None
     service_code: str | None = Field(default=None, pattern=r"^pss\d{8}$")
 

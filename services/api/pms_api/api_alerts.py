@@ -102,7 +102,7 @@ def add_alert_routes(api: APIBlueprint, registry: Registry) -> None:
     # ---- alerts --------------------------------------------------------------------------------------
     @api.get("/alerts", tags=[ALERTS], responses={200: AlertPage})
     def list_alerts(query: AlertQuery) -> Response:
-        """Alert episodes, the newest first; state=open for pending and firing ones."""
+        """Alert episodes, the newest first, filtered by state, kind and plant."""
         filters: dict[str, Any] = {"customer_id": customer(), "state": query.state, "kind": query.kind,
                                    "service_code": query.service_code}
         items = registry.list_alerts(**filters, limit=query.limit, offset=query.offset)
