@@ -39,7 +39,7 @@ typecheck: $(VENV)/.installed-test
 PYTEST_ARGS ?= $(if $(CI),-m "slow or not slow",)
 
 pytest: $(VENV)/.installed-test services
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
 
 test: $(VENV)/.installed-test services lint imports typecheck pytest
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, true, update
 
 from pms_registry import schema as t
+from pms_registry.alerting import event_record, journal
 from pms_registry.core import RegistryCore
 from pms_registry.errors import RegistryError
 from pms_registry.records import EventRecord, Notice
@@ -18,8 +19,10 @@ NOTICE_KINDS = ("maintenance", "outage", "info")
 class EventLog(RegistryCore):
     # ---- events ----------------------------------------------------------------------------------
     def open_event(self, *, kind: str, at: datetime, message: str, gateway_id: str | None = None,
-                   service_code: str | None = None) -> tuple[EventRecord, bool]:
-        """Open an event unless the same kind is already open for the gateway; (event, newly opened)."""
+                   service_code: str | None = None, params: dict[str, Any] | None = None,
+                   severity: str | None = None) -> tuple[EventRecord, bool]:
+        """Open an event unless the same kind is already open for the gateway; (event, newly opened).
+        A new event is journalled ("raised") for the notifier and the MQTT publisher."""
         with self._tx() as conn:
             existing = conn.execute(
                 select(t.events).where(t.events.c.kind == kind, t.events.c.state == "open",
@@ -29,23 +32,30 @@ class EventLog(RegistryCore):
                 return _event(existing), False
             event_id = conn.execute(insert(t.events).values(
                 kind=kind, state="open", gateway_id=gateway_id, service_code=service_code,
-                opened_at=at, message=message,
+                opened_at=at, message=message, params=dict(params or {}), severity=severity,
             )).inserted_primary_key[0]  # type: ignore[index]
+            journal(conn, event_id, "raised", at)
             row = conn.execute(select(t.events).where(t.events.c.event_id == event_id)).mappings().one()
         return _event(row), True
 
     def record_info_event(self, *, kind: str, at: datetime, message: str, gateway_id: str | None = None,
-                          service_code: str | None = None) -> EventRecord:
-        """Log something that happened once (e.g. a billing start decided): state "info", never recovered."""
+                          service_code: str | None = None, params: dict[str, Any] | None = None,
+                          severity: str | None = "info") -> EventRecord:
+        """Log something that happened once (e.g. a billing start decided): state "info", never
+        recovered; journalled ("info")."""
         with self._tx() as conn:
             event_id = conn.execute(insert(t.events).values(
                 kind=kind, state="info", gateway_id=gateway_id, service_code=service_code, opened_at=at,
-                message=message,
+                message=message, params=dict(params or {}), severity=severity,
             )).inserted_primary_key[0]  # type: ignore[index]
+            journal(conn, event_id, "info", at)
             row = conn.execute(select(t.events).where(t.events.c.event_id == event_id)).mappings().one()
         return _event(row)
 
-    def recover_event(self, *, kind: str, gateway_id: str, at: datetime) -> EventRecord | None:
+    def recover_event(self, *, kind: str, gateway_id: str, at: datetime,
+                      params: dict[str, Any] | None = None) -> EventRecord | None:
+        """Recover the open event of a kind at a gateway (journal "cleared"); `params` are merged
+        into the event's."""
         with self._tx() as conn:
             row = conn.execute(
                 select(t.events).where(t.events.c.kind == kind, t.events.c.state == "open",
@@ -53,8 +63,10 @@ class EventLog(RegistryCore):
             ).mappings().first()
             if row is None:
                 return None
+            merged = {**dict(row["params"] or {}), **(params or {})}
             conn.execute(update(t.events).where(t.events.c.event_id == row["event_id"])
-                         .values(state="recovered", recovered_at=at))
+                         .values(state="recovered", recovered_at=at, params=merged))
+            journal(conn, row["event_id"], "cleared", at)
             row = conn.execute(select(t.events).where(t.events.c.event_id == row["event_id"])).mappings().one()
         return _event(row)
 
@@ -136,11 +148,7 @@ class EventLog(RegistryCore):
 
 
 def _event(row: Any) -> EventRecord:
-    return EventRecord(
-        event_id=row["event_id"], kind=row["kind"], state=row["state"], gateway_id=row["gateway_id"],
-        service_code=row["service_code"], opened_at=row["opened_at"], recovered_at=row["recovered_at"],
-        message=row["message"],
-    )
+    return event_record(row)
 
 
 def _notice(row: Any) -> Notice:

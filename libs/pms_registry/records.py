@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,101 @@ class EventRecord:
     service_code: str | None
     opened_at: datetime
     recovered_at: datetime | None
-    message: str
+    message: str  # the English text, as logged (texts in other languages are rendered from kind + params)
+    # v6 (issue 13): the alert episode it belongs to, its severity, the parameters its texts are
+    # rendered from, and its acknowledgement (a firing alert's event only).
+    alert_id: int | None = None
+    severity: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    ack_comment: str | None = None
+
+
+AlertScope = Literal["global", "customer", "tag", "plant"]
+Severity = Literal["critical", "warning", "info"]
+AlertState = Literal["pending", "firing", "resolved"]
+HappeningPhase = Literal["raised", "cleared", "acknowledged", "info"]
+ChannelKind = Literal["webhook", "email", "mqtt"]
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """A declarative alert rule: one kind, at one scope. `params` are the kind's own settings."""
+
+    rule_id: int
+    kind: str
+    scope: AlertScope
+    scope_value: str | None  # customer id / gateway tag / service code; None for global
+    enabled: bool
+    severity: Severity
+    raise_for_s: int  # the raise condition holds this long (pending) before the alert fires
+    clear_for_s: int  # the clear condition holds this long before the alert resolves
+    params: dict[str, Any]
+    updated_at: datetime
+    updated_by: str | None
+
+
+@dataclass
+class AlertRecord:
+    """One episode of a rule kind at a subject (the dedupe key: kind, subject)."""
+
+    alert_id: int | None  # None until saved
+    kind: str
+    subject: str  # service code, or "gateway:<id>" for a gateway bound to no plant
+    service_code: str | None
+    gateway_id: str | None
+    rule_id: int | None
+    severity: str
+    state: AlertState
+    pending_since: datetime | None = None
+    firing_since: datetime | None = None
+    clear_since: datetime | None = None  # since when the clear condition holds (None while it does not)
+    resolved_at: datetime | None = None
+    flapping: bool = False
+    raise_times: list[datetime] = field(default_factory=list)  # raises within the flap window
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    ack_comment: str | None = None
+    event_id: int | None = None  # the event-log row of the current (or last) firing
+    params: dict[str, Any] = field(default_factory=dict)  # facts at the raise, for texts
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Happening:
+    """One row of the journal: something to tell people about an event (after the change)."""
+
+    happening_id: int
+    phase: HappeningPhase
+    at: datetime
+    event: EventRecord
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where notifications go: a customer's (or, customer_id None, the operator's) webhook, mail or MQTT."""
+
+    channel_id: int
+    customer_id: str | None
+    kind: ChannelKind
+    name: str
+    enabled: bool
+    language: Literal["ja", "en"]
+    min_severity: Severity
+    config: dict[str, Any]  # webhook {"url", "secrets": [current, previous?]}; email {"to": [addresses]}
+    group_wait_s: int
+    group_interval_s: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PlantScope:
+    """What a plant's rules are resolved by: its customer and the tags of its bound gateways."""
+
+    customer_id: str
+    tags: frozenset[str]
 
 
 @dataclass(frozen=True)

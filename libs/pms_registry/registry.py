@@ -4,7 +4,8 @@
 fleet counts in `bindings`; presence history in `presence`; keys and users in `accounts`; events and
 notices in `eventlog`; config push, commands and the audit log in `gateway_control`; the factory
 list, claims and broker logins in `provisioning`; update images and gateways' login hashes in
-`firmware`; staged rollouts of an image in `rollouts`; engine, transactions and upgrades in `core`.
+`firmware`; staged rollouts of an image in `rollouts`; alert rules, episodes, the journal of
+happenings and notification channels in `alerting`; engine, transactions and upgrades in `core`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from pms_common import timeutil
 from pms_registry import schema as t
 from pms_registry.accounts import Accounts, hash_api_key
+from pms_registry.alerting import Alerting
 from pms_registry.bindings import Bindings, open_gateway_ids
 from pms_registry.core import engine_for
 from pms_registry.errors import RegistryError
@@ -49,7 +51,7 @@ PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitud
                 "tariff_yen_per_kwh", "billing_start_date")
 
 
-class Registry(Bindings, Presence, Accounts, EventLog, GatewayControl, Provisioning, PvSettings, Firmware,
+class Registry(Bindings, Presence, Accounts, EventLog, Alerting, GatewayControl, Provisioning, PvSettings, Firmware,
                Rollouts):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -120,6 +121,13 @@ events = Table(
     Column("opened_at", AwareDateTime(timezone=True), nullable=False, index=True),
     Column("recovered_at", AwareDateTime(timezone=True)),
     Column("message", Text, nullable=False),
+    # v6 (issue 13): see EVENT_COLUMNS_V6
+    Column("alert_id", Integer, index=True),
+    Column("severity", String(16)),
+    Column("params", JSON),
+    Column("acknowledged_at", AwareDateTime(timezone=True)),
+    Column("acknowledged_by", String(200)),
+    Column("ack_comment", Text),
 )
 
 notices = Table(
@@ -401,4 +409,126 @@ rollout_gateways = Table(
     Column("error_accepted", Boolean, nullable=False, default=False),
 )
 
-SCHEMA_VERSION = 5
+# ---- v6, alerts operators trust (issue 13; pms_registry/alerting.py, deliveries.py) ------------------
+# Declarative rules: one global default per kind (seeded), overridden per customer, gateway tag or
+# plant; the most specific enabled rule of a kind applies to a plant.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("rule_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False, index=True),
+    Column("scope", String(16), nullable=False),  # global | customer | tag | plant
+    Column("scope_value", String(64), nullable=False),  # "" for global (NULLs never collide in UNIQUE)
+    Column("enabled", Boolean, nullable=False),
+    Column("severity", String(16), nullable=False),  # critical | warning | info
+    Column("raise_for_s", Integer, nullable=False),
+    Column("clear_for_s", Integer, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("updated_at", AwareDateTime(timezone=True), nullable=False),
+    Column("updated_by", String(200)),
+    UniqueConstraint("kind", "scope", "scope_value", name="uq_alert_rules_kind_scope"),
+)
+
+# Episodes: one row per raise of a rule kind at a subject (the dedupe key), kept after it resolves.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(80), nullable=False),  # service code, or "gateway:<id>" for an unbound gateway
+    Column("service_code", String(11), index=True),
+    Column("gateway_id", String(64)),
+    Column("rule_id", Integer),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # pending | firing | resolved
+    Column("pending_since", AwareDateTime(timezone=True)),
+    Column("firing_since", AwareDateTime(timezone=True)),
+    Column("clear_since", AwareDateTime(timezone=True)),
+    Column("resolved_at", AwareDateTime(timezone=True)),
+    Column("flapping", Boolean, nullable=False, default=False),
+    Column("raise_times", JSON, nullable=False),  # ISO times of the raises within the flap window
+    Column("acknowledged_at", AwareDateTime(timezone=True)),
+    Column("acknowledged_by", String(200)),
+    Column("ack_comment", Text),
+    Column("event_id", Integer),
+    Column("params", JSON, nullable=False),
+    Column("updated_at", AwareDateTime(timezone=True)),
+)
+Index("ix_alerts_kind_subject", alerts.c.kind, alerts.c.subject)
+
+# The journal: an append-only row for everything to tell people (a raise, a clear, an
+# acknowledgement, an information event). Notification channels and the MQTT publisher each tail
+# it with their own cursor, so a change made by any process (an acknowledgement in the API) reaches
+# every channel, and a restart resumes where the cursor was.
+event_happenings = Table(
+    "event_happenings",
+    metadata,
+    Column("happening_id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", Integer, nullable=False, index=True),
+    Column("phase", String(16), nullable=False),  # raised | cleared | acknowledged | info
+    Column("at", AwareDateTime(timezone=True), nullable=False),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+notification_channels = Table(
+    "notification_channels",
+    metadata,
+    Column("channel_id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", String(32), index=True),  # NULL: the operator's own channel, every customer
+    Column("kind", String(16), nullable=False),  # webhook | email | mqtt
+    Column("name", String(100), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("language", String(2), nullable=False),
+    Column("min_severity", String(16), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("group_wait_s", Integer, nullable=False),
+    Column("group_interval_s", Integer, nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
+    Column("updated_at", AwareDateTime(timezone=True), nullable=False),
+)
+
+notification_queue = Table(
+    "notification_queue",
+    metadata,
+    Column("queue_id", Integer, primary_key=True, autoincrement=True),
+    Column("channel_id", Integer, nullable=False, index=True),
+    Column("happening_id", Integer, nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
+    Column("delivery_id", Integer, index=True),
+    UniqueConstraint("channel_id", "happening_id", name="uq_notification_queue_channel_happening"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("delivery_id", Integer, primary_key=True, autoincrement=True),
+    Column("channel_id", Integer, nullable=False, index=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("body", JSON, nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", AwareDateTime(timezone=True), nullable=False, index=True),
+    Column("last_attempt_at", AwareDateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("delivered_at", AwareDateTime(timezone=True)),
+)
+
+# Columns v6 adds to `events` (alerting.py): which episode an event is, its severity, the
+# parameters its texts are rendered from, and its acknowledgement.
+EVENT_COLUMNS_V6 = {
+    "alert_id": "INTEGER",
+    "severity": "VARCHAR(16)",
+    "params": "JSON",
+    "acknowledged_at": "TIMESTAMP",
+    "acknowledged_by": "VARCHAR(200)",
+    "ack_comment": "TEXT",
+}
+
+SCHEMA_VERSION = 6
