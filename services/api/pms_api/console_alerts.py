@@ -82,7 +82,8 @@ def add_alert_pages(console: Blueprint, registry: Registry, *, current_user: Cal
             refused(exc)
         else:
             done("alert_acknowledged_done", alert_id=alert_id)
-        return redirect(url_for("console.alerts", **{k: v for k, v in request.args.items() if k in ("state", "kind")}))
+        back: dict[str, Any] = {k: v for k, v in request.args.items() if k in ("state", "kind")}
+        return redirect(url_for("console.alerts", **back))
 
     # ---- rules ---------------------------------------------------------------------------------------
     def rules_page(problems: list[str] | None = None, status: int = 200) -> tuple[str, int]:
