@@ -5,16 +5,15 @@ through the registry's own steps, as the alerts service's notifier takes them.""
 
 from __future__ import annotations
 
-from pms_registry.deliveries import Delivery
-
 from pms_common import timeutil
+from pms_registry import deliveries
 from tests.api.conftest import Api, form_post
 from tests.api.test_api_alerts import ok, refusal
 from tests.api.test_console_alerts import _c1_user, _login, _page
 
 
 def dead_delivery(api: Api, customer_id: str | None, name: str, error: str = "HTTP 500 from the receiver",
-                  attempts: int = 3) -> Delivery:
+                  attempts: int = 3) -> deliveries.Delivery:
     now = timeutil.now_jst()
     channel = api.registry.create_channel(kind="webhook", name=name, customer_id=customer_id, at=now,
                                           config={"url": "https://hooks.example.jp/x", "secrets": ["whsec_x"]})

@@ -14,14 +14,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from pms_registry.deliveries import Delivery
 from prometheus_client import Counter
 
 from pms_api.alert_models import AlertRuleIn, ChannelIn, ChannelOut, ChannelUpdate, NewChannelSecret
 from pms_api.alert_params import validate_params
 from pms_api.problems import InvalidRequest, ProblemError
 from pms_common import event_text, timeutil
-from pms_registry import Registry, RegistryError
+from pms_registry import Registry, RegistryError, deliveries
 from pms_registry.records import AlertRecord, AlertRule, Channel
 
 ALERTS_REFUSED = Counter("pms_api_alerting_refused_total",
@@ -274,7 +273,7 @@ def delete_channel(registry: Registry, channel_id: int, *, customer_id: str | No
 
 
 # ---- deliveries --------------------------------------------------------------------------------------
-def delivery_in_scope(registry: Registry, delivery_id: int, customer_id: str | None) -> Delivery:
+def delivery_in_scope(registry: Registry, delivery_id: int, customer_id: str | None) -> deliveries.Delivery:
     """The delivery if `customer_id` may see it: one of its own channels' (admins: any)."""
     delivery = registry.get_delivery(delivery_id)
     if delivery is None or (customer_id is not None and delivery.customer_id != customer_id):
@@ -282,7 +281,7 @@ def delivery_in_scope(registry: Registry, delivery_id: int, customer_id: str | N
     return delivery
 
 
-def retry_delivery(registry: Registry, delivery_id: int, *, customer_id: str | None, actor: str) -> Delivery:
+def retry_delivery(registry: Registry, delivery_id: int, *, customer_id: str | None, actor: str) -> deliveries.Delivery:
     """A dead delivery sent again at the notifier's next pass, audited; 409 unless it is dead."""
     delivery = delivery_in_scope(registry, delivery_id, customer_id)
     if delivery.state != "dead":

@@ -11,20 +11,19 @@ from typing import Any
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from pms_registry.deliveries import Delivery
 
 from pms_api.access import actor_of, principal
 from pms_api.alert_actions import delivery_in_scope, retry_delivery
 from pms_api.alert_models import DeliveryOut, DeliveryPage, DeliveryPath, DeliveryQuery
 from pms_api.jsonout import json_response
 from pms_api.models import Problem
-from pms_registry import Registry
+from pms_registry import Registry, deliveries
 
 DELIVERIES = Tag(name="deliveries", description="Notifications sent to channels; dead letters and their retry")
 ANSWERS: dict[Any, Any] = {404: Problem}
 
 
-def delivery_out(delivery: Delivery) -> DeliveryOut:
+def delivery_out(delivery: deliveries.Delivery) -> DeliveryOut:
     return DeliveryOut(delivery_id=delivery.delivery_id, channel_id=delivery.channel_id,
                        channel_name=delivery.channel_name, channel_kind=delivery.channel_kind,
                        customer_id=delivery.customer_id, happenings=len(delivery.happening_ids),
