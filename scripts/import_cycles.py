@@ -15,7 +15,7 @@ import sys
 import grimp
 
 PACKAGES = (
-    "pms", "echonet", "pms_common", "pms_store", "pms_registry", "pms_pv", "pms_collector", "pms_ingest",
+    "pms", "echonet", "pms_common", "pms_store", "pms_registry", "pms_pv", "pms_plant", "pms_collector", "pms_ingest",
     "pms_alerts", "pms_weather", "pms_device_manager", "pms_api",
 )
 

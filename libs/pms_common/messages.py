@@ -10,7 +10,7 @@ read payloads with `pms_common.contract_reader.ContractReader`, which drops and 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -193,10 +193,23 @@ class Weather(Message):
 
 
 EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided", "register_anomaly",
-                    "meter_clock_skew", "meter_scale_invalid", "meter_history_conflict"]
+                    "meter_clock_skew", "meter_scale_invalid", "meter_history_conflict",
+                    # since 1.5.0: the alert rules of issue 13, and the log of an acknowledgement
+                    "meter_unreachable", "no_generation", "yield_below_expected", "data_gap", "update_failed",
+                    "alert_acknowledged"]
+Severity = Literal["critical", "warning", "info"]
+# Since 1.5.0 (all optional): sent only when they hold a value, so a reader from before 1.5.0 that
+# refuses unknown fields keeps reading the events it knows.
+EVENT_OPTIONAL_FIELDS = frozenset({"phase", "alert_id", "severity", "params", "acknowledged_at", "acknowledged_by",
+                                   "ack_comment"})
 
 
 class Event(Message):
+    """An event of the log, published when it opens, recovers, is acknowledged, or as news.
+
+    `message` is the English sentence (pms_common.event_text); `params` are the facts it was
+    written from, so a reader can write its own sentence in its own language (docs/alerts.md)."""
+
     event_id: int
     kind: EventKind
     state: Literal["open", "recovered", "info"]
@@ -205,6 +218,18 @@ class Event(Message):
     opened_at: AwareDatetime
     recovered_at: AwareDatetime | None = None
     message: str
+    # What this publication tells: raised, cleared, acknowledged (the alert is still open) or info.
+    phase: Literal["raised", "cleared", "acknowledged", "info"] | None = None
+    alert_id: int | None = None
+    severity: Severity | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    acknowledged_at: AwareDatetime | None = None
+    acknowledged_by: str | None = None
+    ack_comment: str | None = None
+
+    def to_json(self) -> bytes:
+        empty = {name for name in EVENT_OPTIONAL_FIELDS if getattr(self, name) in (None, {})}
+        return self.model_dump_json(exclude=empty or None).encode()
 
 
 class DeadLetter(Message):

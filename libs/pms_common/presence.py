@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 
 import aiomqtt
 from pydantic import ValidationError
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 OnMessage = Callable[[aiomqtt.Client, GatewayStatus | Heartbeat], Awaitable[None]]
 OnTransition = Callable[[aiomqtt.Client, Transition], Awaitable[None]]
 OnTick = Callable[[aiomqtt.Client], Awaitable[None]]
+# A message on one of the `extra_topics` (topic, payload): the caller parses it.
+OnOther = Callable[[aiomqtt.Client, str, bytes], Awaitable[None]]
 
 
 async def follow_presence(
@@ -38,11 +41,16 @@ async def follow_presence(
     bad_payload: Callable[[str, str], None] | None = None,
     on_tick: OnTick | None = None,
     reader: ContractReader | None = None,
+    clock: Callable[[], datetime] = timeutil.now_jst,
+    extra_topics: Sequence[tuple[str, int]] = (),
+    on_other: OnOther | None = None,
 ) -> None:
     """Subscribe to every gateway's status and heartbeat and report liveness transitions.
 
     `on_tick`, when given, runs every tick with the connected client (for periodic rules); `reader`
-    counts the payloads with fields this version does not know, on the caller's metric.
+    counts the payloads with fields this version does not know, on the caller's metric. `clock` is
+    where the time of receptions and ticks comes from (alerts' scripted tests set a file clock).
+    `extra_topics` are subscribed too (topic filter, QoS); their messages go to `on_other`.
     """
     reader = reader or ContractReader(name)
     tracker = LivenessTracker(missed_heartbeats=missed_heartbeats)
@@ -51,6 +59,9 @@ async def follow_presence(
     async def consume(client: aiomqtt.Client) -> None:
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            if on_other is not None and any(message.topic.matches(topic) for topic, _ in extra_topics):
+                await on_other(client, message.topic.value, payload)
+                continue
             try:
                 parsed = parse_presence(message.topic.value, payload, reader)
             except ValidationError as exc:
@@ -63,12 +74,12 @@ async def follow_presence(
                 continue
             if on_message is not None:
                 await on_message(client, parsed)
-            for transition in feed(tracker, parsed, timeutil.now_jst()):
+            for transition in feed(tracker, parsed, clock()):
                 await on_transition(client, transition)
 
     async def ticker(client: aiomqtt.Client) -> None:
         while not stop.is_set():
-            for transition in tracker.on_tick(timeutil.now_jst()):
+            for transition in tracker.on_tick(clock()):
                 await on_transition(client, transition)
             if on_tick is not None:
                 await on_tick(client)
@@ -80,6 +91,8 @@ async def follow_presence(
             backoff.reset()
             await client.subscribe(topics.ALL_STATUS, qos=1)
             await client.subscribe(topics.ALL_HEARTBEATS, qos=0)
+            for topic, qos in extra_topics:
+                await client.subscribe(topic, qos=qos)
             health.set("mqtt", True)
             log.info("%s: following gateway presence on %s:%d", name, broker.host, broker.port)
             tasks = [asyncio.create_task(consume(client)), asyncio.create_task(ticker(client)),

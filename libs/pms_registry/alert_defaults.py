@@ -22,7 +22,7 @@ DEFAULT_RULES: dict[str, tuple[str, int, int, dict[str, Any]]] = {
     "gateway_offline": ("critical", 300, 300, {"daylight_only": False, "flap_max": 4}),
     "meter_unreachable": ("warning", 600, 600, {"silent_s": 600, "flap_max": 4}),
     "no_generation": ("critical", 1800, 900, {"irradiance_w_m2": 350, "sold_w_max": 0, "flap_max": 4}),
-    "yield_below_expected": ("warning", 0, 0, {"share": 0.6, "days": 3, "flap_max": 4}),
+    "yield_below_expected": ("warning", 0, 0, {"share": 0.8, "days": 3, "flap_max": 4}),
     "data_gap": ("warning", 0, 0, {"window_h": 26, "lookback_days": 7, "flap_max": 4}),
     "meter_clock_skew": ("warning", 0, 3600, {"flap_max": 4}),
     "meter_scale_invalid": ("critical", 0, 0, {"flap_max": 4}),

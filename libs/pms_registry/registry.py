@@ -146,7 +146,8 @@ class Registry(Bindings, Presence, Accounts, EventLog, Alerting, GatewayControl,
         if not result.rowcount:
             return None
         return self.record_info_event(kind="billing_start_decided", at=at, service_code=service_code,
-                                      message=f"billing start date of {service_code} decided: {day.isoformat()}")
+                                      message=f"billing start date of {service_code} decided: {day.isoformat()}",
+                                      params={"day": day.isoformat()})
 
     # ---- gateways (bindings and counts in `bindings`, presence history in `presence`) ---------------
     def record_gateway_status(self, gateway_id: str, status: str, at: datetime) -> None:

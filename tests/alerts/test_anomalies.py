@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from pms_alerts.anomalies import RegisterAnomalyRule, anomaly_message
 from pms_alerts.service import EVENTS, Alerts
 from pms_alerts.settings import AlertsSettings
 from pms_common import timeutil
+from pms_common.event_text import render_event
 from pms_common.health import Health
 from pms_common.messages import EnergyReading
 from pms_common.timeutil import JST
@@ -57,6 +57,11 @@ def test_each_anomaly_is_one_event_once_also_after_a_restart(tmp_path: Path) -> 
     assert [(e.kind, e.state, e.gateway_id, e.service_code, e.message) for e in events] == [
         ("register_anomaly", "info", "gw-0001", code, message)
     ]
+    # The facts are kept, so the Japanese console writes its own sentence.
+    assert events[0].params == {"gateway_id": "gw-0001", "direction": "reverse", "slot_end": "2026-06-01T11:00:00+09:00",
+                                "previous_kwh": 1234.5, "current_kwh": 0.0, "reason": "backwards"}
+    assert render_event(events[0], "ja") == (
+        "ゲートウェイ gw-0001 の売電指示値が 2026/06/01 11:00 のコマで逆戻りしました: 1,234.5 kWh → 0.0 kWh")
     assert rule.check(NOW) == []
 
     # A resend of the same readings, and a new anomaly of an unbound gateway (a glitch to 0 and back).
@@ -120,19 +125,20 @@ class _Client:
         self.published.append((topic, payload))
 
 
-def test_alerts_publish_each_anomaly_event_and_count_it(tmp_path: Path) -> None:
+def test_alerts_log_each_anomaly_event_once_and_count_it(tmp_path: Path) -> None:
     store, registry = open_all(tmp_path)
     write(store, "gw-0001", [50.0, 0.0])
     counted = EVENTS.labels("register_anomaly")._value.get()
-    alerts = Alerts(AlertsSettings(anomaly_check_s=3600), registry, Health(), store=store)
+    alerts = Alerts(AlertsSettings(anomaly_check_s=3600), registry, Health(), store=store, clock=lambda: NOW)
     client = _Client()
     asyncio.run(alerts.on_tick(client))  # type: ignore[arg-type]
-    assert [topic for topic, _ in client.published] == ["pms/v1/events/register_anomaly"]
-    payload = json.loads(client.published[0][1])
-    assert (payload["kind"], payload["state"], payload["gateway_id"]) == ("register_anomaly", "info", "gw-0001")
+    # Alerts publishes nothing itself: the journal is what the notifier publishes.
+    assert client.published == []
+    [happening] = [h for h in registry.happenings_after(0) if h.event.kind == "register_anomaly"]
+    assert (happening.phase, happening.event.state, happening.event.gateway_id) == ("info", "info", "gw-0001")
     assert EVENTS.labels("register_anomaly")._value.get() == counted + 1
 
-    # A new rule process on the same files (alerts restarted) publishes nothing again.
-    again = Alerts(AlertsSettings(), registry, Health(), store=store)
+    # A new rule process on the same files (alerts restarted) logs nothing again.
+    again = Alerts(AlertsSettings(), registry, Health(), store=store, clock=lambda: NOW)
     asyncio.run(again.on_tick(client))  # type: ignore[arg-type]
-    assert len(client.published) == 1
+    assert len([h for h in registry.happenings_after(0) if h.event.kind == "register_anomaly"]) == 1

@@ -10,6 +10,7 @@ from typing import Any
 from pms_alerts.billing import BillingStartRule, first_sold_day
 from pms_alerts.service import Alerts
 from pms_alerts.settings import AlertsSettings
+from pms_common.event_text import render_event
 from pms_common.health import Health
 from pms_common.messages import EnergyReading
 from pms_common.timeutil import JST
@@ -55,6 +56,8 @@ def test_a_plant_that_sells_gets_its_billing_start_once(tmp_path: Path) -> None:
     events = rule.check(NOW)
     assert [(e.kind, e.service_code) for e in events] == [("billing_start_decided", selling)]
     assert "2026-07-03" in events[0].message
+    assert events[0].params == {"day": "2026-07-03"}
+    assert render_event(events[0], "ja") == f"{selling}: 課金開始日を 2026年7月3日 に決定しました"
     assert registry.get_plant(selling).billing_start_date == date(2026, 7, 3)  # type: ignore[union-attr]
     assert registry.get_plant(idle).billing_start_date is None  # type: ignore[union-attr]
 
@@ -73,19 +76,25 @@ class _Client:
         self.published.append((topic, payload))
 
 
-def test_alerts_publish_the_decision_and_check_at_most_once_per_period(tmp_path: Path) -> None:
+def test_alerts_log_the_decision_and_check_at_most_once_per_period(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "ts.db")
     registry = Registry(f"sqlite:///{tmp_path}/r.db")
     registry.migrate()
     code = plant(registry, "gw-sell")
-    alerts = Alerts(AlertsSettings(billing_check_s=3600), registry, Health(), store=store)
+    clock = [datetime(2026, 7, 3, 12, 0, tzinfo=JST)]  # the service's clock: an hour per check period
+    alerts = Alerts(AlertsSettings(billing_check_s=3600), registry, Health(), store=store, clock=lambda: clock[0])
     client = _Client()
+
+    def decisions() -> list[tuple[str, str | None]]:
+        return [(h.phase, h.event.service_code) for h in registry.happenings_after(0)
+                if h.event.kind == "billing_start_decided"]
+
     asyncio.run(alerts.on_tick(client))  # type: ignore[arg-type]
-    assert client.published == []  # nothing sold yet
+    assert decisions() == []  # nothing sold yet
     registers("gw-sell", store, datetime(2026, 7, 3, 9, 0, tzinfo=JST), [10.0, 10.5])
     asyncio.run(alerts.on_tick(client))  # type: ignore[arg-type]
-    assert client.published == []  # the next check is an hour away
-    alerts._next_billing_check = 0.0
+    assert decisions() == []  # the next check is an hour away
+    clock[0] += timedelta(hours=1)
     asyncio.run(alerts.on_tick(client))  # type: ignore[arg-type]
-    assert [topic for topic, _ in client.published] == ["pms/v1/events/billing_start_decided"]
-    assert code.encode() in client.published[0][1]
+    assert decisions() == [("info", code)]
+    assert client.published == []  # the notifier publishes the journal, not the rules

@@ -4,7 +4,6 @@ becomes one event per episode, recovered when the heartbeat reports the meter we
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from pms_alerts.meter_faults import MeterFaultRule
 from pms_alerts.service import Alerts
 from pms_alerts.settings import AlertsSettings
+from pms_common.event_text import render_event
 from pms_common.health import Health
 from pms_common.messages import BackfillStatus, Heartbeat
 from pms_common.timeutil import JST
@@ -46,6 +46,8 @@ def test_one_skew_event_per_episode_also_across_a_restart(tmp_path: Path) -> Non
     assert [(e.kind, e.state, e.gateway_id, e.service_code, e.opened_at) for e in events] == [
         ("meter_clock_skew", "open", "gw-0001", code, since)]
     assert events[0].message == "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"
+    assert events[0].params == {"gateway_id": "gw-0001", "skew_s": 1200.4}
+    assert render_event(events[0], "ja") == "ゲートウェイ gw-0001 のメーター時刻がゲートウェイより 20分進んでいます"
     assert rule.on_heartbeat(beat(T + timedelta(minutes=3), skew=1201, since=since)) == []
     # alerts restarts mid-episode: the open event is in the registry, no second one.
     rule = MeterFaultRule(registry)
@@ -53,6 +55,7 @@ def test_one_skew_event_per_episode_also_across_a_restart(tmp_path: Path) -> Non
     recovered = rule.on_heartbeat(beat(T + timedelta(minutes=5), skew=-3))
     assert [(e.kind, e.state, e.recovered_at) for e in recovered] == [
         ("meter_clock_skew", "recovered", T + timedelta(minutes=5))]
+    assert render_event(recovered[0], "ja") == "ゲートウェイ gw-0001 のメーター時刻のずれが解消しました"
     assert rule.on_heartbeat(beat(T + timedelta(minutes=6))) == []
     # A second episode is a second event.
     again = rule.on_heartbeat(beat(T + timedelta(hours=1), skew=-4000, since=T + timedelta(hours=1)))
@@ -82,14 +85,31 @@ class Client:
         self.published.append((topic, payload))
 
 
-def test_alerts_publish_the_meter_events(tmp_path: Path) -> None:
-    alerts = Alerts(AlertsSettings(), registry_at(tmp_path), Health())
+def test_alerts_follow_the_meter_verdicts_as_alert_episodes(tmp_path: Path) -> None:
+    # The gateway serves no plant: its episodes have the subject gateway:<id> under the global rules
+    # (meter_clock_skew ships raising at once and clearing after an hour of a good clock).
+    registry = registry_at(tmp_path)
+    alerts = Alerts(AlertsSettings(), registry, Health())
     client = Client()
-    asyncio.run(alerts.on_message(client, beat(T, skew=1200, since=T)))  # type: ignore[arg-type]
-    asyncio.run(alerts.on_message(client, beat(T + timedelta(minutes=1), skew=1200, since=T)))  # type: ignore[arg-type]
-    asyncio.run(alerts.on_message(client, beat(T + timedelta(minutes=2))))  # type: ignore[arg-type]
-    assert [topic for topic, _ in client.published] == ["pms/v1/events/meter_clock_skew"] * 2
-    assert [json.loads(p)["state"] for _, p in client.published] == ["open", "recovered"]
+
+    def hear(heartbeat: Heartbeat) -> None:
+        asyncio.run(alerts.on_message(client, heartbeat))  # type: ignore[arg-type]
+        alerts.evaluate(heartbeat.at, alerts.facts)
+
+    hear(beat(T, skew=1200, since=T))
+    hear(beat(T + timedelta(minutes=1), skew=1200, since=T))
+    hear(beat(T + timedelta(minutes=2)))
+    alerts.evaluate(T + timedelta(minutes=61), alerts.facts)
+    hear(beat(T + timedelta(minutes=62)))
+    assert client.published == []
+    assert [(h.phase, h.at, h.event.kind, h.event.gateway_id, h.event.message) for h in registry.happenings_after(0)] == [
+        ("raised", T, "meter_clock_skew", "gw-0001", "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"),
+        ("cleared", T + timedelta(minutes=62), "meter_clock_skew", "gw-0001",
+         "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"),
+    ]
+    [episode] = registry.list_alerts()
+    assert (episode.subject, episode.state, episode.params) == ("gateway:gw-0001", "resolved",
+                                                                {"gateway_id": "gw-0001", "skew_s": 1200.0})
 
 
 def test_each_history_conflict_is_logged_once_also_across_a_restart(tmp_path: Path) -> None:
@@ -105,6 +125,7 @@ def test_each_history_conflict_is_logged_once_also_across_a_restart(tmp_path: Pa
     events = rule.on_heartbeat(with_conflict(T + timedelta(minutes=1), conflict))
     assert [(e.kind, e.state, e.gateway_id) for e in events] == [("meter_history_conflict", "info", "gw-0001")]
     assert conflict in events[0].message and events[0].message.endswith("the live values stand")
+    assert events[0].params == {"gateway_id": "gw-0001", "conflict": conflict}
     # The heartbeat repeats its last conflict: nothing new, neither now nor after alerts restarts.
     assert rule.on_heartbeat(with_conflict(T + timedelta(minutes=2), conflict)) == []
     assert MeterFaultRule(registry).on_heartbeat(with_conflict(T + timedelta(minutes=3), conflict)) == []

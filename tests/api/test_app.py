@@ -211,6 +211,28 @@ def test_events(api: Api) -> None:
     assert api.get("/api/v1/events?state=bogus").status_code == 422
 
 
+def test_events_are_written_in_the_language_asked(api: Api) -> None:
+    now = timeutil.now_jst()
+    code = api.codes["a"]
+    api.registry.open_event(kind="gateway_offline", at=now - timedelta(hours=3), gateway_id="gw-a", service_code=code,
+                            message="gateway gw-a is offline (shutdown)", params={"gateway_id": "gw-a", "reason": "shutdown"},
+                            severity="critical")
+    api.registry.recover_event(kind="gateway_offline", gateway_id="gw-a", at=now - timedelta(minutes=50),
+                               params={"duration_s": 7800})
+    english = api.get("/api/v1/events").get_json()["items"][0]
+    assert english["message"] == "gateway gw-a is offline (shutdown)"  # as logged
+    assert (english["phase"], english["kind_label"], english["severity"], english["params"]) == (
+        "cleared", "Gateway offline", "critical", {"gateway_id": "gw-a", "reason": "shutdown", "duration_s": 7800})
+    assert english["text"] == f"Gateway gw-a at Plant a ({code}) is back online after 2 h 10 min"
+    assert (english["alert_id"], english["acknowledged_at"], english["acknowledged_by"], english["ack_comment"]) == (
+        None, None, None, None)
+    japanese = api.get("/api/v1/events?lang=ja").get_json()["items"][0]
+    assert (japanese["kind_label"], japanese["text"]) == (
+        "通信断", f"Plant a（{code}） のゲートウェイ gw-a との通信が復旧しました（通信断 2時間10分）")
+    assert api.get("/api/v1/events?lang=fr").status_code == 422
+    assert api.get("/api/v1/summary").get_json()["events"][0]["text"] == english["text"]
+
+
 def test_healthz(api: Api) -> None:
     response = api.client.get("/healthz")
     assert response.status_code == 200

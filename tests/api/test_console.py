@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
+from datetime import timedelta
+
 from flask.testing import FlaskClient
 
 from pms_api.csrf import REFUSED
 from pms_common import timeutil
+from pms_registry.records import AlertRecord
 from tests.api.conftest import ADMIN, Api, form_post
 
 PAGES = ["/", "/sales", "/sales/graph", "/gateways", "/gateways/gw-a"]
@@ -55,9 +60,58 @@ def test_home_shows_status_notices_events_and_total(api: Api) -> None:
                             service_code=api.codes["c"])
     api.registry.create_notice(kind="outage", title="計画停電のお知らせ", body="6/1 10:00-12:00", created_at=now)
     page = _login(api).get("/").get_data(as_text=True)
-    for text in ["管理状況", 'id="gw-normal">1<', 'id="gw-abnormal">1<', "計画停電のお知らせ", "gw-c offline",
-                 "総売電量", "異常（ゲートウェイ切断）"]:
+    # An event logged before params: its Japanese sentence is written from its kind and gateway.
+    for text in ["管理状況", 'id="gw-normal">1<', 'id="gw-abnormal">1<', "計画停電のお知らせ",
+                 f"Plant c（{api.codes['c']}） のゲートウェイ gw-c との通信が途絶えました", "総売電量", "通信断", "異常発生"]:
         assert text in page, text
+    assert "gw-c offline" not in page
+
+
+def _event_cells(page: str) -> list[tuple[str, str, str]]:
+    """(kind, phase, text) of each row of the home screen's event log."""
+    rows = re.findall(r'<td class="event-kind">(.*?)</td>\s*<td class="event-phase">(.*?)</td>.*?'
+                      r'<td class="event-text">(.*?)</td>', page, re.DOTALL)
+    return [(kind, phase, " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())) for kind, phase, text in rows]
+
+
+def test_home_writes_each_event_in_the_readers_language(api: Api) -> None:
+    now = timeutil.now_jst()
+    code = api.codes["a"]
+    api.registry.open_event(kind="gateway_offline", at=now - timedelta(hours=3), gateway_id="gw-a", service_code=code,
+                            message="gateway gw-a is offline (shutdown)", params={"gateway_id": "gw-a", "reason": "shutdown"})
+    api.registry.recover_event(kind="gateway_offline", gateway_id="gw-a", at=now - timedelta(minutes=50),
+                               params={"duration_s": 7800})
+    api.registry.record_info_event(kind="billing_start_decided", at=now - timedelta(hours=2), service_code=code,
+                                   message=f"billing start date of {code} decided: 2026-07-03",
+                                   params={"day": "2026-07-03"})
+    client = _login(api, lang="ja")
+    assert _event_cells(client.get("/").get_data(as_text=True)) == [
+        ("課金開始日決定", "お知らせ", f"Plant a（{code}）: 課金開始日を 2026年7月3日 に決定しました"),
+        ("通信断", "復旧", f"Plant a（{code}） のゲートウェイ gw-a との通信が復旧しました（通信断 2時間10分）"),
+    ]
+    client.get("/lang/en")
+    assert _event_cells(client.get("/").get_data(as_text=True)) == [
+        ("Billing start decided", "Info", f"Plant a ({code}): billing starts on 2026-07-03"),
+        ("Gateway offline", "Recovered", f"Gateway gw-a at Plant a ({code}) is back online after 2 h 10 min"),
+    ]
+
+
+def test_home_shows_who_acknowledged_an_alert_and_why(api: Api) -> None:
+    now = timeutil.now_jst()
+    code = api.codes["a"]
+    alert = api.registry.save_alert(AlertRecord(
+        alert_id=None, kind="no_generation", subject=code, service_code=code, gateway_id=None, rule_id=None,
+        severity="warning", state="pending", pending_since=now - timedelta(hours=2)))
+    params = {"irradiance_w_m2": 612.4, "threshold_w_m2": 350, "sold_w": 0, "for_s": 3600}
+    alert, _ = api.registry.fire_alert(alert, at=now - timedelta(hours=1), message="no generation", params=params)
+    assert alert.alert_id is not None
+    api.registry.acknowledge_alert(alert.alert_id, by="tanaka", comment="現地確認中", at=now)
+    page = _login(api, lang="ja").get("/").get_data(as_text=True)
+    assert _event_cells(page) == [
+        ("アラート確認", "お知らせ", f"Plant a（{code}） の「発電なし」を tanaka が確認しました（現地確認中）"),
+        ("発電なし", "確認", f"Plant a（{code}）: 日射 612 W/m²（しきい値 350 W/m²）があるのに売電が 0 W のまま 1時間 続いています"
+                          f" 確認者: tanaka ({now.strftime('%Y-%m-%d %H:%M')}): 現地確認中"),
+    ]
 
 
 def test_every_screen_in_english_and_japanese(api: Api) -> None:

@@ -91,6 +91,8 @@ def test_an_accepted_claim_makes_a_login_and_registers_the_gateway(registry: Reg
     assert not registry.gateway_password_matches("gw-sn-0001", credentials.password + "x")
     assert [gw.gateway_id for gw in registry.list_gateways()] == ["gw-sn-0001"]
     assert [e.kind for e in registry.list_events()] == ["gateway_claimed"]
+    assert registry.list_events()[0].params == {"gateway_id": "gw-sn-0001", "serial": "SN-0001",
+                                                "firmware": claim.firmware, "rotated": False}
     # Claiming again rotates the login: the new password replaces the old.
     again = make_claim("SN-0001", SECRET, now + timedelta(seconds=1))
     rotated = open_answer(asyncio.run(handler.handle("claim-sn-0001", again.to_json(), now)), again, SECRET)
@@ -126,6 +128,7 @@ def test_refusals_carry_a_reason_are_counted_and_logged(registry: Registry) -> N
     assert list(admin.logins) == ["gw-sn-0001"]
     refusals = [e for e in registry.list_events() if e.kind == "claim_refused"]
     assert len(refusals) == 7 and all("claim refused (" in e.message for e in refusals)
+    assert refusals[0].params == {"reason": "blocked", "detail": "serial SN-0002 may not claim: decommissioned"}
 
 
 def test_a_claim_flood_is_refused_and_logged_once(registry: Registry) -> None:

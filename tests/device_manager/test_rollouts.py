@@ -161,6 +161,7 @@ def test_a_rollout_pauses_at_the_error_threshold_resumes_after_the_fix_and_compl
         assert (job.version, job.manifest["sha256"], job.health_timeout_s) == (NEW, cloud.image, 5)
         assert job.job_id == f"{rid}.{next(iter(canary))}"
         assert [e.kind for e in cloud.registry.list_events()][:1] == ["rollout_paused"]
+        assert set(cloud.registry.list_events()[0].params) == {"rollout_id", "version", "reason"}
         assert cloud.registry.list_audit(target=rid, action="rollout_pause")[0][0].actor == "device-manager"
         # Paused: nothing new goes out, however long it stays paused.
         await asyncio.sleep(1.0)

@@ -23,6 +23,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pms_common.timeutil import JST
+from pms_registry import Registry
 from pms_store.sqlite import SqliteStore
 from tests.conftest import free_port, wait_until
 
@@ -102,7 +103,8 @@ def test_services_run_alone_against_mosquitto(mosquitto: str, tmp_path: Path, pm
         sim_env = {**common, "PMS_METRICS_PORT": str(ports["sim"])}
         sim = pms_processes(sim_args, sim_env, name="sim")
         ingest = pms_processes(["ingest"], env("ingest"))
-        pms_processes(["alerts"], env("alerts", PMS_TICK_S="0.5", PMS_ANOMALY_CHECK_S="0.5"))
+        pms_processes(["alerts"], env("alerts", PMS_TICK_S="0.5", PMS_ANOMALY_CHECK_S="0.5", PMS_EVALUATE_S="0.5",
+                                      PMS_RULES_REFRESH_S="0.5"))
         pms_processes(["device-manager"], env("device-manager", PMS_TICK_S="0.5"))
         pms_processes(["weather"], env("weather", PMS_INTERVAL_S="1"))
         api = pms_processes(["api"], env("api", PMS_API_PORT=str(ports["api"]), PMS_ADMIN_API_KEY=ADMIN_KEY))
@@ -191,7 +193,12 @@ def test_services_run_alone_against_mosquitto(mosquitto: str, tmp_path: Path, pm
         day = store.energy_series([swapped], datetime(2026, 6, 1, tzinfo=JST), datetime(2026, 6, 2, tzinfo=JST), "day")
         assert [point.sold_kwh for point in day] == [1.5]  # the good slot only: never negative, never huge
 
-        # Stopping a gateway (SIGKILL: the broker publishes its last will) opens an offline event...
+        # Stopping a gateway (SIGKILL: the broker publishes its last will) opens an offline event (the
+        # shipped rule waits 5 minutes before raising and clearing; this plant's operator wants it at once)...
+        registry = Registry(f"sqlite:///{tmp_path}/pms.db")
+        [offline_rule] = [r for r in registry.list_alert_rules("gateway_offline") if r.scope == "global"]
+        registry.update_alert_rule(offline_rule.rule_id, at=offline_rule.updated_at, raise_for_s=0, clear_for_s=0)
+        registry.close()
         sim.stop(signal.SIGKILL)
 
         def offline_event() -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ between two records loses nothing either: the next check starts from what the re
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from pms_common import timeutil
 from pms_registry import Registry
@@ -43,6 +44,14 @@ def anomaly_message(anomaly: RegisterAnomaly) -> str:
     return f"{what} went backwards at slot {slot}: {values} (meter replaced?)"
 
 
+def anomaly_params(anomaly: RegisterAnomaly) -> dict[str, Any]:
+    """The facts of the event (docs/alerts.md, "Event texts"): the text is written from them in the
+    reader's language; `anomaly_message` stays the stored English sentence (it keys the dedupe)."""
+    return {"gateway_id": anomaly.gateway_id, "direction": anomaly.direction,
+            "slot_end": anomaly.slot_end.astimezone(timeutil.JST).isoformat(),
+            "previous_kwh": anomaly.previous_kwh, "current_kwh": anomaly.current_kwh, "reason": anomaly.reason}
+
+
 class RegisterAnomalyRule:
     def __init__(self, registry: Registry, store: TimeSeriesStore) -> None:
         self.registry = registry
@@ -65,7 +74,7 @@ class RegisterAnomalyRule:
                     plants[anomaly.gateway_id] = self.registry.plant_of_gateway(anomaly.gateway_id)
                 events.append(self.registry.record_info_event(
                     kind=KIND, at=anomaly.detected_at, message=message, gateway_id=anomaly.gateway_id,
-                    service_code=plants[anomaly.gateway_id],
+                    service_code=plants[anomaly.gateway_id], params=anomaly_params(anomaly),
                 ))
                 recorded.add((anomaly.gateway_id, message))
             if len(page) < limit:

@@ -13,6 +13,7 @@ query per heartbeat.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from pms_common.messages import Heartbeat
 from pms_registry import Registry
@@ -45,13 +46,22 @@ class MeterFaultRule:
         if beat.meter_clock_skew_s is not None:  # a collector that judges the meter's clock
             since = beat.meter_clock_skewed_since
             message = skew_message(beat.gateway_id, beat.meter_clock_skew_s)
-            records += self._follow(beat, CLOCK_SKEW, message, bad=since is not None, since=since)
+            records += self._follow(beat, CLOCK_SKEW, message, bad=since is not None, since=since,
+                                    params={"gateway_id": beat.gateway_id, "skew_s": beat.meter_clock_skew_s})
         scale = beat.meter_scale_problem
         message = f"the meter of {beat.gateway_id} reports an impossible scale: {scale}"
-        records += self._follow(beat, SCALE_INVALID, message, bad=scale is not None, since=None)
+        records += self._follow(beat, SCALE_INVALID, message, bad=scale is not None, since=None,
+                                params={"gateway_id": beat.gateway_id, "problem": scale})
         if beat.backfill is not None and beat.backfill.last_conflict:
             records += self._history_conflict(beat, beat.backfill.last_conflict)
         return records
+
+    def history_conflicts(self, beat: Heartbeat) -> list[EventRecord]:
+        """The info event of a history conflict the heartbeat names for the first time (the service's
+        path: the clock-skew and scale verdicts are alert rules now, see pms_alerts.fleet_conditions)."""
+        if beat.backfill is None or not beat.backfill.last_conflict:
+            return []
+        return self._history_conflict(beat, beat.backfill.last_conflict)
 
     def _history_conflict(self, beat: Heartbeat, conflict: str) -> list[EventRecord]:
         # The heartbeat repeats its last conflict until another one happens: log each one once, also
@@ -66,10 +76,12 @@ class MeterFaultRule:
         self._conflicts_logged[beat.gateway_id] = message
         return [self.registry.record_info_event(kind=HISTORY_CONFLICT, at=beat.at, message=message,
                                                 gateway_id=beat.gateway_id,
-                                                service_code=self.registry.plant_of_gateway(beat.gateway_id))]
+                                                service_code=self.registry.plant_of_gateway(beat.gateway_id),
+                                                params={"gateway_id": beat.gateway_id, "conflict": conflict})]
 
-    def _follow(self, beat: Heartbeat, kind: str, message: str, *, bad: bool,
-                since: datetime | None) -> list[EventRecord]:
+    def _follow(self, beat: Heartbeat, kind: str, message: str, *, bad: bool, since: datetime | None,
+                params: dict[str, Any]) -> list[EventRecord]:
+        """`params` are the facts of the raise (docs/alerts.md, "Event texts")."""
         key = (beat.gateway_id, kind)
         if self._bad.get(key) is bad:
             return []
@@ -77,7 +89,7 @@ class MeterFaultRule:
         if bad:
             record, opened = self.registry.open_event(
                 kind=kind, at=since or beat.at, message=message, gateway_id=beat.gateway_id,
-                service_code=self.registry.plant_of_gateway(beat.gateway_id))
+                service_code=self.registry.plant_of_gateway(beat.gateway_id), params=params)
             return [record] if opened else []
         recovered = self.registry.recover_event(kind=kind, gateway_id=beat.gateway_id, at=beat.at)
         return [] if recovered is None else [recovered]

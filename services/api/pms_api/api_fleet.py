@@ -25,7 +25,9 @@ from pms_api.models import (
 from pms_api.plant_figures import PlantFigures
 from pms_api.problems import InvalidRequest, ProblemError
 from pms_common import timeutil
+from pms_common.event_text import Lang, kind_label, phase_of, render_event
 from pms_registry import Registry, RegistryError
+from pms_registry.records import EventRecord
 
 FLEET = Tag(name="fleet", description="Events")
 HOME = Tag(name="home", description="Notices and the home screen's summary")
@@ -40,7 +42,8 @@ def add_fleet_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
         records = registry.list_events(customer_id=customer_id, limit=query.limit, offset=query.offset,
                                        state=query.state)
         total = registry.count_events(customer_id=customer_id, state=query.state)
-        items = [EventOut(**asdict(r)) for r in records]
+        names = plant_names(registry, customer_id)
+        items = [event_out(r, query.lang, names.get(r.service_code or "")) for r in records]
         return json_response(EventPage(items=items, total=total, limit=query.limit, offset=query.offset))
 
     @api.get("/notices", tags=[HOME], responses={200: NoticePage})
@@ -81,13 +84,28 @@ def add_fleet_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
         events = registry.list_events(customer_id=customer_id, limit=SUMMARY_EVENTS)
         plants = registry.list_plants(customer_id)
         sold_total, sold_today = figures.sold_energy(plants, now)
+        names = {p.service_code: p.name for p in plants}
         return json_response(Summary(
             plants=len(plants),
             gateways=gateway_counts(counts),
             total_sold_kwh=sold_total, today_sold_kwh=sold_today,
             open_events=registry.count_events(customer_id=customer_id, state="open"),
-            notices=[NoticeOut(**asdict(n)) for n in notices], events=[EventOut(**asdict(e)) for e in events],
+            notices=[NoticeOut(**asdict(n)) for n in notices],
+            events=[event_out(e, "en", names.get(e.service_code or "")) for e in events],
         ))
+
+
+def plant_names(registry: Registry, customer_id: str | None) -> dict[str, str]:
+    return {p.service_code: p.name for p in registry.list_plants(customer_id)}
+
+
+def event_out(record: EventRecord, lang: Lang, plant_name: str | None = None) -> EventOut:
+    """An event with its text in `lang` (pms_common.event_text), and the facts it is written from."""
+    phase = phase_of(record.state, record.acknowledged_at is not None)
+    return EventOut(**asdict(record), phase=phase, kind_label=kind_label(record.kind, lang),
+                    # An acknowledged alert still says what is wrong; who saw it is in acknowledged_by.
+                    text=render_event(record, lang, "raised" if phase == "acknowledged" else phase,
+                                      plant_name=plant_name))
 
 
 def gateway_counts(counts: dict[str, int]) -> GatewayCounts:

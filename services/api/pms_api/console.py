@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar, cast, get_args
@@ -32,9 +33,10 @@ from pms_api.login_throttle import LoginThrottle
 from pms_api.plant_figures import PlantFigures
 from pms_api.problems import ProblemError
 from pms_common import timeutil
+from pms_common.event_text import Lang, Phase, kind_label, phase_label, phase_of, render_event
 from pms_common.messages import LOG_LEVELS, CommandName
 from pms_registry import Registry, RegistryError
-from pms_registry.records import User
+from pms_registry.records import EventRecord, User
 
 Page = TypeVar("Page", bound=Callable[..., Any])
 COMMAND_NAMES: tuple[CommandName, ...] = get_args(CommandName)
@@ -50,6 +52,27 @@ def local_path(target: str) -> str | None:
     if not target.startswith("/") or target.startswith("//") or "\\" in target or urlsplit(target).netloc:
         return None
     return target
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One line of the home screen's event log, written in the reader's language."""
+
+    event: EventRecord
+    kind_label: str
+    phase: Phase
+    phase_label: str
+    text: str
+
+
+def event_row(event: EventRecord, lang: str, plant_name: str | None = None) -> EventRow:
+    language: Lang = "en" if lang == "en" else "ja"
+    phase = phase_of(event.state, event.acknowledged_at is not None)
+    return EventRow(event=event, kind_label=kind_label(event.kind, language), phase=phase,
+                    phase_label=phase_label(phase, language),
+                    # An acknowledged alert still says what is wrong; who saw it is shown beside.
+                    text=render_event(event, language, "raised" if phase == "acknowledged" else phase,
+                                      plant_name=plant_name))
 
 
 def console_blueprint(registry: Registry, figures: PlantFigures, throttle: LoginThrottle) -> Blueprint:
@@ -142,7 +165,9 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
         plants = registry.list_plants(user.customer_id)
         sold_total, sold_today = figures.sold_energy(plants, now)
         notices, _ = registry.list_notices(customer_id=user.customer_id, current_at=now)
-        events = registry.list_events(customer_id=user.customer_id, limit=50)
+        names = {p.service_code: p.name for p in plants}
+        events = [event_row(e, language(), names.get(e.service_code or ""))
+                  for e in registry.list_events(customer_id=user.customer_id, limit=50)]
         return render_template("home.html", counts=counts, plants=len(plants), sold_total=sold_total,
                                sold_today=sold_today, notices=notices, events=events)
 

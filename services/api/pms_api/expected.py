@@ -1,27 +1,25 @@
-"""A plant's expected yield beside what it sold: pms_pv's model on the plant's PV parameters and the
-weather the store holds for it (clear sky where it holds none), joined with the sold energy."""
+"""A plant's expected yield beside what it sold, as the API's points: pms_plant.expected (the model on
+the plant's PV parameters and stored weather, shared with alerts) joined with the sold energy."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from prometheus_client import Counter
 
 from pms_api.expected_models import ExpectedPointOut
-from pms_api.series import SeriesFigures, day_range
-from pms_common import timeutil
-from pms_common.messages import Weather
-from pms_pv import IrradianceSample, PvParameters, SlotExpectation, default_parameters, expected_slots
-from pms_pv.model import CLEAR_SKY
-from pms_pv.performance import DayFigures, Interval, aggregate, calibration_factor, clear_days, ratio
-from pms_registry.pv import PV_FIELDS, PlantPv
+from pms_api.series import SeriesFigures
+from pms_plant.expected import CALIBRATION_DAYS, NoLocation, PlantExpectations, irradiance_of, resolved_parameters
+from pms_pv import PvParameters, SlotExpectation
+from pms_pv.performance import Interval, aggregate, ratio
+from pms_registry.pv import PlantPv
 from pms_registry.registry import Plant, Registry
 from pms_store import TimeSeriesStore
 
-# The calibration looks back this many days (ending yesterday).
-CALIBRATION_DAYS = 60
+__all__ = ["CALIBRATION_DAYS", "RATIOS_DEFERRED", "ExpectedFigures", "NoLocation", "irradiance_of",
+           "resolved_parameters"]
+
 # The list's PR of yesterday is kept this long per plant and parameters: the model costs ~35 ms a
 # plant-day, and the console refreshes the whole list every 20 s (bench/expected_yield.py).
 RATIO_TTL_S = 900.0
@@ -31,59 +29,19 @@ RATIOS_DEFERRED = Counter("pms_api_list_ratios_deferred_total",
                           "Plants of a list answer whose ratio was left for a later refresh (the list's time budget)")
 
 
-class NoLocation(Exception):
-    """The plant has no latitude/longitude: the sun's position, and so the expectation, is unknown."""
-
-
-def resolved_parameters(plant: Plant, entered: PlantPv) -> tuple[PvParameters, list[str]]:
-    """The parameters the model runs on (entered, else default) and the names left at their default."""
-    defaults = default_parameters(plant.capacity_kw)
-    values = {name: getattr(entered, name) for name in PV_FIELDS}
-    if values["dc_kw"] is not None and values["ac_kw"] is None:
-        values["ac_kw"] = round(values["dc_kw"] / (defaults.dc_kw / defaults.ac_kw), 3)
-    defaulted = [name for name in PV_FIELDS if getattr(entered, name) is None]
-    chosen = {name: value if value is not None else getattr(defaults, name) for name, value in values.items()}
-    return PvParameters(**chosen, calibration=entered.calibration_factor or 1.0), defaulted
-
-
-def irradiance_of(weather: Weather) -> IrradianceSample | None:
-    """A stored weather value as the model's input; None for the weather service's own clear-sky
-    estimate (pvlib's clear sky, at the slot's midpoint, replaces it)."""
-    if weather.source.startswith("clear"):
-        return None
-    model = getattr(weather, "model", None)
-    return IrradianceSample(
-        period_end=weather.observed_at, ghi=weather.ghi_w_m2, dni=getattr(weather, "dni_w_m2", None),
-        dhi=getattr(weather, "dhi_w_m2", None), temp_air_c=weather.temperature_c,
-        source=f"{weather.source}:{model}" if model else weather.source)
-
-
 class ExpectedFigures:
     def __init__(self, registry: Registry, store: TimeSeriesStore, series: SeriesFigures) -> None:
         self.registry = registry
         self.store = store
         self.series = series
+        self.plants = PlantExpectations(registry, store)
         self._ratios: dict[tuple[str, date, PvParameters], tuple[float, float | None]] = {}
 
     def parameters(self, plant: Plant) -> tuple[PvParameters, list[str], PlantPv]:
-        entered = self.registry.plant_pv(plant.service_code)
-        params, defaulted = resolved_parameters(plant, entered)
-        return params, defaulted, entered
+        return self.plants.parameters(plant)
 
     def slots(self, plant: Plant, params: PvParameters, first: date, last: date) -> list[SlotExpectation]:
-        if plant.latitude is None or plant.longitude is None:
-            raise NoLocation(f"plant {plant.service_code} has no latitude and longitude: set them to get an "
-                             "expected yield")
-        start, end = day_range(first, last)
-        ends = []
-        slot_end = start + timeutil.SLOT
-        while slot_end <= end:
-            ends.append(slot_end)
-            slot_end += timeutil.SLOT
-        # Period-ending weather: the value ending up to an hour after the last slot still covers it.
-        stored = self.store.weather_series(plant.service_code, start + timeutil.SLOT, end + timedelta(hours=1))
-        samples = [s for s in (irradiance_of(w) for w in stored) if s is not None]
-        return expected_slots(plant.latitude, plant.longitude, params, ends, samples)
+        return self.plants.slots(plant, params, first, last)
 
     def points(self, plant: Plant, first: date, last: date, interval: Interval) -> tuple[float, list[ExpectedPointOut]]:
         params, _, _ = self.parameters(plant)
@@ -122,22 +80,4 @@ class ExpectedFigures:
 
     def calibrate(self, plant: Plant, now: datetime) -> tuple[float | None, int]:
         """Learn the factor from the last 60 days (to yesterday) and store it; (factor or None, clear days)."""
-        params, _, _ = self.parameters(plant)
-        plain = replace(params, calibration=1.0)
-        last = now.astimezone(timeutil.JST).date() - timedelta(days=1)
-        first = last - timedelta(days=CALIBRATION_DAYS - 1)
-        slots = self.slots(plant, plain, first, last)
-        assert plant.latitude is not None and plant.longitude is not None
-        clear = expected_slots(plant.latitude, plant.longitude, plain, [s.slot_end for s in slots], [])
-        sold = {p.period_start: p.sold_kwh for p in self.series.energy(plant, first, last, "day")}
-        days = [
-            DayFigures(day=period.period_start.date(), expected_kwh=period.expected_kwh,
-                       clear_sky_kwh=clear_day.expected_kwh, sold_kwh=sold.get(period.period_start),
-                       measured_weather=period.sources != (CLEAR_SKY,))
-            for period, clear_day in zip(aggregate(slots, "day"), aggregate(clear, "day"), strict=True)
-        ]
-        factor = calibration_factor(days)
-        chosen = len(clear_days(days))
-        if factor is not None:
-            self.registry.set_calibration(plant.service_code, factor, now, chosen)
-        return factor, chosen
+        return self.plants.calibrate(plant, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -194,7 +194,18 @@ class EventOut(BaseModel):
     service_code: str | None
     opened_at: datetime
     recovered_at: datetime | None
-    message: str
+    message: str = Field(description="The English text as logged")
+    alert_id: int | None = Field(default=None, description="The alert episode this event is a firing of")
+    severity: Literal["critical", "warning", "info"] | None = None
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="The facts the texts are written from, per kind (docs/alerts.md)")
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    ack_comment: str | None = None
+    phase: Literal["raised", "cleared", "acknowledged", "info"] = Field(
+        description="raised (open), acknowledged (open, seen by an operator), cleared (recovered), info")
+    kind_label: str = Field(description="The kind's short name in the language asked for")
+    text: str = Field(description="What happened, in the language asked for (?lang=)")
 
 
 class EventPage(Page):
@@ -277,6 +288,7 @@ class PageQuery(BaseModel):
 
 class EventQuery(PageQuery):
     state: Literal["open", "recovered", "info"] | None = None
+    lang: Literal["ja", "en"] = Field(default="en", description="the language of `text` and `kind_label`")
 
 
 class NoticeQuery(PageQuery):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from pms_api.bound_reads import BoundReads
 from pms_api.expected import ExpectedFigures
 from pms_api.models import PlantDetail, PlantStatus, PlantSummary
 from pms_api.series import SeriesFigures
 from pms_common import timeutil
+from pms_plant.bound_reads import BoundReads
 from pms_registry.registry import Gateway, Plant, Registry
 from pms_store import TimeSeriesStore
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from pms_api.bound_reads import BoundReads
 from pms_api.series_models import EnergyPointOut, PeakOut, PowerPointOut, PriceOut, WeatherOut
 from pms_common import timeutil
+from pms_plant.bound_reads import BoundReads
 from pms_registry.registry import Plant
 from pms_store import EnergyInterval, TimeSeriesStore
 

@@ -157,7 +157,9 @@ class ClaimHandler:
         await asyncio.to_thread(
             self.registry.record_info_event, kind="gateway_claimed", at=now, gateway_id=factory.gateway_id,
             message=f"gateway {factory.gateway_id} (serial {claim.serial}, firmware {claim.firmware or 'unknown'}) "
-                    f"claimed its identity{'; its broker login was rotated' if rotated else ''}")
+                    f"claimed its identity{'; its broker login was rotated' if rotated else ''}",
+            params={"gateway_id": factory.gateway_id, "serial": claim.serial, "firmware": claim.firmware,
+                    "rotated": rotated})
         log.info("claims: %s claimed as %s%s", claim.serial, factory.gateway_id, " (login rotated)" if rotated else "")
         credentials = ClaimCredentials(gateway_id=factory.gateway_id, username=login.username,
                                        password=login.password, mqtt_url=self.gateway_mqtt_url)
@@ -178,7 +180,8 @@ class ClaimHandler:
         try:
             message = f"claim refused ({refused.reason}): {refused.detail}"
             await asyncio.to_thread(self.registry.record_info_event, kind="claim_refused", at=now,
-                                    gateway_id=gateway_id, message=message)
+                                    gateway_id=gateway_id, message=message,
+                                    params={"reason": refused.reason, "detail": refused.detail})
         except RegistryError as exc:
             log.error("claims: the refusal could not be logged as an event: %s", exc)
 

@@ -239,7 +239,9 @@ class RolloutEngine:
         ROLLOUTS_STOPPED.labels(stop.state).inc()
         message = f"rollout {rollout.rollout_id} ({rollout.version}) {stop.state}: {stop.reason}"
         log.warning(message)
-        await asyncio.to_thread(self.registry.record_info_event, kind=f"rollout_{stop.state}", at=now, message=message)
+        await asyncio.to_thread(self.registry.record_info_event, kind=f"rollout_{stop.state}", at=now, message=message,
+                                params={"rollout_id": rollout.rollout_id, "version": rollout.version,
+                                        "reason": stop.reason})
         action = "rollout_pause" if stop.state == "paused" else "rollout_abort"
         await asyncio.to_thread(self.registry.record_audit, at=now, actor=ACTOR, action=action,
                                 target=rollout.rollout_id, detail={"reason": stop.reason}, outcome=stop.state)
