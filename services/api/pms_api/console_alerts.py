@@ -50,6 +50,15 @@ def add_alert_pages(console: Blueprint, registry: Registry, *, current_user: Cal
     def refused(exc: ProblemError) -> None:
         flash(translate("alerting_refused", language()).format(detail=exc.detail or exc.title))
 
+    @console.app_template_filter("setting")
+    def setting(value: Any) -> str:
+        """A rule's setting as people write it: 400 rather than 400.0, true/false, text as it is."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
     # ---- alerts --------------------------------------------------------------------------------------
     @console.get("/alerts")
     @login_required
