@@ -21,6 +21,7 @@ from pms_registry.alert_defaults import DEFAULT_RULES, SEVERITIES, severity_rank
 from pms_registry.core import RegistryCore
 from pms_registry.errors import RegistryError
 from pms_registry.records import (
+    AlertChange,
     AlertRecord,
     AlertRule,
     Channel,
@@ -225,37 +226,29 @@ class Alerting(RegistryCore):
         """The episode fires: an event opens in the log (journal "raised"); a re-raise clears an
         acknowledgement. One transaction."""
         with self._tx() as conn:
-            event_id = conn.execute(insert(t.events).values(
-                kind=record.kind, state="open", gateway_id=record.gateway_id, service_code=record.service_code,
-                opened_at=at, message=message, alert_id=record.alert_id, severity=record.severity,
-                params=dict(params))).inserted_primary_key[0]  # type: ignore[index]
-            fired = replace(record, state="firing", firing_since=record.firing_since or at, event_id=event_id,
-                            params=dict(params), acknowledged_at=None, acknowledged_by=None, ack_comment=None,
-                            updated_at=at)
-            fired = _save(conn, fired)
-            conn.execute(update(t.events).where(t.events.c.event_id == event_id).values(alert_id=fired.alert_id))
-            journal(conn, event_id, "raised", at)
-            row = conn.execute(select(t.events).where(t.events.c.event_id == event_id)).mappings().one()
-        return fired, event_record(row)
+            return _fire(conn, record, at=at, message=message, params=params)
 
     def resolve_alert(self, record: AlertRecord, *, at: datetime,
                       params: dict[str, Any] | None = None) -> tuple[AlertRecord, EventRecord | None]:
         """The episode resolves: a pending one quietly, a firing one with its event recovered
         (journal "cleared"; `params` are merged into the event's, e.g. how long it lasted)."""
         with self._tx() as conn:
-            resolved = _save(conn, replace(record, state="resolved", resolved_at=at, clear_since=None,
-                                           updated_at=at))
-            if record.state != "firing" or record.event_id is None:
-                return resolved, None
-            row = conn.execute(select(t.events).where(t.events.c.event_id == record.event_id)).mappings().first()
-            if row is None:
-                return resolved, None
-            merged = {**dict(row["params"] or {}), **(params or {})}
-            conn.execute(update(t.events).where(t.events.c.event_id == record.event_id)
-                         .values(state="recovered", recovered_at=at, params=merged))
-            journal(conn, record.event_id, "cleared", at)
-            row = conn.execute(select(t.events).where(t.events.c.event_id == record.event_id)).mappings().one()
-        return resolved, event_record(row)
+            return _resolve(conn, record, at=at, params=params)
+
+    def apply_alert_changes(self, changes: list[AlertChange]) -> list[AlertRecord]:
+        """Many episode changes of one evaluation in one transaction (a storm of 1,000 gateways going
+        offline is one commit, not 1,000); the saved records, in order. All or nothing."""
+        saved: list[AlertRecord] = []
+        with self._tx() as conn:
+            for change in changes:
+                if change.action == "save":
+                    saved.append(_save(conn, change.record))
+                elif change.action == "fire":
+                    saved.append(_fire(conn, change.record, at=change.at, message=change.message,
+                                       params=change.params)[0])
+                else:
+                    saved.append(_resolve(conn, change.record, at=change.at, params=change.params)[0])
+        return saved
 
     def acknowledge_alert(self, alert_id: int, *, by: str, comment: str | None,
                           at: datetime) -> tuple[AlertRecord, EventRecord]:
@@ -387,6 +380,38 @@ class Alerting(RegistryCore):
 def set_cursor(conn: Connection, name: str, value: int) -> None:
     if conn.execute(update(t.cursors).where(t.cursors.c.name == name).values(value=value)).rowcount == 0:
         conn.execute(insert(t.cursors).values(name=name, value=value))
+
+
+def _fire(conn: Connection, record: AlertRecord, *, at: datetime, message: str,
+          params: dict[str, Any]) -> tuple[AlertRecord, EventRecord]:
+    event_id = conn.execute(insert(t.events).values(
+        kind=record.kind, state="open", gateway_id=record.gateway_id, service_code=record.service_code,
+        opened_at=at, message=message, alert_id=record.alert_id, severity=record.severity,
+        params=dict(params))).inserted_primary_key[0]  # type: ignore[index]
+    fired = replace(record, state="firing", firing_since=record.firing_since or at, event_id=event_id,
+                    params=dict(params), acknowledged_at=None, acknowledged_by=None, ack_comment=None,
+                    updated_at=at)
+    fired = _save(conn, fired)
+    conn.execute(update(t.events).where(t.events.c.event_id == event_id).values(alert_id=fired.alert_id))
+    journal(conn, event_id, "raised", at)
+    row = conn.execute(select(t.events).where(t.events.c.event_id == event_id)).mappings().one()
+    return fired, event_record(row)
+
+
+def _resolve(conn: Connection, record: AlertRecord, *, at: datetime,
+             params: dict[str, Any] | None) -> tuple[AlertRecord, EventRecord | None]:
+    resolved = _save(conn, replace(record, state="resolved", resolved_at=at, clear_since=None, updated_at=at))
+    if record.state != "firing" or record.event_id is None:
+        return resolved, None
+    row = conn.execute(select(t.events).where(t.events.c.event_id == record.event_id)).mappings().first()
+    if row is None:
+        return resolved, None
+    merged = {**dict(row["params"] or {}), **(params or {})}
+    conn.execute(update(t.events).where(t.events.c.event_id == record.event_id)
+                 .values(state="recovered", recovered_at=at, params=merged))
+    journal(conn, record.event_id, "cleared", at)
+    row = conn.execute(select(t.events).where(t.events.c.event_id == record.event_id)).mappings().one()
+    return resolved, event_record(row)
 
 
 def _save(conn: Connection, record: AlertRecord) -> AlertRecord:

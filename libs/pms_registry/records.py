@@ -159,6 +159,19 @@ class AlertRecord:
 
 
 @dataclass(frozen=True)
+class AlertChange:
+    """One episode change of an evaluation, for Registry.apply_alert_changes: "save" (timers),
+    "fire" (with the event's English `message` and `params`) or "resolve" (`params` merged into the
+    event's)."""
+
+    action: Literal["save", "fire", "resolve"]
+    record: AlertRecord
+    at: datetime
+    message: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Happening:
     """One row of the journal: something to tell people about an event (after the change)."""
 

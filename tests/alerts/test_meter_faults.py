@@ -8,10 +8,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pms_alerts.meter_faults import MeterFaultRule
+from pms_alerts.meter_faults import HistoryConflictLog
 from pms_alerts.service import Alerts
 from pms_alerts.settings import AlertsSettings
-from pms_common.event_text import render_event
 from pms_common.health import Health
 from pms_common.messages import BackfillStatus, Heartbeat
 from pms_common.timeutil import JST
@@ -32,49 +31,6 @@ def registry_at(tmp_path: Path) -> Registry:
     registry = Registry(f"sqlite:///{tmp_path}/r.db")
     registry.migrate()
     return registry
-
-
-def test_one_skew_event_per_episode_also_across_a_restart(tmp_path: Path) -> None:
-    registry = registry_at(tmp_path)
-    registry.ensure_customer("c1", "Customer 1")
-    code = registry.create_plant(customer_id="c1", name="p", address="a", phone="0", created_at=T)
-    registry.bind_gateway("gw-0001", code)
-    rule = MeterFaultRule(registry)
-    assert rule.on_heartbeat(beat(T)) == []
-    since = T + timedelta(minutes=1)
-    events = rule.on_heartbeat(beat(T + timedelta(minutes=2), skew=1200.4, since=since))
-    assert [(e.kind, e.state, e.gateway_id, e.service_code, e.opened_at) for e in events] == [
-        ("meter_clock_skew", "open", "gw-0001", code, since)]
-    assert events[0].message == "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"
-    assert events[0].params == {"gateway_id": "gw-0001", "skew_s": 1200.4}
-    assert render_event(events[0], "ja") == "ゲートウェイ gw-0001 のメーター時刻がゲートウェイより 20分進んでいます"
-    assert rule.on_heartbeat(beat(T + timedelta(minutes=3), skew=1201, since=since)) == []
-    # alerts restarts mid-episode: the open event is in the registry, no second one.
-    rule = MeterFaultRule(registry)
-    assert rule.on_heartbeat(beat(T + timedelta(minutes=4), skew=1199, since=since)) == []
-    recovered = rule.on_heartbeat(beat(T + timedelta(minutes=5), skew=-3))
-    assert [(e.kind, e.state, e.recovered_at) for e in recovered] == [
-        ("meter_clock_skew", "recovered", T + timedelta(minutes=5))]
-    assert render_event(recovered[0], "ja") == "ゲートウェイ gw-0001 のメーター時刻のずれが解消しました"
-    assert rule.on_heartbeat(beat(T + timedelta(minutes=6))) == []
-    # A second episode is a second event.
-    again = rule.on_heartbeat(beat(T + timedelta(hours=1), skew=-4000, since=T + timedelta(hours=1)))
-    assert [e.message for e in again] == ["the meter clock of gw-0001 is 67 minutes behind the gateway's clock"]
-    assert len([e for e in registry.list_events() if e.kind == "meter_clock_skew"]) == 2
-
-
-def test_a_refused_scale_is_one_event_until_the_meter_is_corrected(tmp_path: Path) -> None:
-    rule = MeterFaultRule(registry_at(tmp_path))
-    events = rule.on_heartbeat(beat(T, scale=D3_ZERO))
-    assert [(e.kind, e.state, e.message) for e in events] == [
-        ("meter_scale_invalid", "open", f"the meter of gw-0001 reports an impossible scale: {D3_ZERO}")]
-    assert rule.on_heartbeat(beat(T + timedelta(minutes=1), scale=D3_ZERO)) == []
-    assert [e.state for e in rule.on_heartbeat(beat(T + timedelta(minutes=2)))] == ["recovered"]
-
-
-def test_heartbeats_of_collectors_that_do_not_judge_the_meter_raise_nothing(tmp_path: Path) -> None:
-    rule = MeterFaultRule(registry_at(tmp_path))
-    assert rule.on_heartbeat(beat(T, skew=None)) == []
 
 
 class Client:
@@ -103,9 +59,10 @@ def test_alerts_follow_the_meter_verdicts_as_alert_episodes(tmp_path: Path) -> N
     hear(beat(T + timedelta(minutes=62)))
     assert client.published == []
     assert [(h.phase, h.at, h.event.kind, h.event.gateway_id, h.event.message) for h in registry.happenings_after(0)] == [
-        ("raised", T, "meter_clock_skew", "gw-0001", "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"),
+        # The stored English sentence is the catalogue's (pms_common.event_text), as MQTT readers get it.
+        ("raised", T, "meter_clock_skew", "gw-0001", "The meter clock of gw-0001 is 20 min ahead of the gateway's clock"),
         ("cleared", T + timedelta(minutes=62), "meter_clock_skew", "gw-0001",
-         "the meter clock of gw-0001 is 20 minutes ahead of the gateway's clock"),
+         "The meter clock of gw-0001 is 20 min ahead of the gateway's clock"),
     ]
     [episode] = registry.list_alerts()
     assert (episode.subject, episode.state, episode.params) == ("gateway:gw-0001", "resolved",
@@ -114,21 +71,21 @@ def test_alerts_follow_the_meter_verdicts_as_alert_episodes(tmp_path: Path) -> N
 
 def test_each_history_conflict_is_logged_once_also_across_a_restart(tmp_path: Path) -> None:
     registry = registry_at(tmp_path)
-    rule = MeterFaultRule(registry)
+    rule = HistoryConflictLog(registry)
     conflict = "E2/E4 of 2026-06-01 disagree with 3 slots read live (09:30: reverse 12.4 live, 12.5 in the history)"
 
     def with_conflict(at: datetime, last: str | None) -> Heartbeat:
         status = BackfillStatus(conflicts_total=0 if last is None else 1, last_conflict=last)
         return beat(at).model_copy(update={"backfill": status})
 
-    assert rule.on_heartbeat(with_conflict(T, None)) == []
-    events = rule.on_heartbeat(with_conflict(T + timedelta(minutes=1), conflict))
+    assert rule.history_conflicts(with_conflict(T, None)) == []
+    events = rule.history_conflicts(with_conflict(T + timedelta(minutes=1), conflict))
     assert [(e.kind, e.state, e.gateway_id) for e in events] == [("meter_history_conflict", "info", "gw-0001")]
     assert conflict in events[0].message and events[0].message.endswith("the live values stand")
     assert events[0].params == {"gateway_id": "gw-0001", "conflict": conflict}
     # The heartbeat repeats its last conflict: nothing new, neither now nor after alerts restarts.
-    assert rule.on_heartbeat(with_conflict(T + timedelta(minutes=2), conflict)) == []
-    assert MeterFaultRule(registry).on_heartbeat(with_conflict(T + timedelta(minutes=3), conflict)) == []
+    assert rule.history_conflicts(with_conflict(T + timedelta(minutes=2), conflict)) == []
+    assert HistoryConflictLog(registry).history_conflicts(with_conflict(T + timedelta(minutes=3), conflict)) == []
     other = conflict.replace("2026-06-01", "2026-06-02")
-    assert len(MeterFaultRule(registry).on_heartbeat(with_conflict(T + timedelta(days=1), other))) == 1
+    assert len(HistoryConflictLog(registry).history_conflicts(with_conflict(T + timedelta(days=1), other))) == 1
     assert len([e for e in registry.list_events() if e.kind == "meter_history_conflict"]) == 2

@@ -99,7 +99,10 @@ def test_gateway_offline_pending_firing_resolved_and_a_restart_keeps_the_timers(
     [event] = [e for e in registry.list_events() if e.kind == "gateway_offline"]
     assert (event.state, event.opened_at, event.recovered_at, event.params["duration_s"]) == (
         "recovered", T + 6 * MIN, T + 12 * MIN, 360)
-    assert event.message == "gateway gw-0000 is offline (connection lost)"
+    # The stored English sentence is the catalogue's; texts show the plant's name with its code.
+    assert event.message == "Gateway gw-0000 at plant 0 (pss00000001) is offline: connection lost"
+    assert event.params == {"gateway_id": "gw-0000", "reason": "connection lost", "plant_name": "plant 0",
+                            "duration_s": 360}
 
 
 def test_a_firing_gateway_offline_inhibits_the_plants_meter_and_generation_kinds(tmp_path: Path) -> None:

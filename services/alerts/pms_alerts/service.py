@@ -40,10 +40,10 @@ from pms_alerts.clock import Clock, FileClock, SystemClock
 from pms_alerts.conditions import Condition, FleetFacts, Observation, PlantContext
 from pms_alerts.engine import FLAP_WINDOW, AlertKey, Step, is_open, step
 from pms_alerts.fleet_conditions import GatewayOffline, MeterClockSkew, MeterScaleInvalid
-from pms_alerts.meter_faults import MeterFaultRule, skew_message
+from pms_alerts.meter_faults import HistoryConflictLog
 from pms_alerts.rules import INHIBITED_BY_GATEWAY_OFFLINE, effective_rules, global_rule
 from pms_alerts.settings import AlertsSettings
-from pms_common import topics
+from pms_common import event_text, topics
 from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
 from pms_common.liveness import Transition
@@ -51,7 +51,7 @@ from pms_common.messages import GatewayStatus, Heartbeat, UpdateReport
 from pms_common.mqtt import BrokerAddress
 from pms_common.presence import follow_presence
 from pms_registry import Registry, RegistryError
-from pms_registry.records import AlertRecord, AlertRule
+from pms_registry.records import AlertChange, AlertRecord, AlertRule
 from pms_registry.registry import EventRecord
 from pms_store import StoreError, TimeSeriesStore
 
@@ -87,16 +87,11 @@ def generation_conditions(registry: Registry, store: TimeSeriesStore | None) -> 
     return tuple(module.conditions(registry, store))
 
 
-def english_message(kind: str, params: dict[str, Any], subject: str) -> str:
-    """The event's stored English sentence (the texts per language come from its kind and params)."""
-    gateway_id = params.get("gateway_id", subject)
-    if kind == "gateway_offline":
-        return f"gateway {gateway_id} is offline ({params.get('reason', 'offline')})"
-    if kind == "meter_clock_skew" and isinstance(params.get("skew_s"), int | float):
-        return skew_message(str(gateway_id), float(params["skew_s"]))
-    if kind == "meter_scale_invalid":
-        return f"the meter of {gateway_id} reports an impossible scale: {params.get('problem')}"
-    return f"{kind.replace('_', ' ')} at {subject}"
+def english_message(kind: str, params: dict[str, Any], record: AlertRecord) -> str:
+    """The event's stored English sentence: the catalogue's, as MQTT and English readers get it
+    (the texts in other languages are rendered from its kind and params when read)."""
+    where = {"service_code": record.service_code, "gateway_id": record.gateway_id}
+    return event_text.render(kind, "raised", {**{k: v for k, v in where.items() if v is not None}, **params}, "en")
 
 
 @dataclass(frozen=True)
@@ -121,13 +116,14 @@ class Alerts:
         self.clock: Clock = clock or clock_of(settings)
         self.billing = BillingStartRule(registry, store) if store is not None else None
         self.anomalies = RegisterAnomalyRule(registry, store) if store is not None else None
-        self.meter_faults = MeterFaultRule(registry)
+        self.meter_faults = HistoryConflictLog(registry)
         self.facts = FleetFacts(online={}, heartbeats={}, update_reports={})
         # gateway_offline first: its firing episodes inhibit the meter and generation kinds after it.
         self.gateway_conditions = (GatewayOffline(), MeterClockSkew(), MeterScaleInvalid())
         self.conditions: tuple[Condition, ...] = (
             *self.gateway_conditions, *(generation_conditions(registry, store) if conditions is None else conditions))
         self.records: dict[tuple[str, str], AlertRecord] = {}
+        self._changes: list[tuple[AlertKey, str, AlertChange]] = []  # this kind's, until _flush
         self._loaded = False
         self._fleet: Fleet | None = None
         self._fleet_at: datetime | None = None
@@ -269,6 +265,9 @@ class Alerts:
             if isinstance(condition, GatewayOffline | MeterClockSkew | MeterScaleInvalid):
                 seen |= self._unbound(condition, fleet, now, facts)
             self._end_orphans(kind, seen, fleet, now)
+            # One transaction per kind: gateway_offline's firing episodes are recorded before the
+            # kinds it inhibits are stepped.
+            self._flush()
         self._prune(now)
         self._count()
 
@@ -310,31 +309,47 @@ class Alerts:
         self._apply(key, record, step(record, rule, observation, key=key, inhibited=inhibited, now=now), now)
 
     def _apply(self, key: AlertKey, before: AlertRecord | None, result: Step, now: datetime) -> None:
+        """Queue the step's change for this kind's transaction (`_flush`)."""
         record = result.record
         if result.decision == "none" or record is None:
             return
+        if result.decision == "save":
+            change = AlertChange("save", record, now)
+        elif result.decision == "raise":
+            params = dict(result.params)
+            plant = self._fleet.by_code.get(key.service_code or "") if self._fleet is not None else None
+            if plant is not None:  # texts show the plant's name with its code
+                params.setdefault("plant_name", plant.plant.name)
+            change = AlertChange("fire", record, now, english_message(key.kind, params, record), params)
+        else:
+            # The registry resolves the episode as it was (firing: its event recovers, journal "cleared").
+            firing = before if before is not None else record
+            lasted = {"duration_s": int((now - firing.firing_since).total_seconds())} if firing.firing_since else {}
+            change = AlertChange("resolve", firing, now, params=lasted)
+        self._changes.append((key, result.decision, change))
+
+    def _flush(self) -> None:
+        """Record the queued changes in one registry transaction; if it fails, none is kept in
+        memory either, so the next evaluation decides them again."""
+        changes, self._changes = self._changes, []
+        if not changes:
+            return
         try:
-            if result.decision == "save":
-                saved = self.registry.save_alert(record)
-            elif result.decision == "raise":
-                message = english_message(key.kind, result.params, key.subject)
-                saved, _event = self.registry.fire_alert(record, at=now, message=message, params=result.params)
-                log.warning("alerts: %s%s", message, " (flapping)" if saved.flapping else "")
+            saved = self.registry.apply_alert_changes([change for _, _, change in changes])
+        except RegistryError as exc:
+            for key, _, _ in changes:
+                RULE_ERRORS.labels(key.kind).inc()
+            log.error("alerts: %d episode changes not recorded, tried again next time: %s", len(changes), exc)
+            return
+        for (key, decision, change), record in zip(changes, saved, strict=True):
+            if decision == "raise":
+                log.warning("alerts: %s%s", change.message, " (flapping)" if record.flapping else "")
                 EVENTS.labels(key.kind).inc()
-            else:
-                # The registry resolves the episode as it was (firing: its event recovers, journal "cleared").
-                firing = before if before is not None else record
-                lasted = {"duration_s": int((now - firing.firing_since).total_seconds())} if firing.firing_since else {}
-                saved, _ = self.registry.resolve_alert(firing, at=now, params=lasted)
+            elif decision == "clear":
                 log.info("alerts: %s at %s cleared", key.kind, key.subject)
                 EVENTS.labels("gateway_recovered" if key.kind == "gateway_offline" else key.kind).inc()
-        except RegistryError as exc:
-            RULE_ERRORS.labels(key.kind).inc()
-            log.error("alerts: %s of %s at %s not recorded, tried again next time: %s", result.decision,
-                      key.kind, key.subject, exc)
-            return
-        TRANSITIONS.labels(key.kind, result.decision).inc()
-        self.records[(key.kind, key.subject)] = saved
+            TRANSITIONS.labels(key.kind, decision).inc()
+            self.records[(key.kind, key.subject)] = record
 
     def _prune(self, now: datetime) -> None:
         for key, record in list(self.records.items()):
