@@ -219,9 +219,13 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], adm
     if not os.environ.get("PMS_API_PUBLIC_URL"):
         # Update jobs name the image on this API (a wildcard bind is reached on the loopback).
         manager_extra["api_public_url"] = f"http://{_reachable(options.host)}:{options.port}"
+    # Links in alert mails point at this console, unless PMS_CONSOLE_URL names another address.
+    console_link = {} if os.environ.get("PMS_CONSOLE_URL") else {
+        "console_url": f"http://{_reachable(options.host)}:{options.port}"}
     manager = DeviceManager(settings(DeviceManagerSettings, **manager_extra), registry, Health(), broker_admin=admin)
     watchers = [
-        asyncio.create_task(Alerts(settings(AlertsSettings), registry, Health(), store=store).run(watchers_stop)),
+        asyncio.create_task(Alerts(settings(AlertsSettings, **console_link), registry, Health(),
+                                   store=store).run(watchers_stop)),
         asyncio.create_task(manager.run(watchers_stop)),
     ]
     rest = [

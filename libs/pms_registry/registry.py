@@ -22,6 +22,7 @@ from pms_registry.accounts import Accounts, hash_api_key
 from pms_registry.alerting import Alerting
 from pms_registry.bindings import Bindings, open_gateway_ids
 from pms_registry.core import engine_for
+from pms_registry.deliveries import Deliveries
 from pms_registry.errors import RegistryError
 from pms_registry.eventlog import EventLog
 from pms_registry.firmware import Firmware, FirmwareImage
@@ -51,8 +52,8 @@ PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitud
                 "tariff_yen_per_kwh", "billing_start_date")
 
 
-class Registry(Bindings, Presence, Accounts, EventLog, Alerting, GatewayControl, Provisioning, PvSettings, Firmware,
-               Rollouts):
+class Registry(Bindings, Presence, Accounts, EventLog, Alerting, Deliveries, GatewayControl, Provisioning, PvSettings,
+               Firmware, Rollouts):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:

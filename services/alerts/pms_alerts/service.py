@@ -41,6 +41,7 @@ from pms_alerts.conditions import Condition, FleetFacts, Observation, PlantConte
 from pms_alerts.engine import FLAP_WINDOW, AlertKey, Step, is_open, step
 from pms_alerts.fleet_conditions import GatewayOffline, MeterClockSkew, MeterScaleInvalid
 from pms_alerts.meter_faults import HistoryConflictLog
+from pms_alerts.notify.notifier import Notifier
 from pms_alerts.rules import INHIBITED_BY_GATEWAY_OFFLINE, effective_rules, global_rule
 from pms_alerts.settings import AlertsSettings
 from pms_common import event_text, topics
@@ -371,10 +372,9 @@ class Alerts:
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._follow(stop))
-            # The notifier (helper D's pms_alerts.notify) publishes every journal happening (raised,
-            # cleared, acknowledged, info) to MQTT and the channels. WIRE IT HERE when merging (and let
-            # AlertsSettings inherit pms_alerts.notify.settings.NotifySettings):
-            #     group.create_task(Notifier(self.settings, self.registry, self.clock).run(stop))
+            # The notifier tells every journal happening (raised, cleared, acknowledged, info, whoever
+            # recorded it) to the channels, and publishes it on pms/v1/events/{kind}.
+            group.create_task(Notifier(self.settings, self.registry, self.clock).run(stop))
 
     async def _follow(self, stop: asyncio.Event) -> None:
         await follow_presence(

@@ -5,10 +5,11 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from pms_alerts.notify.settings import NotifySettings
 from pms_common.settings import RegistrySettings
 
 
-class AlertsSettings(RegistrySettings):
+class AlertsSettings(NotifySettings, RegistrySettings):
     default_metrics_port: ClassVar[int] = 9103
 
     missed_heartbeats: int = Field(default=3, ge=1, description="silent heartbeat intervals before offline")

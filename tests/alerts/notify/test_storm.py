@@ -1,0 +1,56 @@
+"""Acceptance 3 of issue 13: 1,000 plants going offline at once (a broker outage) yield at most one
+grouped notification per channel per grouping interval, listing every plant; their recovery one more.
+
+Most of its time (12 s on two idle cores, 30-40 s when they are shared with other suites) goes into
+making 1,000 plants and 2,000 alert transitions in the registry; the notifier's part is ~3 s."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from datetime import timedelta
+
+from pms_alerts.notify.grouping import GroupTiming, flush_at
+from tests.alerts.notify.conftest import T0, Fleet
+
+PLANTS = 1000
+
+
+def test_a_thousand_plants_offline_then_back(fleet: Fleet) -> None:
+    plants = PLANTS
+    fleet.add_plants(plants - len(fleet.codes))
+    codes = fleet.codes
+    assert len(codes) == plants
+    for code in codes:  # the broker outage: every gateway offline at one moment
+        fleet.raise_offline(code)
+    dispatcher = fleet.dispatcher()
+    fleet.run(dispatcher, seconds=100, step_s=10)
+    for code in codes:  # the broker is back
+        fleet.clear_offline(code)
+    fleet.run(dispatcher, seconds=300, step_s=10)  # to the end of the group interval
+
+    deliveries = sorted(fleet.registry.list_deliveries(), key=lambda d: d.delivery_id)
+    assert Counter(d.channel_kind for d in deliveries) == {"webhook": 2, "email": 2}
+    assert {d.state for d in deliveries} == {"delivered"}
+    for channel_id in (fleet.webhook_channel.channel_id, fleet.mail_channel.channel_id):
+        made = [d.created_at for d in deliveries if d.channel_id == channel_id]
+        assert made == [T0 + timedelta(seconds=30), T0 + timedelta(seconds=330)]  # group_wait, then the interval
+        assert flush_at(first_queued_at=T0 + timedelta(seconds=100), last_flush_at=made[0],
+                        timing=GroupTiming(30, 300)) == made[1]
+        assert all(later - earlier >= timedelta(seconds=300) for earlier, later in itertools.pairwise(made))
+
+    raised, cleared = fleet.webhook.accepted
+    assert raised.body["count"] == plants and {h["phase"] for h in raised.body["happenings"]} == {"raised"}
+    assert cleared.body["count"] == plants and {h["phase"] for h in cleared.body["happenings"]} == {"cleared"}
+    assert {h["service_code"] for h in raised.body["happenings"]} == set(codes)
+    assert {h["service_code"] for h in cleared.body["happenings"]} == set(codes)
+
+    down, up = fleet.mail.received()
+    assert sorted(fleet.mail.received_happenings()) == sorted(
+        h["happening_id"] for item in fleet.webhook.accepted for h in item.body["happenings"])
+    assert len(set(fleet.mail.received_happenings())) == 2 * plants
+    assert down.subject == f"[PMS] {plants}件のお知らせ (異常発生 {plants}件)"
+    assert up.subject == f"[PMS] {plants}件のお知らせ (復旧 {plants}件)"
+    down_text = down.text
+    assert all(f"発電所{i} ({code})" in down_text for i, code in enumerate(codes, start=1))
+    assert up.text.count("復旧日時:") == plants
