@@ -14,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from pms_api.access import principal_of_request
 from pms_api.api_admin import add_admin_routes
+from pms_api.api_alerts import add_alert_routes
+from pms_api.api_deliveries import add_delivery_routes
 from pms_api.api_expected import add_expected_routes
 from pms_api.api_firmware import add_firmware_routes, firmware_download_blueprint
 from pms_api.api_fleet import add_fleet_routes
@@ -112,6 +114,8 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     add_firmware_routes(api, registry, firmware_store, keys=settings.firmware_keys,
                         floor=settings.firmware_min_version)
     add_rollout_routes(api, registry)
+    add_alert_routes(api, registry)
+    add_delivery_routes(api, registry)
     app.register_api(api)
     policy = ThrottlePolicy(max_failures=settings.login_max_failures, window_s=settings.login_window_s)
     # Gateways' wrong passwords are counted apart from console logins (gateway ids are not usernames).

@@ -220,4 +220,6 @@ class AuditQuery(PageQuery):
     target: str | None = Field(default=None, max_length=200, description="a gateway ID, group:{group} or a rollout ID")
     action: Literal["command", "config", "group_config", "tags", "bind", "decommission", "firmware_upload",
                     "rollout_create", "rollout_pause", "rollout_resume", "rollout_cancel",
-                    "rollout_abort"] | None = None
+                    "rollout_abort", "alert_rule_create", "alert_rule_update", "alert_rule_delete",
+                    "alert_acknowledge", "channel_create", "channel_update", "channel_rotate_secret",
+                    "channel_delete", "delivery_retry"] | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pms_api.i18n_alerts import ALERT_MESSAGES
+
 LANGUAGES = ("ja", "en")
 
 MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
@@ -276,6 +278,8 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "error_action": ("エラーしきい値に達したら", "When the error threshold is reached"),
     "rollout_action_refused": ("実行できません: {detail}", "Not possible: {detail}"),
 }
+
+MESSAGES.update(ALERT_MESSAGES)
 
 
 def translate(key: str, language: str) -> str:
