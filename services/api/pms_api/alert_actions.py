@@ -17,10 +17,10 @@ from typing import Any
 from prometheus_client import Counter
 
 from pms_api.alert_models import AlertRuleIn, ChannelIn, ChannelOut, ChannelUpdate, NewChannelSecret
-from pms_api.alert_params import validate_params
 from pms_api.problems import InvalidRequest, ProblemError
 from pms_common import event_text, timeutil
 from pms_registry import Registry, RegistryError, deliveries
+from pms_registry.alert_params import validate_params
 from pms_registry.records import AlertRecord, AlertRule, Channel
 
 ALERTS_REFUSED = Counter("pms_api_alerting_refused_total",
