@@ -193,7 +193,9 @@ class Alerting(RegistryCore):
         if customer_id is not None:
             owned = select(t.plants.c.service_code).where(t.plants.c.customer_id == customer_id)
             condition = and_(condition, t.alerts.c.service_code.in_(owned))
-        if state is not None:
+        if state == "open":  # what still needs someone: pending or firing
+            condition = and_(condition, t.alerts.c.state != "resolved")
+        elif state is not None:
             condition = and_(condition, t.alerts.c.state == state)
         if kind is not None:
             condition = and_(condition, t.alerts.c.kind == kind)
@@ -203,7 +205,7 @@ class Alerting(RegistryCore):
 
     def list_alerts(self, *, customer_id: str | None = None, state: str | None = None, kind: str | None = None,
                     service_code: str | None = None, limit: int = 100, offset: int = 0) -> list[AlertRecord]:
-        """Episodes newest first (a customer's plants only, when given)."""
+        """Episodes newest first (a customer's plants only, when given); state "open" = pending or firing."""
         query = (select(t.alerts).where(self._alert_condition(customer_id, state, kind, service_code))
                  .order_by(t.alerts.c.alert_id.desc()).limit(limit).offset(offset))
         with self._tx() as conn:

@@ -157,6 +157,7 @@ def test_alerts_are_listed_by_scope_and_filter(api: Api) -> None:
         [at_a.alert_id]
     assert ok(api.get("/api/v1/alerts?state=pending"))["total"] == 1
     assert ok(api.get("/api/v1/alerts?state=resolved"))["total"] == 0
+    assert ok(api.get("/api/v1/alerts?state=open"))["total"] == 3  # pending or firing
     assert ok(api.get(f"/api/v1/alerts?service_code={api.codes['c']}"))["total"] == 1
     c1 = ok(api.get("/api/v1/alerts", api.keys["c1"]))
     assert c1["total"] == 2 and at_c.alert_id not in {a["alert_id"] for a in c1["items"]}

@@ -122,6 +122,15 @@ def test_an_episode_fires_is_acknowledged_re_raised_and_resolved_with_a_journal(
     assert registry.list_alerts(customer_id="c2") == [] and registry.count_alerts(state="resolved") == 1
 
 
+def test_open_lists_pending_and_firing_alerts_not_resolved_ones(registry: Registry) -> None:
+    first, second, third = (_plant(registry) for _ in range(3))
+    pending = registry.save_alert(_pending(first))
+    firing, _ = registry.fire_alert(registry.save_alert(_pending(second)), at=T0, message="m", params={})
+    registry.resolve_alert(registry.save_alert(_pending(third)), at=T0)
+    assert [a.alert_id for a in registry.list_alerts(state="open")] == [firing.alert_id, pending.alert_id]
+    assert registry.count_alerts(state="open") == 2 and registry.count_alerts() == 3
+
+
 def test_a_pending_episode_resolves_quietly(registry: Registry) -> None:
     pending = registry.save_alert(_pending(_plant(registry)))
     resolved, event = registry.resolve_alert(pending, at=T0 + timedelta(minutes=5))

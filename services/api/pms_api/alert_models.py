@@ -149,7 +149,8 @@ class AlertPage(Page):
 
 
 class AlertQuery(PageQuery):
-    state: AlertState | None = None
+    state: AlertState | Literal["open"] | None = Field(
+        default=None, description="pending, firing, resolved, or open (pending or firing)")
     kind: RuleKind | None = None
     service_code: str | None = Field(default=None, pattern=r"^pss\d{8}$")
 

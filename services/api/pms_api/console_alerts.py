@@ -25,7 +25,7 @@ from pms_registry.records import User
 
 ALERTS_LISTED = 200
 DELIVERIES_LISTED = 200
-STATES = ("firing", "pending", "resolved")
+STATES = ("open", "firing", "pending", "resolved")
 
 
 def add_alert_pages(console: Blueprint, registry: Registry, *, current_user: Callable[[], User | None],

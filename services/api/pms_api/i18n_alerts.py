@@ -14,6 +14,7 @@ ALERT_MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "severity_critical": ("重大", "Critical"),
     "severity_warning": ("警告", "Warning"),
     "severity_info": ("情報", "Info"),
+    "alert_state_open": ("未復旧", "Open"),
     "alert_state_pending": ("保留中", "Pending"),
     "alert_state_firing": ("発生中", "Firing"),
     "alert_state_resolved": ("復旧済み", "Resolved"),
