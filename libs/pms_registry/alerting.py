@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pms_registry import schema as t
 from pms_registry.alert_defaults import DEFAULT_RULES, SEVERITIES, severity_rank
-from pms_registry.core import RegistryCore
+from pms_registry.core import RegistryCore, require_customer
 from pms_registry.errors import RegistryError
 from pms_registry.records import (
     AlertChange,
@@ -324,10 +324,7 @@ class Alerting(RegistryCore):
         _check_channel(kind, language=language, min_severity=min_severity, group_wait_s=group_wait_s,
                        group_interval_s=group_interval_s)
         with self._tx() as conn:
-            if customer_id is not None and conn.execute(
-                select(t.customers.c.customer_id).where(t.customers.c.customer_id == customer_id)
-            ).first() is None:
-                raise RegistryError(f"no customer {customer_id!r}")
+            require_customer(conn, customer_id)
             channel_id = conn.execute(insert(t.notification_channels).values(
                 customer_id=customer_id, kind=kind, name=name, enabled=enabled, language=language,
                 min_severity=min_severity, config=dict(config), group_wait_s=group_wait_s,
@@ -446,10 +443,8 @@ def _check_rule(kind: str, *, scope: str, scope_value: str | None, severity: str
 
 
 def _check_scope_target(conn: Connection, scope: str, scope_value: str | None) -> None:
-    if scope == "customer" and conn.execute(
-        select(t.customers.c.customer_id).where(t.customers.c.customer_id == scope_value)
-    ).first() is None:
-        raise RegistryError(f"no customer {scope_value!r}")
+    if scope == "customer":
+        require_customer(conn, scope_value)
     if scope == "plant" and conn.execute(
         select(t.plants.c.service_code).where(t.plants.c.service_code == scope_value)
     ).first() is None:

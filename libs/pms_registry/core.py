@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from pms_registry import schema as t
 from pms_registry.errors import RegistryError
 from pms_registry.migrations import current_version, upgrade
 
@@ -81,3 +82,12 @@ class RegistryCore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def require_customer(conn: Connection, customer_id: str | None) -> None:
+    """Refuse a write naming a customer the registry does not have (SQLite cannot add the foreign
+    key to tables that gained the column later, so the registry checks it itself)."""
+    if customer_id is not None and conn.execute(
+        select(t.customers.c.customer_id).where(t.customers.c.customer_id == customer_id)
+    ).first() is None:
+        raise RegistryError(f"no customer {customer_id!r}")

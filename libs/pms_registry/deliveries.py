@@ -223,20 +223,18 @@ class Deliveries(RegistryCore):
 
     def plant_customers(self, service_codes: Sequence[str]) -> dict[str, str]:
         """The customer of each of these plants (plants that no longer exist are left out)."""
-        customers: dict[str, str] = {}
-        with self._tx() as conn:
-            for chunk in _chunks(sorted(set(service_codes)), 500):
-                customers.update((row[0], row[1]) for row in conn.execute(
-                    select(t.plants.c.service_code, t.plants.c.customer_id).where(t.plants.c.service_code.in_(chunk))))
-        return customers
+        return self._plant_column(service_codes, t.plants.c.customer_id)
 
     def plant_names(self, service_codes: Sequence[str]) -> dict[str, str]:
-        names: dict[str, str] = {}
+        return self._plant_column(service_codes, t.plants.c.name)
+
+    def _plant_column(self, service_codes: Sequence[str], column: Any) -> dict[str, str]:
+        found: dict[str, str] = {}
         with self._tx() as conn:
             for chunk in _chunks(sorted(set(service_codes)), 500):
-                names.update((row[0], row[1]) for row in conn.execute(
-                    select(t.plants.c.service_code, t.plants.c.name).where(t.plants.c.service_code.in_(chunk))))
-        return names
+                found.update((row[0], row[1]) for row in conn.execute(
+                    select(t.plants.c.service_code, column).where(t.plants.c.service_code.in_(chunk))))
+        return found
 
     # ---- the console (dead letters) ---------------------------------------------------------------
     @staticmethod

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, t
 
 from pms_registry import schema as t
 from pms_registry.alerting import event_record, journal
-from pms_registry.core import RegistryCore
+from pms_registry.core import RegistryCore, require_customer
 from pms_registry.errors import RegistryError
 from pms_registry.records import EventRecord, Notice
 
@@ -114,10 +114,7 @@ class EventLog(RegistryCore):
         if starts_at is not None and ends_at is not None and ends_at < starts_at:
             raise RegistryError("a notice cannot end before it starts")
         with self._tx() as conn:
-            if customer_id is not None and conn.execute(
-                select(t.customers.c.customer_id).where(t.customers.c.customer_id == customer_id)
-            ).first() is None:
-                raise RegistryError(f"no customer {customer_id!r}")
+            require_customer(conn, customer_id)
             notice_id = conn.execute(insert(t.notices).values(
                 kind=kind, title=title, body=body, starts_at=starts_at, ends_at=ends_at, created_at=created_at,
                 customer_id=customer_id,
