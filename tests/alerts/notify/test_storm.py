@@ -2,7 +2,7 @@
 grouped notification per channel per grouping interval, listing every plant; their recovery one more.
 
 Most of its time (12 s on two idle cores, 30-40 s when they are shared with other suites) goes into
-making 1,000 plants and 2,000 alert transitions in the registry; the notifier's part is ~3 s."""
+making 1,000 plants and 2,000 alert transitions in the registry; the notifier's part is ~3 s. A scale run, so `slow`: CI runs it, a developer's `make test` does not."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import itertools
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from pms_alerts.notify.grouping import GroupTiming, flush_at
 from tests.alerts.notify.conftest import T0, Fleet
 
 PLANTS = 1000
 
 
+@pytest.mark.slow
 def test_a_thousand_plants_offline_then_back(fleet: Fleet) -> None:
     plants = PLANTS
     fleet.add_plants(plants - len(fleet.codes))
