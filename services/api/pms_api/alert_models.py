@@ -272,4 +272,4 @@ class DeliveryQuery(PageQuery):
 
 
 class DeliveryPath(BaseModel):
-    delivery_id: int = Field(ge=1, le=2**62)
+    delivery_id: int = Field(ge=1, le=2**31 - 1)  # an INTEGER key on PostgreSQL too
