@@ -24,3 +24,16 @@ def served(app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(10)
+
+
+def log_in_as_admin(driver: Any, url: str, password: str) -> None:
+    """Log in through the console's login page as `admin` and wait for the home screen."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url + "/login")
+    driver.find_element(By.ID, "username").send_keys("admin")
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "management-status")))

@@ -23,7 +23,7 @@ from pms_api.settings import ApiSettings
 from pms_common import timeutil
 from pms_registry import Registry
 from pms_registry.records import AlertRecord
-from tests.browser.serving import served
+from tests.browser.serving import log_in_as_admin, served
 
 pytestmark = pytest.mark.integration
 
@@ -68,11 +68,7 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seeded]:
 
 
 def _login(driver: Any, url: str) -> None:
-    driver.get(url + "/login")
-    driver.find_element(By.ID, "username").send_keys("admin")
-    driver.find_element(By.ID, "password").send_keys(ADMIN_KEY)
-    driver.find_element(By.ID, "login-submit").click()
-    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "management-status")))
+    log_in_as_admin(driver, url, ADMIN_KEY)
 
 
 def _flash(driver: Any, words: str) -> None:

@@ -25,7 +25,7 @@ from pms_common import timeutil
 from pms_common.firmware import generate_private_key_pem, load_private_key, sign_image
 from pms_registry import Registry
 from pms_registry.rollouts import RolloutRecord
-from tests.browser.serving import served
+from tests.browser.serving import log_in_as_admin, served
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -110,11 +110,7 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Seeded]:
 
 
 def _login(driver: Any, url: str) -> None:
-    driver.get(url + "/login")
-    driver.find_element(By.ID, "username").send_keys("admin")
-    driver.find_element(By.ID, "password").send_keys(ADMIN_KEY)
-    driver.find_element(By.ID, "login-submit").click()
-    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "management-status")))
+    log_in_as_admin(driver, url, ADMIN_KEY)
 
 
 def _text(driver: Any, selector: str) -> str:
