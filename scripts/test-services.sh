@@ -3,7 +3,8 @@
 # - Mosquitto on 127.0.0.1:1883 (installed with apt when run as root on Debian, then started);
 # - Debian's influxdb and prometheus packages (influxd is started per test run by the tests
 #   themselves on a free port; promtool validates deploy/prometheus);
-# - Debian's chromium and chromium-driver for the console's browser tests;
+# - Debian's chromium and chromium-driver for the console's browser tests, and fonts-noto-cjk so
+#   their screenshots show Japanese;
 # - PostgreSQL is used where it already listens on 127.0.0.1:5432.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 # The console's browser tests drive Debian's Chromium through its ChromeDriver.
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+# Japanese glyphs in the browser tests' screenshots (the console's font stack names Noto Sans CJK).
+[ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto | grep -q CJK || need_pkgs+=(fonts-noto-cjk)
 # The LAN-mode tests build a throwaway network namespace (ip, unshare) for IPv6 multicast.
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)

@@ -11,10 +11,11 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from pms_common import timeutil
 from pms_registry import schema as t
 from pms_registry.core import RegistryCore
 from pms_registry.errors import RegistryError
-from pms_registry.records import ApiKey, Principal, User
+from pms_registry.records import ROLES, ApiKey, KeyScope, Principal, Role, User
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 LANGUAGES = ("ja", "en")
@@ -29,24 +30,43 @@ def hash_api_key(secret: str) -> str:
 class Accounts(RegistryCore):
     # ---- API keys --------------------------------------------------------------------------------
     def create_api_key(self, *, label: str, created_at: datetime, customer_id: str | None = None,
-                       secret: str | None = None) -> str:
-        """Store a key (hashed); returns the secret, which is shown once and never stored."""
+                       secret: str | None = None, user_id: int | None = None, scope: KeyScope = "write",
+                       expires_at: datetime | None = None) -> str:
+        """Store a key (hashed); returns the secret, which is shown once and never stored.
+
+        A user's key (`user_id`) speaks with that user's role and customer, narrowed to `scope`;
+        `customer_id` is then taken from the user. A key without a user is an admin key (no customer)
+        or a customer's operator key, as keys were before users had keys."""
+        if scope not in ("read", "write"):
+            raise RegistryError(f"a key's scope is read or write, not {scope!r}")
+        if expires_at is not None and expires_at <= created_at:
+            raise RegistryError("a key cannot expire before it is made")
         secret = secret or "pms_" + secrets.token_urlsafe(32)
         digest = hash_api_key(secret)
         with self._tx() as conn:
+            if user_id is not None:
+                owner = conn.execute(select(t.users.c.customer_id).where(t.users.c.user_id == user_id)).first()
+                if owner is None:
+                    raise RegistryError(f"no user {user_id}")
+                customer_id = owner[0]
             if conn.execute(select(t.api_keys.c.key_id).where(t.api_keys.c.key_hash == digest)).first() is None:
                 conn.execute(insert(t.api_keys).values(
                     key_id=secrets.token_hex(8), key_hash=digest, customer_id=customer_id, label=label,
-                    created_at=created_at, revoked=False,
+                    created_at=created_at, revoked=False, user_id=user_id, scope=scope, expires_at=expires_at,
                 ))
         return secret
 
-    def list_api_keys(self) -> list[ApiKey]:
-        """Every key's record (never its secret, which is not stored)."""
+    def list_api_keys(self, *, user_id: int | None = None) -> list[ApiKey]:
+        """Every key's record, or one user's (never its secret, which is not stored)."""
+        query = select(t.api_keys).order_by(t.api_keys.c.created_at, t.api_keys.c.key_id)
+        if user_id is not None:
+            query = query.where(t.api_keys.c.user_id == user_id)
         with self._tx() as conn:
-            rows = conn.execute(select(t.api_keys).order_by(t.api_keys.c.created_at, t.api_keys.c.key_id)).mappings()
+            rows = conn.execute(query).mappings()
             return [ApiKey(key_id=row["key_id"], label=row["label"], customer_id=row["customer_id"],
-                           created_at=row["created_at"], revoked=bool(row["revoked"])) for row in rows]
+                           created_at=row["created_at"], revoked=bool(row["revoked"]), user_id=row["user_id"],
+                           scope=row["scope"] or "write", expires_at=row["expires_at"],
+                           last_used_at=row["last_used_at"]) for row in rows]
 
     def key_id_of(self, secret: str) -> str | None:
         with self._tx() as conn:
@@ -64,32 +84,52 @@ class Accounts(RegistryCore):
                                   .values(revoked=True))
         return bool(result.rowcount)
 
-    def authenticate(self, secret: str) -> Principal | None:
+    def authenticate(self, secret: str, at: datetime | None = None) -> Principal | None:
+        """Whom a key speaks for; None for an unknown, revoked or expired key, or one whose user is gone."""
+        keys, users = t.api_keys, t.users
         with self._tx() as conn:
             row = conn.execute(
-                select(t.api_keys.c.key_id, t.api_keys.c.customer_id)
-                .where(t.api_keys.c.key_hash == hash_api_key(secret), t.api_keys.c.revoked.is_(False))
-            ).first()
-        return None if row is None else Principal(key_id=row[0], customer_id=row[1])
+                select(keys.c.key_id, keys.c.customer_id, keys.c.user_id, keys.c.scope, keys.c.expires_at,
+                       users.c.role, users.c.customer_id.label("user_customer"), users.c.user_id.label("owner"))
+                .select_from(keys.outerjoin(users, users.c.user_id == keys.c.user_id))
+                .where(keys.c.key_hash == hash_api_key(secret), keys.c.revoked.is_(False))
+            ).mappings().first()
+        if row is None:
+            return None
+        if row["expires_at"] is not None and (at or timeutil.now_jst()) >= row["expires_at"]:
+            return None
+        if row["user_id"] is None:  # a key from before users had keys
+            role: Role = "admin" if row["customer_id"] is None else "operator"
+            customer_id = row["customer_id"]
+        elif row["owner"] is None:
+            return None  # its user was deleted
+        else:
+            role = _role(row["role"], row["user_customer"])
+            customer_id = row["user_customer"]
+        return Principal(key_id=row["key_id"], customer_id=customer_id, role=role,
+                         can_write=role != "viewer" and (row["scope"] or "write") == "write")
 
     # ---- console users ---------------------------------------------------------------------------
     def create_user(self, *, username: str, password: str, created_at: datetime, customer_id: str | None = None,
-                    language: str = "ja") -> User:
-        """Add a console user; customer_id None makes an admin. Refuses a taken name or a weak password."""
+                    language: str = "ja", role: Role | None = None) -> User:
+        """Add a console user. Without a role: no customer makes an admin, a customer its operator.
+        Refuses a taken name, a weak password, or a role that does not fit the customer."""
         _check_user_fields(username, password, language)
+        role = role or ("admin" if customer_id is None else "operator")
+        check_role(role, customer_id)
         password_hash = generate_password_hash(password)  # slow on purpose: outside the transaction
         try:
             with self._tx() as conn:
                 user_id = conn.execute(insert(t.users).values(
                     username=username, password_hash=password_hash, customer_id=customer_id,
-                    language=language, created_at=created_at,
+                    language=language, created_at=created_at, role=role, failed_logins=0,
                 )).inserted_primary_key[0]  # type: ignore[index]
         except RegistryError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 raise RegistryError(f"user {username!r} exists already or customer {customer_id!r} is unknown") \
                     from exc
             raise
-        return User(user_id=int(user_id), username=username, customer_id=customer_id, language=language)
+        return User(user_id=int(user_id), username=username, customer_id=customer_id, language=language, role=role)
 
     def ensure_user(self, *, username: str, password: str, created_at: datetime,
                     customer_id: str | None = None) -> User:
@@ -171,7 +211,24 @@ def _check_user_fields(username: str, password: str, language: str) -> None:
         raise RegistryError(f"language must be one of {', '.join(LANGUAGES)}")
 
 
+def check_role(role: str, customer_id: str | None) -> None:
+    """An admin has no customer; a viewer has exactly one; an operator one or none (all)."""
+    if role not in ROLES:
+        raise RegistryError(f"a role is one of {', '.join(ROLES)}, not {role!r}")
+    if role == "admin" and customer_id is not None:
+        raise RegistryError("an admin belongs to no customer")
+    if role == "viewer" and customer_id is None:
+        raise RegistryError("a viewer reads one customer's plants: give its customer")
+
+
+def _role(stored: str | None, customer_id: str | None) -> Role:
+    if stored in ROLES:
+        return stored  # type: ignore[return-value]
+    return "admin" if customer_id is None else "operator"  # a row from before roles (v7)
+
+
 def _user(row: object) -> User:
     mapping = dict(row)  # type: ignore[call-overload]
     return User(user_id=int(mapping["user_id"]), username=mapping["username"], customer_id=mapping["customer_id"],
-                language=mapping["language"])
+                language=mapping["language"], role=_role(mapping.get("role"), mapping["customer_id"]),
+                locked_until=mapping.get("locked_until"))

@@ -100,9 +100,33 @@ def _v6_alerting(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_events_alert_id ON events (alert_id)")
 
 
+def _v7_console_runs_a_fleet(conn: Connection) -> None:
+    """Issue 15. Retired plants, tariff history, users' roles and lockout, API keys' owner, scope and
+    expiry, notices in two languages. Existing users keep what they could do: no customer → admin,
+    a customer → that customer's operator; each plant's price becomes its first tariff row."""
+    timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    for table, columns in (("plants", t.PLANT_COLUMNS_V7), ("api_keys", t.API_KEY_COLUMNS_V7),
+                           ("notices", t.NOTICE_COLUMNS_V7), ("users", t.USER_COLUMNS_V7)):
+        for column, kind in columns.items():
+            if not _has_column(conn, table, column):
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} "
+                                     f"{timestamp if kind == 'TIMESTAMP' else kind}")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_api_keys_user_id ON api_keys (user_id)")
+    t.plant_tariffs.create(conn, checkfirst=True)
+    conn.execute(update(t.users).where(t.users.c.role.is_(None), t.users.c.customer_id.is_(None))
+                 .values(role="admin"))
+    conn.execute(update(t.users).where(t.users.c.role.is_(None)).values(role="operator"))
+    priced = conn.execute(select(t.plants.c.service_code, t.plants.c.tariff_yen_per_kwh, t.plants.c.created_at)
+                          .where(t.plants.c.tariff_yen_per_kwh.is_not(None))).all()
+    for service_code, yen, created_at in priced:
+        conn.execute(insert(t.plant_tariffs).values(service_code=service_code, effective_from=None,
+                                                    yen_per_kwh=yen, bands=None, created_at=created_at,
+                                                    created_by="upgrade to v7"))
+
+
 # STEPS[n] upgrades a registry at version n-1 to version n.
 STEPS: dict[int, Step] = {2: _v2_users_notice_audience_secrets, 3: _v3_fleet_management, 4: _v4_expected_yield,
-                          5: _v5_software_update, 6: _v6_alerting}
+                          5: _v5_software_update, 6: _v6_alerting, 7: _v7_console_runs_a_fleet}
 
 
 def current_version(conn: Connection) -> int:

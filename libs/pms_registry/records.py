@@ -28,6 +28,8 @@ class Plant:
     gateway_ids: tuple[str, ...]  # bound now
     # Every binding the plant ever had, oldest first: its series read each gateway through these.
     bindings: tuple[Binding, ...] = ()
+    # Set when the plant was retired (v7): it keeps its data and code, but leaves lists and alerting.
+    retired_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -219,20 +221,40 @@ class Notice:
     ends_at: datetime | None
     created_at: datetime
     customer_id: str | None
+    # v7: title/body are Japanese; the English text beside it, when written.
+    title_en: str | None = None
+    body_en: str | None = None
+    created_by: str | None = None
+
+
+# What a console user or an API key may do (v7):
+# - admin: everything, users and keys included; no customer.
+# - operator: reads and changes the plants, gateways, notices and alerts of its customer (or of every
+#   customer, customer_id None); no user management.
+# - viewer: reads one customer's plants; changes nothing.
+Role = Literal["admin", "operator", "viewer"]
+ROLES: tuple[Role, ...] = ("admin", "operator", "viewer")
+KeyScope = Literal["read", "write"]
 
 
 @dataclass(frozen=True)
 class User:
-    """A console login: an admin (customer_id None) or one customer's user."""
+    """A console login with its role; customer_id None = every customer (admins, fleet operators)."""
 
     user_id: int
     username: str
     customer_id: str | None
     language: str
+    role: Role = "admin"
+    locked_until: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
-        return self.customer_id is None
+        return self.role == "admin"
+
+    @property
+    def can_write(self) -> bool:
+        return self.role != "viewer"
 
 
 @dataclass(frozen=True)
@@ -244,15 +266,23 @@ class ApiKey:
     customer_id: str | None
     created_at: datetime
     revoked: bool
+    # v7: the user it belongs to (None: a key made before users had keys), read or write, expiry.
+    user_id: int | None = None
+    scope: KeyScope = "write"
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request speaks for: an admin (customer_id None) or one customer."""
+    """Who a request speaks for: its role, its customer scope (None: every customer) and whether it
+    may change anything (a viewer, or a read-scoped key, may not)."""
 
     key_id: str
     customer_id: str | None
+    role: Role = "admin"
+    can_write: bool = True
 
     @property
     def is_admin(self) -> bool:
-        return self.customer_id is None
+        return self.role == "admin"

@@ -75,6 +75,8 @@ plants = Table(
     Column("tariff_yen_per_kwh", Float),
     Column("billing_start_date", Date),
     Column("created_at", AwareDateTime(timezone=True), nullable=False),
+    # v7 (issue 15): a retired plant keeps its data and code but leaves lists and alerting.
+    Column("retired_at", AwareDateTime(timezone=True)),
 )
 
 # Service codes are issued from a counter so a code is never reused, even after a plant is deleted.
@@ -108,6 +110,13 @@ api_keys = Table(
     Column("label", String(200), nullable=False),
     Column("created_at", AwareDateTime(timezone=True), nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
+    # v7 (issue 15): a key belongs to a user and speaks with that user's role and scope, narrowed to
+    # `scope` (read | write); it stops working at `expires_at`. Keys made before v7 have no user:
+    # customer_id NULL is an admin key, a customer's key speaks as that customer's operator.
+    Column("user_id", Integer, index=True),
+    Column("scope", String(8)),
+    Column("expires_at", AwareDateTime(timezone=True)),
+    Column("last_used_at", AwareDateTime(timezone=True)),
 )
 
 events = Table(
@@ -142,6 +151,11 @@ notices = Table(
     Column("created_at", AwareDateTime(timezone=True), nullable=False),
     # v2: NULL = shown to everyone; a customer ID = shown to that customer (and admins) only.
     Column("customer_id", String(32), ForeignKey("customers.customer_id"), index=True),
+    # v7 (issue 15): title/body are the Japanese text; the English text beside it (NULL: shown in
+    # Japanese to English readers too). Kind gains `firmware`.
+    Column("title_en", String(200)),
+    Column("body_en", Text),
+    Column("created_by", String(200)),
 )
 
 # v2: console logins. Admins have no customer; a customer's users see only its plants.
@@ -154,6 +168,13 @@ users = Table(
     Column("customer_id", String(32), ForeignKey("customers.customer_id")),  # NULL = admin
     Column("language", String(2), nullable=False, default="ja"),
     Column("created_at", AwareDateTime(timezone=True), nullable=False),
+    # v7 (issue 15): admin | operator | viewer (USER_COLUMNS_V7). Admins have no customer; an
+    # operator has one customer or none (all customers); a viewer has exactly one. The lockout is
+    # kept here so every API worker sees it and an admin can lift it.
+    Column("role", String(16)),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("first_failed_at", AwareDateTime(timezone=True)),
+    Column("locked_until", AwareDateTime(timezone=True)),
 )
 
 # v2: secrets the services share through the registry (the console's session signing key), so
@@ -531,4 +552,29 @@ EVENT_COLUMNS_V6 = {
     "ack_comment": "TEXT",
 }
 
-SCHEMA_VERSION = 6
+# ---- v7, the console runs a fleet (issue 15) ----------------------------------------------------------
+# A plant's selling price over time: each row holds from `effective_from` (a JST day) until the next
+# row's; NULL = since the plant began. `bands` is the optional time-of-use table: a list of
+# {"from": "HH:MM", "until": "HH:MM", "yen_per_kwh": x} covering parts of the day, the flat price
+# applying outside them.
+plant_tariffs = Table(
+    "plant_tariffs",
+    metadata,
+    Column("tariff_id", Integer, primary_key=True, autoincrement=True),
+    Column("service_code", String(11), ForeignKey("plants.service_code"), nullable=False, index=True),
+    Column("effective_from", Date),
+    Column("yen_per_kwh", Float, nullable=False),
+    Column("bands", JSON),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
+    Column("created_by", String(200)),
+    UniqueConstraint("service_code", "effective_from"),
+)
+
+PLANT_COLUMNS_V7 = {"retired_at": "TIMESTAMP"}
+API_KEY_COLUMNS_V7 = {"user_id": "INTEGER", "scope": "VARCHAR(8)", "expires_at": "TIMESTAMP",
+                      "last_used_at": "TIMESTAMP"}
+NOTICE_COLUMNS_V7 = {"title_en": "VARCHAR(200)", "body_en": "TEXT", "created_by": "VARCHAR(200)"}
+USER_COLUMNS_V7 = {"role": "VARCHAR(16)", "failed_logins": "INTEGER NOT NULL DEFAULT 0",
+                   "first_failed_at": "TIMESTAMP", "locked_until": "TIMESTAMP"}
+
+SCHEMA_VERSION = 7

@@ -26,7 +26,8 @@ def principal_of_request(registry: Registry) -> Principal | None:
         # forged cross-site request can change nothing (and SameSite=Lax keeps the cookie home).
         user = registry.get_user_by_id(int(session["user_id"]))
         if user is not None:
-            found = Principal(key_id=f"user:{user.user_id}", customer_id=user.customer_id)
+            found = Principal(key_id=f"user:{user.user_id}", customer_id=user.customer_id, role=user.role,
+                              can_write=user.can_write)
     return found
 
 
@@ -40,6 +41,23 @@ def require_admin() -> None:
     """Raise a 403 problem unless the request comes with an admin key."""
     if not principal().is_admin:
         raise ProblemError(403, "only an admin key may do this")
+
+
+def require_operator() -> None:
+    """Raise a 403 problem unless an admin or an operator asks with a key that may write.
+
+    Operators change the plants, gateways, notices and alerts of their customer scope (the view still
+    checks the scope); viewers and read-scoped keys are refused earlier, for any change, by
+    `refuse_read_only`."""
+    if principal().role not in ("admin", "operator") or not principal().can_write:
+        raise ProblemError(403, "only an admin or an operator may do this")
+
+
+def refuse_read_only() -> None:
+    """Every change (any method but GET/HEAD/OPTIONS) by a viewer or a read-scoped key is a 403,
+    whatever the route: one check, so no new route can forget it."""
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not principal().can_write:
+        raise ProblemError(403, "this key or user may only read (a viewer, or a key with scope read)")
 
 
 def plant_in_scope(registry: Registry, service_code: str, customer_id: str | None) -> Plant:

@@ -12,7 +12,7 @@ from flask import Response, g, request, send_file
 from flask_openapi3 import APIBlueprint, Info, OpenAPI
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from pms_api.access import principal_of_request
+from pms_api.access import principal_of_request, refuse_read_only
 from pms_api.api_admin import add_admin_routes
 from pms_api.api_alerts import add_alert_routes
 from pms_api.api_deliveries import add_delivery_routes
@@ -30,6 +30,7 @@ from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.models import Problem
 from pms_api.plant_figures import PlantFigures
 from pms_api.problems import HANDLED, ProblemError, answer_problem, refuse_invalid_request
+from pms_api.security_headers import add_security_headers
 from pms_api.series import SeriesFigures
 from pms_api.settings import ApiSettings
 from pms_common import timeutil
@@ -102,6 +103,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
             AUTH_FAILURES.inc()
             raise ProblemError(401, "send a valid API key as 'Authorization: Bearer <key>'")
         g.principal = found
+        refuse_read_only()
 
     add_plant_routes(api, registry, figures, SeriesFigures(store))
     add_expected_routes(api, registry, figures.expected)
@@ -149,6 +151,8 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     # the console's pages raise through it too (a plant out of the user's scope is a 404 problem).
     for handled in HANDLED:
         app.register_error_handler(handled, answer_problem)
+
+    app.after_request(add_security_headers)
 
     @app.after_request
     def count(response: Response) -> Response:

@@ -80,6 +80,16 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     console.before_request(check_csrf)
     gateway_status = GatewayStatus(registry)
 
+    @console.before_request
+    def refuse_viewer_changes() -> None:
+        """A viewer changes nothing: every console POST but logging out is refused before its view runs
+        (pages also leave their forms out for viewers, but the refusal does not rely on that)."""
+        if request.method != "POST" or request.endpoint in ("console.login", "console.logout"):
+            return
+        user = current_user()
+        if user is not None and not user.can_write:
+            raise ProblemError(403, "a viewer may only read")
+
     def current_user() -> User | None:
         user_id = session.get("user_id")
         return None if user_id is None else registry.get_user_by_id(int(user_id))

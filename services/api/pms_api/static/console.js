@@ -213,4 +213,9 @@
       getJson(view[1](d)).then((s) => view[2](s, d)).catch((error) => console.error(error));
     }, window.PMS.refreshMs);
   };
+
+  // The page says which view to start on its own script tag (the CSP runs no inline script).
+  const start = document.currentScript ? document.currentScript.dataset : {};
+  if (start.start === "plant") { window.PMS.startPlant(start.code); }
+  if (start.start === "sales") { window.PMS.startSales(start.view, start.plantUrl); }
 })();
