@@ -37,9 +37,12 @@ typecheck: $(VENV)/.installed-test
 # Slow scale runs (marker `slow`, e.g. `pms up` at the embedded broker's limit) are left out of a
 # developer's `make test`; CI (CI=true) runs them too.
 PYTEST_ARGS ?= $(if $(CI),-m "slow or not slow",)
+# One pytest worker per core (pytest-xdist); an idle worker takes tests queued for the other (worksteal). Tests
+# on the shared Mosquitto take turns (tests/conftest.py). PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
 
 pytest: $(VENV)/.installed-test services
-	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=30 $(PYTEST_ARGS)
 
 test: $(VENV)/.installed-test services lint imports typecheck pytest
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -117,6 +119,25 @@ def mosquitto_available() -> bool:
             return True
     except OSError:
         return False
+
+
+# The shared Mosquitto on 1883 is one broker for the whole machine, with the same topics for every test. A test
+# taking the `mosquitto` fixture holds this lock from its setup to its teardown, so that no two tests use the
+# broker at once, whether they run in two pytest-xdist workers (`make test` runs two) or in two pytest runs.
+# (A lock rather than an xdist group: xdist 3.8's grouping does not take with pytest 9.2's node ids.)
+SHARED_MOSQUITTO_LOCK = Path(tempfile.gettempdir()) / "pms-tests-shared-mosquitto.lock"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if "mosquitto" not in getattr(item, "fixturenames", ()):
+        return (yield)
+    with SHARED_MOSQUITTO_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture
