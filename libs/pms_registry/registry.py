@@ -27,6 +27,8 @@ from pms_registry.errors import RegistryError
 from pms_registry.eventlog import EventLog
 from pms_registry.firmware import Firmware, FirmwareImage
 from pms_registry.gateway_control import GatewayControl
+from pms_registry.plant_import import PlantImports
+from pms_registry.plant_rows import insert_plant, set_starting_price
 from pms_registry.presence import Presence, record_status
 from pms_registry.provisioning import Provisioning
 from pms_registry.pv import PlantPv, PvSettings
@@ -54,7 +56,7 @@ PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitud
 
 
 class Registry(Bindings, Presence, Accounts, EventLog, Alerting, Deliveries, GatewayControl, Provisioning, PvSettings,
-               Firmware, Rollouts, Tariffs):
+               Firmware, Rollouts, Tariffs, PlantImports):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:
@@ -67,24 +69,9 @@ class Registry(Bindings, Presence, Accounts, EventLog, Alerting, Deliveries, Gat
                      capacity_kw: float | None = None, tariff_yen_per_kwh: float | None = None) -> str:
         """Register a plant and issue its service code (`pss` + 8 digits, never reused)."""
         with self._tx() as conn:
-            conn.execute(
-                update(t.service_code_counter).where(t.service_code_counter.c.id == 1)
-                .values(last_issued=t.service_code_counter.c.last_issued + 1)
-            )
-            number = conn.execute(select(t.service_code_counter.c.last_issued)).scalar_one()
-            if number > 99_999_999:
-                raise RegistryError("service codes are exhausted")
-            code = f"pss{number:08d}"
-            conn.execute(insert(t.plants).values(
-                service_code=code, customer_id=customer_id, name=name, address=address, phone=phone,
-                latitude=latitude, longitude=longitude, capacity_kw=capacity_kw,
-                tariff_yen_per_kwh=tariff_yen_per_kwh, created_at=created_at,
-            ))
-            if tariff_yen_per_kwh is not None:
-                # The price the plant begins with: its tariff history's first row, "since always".
-                conn.execute(insert(t.plant_tariffs).values(
-                    service_code=code, effective_from=None, yen_per_kwh=tariff_yen_per_kwh, bands=None,
-                    created_at=created_at, created_by=None))
+            code = insert_plant(conn, customer_id=customer_id, name=name, address=address, phone=phone,
+                                created_at=created_at, latitude=latitude, longitude=longitude,
+                                capacity_kw=capacity_kw, tariff_yen_per_kwh=tariff_yen_per_kwh)
         return code
 
     def list_customers(self) -> list[Customer]:
@@ -138,7 +125,7 @@ class Registry(Bindings, Presence, Accounts, EventLog, Alerting, Deliveries, Gat
                     if not result.rowcount:
                         raise RegistryError(f"no plant {service_code}")
                 if "tariff_yen_per_kwh" in changes:
-                    _set_starting_price(conn, service_code, changes["tariff_yen_per_kwh"])
+                    set_starting_price(conn, service_code, changes["tariff_yen_per_kwh"])
         except RegistryError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 raise RegistryError(f"customer {changes.get('customer_id')!r} is unknown") from exc
@@ -245,16 +232,3 @@ def _has_history(conn: Connection, service_code: str) -> bool:
                          .where(t.gateway_bindings.c.service_code == service_code).limit(1)).first()
     logged = conn.execute(select(t.events.c.event_id).where(t.events.c.service_code == service_code).limit(1)).first()
     return bound is not None or logged is not None
-
-
-def _set_starting_price(conn: Connection, service_code: str, yen_per_kwh: float | None) -> None:
-    pt = t.plant_tariffs.c
-    if conn.execute(select(pt.tariff_id).where(pt.service_code == service_code, pt.effective_from.is_not(None))
-                    .limit(1)).first() is not None:
-        raise RegistryError("tariff_yen_per_kwh: the plant has dated prices; change its price in the tariff "
-                            "history (from a day) so that past months keep theirs")
-    conn.execute(delete(t.plant_tariffs).where(pt.service_code == service_code))
-    if yen_per_kwh is not None:
-        conn.execute(insert(t.plant_tariffs).values(service_code=service_code, effective_from=None,
-                                                    yen_per_kwh=yen_per_kwh, bands=None,
-                                                    created_at=timeutil.now_jst(), created_by=None))
