@@ -33,6 +33,8 @@ ROWS_REFUSED = Counter("pms_api_plant_csv_rows_refused_total", "Rows of plant CS
 _CODE = re.compile(r"^pss\d{8}$")
 _CUSTOMER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _PHONE = re.compile(r"^[0-9+()\- ]{1,32}$")
+# Dashes typed in Japanese input mode (minus sign, long vowel mark, en dash...) in a phone number are hyphens.
+_DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fc\uff70", "-"))
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ def _check_row(number: int, cells: dict[str, str], *, customers: set[str], plant
             refuse("customer_id", "csv_customer_unknown", value=customer)
         elif scope is not None and (customer != scope or (existing is not None and existing.customer_id != scope)):
             refuse("customer_id", "csv_customer_scope", value=customer)
-    phone = unicodedata.normalize("NFKC", values.get("phone", ""))
+    phone = unicodedata.normalize("NFKC", values.get("phone", "")).translate(_DASHES)
     if phone:
         values["phone"] = phone
         digits = sum(ch.isdigit() for ch in phone)

@@ -13,6 +13,7 @@ from pms_api.plant_csv import Headers, WriteEncoding, encode
 from pms_api.series import SeriesFigures
 from pms_common import timeutil
 from pms_registry import Registry
+from pms_registry.tariffs import tariff_in_force
 
 COLUMNS = (("service_code", "サービスコード"), ("name", "発電所名"), ("sold_kwh", "売電量(kWh)"),
            ("bought_kwh", "買電量(kWh)"), ("tariffs", "適用単価(円/kWh)"), ("amount_yen", "金額(円)"))
@@ -47,10 +48,14 @@ def settlement_lines(registry: Registry, series: SeriesFigures, customer_id: str
         priced = series.price(plant, histories.get(plant.service_code, []), first, last, "month")
         energy = series.energy(plant, first, last, "month")
         amounts = [p.amount_yen for p in priced if p.amount_yen is not None]
+        tariffs = " / ".join(p.tariffs for p in priced if p.tariffs)
+        if not priced:  # nothing measured: the sheet still shows the plant's price, and 0 yen
+            then = tariff_in_force(histories.get(plant.service_code, []), first)
+            tariffs = "" if then is None else f"{then.yen_per_kwh:g}"
+            amounts = [] if then is None else [0.0]
         lines.append(SettlementLine(
             service_code=plant.service_code, name=plant.name, sold_kwh=round(sum(p.sold_kwh for p in priced), 3),
-            bought_kwh=round(sum(e.bought_kwh or 0.0 for e in energy), 3),
-            tariffs=" / ".join(p.tariffs for p in priced if p.tariffs),
+            bought_kwh=round(sum(e.bought_kwh or 0.0 for e in energy), 3), tariffs=tariffs,
             amount_yen=round(sum(amounts), 2) if amounts else None))
     return lines
 
