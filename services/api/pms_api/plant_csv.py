@@ -15,7 +15,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from prometheus_client import Counter
@@ -279,3 +279,11 @@ def _cell(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def check_plant_form(cells: dict[str, str], *, customers: set[str], plants: Mapping[str, Plant],
+                     scope: str | None) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """One plant from the console's form, by the same rules as a CSV row (fields named as the columns):
+    what to write, or the problems, each naming its field."""
+    row = _check_row(0, cells, customers=customers, plants=plants, scope=scope, seen={})
+    return row.accepted, [replace(problem, row=None) for problem in row.problems]
