@@ -42,10 +42,15 @@ class PvSettings(RegistryCore):
         return PlantPv(**row._asdict())
 
     def plant_pvs(self, service_codes: Sequence[str]) -> dict[str, PlantPv]:
-        """The entered PV parameters of many plants in one query (a plant never edited is absent)."""
+        """The entered PV parameters of many plants in one query (a plant never edited is absent). A long
+        list reads the whole table instead: tens of thousands of bound parameters exceed SQLite's limit."""
+        wanted = set(service_codes)
+        query = select(t.plant_pv)
+        if len(wanted) <= 1000:
+            query = query.where(t.plant_pv.c.service_code.in_(sorted(wanted)))
         with self._tx() as conn:
-            rows = conn.execute(select(t.plant_pv).where(t.plant_pv.c.service_code.in_(list(service_codes)))).all()
-        return {row.service_code: PlantPv(**row._asdict()) for row in rows}
+            rows = conn.execute(query).all()
+        return {row.service_code: PlantPv(**row._asdict()) for row in rows if row.service_code in wanted}
 
     def set_plant_pv(self, service_code: str, **values: float | None) -> PlantPv:
         """Replace the plant's PV parameters (a None goes back to the default); the calibration stays."""

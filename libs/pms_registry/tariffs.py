@@ -129,8 +129,12 @@ class Tariffs(RegistryCore):
             return tariffs_of_plants(conn, [service_code]).get(service_code, [])
 
     def tariffs_of(self, service_codes: Sequence[str]) -> dict[str, list[Tariff]]:
+        """Many plants' histories in one query (a long list through a subquery: SQLite limits parameters)."""
+        wanted = set(service_codes)
+        codes: Any = sorted(wanted) if len(wanted) <= 1000 else select(t.plants.c.service_code)
         with self._tx() as conn:
-            return tariffs_of_plants(conn, list(service_codes))
+            found = tariffs_of_plants(conn, codes)
+        return {code: history for code, history in found.items() if code in wanted}
 
     def tariff_on(self, service_code: str, day: date) -> Tariff | None:
         """The tariff in force on the JST `day`."""

@@ -153,3 +153,16 @@ def test_an_import_expires(registry: Registry) -> None:
                                at=T0)
     with pytest.raises(ImportNotFound, match="expired"):
         registry.confirm_plant_import("token-old-0123456789", actor="user:admin", at=T0 + timedelta(hours=1))
+
+
+def test_many_plants_histories_and_pv_in_one_call(registry: Registry) -> None:
+    """Past SQLite's limit of bound parameters: a long list of codes is read another way, same answer."""
+    registry.keep_plant_import("token-many-0123456789", actor="user:admin", customer_scope=None,
+                               rows=[_row(n, None, tariff=10.0 + n % 3) for n in range(2, 1502)], at=T0)
+    codes = [d.service_code for d in registry.confirm_plant_import("token-many-0123456789", actor="user:admin",
+                                                                   at=T0)]
+    histories = registry.tariffs_of(codes[:1200])
+    assert len(histories) == 1200 and histories[codes[0]][0].yen_per_kwh == 12.0
+    assert codes[1300] not in histories
+    pv = registry.plant_pvs(codes[:1200])
+    assert len(pv) == 1200 and pv[codes[5]].tilt_deg == 30.0
