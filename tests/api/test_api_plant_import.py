@@ -85,6 +85,9 @@ def test_a_file_that_cannot_be_read_says_why(api: Api) -> None:
     refused = api.client.post("/api/v1/plants/import", data=b"x", content_type="application/json",
                               headers={"Authorization": "Bearer admin-secret"})
     assert refused.status_code == 415
+    in_japanese = _upload(api, "顧客ID,発電所名,住所,電話番号\r\nc1,,東京都,03-1234-5678\r\n".encode("cp932"),
+                          query="?lang=ja").get_json()
+    assert in_japanese["rows"][0]["problems"] == ["2行目 発電所名: 入力してください"]
 
 
 def test_the_export_is_read_back_by_the_import(api: Api) -> None:

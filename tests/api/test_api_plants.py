@@ -177,6 +177,8 @@ def test_admin_creates_updates_and_retires_a_plant(api: Api) -> None:
     assert code not in [p["service_code"] for p in api.get("/api/v1/plants?limit=500").get_json()["items"]]
     gateways = {g["gateway_id"]: g for g in api.get("/api/v1/gateways").get_json()["items"]}
     assert gateways["gw-new"]["service_code"] is None
+    rebound = api.send("PUT", "/api/v1/gateways/gw-new", {"service_code": code})
+    assert rebound.status_code == 422 and "is retired" in rebound.get_json()["detail"]
     # A plant entered by mistake (no gateway, no event) may be deleted.
     mistake = api.send("POST", "/api/v1/plants", {"customer_id": "c2", "name": "誤登録", "address": "大阪府",
                                                   "phone": "06-1234-5678"}).get_json()["service_code"]

@@ -31,6 +31,7 @@ MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 
 class ImportQuery(BaseModel):
     encoding: ReadEncoding = Field(default="auto", description="auto: UTF-8 (with or without BOM), else Shift_JIS")
+    lang: Literal["ja", "en"] = Field(default="en", description="the language of the problems")
 
 
 class ImportRowOut(BaseModel):
@@ -127,9 +128,9 @@ def add_plant_csv_routes(api: APIBlueprint, registry: Registry, series: SeriesFi
                                                  scope=principal().customer_id, actor=actor_of(registry))
         return json_response(ImportPreviewOut(
             token=token, expires_at=expires, total=len(preview.rows), accepted=len(preview.accepted),
-            refused=len(preview.refused), problems=[p.text("en") for p in preview.problems],
+            refused=len(preview.refused), problems=[p.text(query.lang) for p in preview.problems],
             rows=[ImportRowOut(row=row.row, service_code=row.cells.get("service_code") or None,
-                               name=row.cells.get("name", ""), problems=[p.text("en") for p in row.problems])
+                               name=row.cells.get("name", ""), problems=[p.text(query.lang) for p in row.problems])
                   for row in preview.rows]))
 
     @api.post("/plants/import/<token>", tags=[PLANT_CSV], responses={200: ImportResultOut, 409: Problem})
