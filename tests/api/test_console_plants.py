@@ -116,3 +116,12 @@ def test_retiring_from_the_console(api: Api) -> None:
     page = _text(api.client.get("/manage/plants"))
     assert "Plant a retired" not in page and f"Plant {code} retired" in page
     assert api.client.get(f"/plants/{code}").status_code == 200
+
+
+def test_the_settlement_form_downloads_the_sheet_with_the_login(api: Api) -> None:
+    _login(api, "ja")
+    sent = api.client.get("/manage/settlement?customer_id=c1&month=2026-05&encoding=shift_jis&headers=ja")
+    assert sent.status_code == 302
+    assert sent.headers["Location"] == "/api/v1/customers/c1/settlement.csv?month=2026-05&encoding=shift_jis&headers=ja"
+    sheet = api.client.get(sent.headers["Location"])
+    assert sheet.status_code == 200 and sheet.get_data().decode("cp932").startswith("サービスコード,発電所名")
