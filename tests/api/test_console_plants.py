@@ -7,6 +7,8 @@ import html
 import io
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from pms_common import timeutil
 from tests.api.conftest import ADMIN, Api, form_post
 
@@ -63,12 +65,14 @@ def test_a_tariff_added_from_its_page(api: Api) -> None:
     history = api.registry.list_tariffs(code)
     assert [(t.effective_from, t.yen_per_kwh, len(t.bands)) for t in history][1:] == [
         (timeutil.now_jst().date().replace(month=7, day=1), 14.0, 2)]
+    refused_before = REGISTRY.get_sample_value("pms_api_plant_input_refused_total", {"what": "tariff"}) or 0.0
     past = form_post(api.client, f"/plants/{code}/tariffs", {"effective_from": "2026-06-01", "yen_per_kwh": "14"})
-    assert past.status_code == 422 and "effective_from: 2026-06-01 is not in the future" in _text(past)
+    assert past.status_code == 422 and "適用開始日: 2026-06-01 は今日以前です" in _text(past)
     bad = form_post(api.client, f"/plants/{code}/tariffs", {"effective_from": "2026-08-01", "yen_per_kwh": "x",
                                                             "bands": "morning 3"})
     assert bad.status_code == 422
     assert "売電単価 (円/kWh): 数値ではありません" in _text(bad) and "時間帯別単価:" in _text(bad)
+    assert REGISTRY.get_sample_value("pms_api_plant_input_refused_total", {"what": "tariff"}) == refused_before + 2
 
 
 def test_an_import_waits_for_its_confirmation(api: Api) -> None:

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from pms_api.api_plant_import import confirm_import, preview_import
 from pms_api.api_tariffs import tariff_rows
-from pms_api.plant_actions import add_tariff, may_change_plants, retire
+from pms_api.plant_actions import INPUT_REFUSED, add_tariff, may_change_plants, retire
 from pms_api.plant_csv import COLUMNS, ReadEncoding, check_plant_form
 from pms_api.problems import ProblemError
 from pms_common import timeutil
@@ -92,6 +92,8 @@ def add_plant_pages(console: Blueprint, registry: Registry, *, current_user: Cal
         scope_plants = {p.service_code: p for p in registry.list_plants(user.customer_id, include_retired=True)}
         accepted, problems = check_plant_form(cells, customers={c.customer_id for c in registry.list_customers()},
                                               plants=scope_plants, scope=user.customer_id)
+        if problems:
+            INPUT_REFUSED.labels("form").inc()
         return accepted, [problem.text(language()) for problem in problems]
 
     @console.get("/manage/plants")
@@ -179,6 +181,10 @@ def add_plant_pages(console: Blueprint, registry: Registry, *, current_user: Cal
             day = date.fromisoformat(request.form.get("effective_from", "").strip())
         except ValueError:
             problems.append(f"{translate('effective_from', lang)}: {translate('form_date', lang)}")
+        else:
+            if day <= timeutil.now_jst().date():  # said in the user's language; the registry says it in English
+                problems.append(f"{translate('effective_from', lang)}: "
+                                f"{translate('tariff_not_future', lang).format(day=day.isoformat())}")
         try:
             yen = float(request.form.get("yen_per_kwh", "").strip())
         except ValueError:
@@ -187,6 +193,7 @@ def add_plant_pages(console: Blueprint, registry: Registry, *, current_user: Cal
         if bands is None:
             problems.append(f"{translate('tou_bands', lang)}: {translate('form_bands', lang)}")
         if problems:
+            INPUT_REFUSED.labels("tariff").inc()
             return tariff_page(plant, problems, 422)
         try:
             add_tariff(registry, service_code, effective_from=day, yen_per_kwh=yen, bands=bands, actor=actor(user))

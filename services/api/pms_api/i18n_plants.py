@@ -95,6 +95,8 @@ PLANT_MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "csv_missing_column": ("必須の列がありません: {value}", "required columns are missing: {value}"),
     "csv_too_many": ("行が多すぎます（最大 {max} 行）", "too many rows (at most {max})"),
     "csv_no_file": ("CSVファイルを選んでください", "choose a CSV file"),
+    "tariff_not_future": ("{day} は今日以前です。適用済みの単価は変えられません。明日以降の日付を指定してください",
+                          "{day} is not in the future: a price in force is never changed; give a day after today"),
     "form_date": ("日付 (YYYY-MM-DD) を入力してください", "give a date as YYYY-MM-DD"),
     "form_bands": ("時間帯は「HH:MM-HH:MM 単価」の形で1行に1つ書いてください",
                    "write one band a line as \"HH:MM-HH:MM price\""),

@@ -8,12 +8,17 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+from prometheus_client import Counter
+
 from pms_api.gateway_actions import bind
 from pms_api.problems import ProblemError
 from pms_common import timeutil
-from pms_registry import Registry
+from pms_registry import Registry, RegistryError
 from pms_registry.records import Plant, User
 from pms_registry.tariffs import Tariff
+
+# Bad input to the plant pages and routes, by what was refused (form, tariff); CSV rows count in plant_csv.
+INPUT_REFUSED = Counter("pms_api_plant_input_refused_total", "Plant forms and tariffs refused as invalid", ["what"])
 
 
 def may_change_plants(user: User) -> bool:
@@ -39,5 +44,9 @@ def add_tariff(registry: Registry, service_code: str, *, effective_from: date | 
                bands: Sequence[dict[str, Any]] | None, actor: str) -> Tariff:
     """A new price from a future JST day (RegistryError when the rules refuse it, naming the field)."""
     now = timeutil.now_jst()
-    return registry.add_tariff(service_code, effective_from=effective_from, yen_per_kwh=yen_per_kwh, bands=bands,
-                               at=now, actor=actor, today=now.date())
+    try:
+        return registry.add_tariff(service_code, effective_from=effective_from, yen_per_kwh=yen_per_kwh, bands=bands,
+                                   at=now, actor=actor, today=now.date())
+    except RegistryError:
+        INPUT_REFUSED.labels("tariff").inc()
+        raise
