@@ -129,3 +129,17 @@ def test_the_settlement_form_downloads_the_sheet_with_the_login(api: Api) -> Non
     assert sent.headers["Location"] == "/api/v1/customers/c1/settlement.csv?month=2026-05&encoding=shift_jis&headers=ja"
     sheet = api.client.get(sent.headers["Location"])
     assert sheet.status_code == 200 and sheet.get_data().decode("cp932").startswith("サービスコード,発電所名")
+
+
+def test_an_operator_manages_its_customers_plants_only(api: Api) -> None:
+    api.registry.create_user(username="c1-ops", password="operator-password-1", created_at=timeutil.now_jst(),
+                             customer_id="c1", role="operator")
+    _login(api, "en", "c1-ops", "operator-password-1")
+    page = _text(api.client.get("/manage/plants"))
+    assert api.codes["a"] in page and api.codes["c"] not in page
+    assert '<option value="c2"' not in page  # only its own customer to register for
+    refused = form_post(api.client, "/manage/plants", {**PLANT, "customer_id": "c2"})
+    assert refused.status_code == 422 and "customer_id: you may not manage the plants of customer c2" in _text(refused)
+    assert api.client.get(f"/plants/{api.codes['c']}/edit").status_code == 404
+    assert form_post(api.client, f"/plants/{api.codes['c']}/retire", {}).status_code == 404
+    assert form_post(api.client, "/manage/plants", PLANT).status_code == 302
