@@ -113,6 +113,7 @@ def _v7_console_runs_a_fleet(conn: Connection) -> None:
                                      f"{timestamp if kind == 'TIMESTAMP' else kind}")
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_api_keys_user_id ON api_keys (user_id)")
     t.plant_tariffs.create(conn, checkfirst=True)
+    t.plant_imports.create(conn, checkfirst=True)  # helper "plants": CSV imports awaiting confirmation
     conn.execute(update(t.users).where(t.users.c.role.is_(None), t.users.c.customer_id.is_(None))
                  .values(role="admin"))
     conn.execute(update(t.users).where(t.users.c.role.is_(None)).values(role="operator"))

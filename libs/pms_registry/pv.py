@@ -5,10 +5,11 @@ parameters the model runs on, so the defaults live in one place."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from pms_registry import schema as t
 from pms_registry.core import RegistryCore
@@ -40,6 +41,17 @@ class PvSettings(RegistryCore):
             return PlantPv(service_code=service_code)
         return PlantPv(**row._asdict())
 
+    def plant_pvs(self, service_codes: Sequence[str]) -> dict[str, PlantPv]:
+        """The entered PV parameters of many plants in one query (a plant never edited is absent). A long
+        list reads the whole table instead: tens of thousands of bound parameters exceed SQLite's limit."""
+        wanted = set(service_codes)
+        query = select(t.plant_pv)
+        if len(wanted) <= 1000:
+            query = query.where(t.plant_pv.c.service_code.in_(sorted(wanted)))
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        return {row.service_code: PlantPv(**row._asdict()) for row in rows if row.service_code in wanted}
+
     def set_plant_pv(self, service_code: str, **values: float | None) -> PlantPv:
         """Replace the plant's PV parameters (a None goes back to the default); the calibration stays."""
         unknown = set(values) - set(PV_FIELDS)
@@ -54,12 +66,15 @@ class PvSettings(RegistryCore):
 
     def _upsert(self, service_code: str, values: dict[str, object]) -> None:
         with self._tx() as conn:
-            if conn.execute(select(t.plants.c.service_code).where(t.plants.c.service_code == service_code)).first() \
-                    is None:
-                raise RegistryError(f"no plant {service_code}")
-            found = conn.execute(select(t.plant_pv.c.service_code)
-                                 .where(t.plant_pv.c.service_code == service_code)).first()
-            if found is None:
-                conn.execute(insert(t.plant_pv).values(service_code=service_code, **values))
-            else:
-                conn.execute(update(t.plant_pv).where(t.plant_pv.c.service_code == service_code).values(**values))
+            upsert_pv(conn, service_code, values)
+
+
+def upsert_pv(conn: Connection, service_code: str, values: dict[str, object]) -> None:
+    """Write some of a plant's PV columns within the caller's transaction (a CSV import sets many)."""
+    if conn.execute(select(t.plants.c.service_code).where(t.plants.c.service_code == service_code)).first() is None:
+        raise RegistryError(f"no plant {service_code}")
+    found = conn.execute(select(t.plant_pv.c.service_code).where(t.plant_pv.c.service_code == service_code)).first()
+    if found is None:
+        conn.execute(insert(t.plant_pv).values(service_code=service_code, **values))
+    else:
+        conn.execute(update(t.plant_pv).where(t.plant_pv.c.service_code == service_code).values(**values))

@@ -570,6 +570,21 @@ plant_tariffs = Table(
     UniqueConstraint("service_code", "effective_from"),
 )
 
+# ---- v7, helper "plants": a CSV import between its preview and its confirmation ------------------------
+# The previewed valid rows wait here (not in the API process) so that any API replica confirms them,
+# exactly those rows, once. `token_hash` is the SHA-256 of the token the preview answered.
+plant_imports = Table(
+    "plant_imports",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("actor", String(200), nullable=False),
+    Column("customer_scope", String(32)),  # the importer's customer (None: every customer)
+    Column("rows", JSON, nullable=False),
+    Column("created_at", AwareDateTime(timezone=True), nullable=False),
+    Column("expires_at", AwareDateTime(timezone=True), nullable=False),
+    Column("confirmed_at", AwareDateTime(timezone=True)),
+)
+
 PLANT_COLUMNS_V7 = {"retired_at": "TIMESTAMP"}
 API_KEY_COLUMNS_V7 = {"user_id": "INTEGER", "scope": "VARCHAR(8)", "expires_at": "TIMESTAMP",
                       "last_used_at": "TIMESTAMP"}

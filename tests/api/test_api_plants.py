@@ -156,7 +156,7 @@ def test_a_missing_end_follows_the_start(api: Api) -> None:
     assert (body["start"], body["end"]) == ("2026-02-10", "2026-02-10")
 
 
-def test_admin_creates_updates_and_deletes_a_plant(api: Api) -> None:
+def test_admin_creates_updates_and_retires_a_plant(api: Api) -> None:
     created = api.send("POST", "/api/v1/plants", {"customer_id": "c2", "name": "新発電所", "address": "大阪府",
                                                   "phone": "06-1234-5678", "capacity_kw": 49.5,
                                                   "tariff_yen_per_kwh": 12.0, "latitude": 34.6, "longitude": 135.4})
@@ -168,18 +168,35 @@ def test_admin_creates_updates_and_deletes_a_plant(api: Api) -> None:
     assert changed.status_code == 200
     assert (changed.get_json()["name"], changed.get_json()["billing_start_date"]) == ("改名", "2026-06-01")
     api.send("PUT", "/api/v1/gateways/gw-new", {"service_code": code})
-    assert api.send("DELETE", f"/api/v1/plants/{code}").status_code == 204
-    assert api.get(f"/api/v1/plants/{code}").status_code == 404
+    # A gateway served it: the plant is kept, and the refusal says what to do instead.
+    refused = api.send("DELETE", f"/api/v1/plants/{code}")
+    assert refused.status_code == 409 and "retire" in refused.get_json()["detail"]
+    retired = api.send("POST", f"/api/v1/plants/{code}/retire")
+    assert retired.status_code == 200 and retired.get_json()["retired_at"] is not None
+    assert api.get(f"/api/v1/plants/{code}").status_code == 200  # its page and data stay
+    assert code not in [p["service_code"] for p in api.get("/api/v1/plants?limit=500").get_json()["items"]]
     gateways = {g["gateway_id"]: g for g in api.get("/api/v1/gateways").get_json()["items"]}
     assert gateways["gw-new"]["service_code"] is None
+    rebound = api.send("PUT", "/api/v1/gateways/gw-new", {"service_code": code})
+    assert rebound.status_code == 422 and "is retired" in rebound.get_json()["detail"]
+    # A plant entered by mistake (no gateway, no event) may be deleted.
+    mistake = api.send("POST", "/api/v1/plants", {"customer_id": "c2", "name": "誤登録", "address": "大阪府",
+                                                  "phone": "06-1234-5678"}).get_json()["service_code"]
+    assert api.send("DELETE", f"/api/v1/plants/{mistake}").status_code == 204
+    assert api.get(f"/api/v1/plants/{mistake}").status_code == 404
 
 
-def test_customer_keys_cannot_change_plants(api: Api) -> None:
+def test_operators_change_only_their_customers_plants(api: Api) -> None:
     own, other = api.codes["a"], api.codes["c"]
     body = {"customer_id": "c1", "name": "x", "address": "y", "phone": "0"}
-    assert api.send("POST", "/api/v1/plants", body, api.keys["c1"]).status_code == 403
-    assert api.send("PATCH", f"/api/v1/plants/{own}", {"name": "z"}, api.keys["c1"]).status_code == 403
-    assert api.send("DELETE", f"/api/v1/plants/{own}", None, api.keys["c1"]).status_code == 403
+    assert api.send("POST", "/api/v1/plants", body, api.keys["c1"]).status_code == 201
+    assert api.send("POST", "/api/v1/plants", {**body, "customer_id": "c2"}, api.keys["c1"]).status_code == 403
+    assert api.send("PATCH", f"/api/v1/plants/{own}", {"name": "z"}, api.keys["c1"]).status_code == 200
+    assert api.send("PATCH", f"/api/v1/plants/{own}", {"customer_id": "c2"}, api.keys["c1"]).status_code == 403
+    assert api.send("DELETE", f"/api/v1/plants/{own}", None, api.keys["c1"]).status_code == 409
+    now = timeutil.now_jst()
+    read_only = api.registry.create_api_key(label="c1-read", created_at=now, customer_id="c1", scope="read")
+    assert api.send("PATCH", f"/api/v1/plants/{own}", {"name": "z"}, read_only).status_code == 403
     assert api.send("PATCH", f"/api/v1/plants/{other}", {"name": "z"}, api.keys["c1"]).status_code == 404
     assert api.send("DELETE", f"/api/v1/plants/{other}", None, api.keys["c1"]).status_code == 404
     assert api.send("DELETE", f"/api/v1/plants/{other}", None, "bogus").status_code == 401

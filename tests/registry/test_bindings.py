@@ -124,10 +124,10 @@ def test_counts_say_online_offline_never_seen_and_unbound(registry: Registry) ->
     assert registry.gateway_status_counts("c1") == {"online": 1, "offline": 1, "never_seen": 1, "unbound": 0}
 
 
-def test_deleting_a_plant_closes_its_bindings(registry: Registry) -> None:
+def test_retiring_a_plant_closes_its_bindings(registry: Registry) -> None:
     code = _plant(registry)
     registry.bind_gateway("gw-1", code, at=T0)
-    registry.delete_plant(code)
+    registry.retire_plant(code, T0 + timedelta(days=1), "user:admin")  # a plant a gateway served is never deleted
     [binding] = registry.binding_history("gw-1")
     assert binding.bound_until is not None and registry.plant_of_gateway("gw-1") is None
 

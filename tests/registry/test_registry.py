@@ -331,10 +331,15 @@ def test_update_and_delete_plant(registry: Registry) -> None:
         registry.update_plant(code, name=None)
     with pytest.raises(RegistryError, match="no plant"):
         registry.update_plant("pss99999999", name="x")
-    assert registry.delete_plant(code)
-    assert not registry.delete_plant(code)
+    # A plant a gateway served keeps its record: it is retired, never deleted.
+    with pytest.raises(RegistryError, match="retire it"):
+        registry.delete_plant(code)
+    registry.retire_plant(code, T0, "user:admin")
     assert registry.plant_of_gateway("gw-1") is None
-    assert _plant(registry) != code  # never reissued
+    mistake = _plant(registry)
+    assert registry.delete_plant(mistake)
+    assert not registry.delete_plant(mistake)
+    assert _plant(registry) not in (code, mistake)  # never reissued
 
 
 def test_gateway_status_counts_per_customer(registry: Registry) -> None:

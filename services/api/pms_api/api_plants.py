@@ -1,4 +1,5 @@
-"""/api/v1/plants: the cross-plant list, one plant, its series (JSON or CSV), and admin CRUD."""
+"""/api/v1/plants: the cross-plant list, one plant, its series (JSON or CSV), and its registration:
+create, edit, retire (admins, and operators within their customers)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
-from pms_api.access import plant_in_scope, principal, require_admin
+from pms_api.access import actor_of, plant_in_scope, principal, require_operator
 from pms_api.csvout import csv_response
 from pms_api.jsonout import json_response
 from pms_api.models import PageQuery, PlantCreate, PlantDetail, PlantPage, PlantPath, PlantUpdate, Problem
+from pms_api.plant_actions import refuse_other_customer, retire
 from pms_api.plant_figures import PlantFigures
-from pms_api.problems import InvalidRequest
+from pms_api.problems import InvalidRequest, ProblemError
 from pms_api.series import SeriesFigures
 from pms_api.series_models import (
     MAX_DAYS,
@@ -62,12 +64,13 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
 
     @api.post("/plants", tags=[PLANTS], responses={201: PlantDetail, 403: Problem})
     def create_plant(body: PlantCreate) -> Response:
-        """Register a plant (admin); its service code is issued here."""
-        require_admin()
+        """Register a plant (an admin, or an operator for its customer); its service code is issued here."""
+        require_operator()
+        refuse_other_customer(principal().customer_id, body.customer_id)
         try:
             code = registry.create_plant(created_at=timeutil.now_jst(), **body.model_dump())
         except RegistryError as exc:
-            raise InvalidRequest(f"no customer {body.customer_id}: create it first") from exc
+            raise InvalidRequest(f"customer_id: no customer {body.customer_id}: create it first") from exc
         plant = registry.get_plant(code)
         assert plant is not None
         return json_response(figures.detail(plant, timeutil.now_jst()), 201)
@@ -80,22 +83,40 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
 
     @api.patch("/plants/<service_code>", tags=[PLANTS], responses={200: PlantDetail, 403: Problem})
     def update_plant(path: PlantPath, body: PlantUpdate) -> Response:
-        """Change a plant's fields (admin); the service code never changes."""
+        """Change a plant's fields (an admin, or an operator within its customers); the service code never
+        changes. `tariff_yen_per_kwh` corrects the price the plant began with; a price change from a day
+        goes to /plants/{service_code}/tariffs, so that past months keep their price."""
         visible_plant(path.service_code)  # scope before role: see pms_api.access
-        require_admin()
+        require_operator()
+        changes = body.model_dump(exclude_unset=True)
+        if "customer_id" in changes:
+            refuse_other_customer(principal().customer_id, changes["customer_id"])
         try:
-            plant = registry.update_plant(path.service_code, **body.model_dump(exclude_unset=True))
+            plant = registry.update_plant(path.service_code, **changes)
         except RegistryError as exc:
             raise InvalidRequest(str(exc)) from exc
         return json_response(figures.detail(plant, timeutil.now_jst()))
 
-    @api.delete("/plants/<service_code>", tags=[PLANTS], responses={204: None, 403: Problem})
+    @api.delete("/plants/<service_code>", tags=[PLANTS], responses={204: None, 403: Problem, 409: Problem})
     def delete_plant(path: PlantPath) -> Response:
-        """Remove a plant (admin): its gateways stay, unbound; its measurements stay in the store."""
+        """Remove a plant entered by mistake (no gateway ever served it, no event names it). A plant with
+        measurements is never deleted: 409, retire it (POST .../retire) instead."""
         visible_plant(path.service_code)  # scope before role: see pms_api.access
-        require_admin()
+        require_operator()
+        if registry.plant_has_history(path.service_code):
+            raise ProblemError(409, f"plant {path.service_code} has measurements or events and is kept: retire it "
+                                    f"with POST /api/v1/plants/{path.service_code}/retire", title="Retire instead")
         registry.delete_plant(path.service_code)
         return Response(status=204)
+
+    @api.post("/plants/<service_code>/retire", tags=[PLANTS], responses={200: PlantDetail, 403: Problem})
+    def retire_plant(path: PlantPath) -> Response:
+        """Retire a plant: it leaves the lists and alerting but keeps its code, data, tariffs and page; its
+        gateways are unbound (their broker logins revoked). Retiring again changes nothing."""
+        plant = visible_plant(path.service_code)
+        require_operator()
+        retired = retire(registry, plant, actor_of(registry))
+        return json_response(figures.detail(retired, timeutil.now_jst()))
 
     def series_request(code: str, query: SeriesQuery, kind: str) -> tuple[Plant, date, date]:
         """The visible plant and the JST days a series request asks for."""
@@ -145,12 +166,14 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
 
     @api.get("/plants/<service_code>/price", tags=[SERIES], responses={200: PriceSeries})
     def price(path: PlantPath, query: PriceQuery) -> Response:
-        """Selling price: the plant's tariff × sold kWh, by day (default this month) or month (this year)."""
+        """Selling price: sold kWh × the price in force when sold (the tariff history, time-of-use bands
+        included), by day (default this month) or month (this year): a past month keeps its price."""
         plant, first, last = series_request(path.service_code, query, query.interval)
-        items = series.price(plant, first, last, query.interval)
-        total = None if plant.tariff_yen_per_kwh is None else round(sum(i.amount_yen or 0.0 for i in items), 2)
+        items = series.price(plant, registry.list_tariffs(plant.service_code), first, last, query.interval)
+        amounts = [i.amount_yen for i in items if i.amount_yen is not None]
+        total = round(sum(amounts), 2) if amounts else None
         return series_answer(
-            query, items, ["period_start", "period_end", "sold_kwh", "tariff_yen_per_kwh", "amount_yen"],
+            query, items, ["period_start", "period_end", "sold_kwh", "tariff_yen_per_kwh", "amount_yen", "tariffs"],
             filename(plant, f"price-{query.interval}", first, last),
             lambda: PriceSeries(service_code=plant.service_code, start=first, end=last, interval=query.interval,
                                 total_yen=total, items=items),

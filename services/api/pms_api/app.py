@@ -21,9 +21,11 @@ from pms_api.api_firmware import add_firmware_routes, firmware_download_blueprin
 from pms_api.api_fleet import add_fleet_routes
 from pms_api.api_gateway_control import add_gateway_control_routes
 from pms_api.api_gateways import add_gateway_routes
+from pms_api.api_plant_import import add_plant_csv_routes
 from pms_api.api_plants import add_plant_routes
 from pms_api.api_provisioning import add_provisioning_routes
 from pms_api.api_rollouts import add_rollout_routes
+from pms_api.api_tariffs import add_tariff_routes
 from pms_api.console import console_blueprint
 from pms_api.firmware_store import FirmwareStore
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
@@ -105,7 +107,9 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         g.principal = found
         refuse_read_only()
 
+    add_plant_csv_routes(api, registry, SeriesFigures(store))  # before /plants/<code>: /plants/export.csv
     add_plant_routes(api, registry, figures, SeriesFigures(store))
+    add_tariff_routes(api, registry)
     add_expected_routes(api, registry, figures.expected)
     add_fleet_routes(api, registry, figures)
     add_gateway_routes(api, registry)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pms_api.gateway_control_models import CommandIn, ConfigIn
 from pms_common import timeutil
 from pms_common.messages import CONFIG_DEFAULTS
-from pms_registry import Registry
+from pms_registry import Registry, RegistryError
 from pms_registry.gateway_control import CommandRecord, ConfigState
 
 
@@ -42,8 +42,11 @@ def bind(registry: Registry, gateway_id: str, service_code: str | None, *, actor
     gateways are unbound. A gateway left bound to nothing loses its broker identity at once
     (device-manager revokes it: its client is disconnected); it comes back only by claiming anew, as
     an unbound gateway. Moving a gateway between plants keeps its identity. Returns the unbound ones.
-    RegistryError when the binding cannot be made (a decommissioned gateway)."""
+    RegistryError when the binding cannot be made (a decommissioned gateway, a retired plant)."""
     now = timeutil.now_jst()
+    target = registry.get_plant(service_code) if service_code is not None else None
+    if target is not None and target.retired_at is not None:
+        raise RegistryError(f"plant {service_code} is retired: no gateway may be bound to it")
     left = registry.bind_gateway(gateway_id, service_code, at=now, replace=replace)
     revoked = [gone for gone in left if _revoke(registry, gone, f"unbound by {actor}", now)]
     registry.record_audit(at=now, actor=actor, action="bind", target=gateway_id,

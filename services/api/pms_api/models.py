@@ -72,6 +72,7 @@ class PlantDetail(PlantSummary):
     tariff_yen_per_kwh: float | None
     billing_start_date: str | None
     gateway_ids: list[str]
+    retired_at: datetime | None = Field(default=None, description="when the plant was retired (it keeps its data)")
 
 
 class PlantCreate(BaseModel):

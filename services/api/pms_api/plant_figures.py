@@ -72,7 +72,7 @@ class PlantFigures:
             **summary.model_dump(), latitude=plant.latitude, longitude=plant.longitude,
             capacity_kw=plant.capacity_kw, tariff_yen_per_kwh=plant.tariff_yen_per_kwh,
             billing_start_date=plant.billing_start_date.isoformat() if plant.billing_start_date else None,
-            gateway_ids=list(plant.gateway_ids),
+            gateway_ids=list(plant.gateway_ids), retired_at=plant.retired_at,
         )
 
 

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from pms_api.series_models import EnergyPointOut, PeakOut, PowerPointOut, PriceOut, WeatherOut
 from pms_common import timeutil
 from pms_plant.bound_reads import BoundReads
+from pms_plant.pricing import Charge, PriceBook, merge, prices_label, slot_start, total_yen
 from pms_registry.registry import Plant
+from pms_registry.tariffs import Tariff
 from pms_store import EnergyInterval, TimeSeriesStore
 
 
@@ -63,14 +66,29 @@ class SeriesFigures:
                                          measured_at=peak.measured_at.astimezone(timeutil.JST))
         return [best[day] for day in sorted(best)]
 
-    def price(self, plant: Plant, first: date, last: date, interval: EnergyInterval) -> list[PriceOut]:
-        tariff = plant.tariff_yen_per_kwh
-        return [
-            PriceOut(period_start=point.period_start, period_end=point.period_end, sold_kwh=round(sold, 6),
-                     tariff_yen_per_kwh=tariff, amount_yen=None if tariff is None else round(sold * tariff, 2))
-            for point in self.energy(plant, first, last, interval)
-            for sold in [point.sold_kwh or 0.0]
-        ]
+    def price(self, plant: Plant, history: Sequence[Tariff], first: date, last: date,
+              interval: EnergyInterval) -> list[PriceOut]:
+        """Sold energy × the price in force when it was sold (pms_plant.pricing), per day or month: a
+        past period keeps its price after the tariff changes. Time-of-use days are priced slot by slot."""
+        book = PriceBook(history)
+        slots_by_day: dict[date, list[tuple[datetime, float]]] = {}
+        if book.has_bands_within(first, last):
+            for slot in self.energy(plant, first, last, "30min"):
+                slots_by_day.setdefault(slot_start(slot.period_end).date(), []).append(
+                    (slot.period_end, slot.sold_kwh or 0.0))
+        day_charges: dict[date, list[Charge]] = {}
+        for point in self.energy(plant, first, last, "day"):
+            day = point.period_start.astimezone(timeutil.JST).date()
+            tariff = book.tariff_on(day)
+            day_charges[day] = (book.slot_charges(slots_by_day.get(day, [])) if tariff is not None and tariff.bands
+                                else book.day_charges(day, point.sold_kwh or 0.0))
+        out = []
+        for point in self.energy(plant, first, last, interval):
+            start, end = point.period_start.astimezone(timeutil.JST), point.period_end.astimezone(timeutil.JST)
+            charges = merge([charge for day, found in day_charges.items() if start.date() <= day < end.date()
+                             for charge in found])
+            out.append(_priced(start, end, point.sold_kwh or 0.0, charges, book.tariff_on(start.date())))
+        return out
 
     def weather(self, plant: Plant, first: date, last: date) -> list[WeatherOut]:
         start, end = day_range(first, last)
@@ -81,6 +99,21 @@ class SeriesFigures:
                        model=w.model, stale=w.stale)
             for w in self.store.weather_series(plant.service_code, start, end)
         ]
+
+
+def _priced(start: datetime, end: datetime, sold: float, charges: Sequence[Charge],
+            tariff_then: Tariff | None) -> PriceOut:
+    """One period's price line: the one price it sold at (or the average of several, with all of them
+    in `tariffs`); with nothing sold, the price in force at its start."""
+    if not charges:
+        price = None if tariff_then is None else tariff_then.yen_per_kwh
+        return PriceOut(period_start=start, period_end=end, sold_kwh=round(sold, 6), tariff_yen_per_kwh=price,
+                        amount_yen=None if price is None else 0.0, tariffs="" if price is None else f"{price:g}")
+    charged_kwh = sum(charge.sold_kwh for charge in charges)
+    amount = total_yen(charges)
+    price = charges[0].yen_per_kwh if len(charges) == 1 else (round(amount / charged_kwh, 4) if charged_kwh else None)
+    return PriceOut(period_start=start, period_end=end, sold_kwh=round(sold, 6), tariff_yen_per_kwh=price,
+                    amount_yen=amount, tariffs=prices_label(charges))
 
 
 def _add(a: float | None, b: float | None) -> float | None:

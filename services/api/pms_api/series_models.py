@@ -67,8 +67,12 @@ class PriceOut(BaseModel):
     period_start: datetime
     period_end: datetime
     sold_kwh: float
-    tariff_yen_per_kwh: float | None
-    amount_yen: float | None = Field(description="tariff × sold kWh; null when the plant has no tariff")
+    tariff_yen_per_kwh: float | None = Field(
+        description="the price the period sold at (yen/kWh), from the tariff history; the average when it sold at "
+                    "several (a price change or time-of-use bands), see `tariffs`; null without a price")
+    amount_yen: float | None = Field(description="sold kWh × the price in force when sold; null when the plant had "
+                                                 "no price")
+    tariffs: str = Field(default="", description='the prices applied in the period, e.g. "16" or "16 / 14.5"')
 
 
 class WeatherOut(BaseModel):
