@@ -39,6 +39,12 @@ def test_users_get_roles_that_fit_their_customer_and_admins_change_them(api: Api
     assert api.send("PATCH", "/api/v1/users/c1-viewer", {"role": "admin", "customer_id": "c1"}).status_code == 422
     assert api.send("PATCH", "/api/v1/users/nobody", {"role": "admin"}).status_code == 404
     assert api.send("PATCH", "/api/v1/users/c1-viewer", {"password": "short"}).status_code == 422
+    admin = make_user(api, "admin2", "admin", None)
+    admin_key = key_for(api, "admin2").get_json()["secret"]
+    assert admin["role"] == "admin"
+    assert api.send("PATCH", "/api/v1/users/admin2", {"role": "operator"}, admin_key).status_code == 409
+    assert api.send("DELETE", "/api/v1/users/admin2", None, admin_key).status_code == 409
+    assert api.send("DELETE", "/api/v1/users/c1-viewer", None, admin_key).status_code == 204
     assert api.send("PATCH", "/api/v1/customers/c1", {"name": "株式会社ワン"}).get_json() == \
         {"customer_id": "c1", "name": "株式会社ワン"}
     assert api.send("PATCH", "/api/v1/customers/c9", {"name": "x"}).status_code == 404

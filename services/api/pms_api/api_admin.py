@@ -156,6 +156,9 @@ def add_admin_routes(api: APIBlueprint, registry: Registry) -> None:
     def delete_user(path: UserPath) -> Response:
         """Remove a console user; their open sessions end with their next request, their keys stop working."""
         require_admin()
+        me = requesting_user(registry)
+        if me is not None and me.username == path.username:
+            raise ProblemError(409, "an admin cannot delete itself: ask another admin")
         if not registry.delete_user(path.username):
             raise ProblemError(404, f"no user {path.username}")
         return Response(status=204)
