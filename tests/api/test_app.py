@@ -270,7 +270,8 @@ def test_an_invalid_key_is_refused_on_every_api_route(api: Api) -> None:
     samples = {"service_code": api.codes["a"], "gateway_id": "gw-a", "notice_id": "1", "username": "admin",
                "key_id": "0123456789abcdef", "group": "north",
                "command_id": "00000000-0000-4000-8000-000000000000", "sha256": "0" * 64,
-               "rollout_id": "ro-00000000", "rule_id": "1", "alert_id": "1", "channel_id": "1", "delivery_id": "1"}
+               "rollout_id": "ro-00000000", "rule_id": "1", "alert_id": "1", "channel_id": "1", "delivery_id": "1",
+               "customer_id": "c1"}
     checked = 0
     for rule in api.client.application.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/"):
