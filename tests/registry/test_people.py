@@ -3,10 +3,12 @@ per user with their last use, and notices with ja/en texts and a schedule across
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pms_common import timeutil
@@ -14,12 +16,29 @@ from pms_registry.accounts import LockoutPolicy
 from pms_registry.registry import Registry, RegistryError
 
 T0 = datetime(2026, 12, 3, 23, 30, tzinfo=timeutil.JST)  # half an hour before a JST midnight
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 POLICY = LockoutPolicy(max_failures=3, window=timedelta(minutes=5), lock_for=timedelta(minutes=15))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test on a SQLite file and on a scratch PostgreSQL database (the production registry)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/pms.db"
+        return
+    name = f"pms_test_{secrets.token_hex(4)}"
+    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path}/pms.db")
+def registry(registry_url: str) -> Iterator[Registry]:
+    reg = Registry(registry_url)
     reg.migrate()
     reg.ensure_customer("c1", "One")
     reg.ensure_customer("c2", "Two")
@@ -57,10 +76,10 @@ def test_a_success_clears_the_count(registry: Registry) -> None:
     assert registry.sign_in("ops", "wrong", T0 + timedelta(minutes=3), POLICY).locked_until is None
 
 
-def test_an_admin_unlocks_a_locked_user_and_every_process_sees_it(registry: Registry, tmp_path: Path) -> None:
+def test_an_admin_unlocks_a_locked_user_and_every_process_sees_it(registry: Registry, registry_url: str) -> None:
     for minute in (0, 1, 2):
         registry.sign_in("ops", "wrong", T0 + timedelta(minutes=minute), POLICY)
-    other_worker = Registry(f"sqlite:///{tmp_path}/pms.db")
+    other_worker = Registry(registry_url)
     try:
         assert other_worker.sign_in("ops", "right password", T0 + timedelta(minutes=3), POLICY).user is None
         assert registry.unlock_user("ops")
