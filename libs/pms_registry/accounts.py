@@ -86,14 +86,12 @@ class Accounts(RegistryCore):
         if user_id is not None:
             query = query.where(t.api_keys.c.user_id == user_id)
         with self._tx() as conn:
-            rows = conn.execute(query).mappings()
-            return [ApiKey(key_id=row["key_id"], label=row["label"], customer_id=row["customer_id"],
-                           created_at=row["created_at"], revoked=bool(row["revoked"]), user_id=row["user_id"],
-                           scope=row["scope"] or "write", expires_at=row["expires_at"],
-                           last_used_at=row["last_used_at"]) for row in rows]
+            return [_api_key(row) for row in conn.execute(query).mappings()]
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
-        return next((key for key in self.list_api_keys() if key.key_id == key_id), None) if key_id else None
+        with self._tx() as conn:
+            row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_id == key_id)).mappings().first()
+        return None if row is None else _api_key(row)
 
     def key_id_of(self, secret: str) -> str | None:
         with self._tx() as conn:
@@ -317,6 +315,12 @@ def _role(stored: str | None, customer_id: str | None) -> Role:
     if stored in ROLES:
         return stored  # type: ignore[return-value]
     return "admin" if customer_id is None else "operator"  # a row from before roles (v7)
+
+
+def _api_key(row: Any) -> ApiKey:
+    return ApiKey(key_id=row["key_id"], label=row["label"], customer_id=row["customer_id"],
+                  created_at=row["created_at"], revoked=bool(row["revoked"]), user_id=row["user_id"],
+                  scope=row["scope"] or "write", expires_at=row["expires_at"], last_used_at=row["last_used_at"])
 
 
 def _user(row: object) -> User:

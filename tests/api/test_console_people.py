@@ -71,3 +71,24 @@ def test_a_viewer_sees_no_forms_but_its_keys_and_is_refused_any_change(api: Api)
     assert api.registry.get_api_key(key.key_id).revoked  # type: ignore[union-attr]
     refused = form_post(client, "/notices", {"kind": "info", "title": "x", "body": ""})
     assert refused.status_code == 403 and api.registry.list_notices()[1] == 0
+
+
+def test_an_operator_posts_notices_for_its_customer_and_leaves_general_ones_alone(api: Api) -> None:
+    api.registry.create_user(username="ops", password="long password", created_at=timeutil.now_jst(),
+                             customer_id="c1", role="operator")
+    general = api.registry.create_notice(kind="info", title="全員へ", body="", created_at=timeutil.now_jst())
+    client = api.client
+    log_in(client, "ops", "long password")
+    assert client.get("/users").status_code == 404
+    page = client.get("/notices").get_data(as_text=True)
+    assert 'id="notice-form"' in page and 'id="notice-customer"' not in page  # its customer, no choice
+    assert f'/notices/{general.notice_id}/delete' not in page
+    posted = form_post(client, "/notices", {"kind": "outage", "title": "c1 停電", "body": "", "customer_id": "c2"})
+    assert posted.status_code == 403  # a forged customer is refused, not silently changed
+    assert form_post(client, "/notices", {"kind": "outage", "title": "c1 停電", "body": ""}).status_code == 302
+    mine = next(n for n in api.registry.list_notices()[0] if n.title == "c1 停電")
+    assert mine.customer_id == "c1" and mine.created_by == "user:ops"
+    assert client.get(f"/notices/{general.notice_id}").status_code == 403
+    assert form_post(client, f"/notices/{general.notice_id}/delete", {}).status_code == 403
+    assert client.get(f"/notices/{mine.notice_id}").status_code == 200
+    assert api.registry.get_notice(general.notice_id) is not None
