@@ -46,6 +46,9 @@ def test_admin_pages_make_users_customers_and_notices(api: Api) -> None:
     backwards = form_post(client, f"/notices/{saved.notice_id}", {"kind": "info", "title": "点検", "body": "",
                                                                  "starts_at": start, "ends_at": start})
     assert backwards.status_code == 422 and "ends_at" in backwards.get_data(as_text=True)
+    metrics = client.get("/metrics").get_data(as_text=True)
+    for page in ("users", "customers", "notice"):
+        assert f'pms_api_console_people_forms_refused_total{{page="{page}"}}' in metrics
     assert form_post(client, f"/notices/{saved.notice_id}/delete", {}).status_code == 302
     assert api.registry.list_notices()[1] == 0
     assert form_post(client, "/users/v1/delete", {}).status_code == 302

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from prometheus_client import Counter
 from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -28,6 +29,9 @@ from pms_registry import Registry, RegistryError
 from pms_registry.eventlog import NOTICE_KINDS
 from pms_registry.records import ROLES, Notice, User
 
+# A form sent back with its problems (each named by its field on the page), by page.
+FORMS_REFUSED = Counter("pms_api_console_people_forms_refused_total",
+                        "People page forms (users, customers, keys, notices) refused for bad input", ["page"])
 NOTICE_FORM_FIELDS = ("kind", "title", "body", "title_en", "body_en", "starts_at", "ends_at", "customer_id")
 
 
@@ -65,6 +69,8 @@ def add_people_pages(console: Blueprint, registry: Registry, *, current_user: Ca
 
     # ---- users -----------------------------------------------------------------------------------------
     def users_page(problems: list[str] | None = None, status: int = 200) -> tuple[str, int]:
+        if problems:
+            FORMS_REFUSED.labels("users").inc()
         return render_template("people_users.html", users=registry.list_users(), roles=ROLES,
                                customers=registry.list_customers(), now=timeutil.now_jst(),
                                problems=problems or [], form=request.form), status
@@ -125,6 +131,8 @@ def add_people_pages(console: Blueprint, registry: Registry, *, current_user: Ca
 
     # ---- customers -------------------------------------------------------------------------------------
     def customers_page(problems: list[str] | None = None, status: int = 200) -> tuple[str, int]:
+        if problems:
+            FORMS_REFUSED.labels("customers").inc()
         return render_template("people_customers.html", customers=registry.list_customers(),
                                problems=problems or [], form=request.form), status
 
@@ -164,6 +172,8 @@ def add_people_pages(console: Blueprint, registry: Registry, *, current_user: Ca
     # ---- my API keys -----------------------------------------------------------------------------------
     def keys_page(who: User, *, secret: str | None = None, secret_label: str | None = None,
                   problems: list[str] | None = None, status: int = 200) -> tuple[str, int]:
+        if problems:
+            FORMS_REFUSED.labels("keys").inc()
         return render_template("people_keys.html", keys=registry.list_api_keys(user_id=who.user_id),
                                now=timeutil.now_jst(), secret=secret, secret_label=secret_label,
                                max_days=MAX_KEY_DAYS, problems=problems or []), status
@@ -207,6 +217,8 @@ def add_people_pages(console: Blueprint, registry: Registry, *, current_user: Ca
 
     # ---- notices ---------------------------------------------------------------------------------------
     def notices_page(problems: list[str] | None = None, status: int = 200) -> tuple[str, int]:
+        if problems:
+            FORMS_REFUSED.labels("notices").inc()
         who, now = user(), timeutil.now_jst()
         lists = {state: registry.list_notices(customer_id=who.customer_id, state=state, at=now, limit=200)[0]
                  for state in ("current", "scheduled", "past")}
@@ -255,6 +267,8 @@ def add_people_pages(console: Blueprint, registry: Registry, *, current_user: Ca
         return redirect(url_for("console.notices"))
 
     def edit_page(notice: Notice, problems: list[str] | None = None, status: int = 200) -> tuple[str, int]:
+        if problems:
+            FORMS_REFUSED.labels("notice").inc()
         who = user()
         return render_template("people_notice_edit.html", notice=notice, kinds=NOTICE_KINDS,
                                customers=registry.list_customers() if who.customer_id is None else [],
