@@ -92,8 +92,9 @@ def choose(browser: Any, element_id: str, value: str) -> None:
     browser.find_element(By.CSS_SELECTOR, f"#{element_id} option[value='{value}']").click()
 
 
-def log_in(browser: Any, url: str, username: str, password: str) -> None:
-    browser.get(url + "/login")
+def log_in(browser: Any, url: str, username: str, password: str, language: str) -> None:
+    """Log in from the login page in `language` (logging out forgets the session's language)."""
+    browser.get(f"{url}/lang/{language}?back=/login")
     browser.find_element(By.ID, "username").send_keys(username)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "login-submit").click()
@@ -185,8 +186,9 @@ def test_people_flows(browser: Any, console: Console, language: str) -> None:
     screenshot(browser, language, "customers")
     log_out(browser)
 
-    log_in(browser, url, "viewer1", "viewer password")
+    log_in(browser, url, "viewer1", "viewer password", language)
     wait_for(browser, "management-status")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == language
     nav = browser.find_element(By.TAG_NAME, "nav").text
     assert {"ja": "ユーザー", "en": "Users"}[language] not in nav
     for path in ("/", "/notices"):
@@ -222,9 +224,8 @@ def test_people_flows(browser: Any, console: Console, language: str) -> None:
     log_out(browser)
 
     # ---- locked out by wrong passwords, unlocked by the admin -------------------------------------------
-    browser.get(f"{url}/lang/{language}?back=/login")  # logging out forgot the language
     for _ in range(5):
-        log_in(browser, url, "viewer1", "wrong password")
+        log_in(browser, url, "viewer1", "wrong password", language)
         wait_for(browser, "login-form")
     locked = wait_for(browser, "login-locked").text
     user = registry.get_user("viewer1")
@@ -232,7 +233,7 @@ def test_people_flows(browser: Any, console: Console, language: str) -> None:
     until = user.locked_until.astimezone(timeutil.JST).strftime("%H:%M")
     assert until in locked
     assert ({"ja": "までログインできません", "en": "Locked out until"}[language]) in locked
-    log_in(browser, url, "viewer1", "viewer password")  # the right password does not help now
+    log_in(browser, url, "viewer1", "viewer password", language)  # the right password does not help now
     assert until in wait_for(browser, "login-locked").text
     log_in_as_admin(browser, url, ADMIN_KEY)
     browser.get(url + "/users")
@@ -243,5 +244,5 @@ def test_people_flows(browser: Any, console: Console, language: str) -> None:
         ec.presence_of_element_located((By.CSS_SELECTOR, "tr[data-username='viewer1']")))
     assert row.find_element(By.CLASS_NAME, "locked-until").text == "—"
     log_out(browser)
-    log_in(browser, url, "viewer1", "viewer password")
+    log_in(browser, url, "viewer1", "viewer password", language)
     wait_for(browser, "management-status")
