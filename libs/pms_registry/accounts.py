@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -13,13 +15,35 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from pms_common import timeutil
 from pms_registry import schema as t
-from pms_registry.core import RegistryCore
+from pms_registry.core import RegistryCore, require_customer
 from pms_registry.errors import RegistryError
 from pms_registry.records import ROLES, ApiKey, KeyScope, Principal, Role, User
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 LANGUAGES = ("ja", "en")
 MIN_PASSWORD_LENGTH = 8
+# A key's last use is written at most this often: every request authenticates, and a write per
+# request would make every read a registry write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+_UNCHANGED: Any = object()
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """`max_failures` wrong passwords for one user within `window` lock it for `lock_for`."""
+
+    max_failures: int = 5
+    window: timedelta = timedelta(minutes=5)
+    lock_for: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What a login try came to: the user when the password was right and the user not locked out;
+    `locked_until` when the user is locked out (now, or by this very failure)."""
+
+    user: User | None
+    locked_until: datetime | None = None
 
 
 def hash_api_key(secret: str) -> str:
@@ -62,11 +86,12 @@ class Accounts(RegistryCore):
         if user_id is not None:
             query = query.where(t.api_keys.c.user_id == user_id)
         with self._tx() as conn:
-            rows = conn.execute(query).mappings()
-            return [ApiKey(key_id=row["key_id"], label=row["label"], customer_id=row["customer_id"],
-                           created_at=row["created_at"], revoked=bool(row["revoked"]), user_id=row["user_id"],
-                           scope=row["scope"] or "write", expires_at=row["expires_at"],
-                           last_used_at=row["last_used_at"]) for row in rows]
+            return [_api_key(row) for row in conn.execute(query).mappings()]
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        with self._tx() as conn:
+            row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_id == key_id)).mappings().first()
+        return None if row is None else _api_key(row)
 
     def key_id_of(self, secret: str) -> str | None:
         with self._tx() as conn:
@@ -90,14 +115,19 @@ class Accounts(RegistryCore):
         with self._tx() as conn:
             row = conn.execute(
                 select(keys.c.key_id, keys.c.customer_id, keys.c.user_id, keys.c.scope, keys.c.expires_at,
-                       users.c.role, users.c.customer_id.label("user_customer"), users.c.user_id.label("owner"))
+                       keys.c.last_used_at, users.c.role, users.c.customer_id.label("user_customer"),
+                       users.c.user_id.label("owner"))
                 .select_from(keys.outerjoin(users, users.c.user_id == keys.c.user_id))
                 .where(keys.c.key_hash == hash_api_key(secret), keys.c.revoked.is_(False))
             ).mappings().first()
         if row is None:
             return None
-        if row["expires_at"] is not None and (at or timeutil.now_jst()) >= row["expires_at"]:
+        at = at or timeutil.now_jst()
+        if row["expires_at"] is not None and at >= row["expires_at"]:
             return None
+        if row["last_used_at"] is None or at - row["last_used_at"] >= LAST_USED_RESOLUTION:
+            with self._tx() as conn:
+                conn.execute(update(keys).where(keys.c.key_id == row["key_id"]).values(last_used_at=at))
         if row["user_id"] is None:  # a key from before users had keys
             role: Role = "admin" if row["customer_id"] is None else "operator"
             customer_id = row["customer_id"]
@@ -172,6 +202,66 @@ class Accounts(RegistryCore):
             return None
         return _user(row) if check_password_hash(row["password_hash"], password) else None
 
+    def update_user(self, username: str, *, role: Role | None = None, customer_id: str | None = _UNCHANGED,
+                    language: str | None = None, password: str | None = None) -> User:
+        """Change what is given of a user's role, customer (None: no customer), language and password;
+        the result must still be a role that fits its customer (`check_role`)."""
+        current = self.get_user(username)
+        if current is None:
+            raise RegistryError(f"no user {username!r}")
+        new_role = role or current.role
+        new_customer = current.customer_id if customer_id is _UNCHANGED else customer_id
+        new_language = language or current.language
+        _check_user_fields(username, password or "x" * MIN_PASSWORD_LENGTH, new_language)
+        check_role(new_role, new_customer)
+        values: dict[str, Any] = {"role": new_role, "customer_id": new_customer, "language": new_language}
+        if password is not None:
+            values["password_hash"] = generate_password_hash(password)
+        with self._tx() as conn:
+            require_customer(conn, new_customer)
+            conn.execute(update(t.users).where(t.users.c.username == username).values(**values))
+        return User(user_id=current.user_id, username=username, customer_id=new_customer, language=new_language,
+                    role=new_role, locked_until=current.locked_until)
+
+    # ---- login lockout ---------------------------------------------------------------------------
+    # Kept in the users table, not in a process's memory, so every API worker sees the same count and
+    # an admin's unlock takes effect everywhere.
+    def sign_in(self, username: str, password: str, at: datetime,
+                policy: LockoutPolicy = LockoutPolicy()) -> SignIn:
+        """Check a console login against the lockout, then the password; count a failure (locking the
+        user after `policy.max_failures` within `policy.window`) or clear the count on success. A
+        locked-out user's password is not checked at all, so guessing on gets nowhere."""
+        users = t.users
+        with self._tx() as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+        if row is None:
+            check_password_hash(_DUMMY_HASH, password)
+            return SignIn(user=None)
+        if row["locked_until"] is not None and at < row["locked_until"]:
+            return SignIn(user=None, locked_until=row["locked_until"])
+        if check_password_hash(row["password_hash"], password):
+            if row["failed_logins"] or row["locked_until"] is not None:
+                with self._tx() as conn:
+                    conn.execute(update(users).where(users.c.user_id == row["user_id"])
+                                 .values(failed_logins=0, first_failed_at=None, locked_until=None))
+            return SignIn(user=_user({**row, "locked_until": None}))
+        first = row["first_failed_at"]
+        # A failure outside the window (or after a lock ran out) starts a new count.
+        fresh = first is None or at - first >= policy.window or row["locked_until"] is not None
+        failures = 1 if fresh else int(row["failed_logins"] or 0) + 1
+        locked_until = at + policy.lock_for if failures >= policy.max_failures else None
+        with self._tx() as conn:
+            conn.execute(update(users).where(users.c.user_id == row["user_id"]).values(
+                failed_logins=failures, first_failed_at=at if fresh else first, locked_until=locked_until))
+        return SignIn(user=None, locked_until=locked_until)
+
+    def unlock_user(self, username: str) -> bool:
+        """Lift a user's lockout and forget its failures; False for no such user."""
+        with self._tx() as conn:
+            result = conn.execute(update(t.users).where(t.users.c.username == username)
+                                  .values(failed_logins=0, first_failed_at=None, locked_until=None))
+        return bool(result.rowcount)
+
     def delete_user(self, username: str) -> bool:
         with self._tx() as conn:
             result = conn.execute(delete(t.users).where(t.users.c.username == username))
@@ -225,6 +315,12 @@ def _role(stored: str | None, customer_id: str | None) -> Role:
     if stored in ROLES:
         return stored  # type: ignore[return-value]
     return "admin" if customer_id is None else "operator"  # a row from before roles (v7)
+
+
+def _api_key(row: Any) -> ApiKey:
+    return ApiKey(key_id=row["key_id"], label=row["label"], customer_id=row["customer_id"],
+                  created_at=row["created_at"], revoked=bool(row["revoked"]), user_id=row["user_id"],
+                  scope=row["scope"] or "write", expires_at=row["expires_at"], last_used_at=row["last_used_at"])
 
 
 def _user(row: object) -> User:

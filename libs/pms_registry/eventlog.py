@@ -1,9 +1,9 @@
-"""What the home screen reports: the event log and maintenance/outage notices."""
+"""What the home screen reports: the event log and notices (maintenance, outage, firmware, info)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, true, update
 
@@ -13,7 +13,11 @@ from pms_registry.core import RegistryCore, require_customer
 from pms_registry.errors import RegistryError
 from pms_registry.records import EventRecord, Notice
 
-NOTICE_KINDS = ("maintenance", "outage", "info")
+NOTICE_KINDS = ("maintenance", "outage", "firmware", "info")
+NOTICE_STATES = ("current", "scheduled", "past")
+NoticeState = Literal["current", "scheduled", "past"]
+# What update_notice may change (created_at and created_by record the first publication).
+NOTICE_FIELDS = ("kind", "title", "body", "title_en", "body_en", "starts_at", "ends_at", "customer_id")
 
 
 class EventLog(RegistryCore):
@@ -108,29 +112,65 @@ class EventLog(RegistryCore):
     # ---- notices ---------------------------------------------------------------------------------
     def create_notice(self, *, kind: str, title: str, body: str, created_at: datetime,
                       starts_at: datetime | None = None, ends_at: datetime | None = None,
-                      customer_id: str | None = None) -> Notice:
-        if kind not in NOTICE_KINDS:
-            raise RegistryError(f"a notice kind is one of {', '.join(NOTICE_KINDS)}, not {kind!r}")
-        if starts_at is not None and ends_at is not None and ends_at < starts_at:
-            raise RegistryError("a notice cannot end before it starts")
+                      customer_id: str | None = None, title_en: str | None = None, body_en: str | None = None,
+                      created_by: str | None = None) -> Notice:
+        """Publish a notice: `title`/`body` in Japanese, `title_en`/`body_en` beside them (optional);
+        shown from `starts_at` (None: at once) until `ends_at` (None: until withdrawn)."""
+        _check_notice(kind, starts_at, ends_at)
         with self._tx() as conn:
             require_customer(conn, customer_id)
             notice_id = conn.execute(insert(t.notices).values(
                 kind=kind, title=title, body=body, starts_at=starts_at, ends_at=ends_at, created_at=created_at,
-                customer_id=customer_id,
+                customer_id=customer_id, title_en=title_en or None, body_en=body_en or None, created_by=created_by,
             )).inserted_primary_key[0]  # type: ignore[index]
             row = conn.execute(select(t.notices).where(t.notices.c.notice_id == notice_id)).mappings().one()
         return _notice(row)
 
+    def get_notice(self, notice_id: int) -> Notice | None:
+        with self._tx() as conn:
+            row = conn.execute(select(t.notices).where(t.notices.c.notice_id == notice_id)).mappings().first()
+        return None if row is None else _notice(row)
+
+    def update_notice(self, notice_id: int, **changes: Any) -> Notice | None:
+        """Change some of a notice's fields (kind, texts, schedule, customer); None for no such notice.
+        The schedule is checked as it will be after the change."""
+        unknown = set(changes) - set(NOTICE_FIELDS)
+        if unknown:
+            raise RegistryError(f"a notice has no field {', '.join(sorted(unknown))}")
+        current = self.get_notice(notice_id)
+        if current is None:
+            return None
+        merged = {**{name: getattr(current, name) for name in NOTICE_FIELDS}, **changes}
+        _check_notice(merged["kind"], merged["starts_at"], merged["ends_at"])
+        for text in ("title_en", "body_en"):
+            merged[text] = merged[text] or None
+        with self._tx() as conn:
+            require_customer(conn, merged["customer_id"])
+            conn.execute(update(t.notices).where(t.notices.c.notice_id == notice_id).values(**merged))
+        return self.get_notice(notice_id)
+
     def list_notices(self, *, customer_id: str | None = None, current_at: datetime | None = None,
+                     state: NoticeState | None = None, at: datetime | None = None,
                      limit: int = 100, offset: int = 0) -> tuple[list[Notice], int]:
-        """Notices a customer may see (None = admin: all), newest first, with their total; with
-        `current_at`, only those not yet ended at that moment."""
+        """Notices a customer may see (None = admin: all), newest first, with their total.
+
+        `current_at`: only those in force at that moment (begun, not ended: the home screen's).
+        `state` with `at`: current (in force at `at`), scheduled (starting after `at`) or past
+        (ended at or before `at`)."""
         condition: ColumnElement[bool] = true()
         if customer_id is not None:
             condition = or_(t.notices.c.customer_id.is_(None), t.notices.c.customer_id == customer_id)
         if current_at is not None:
-            condition = and_(condition, or_(t.notices.c.ends_at.is_(None), t.notices.c.ends_at > current_at))
+            condition = and_(condition, _in_force(current_at))
+        if state is not None:
+            if at is None:
+                raise RegistryError("a notice's state is relative to a moment: give `at`")
+            starts, ends = t.notices.c.starts_at, t.notices.c.ends_at
+            condition = and_(condition, {
+                "current": _in_force(at),
+                "scheduled": and_(starts.is_not(None), starts > at),
+                "past": and_(ends.is_not(None), ends <= at),
+            }[state])
         query = (select(t.notices).where(condition)
                  .order_by(t.notices.c.created_at.desc(), t.notices.c.notice_id.desc()).limit(limit).offset(offset))
         with self._tx() as conn:
@@ -144,6 +184,18 @@ class EventLog(RegistryCore):
         return bool(result.rowcount)
 
 
+def _in_force(at: datetime) -> ColumnElement[bool]:
+    starts, ends = t.notices.c.starts_at, t.notices.c.ends_at
+    return and_(or_(starts.is_(None), starts <= at), or_(ends.is_(None), ends > at))
+
+
+def _check_notice(kind: str, starts_at: datetime | None, ends_at: datetime | None) -> None:
+    if kind not in NOTICE_KINDS:
+        raise RegistryError(f"a notice kind is one of {', '.join(NOTICE_KINDS)}, not {kind!r}")
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        raise RegistryError("a notice cannot end before it starts")
+
+
 def _event(row: Any) -> EventRecord:
     return event_record(row)
 
@@ -152,5 +204,6 @@ def _notice(row: Any) -> Notice:
     return Notice(
         notice_id=row["notice_id"], kind=row["kind"], title=row["title"], body=row["body"],
         starts_at=row["starts_at"], ends_at=row["ends_at"], created_at=row["created_at"],
-        customer_id=row["customer_id"],
+        customer_id=row["customer_id"], title_en=row["title_en"], body_en=row["body_en"],
+        created_by=row["created_by"],
     )

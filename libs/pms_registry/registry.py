@@ -22,6 +22,7 @@ from pms_registry.accounts import Accounts, hash_api_key
 from pms_registry.alerting import Alerting
 from pms_registry.bindings import Bindings, open_gateway_ids
 from pms_registry.core import engine_for
+from pms_registry.customers import Customers
 from pms_registry.deliveries import Deliveries
 from pms_registry.errors import RegistryError
 from pms_registry.eventlog import EventLog
@@ -56,7 +57,7 @@ PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitud
 
 
 class Registry(Bindings, Presence, Accounts, EventLog, Alerting, Deliveries, GatewayControl, Provisioning, PvSettings,
-               Firmware, Rollouts, Tariffs, PlantImports):
+                Firmware, Rollouts, Tariffs, PlantImports, Customers):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:

@@ -52,9 +52,13 @@ def test_bad_notices_are_422(api: Api, body: dict[str, object]) -> None:
     assert response.content_type == PROBLEM
 
 
-def test_customers_cannot_publish_notices(api: Api) -> None:
+def test_a_customers_operator_publishes_notices_for_its_customer_only(api: Api) -> None:
     body = {"kind": "info", "title": "x", "body": ""}
-    assert api.send("POST", "/api/v1/notices", body, api.keys["c1"]).status_code == 403
+    own = api.send("POST", "/api/v1/notices", body, api.keys["c1"])
+    assert own.status_code == 201 and own.get_json()["customer_id"] == "c1"
+    assert own.get_json()["created_by"] == "key:c1"
+    other = api.send("POST", "/api/v1/notices", {**body, "customer_id": "c2"}, api.keys["c1"])
+    assert other.status_code == 403 and "customer_id" in other.get_json()["detail"]
     created = api.send("POST", "/api/v1/notices", body).get_json()
     assert api.send("DELETE", f"/api/v1/notices/{created['notice_id']}", None, api.keys["c1"]).status_code == 403
 

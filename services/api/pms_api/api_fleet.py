@@ -7,7 +7,7 @@ from dataclasses import asdict
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
-from pms_api.access import principal, require_admin
+from pms_api.access import actor_of, principal, require_operator
 from pms_api.jsonout import json_response
 from pms_api.models import (
     EventOut,
@@ -17,17 +17,19 @@ from pms_api.models import (
     NoticeIn,
     NoticeOut,
     NoticePage,
+    NoticePatch,
     NoticePath,
     NoticeQuery,
     Problem,
     Summary,
 )
+from pms_api.notice_rules import editable, notice_customer
 from pms_api.plant_figures import PlantFigures
-from pms_api.problems import InvalidRequest, ProblemError
+from pms_api.problems import InvalidRequest
 from pms_common import timeutil
 from pms_common.event_text import Lang, kind_label, phase_of, render_event
 from pms_registry import Registry, RegistryError
-from pms_registry.records import EventRecord
+from pms_registry.records import EventRecord, Notice
 
 FLEET = Tag(name="fleet", description="Events")
 HOME = Tag(name="home", description="Notices and the home screen's summary")
@@ -48,29 +50,54 @@ def add_fleet_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
 
     @api.get("/notices", tags=[HOME], responses={200: NoticePage})
     def list_notices(query: NoticeQuery) -> Response:
-        """Maintenance and outage notices, newest first (a customer sees general ones and its own)."""
+        """Notices, newest first, in the asked language where written (else Japanese); a customer sees
+        general ones and its own. state: current (in force now), scheduled (later) or past (ended)."""
+        now = timeutil.now_jst()
         notices, total = registry.list_notices(customer_id=principal().customer_id, limit=query.limit,
-                                               offset=query.offset,
-                                               current_at=timeutil.now_jst() if query.current else None)
-        items = [NoticeOut(**asdict(n)) for n in notices]
+                                               offset=query.offset, current_at=now if query.current else None,
+                                               state=query.state, at=now)
+        items = [notice_out(n, query.lang) for n in notices]
         return json_response(NoticePage(items=items, total=total, limit=query.limit, offset=query.offset))
 
     @api.post("/notices", tags=[HOME], responses={201: NoticeOut, 403: Problem})
     def create_notice(body: NoticeIn) -> Response:
-        """Publish a notice (admin)."""
-        require_admin()
+        """Publish or schedule a notice in Japanese (and English): admins for everyone, an operator
+        for its customer (its customer_id is taken when none is given)."""
+        require_operator()
+        fields = body.model_dump()
+        fields["customer_id"] = notice_customer(principal().customer_id, body.customer_id)
         try:
-            notice = registry.create_notice(created_at=timeutil.now_jst(), **body.model_dump())
+            notice = registry.create_notice(created_at=timeutil.now_jst(), created_by=actor_of(registry), **fields)
         except RegistryError as exc:
             raise InvalidRequest(str(exc)) from exc
-        return json_response(NoticeOut(**asdict(notice)), 201)
+        return json_response(notice_out(notice, "ja"), 201)
 
-    @api.delete("/notices/<int:notice_id>", tags=[HOME], responses={204: None, 403: Problem})
+    def editable_notice(notice_id: int) -> Notice:
+        require_operator()
+        return editable(registry.get_notice(notice_id), notice_id, principal().customer_id)
+
+    @api.patch("/notices/<int:notice_id>", tags=[HOME], responses={200: NoticeOut, 403: Problem, 404: Problem})
+    def update_notice(path: NoticePath, body: NoticePatch) -> Response:
+        """Change a notice's kind, texts or schedule; fields left out stay, a field given as null is cleared."""
+        editable_notice(path.notice_id)
+        changes = body.model_dump(exclude_unset=True)
+        if "customer_id" in changes:
+            changes["customer_id"] = notice_customer(principal().customer_id, changes["customer_id"])
+        for required in ("kind", "title", "body"):
+            if required in changes and changes[required] is None:
+                raise InvalidRequest(f"{required}: a notice always has one")
+        try:
+            notice = registry.update_notice(path.notice_id, **changes)
+        except RegistryError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        assert notice is not None
+        return json_response(notice_out(notice, "ja"))
+
+    @api.delete("/notices/<int:notice_id>", tags=[HOME], responses={204: None, 403: Problem, 404: Problem})
     def delete_notice(path: NoticePath) -> Response:
-        """Withdraw a notice (admin)."""
-        require_admin()
-        if not registry.delete_notice(path.notice_id):
-            raise ProblemError(404, f"no notice {path.notice_id}")
+        """Withdraw a notice."""
+        editable_notice(path.notice_id)
+        registry.delete_notice(path.notice_id)
         return Response(status=204)
 
     @api.get("/summary", tags=[HOME], responses={200: Summary})
@@ -90,9 +117,21 @@ def add_fleet_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
             gateways=gateway_counts(counts),
             total_sold_kwh=sold_total, today_sold_kwh=sold_today,
             open_events=registry.count_events(customer_id=customer_id, state="open"),
-            notices=[NoticeOut(**asdict(n)) for n in notices],
+            notices=[notice_out(n, "ja") for n in notices],
             events=[event_out(e, "en", names.get(e.service_code or "")) for e in events],
         ))
+
+
+def notice_out(notice: Notice, lang: str) -> NoticeOut:
+    """A notice with its title and body in `lang` when written in it (else Japanese), and both texts."""
+    english = lang == "en" and bool(notice.title_en)
+    return NoticeOut(
+        notice_id=notice.notice_id, kind=notice.kind, language="en" if english else "ja",
+        title=notice.title_en if english and notice.title_en else notice.title,
+        body=notice.body_en if english and notice.body_en is not None else notice.body,
+        starts_at=notice.starts_at, ends_at=notice.ends_at, created_at=notice.created_at,
+        customer_id=notice.customer_id, title_ja=notice.title, body_ja=notice.body, title_en=notice.title_en,
+        body_en=notice.body_en, created_by=notice.created_by)
 
 
 def plant_names(registry: Registry, customer_id: str | None) -> dict[str, str]:

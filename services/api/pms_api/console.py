@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast, get_args
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ from pms_api.api_fleet import gateway_counts
 from pms_api.api_provisioning import CLAIM_CODES_REFUSED
 from pms_api.console_alerts import add_alert_pages
 from pms_api.console_plants import add_plant_pages
+from pms_api.console_people import add_people_pages
 from pms_api.console_rollouts import add_rollout_pages
 from pms_api.csrf import check_csrf, csrf_field
 from pms_api.gateway_actions import bind, push_config, queue_command
@@ -37,6 +38,7 @@ from pms_common import timeutil
 from pms_common.event_text import Lang, Phase, kind_label, phase_label, phase_of, render_event
 from pms_common.messages import LOG_LEVELS, CommandName
 from pms_registry import Registry, RegistryError
+from pms_registry.accounts import LockoutPolicy
 from pms_registry.records import EventRecord, User
 
 Page = TypeVar("Page", bound=Callable[..., Any])
@@ -44,7 +46,8 @@ COMMAND_NAMES: tuple[CommandName, ...] = get_args(CommandName)
 RECENT_COMMANDS = 10
 RECENT_AUDIT = 20
 AUDIT_PAGE = 200
-LOGINS = Counter("pms_api_console_logins_total", "Console login attempts", ["outcome"])  # ok, failed, throttled
+# outcome: ok, failed, locked (the user is locked out), throttled (its address is)
+LOGINS = Counter("pms_api_console_logins_total", "Console login attempts", ["outcome"])
 
 
 def local_path(target: str) -> str | None:
@@ -85,7 +88,9 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     def refuse_viewer_changes() -> None:
         """A viewer changes nothing: every console POST but logging out is refused before its view runs
         (pages also leave their forms out for viewers, but the refusal does not rely on that)."""
-        if request.method != "POST" or request.endpoint in ("console.login", "console.logout"):
+        # A viewer may still make and revoke its own (read-only) API keys.
+        if request.method != "POST" or request.endpoint in ("console.login", "console.logout", "console.create_my_key",
+                                                            "console.revoke_my_key"):
             return
         user = current_user()
         if user is not None and not user.can_write:
@@ -131,25 +136,37 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     def when(moment: datetime | None) -> str:
         return "—" if moment is None else moment.astimezone(timeutil.JST).strftime("%Y-%m-%d %H:%M:%S")
 
+    lockout = LockoutPolicy(max_failures=throttle.policy.max_failures,
+                            window=timedelta(seconds=throttle.policy.window_s),
+                            lock_for=timedelta(seconds=throttle.policy.window_s))
+
     @console.route("/login", methods=["GET", "POST"])
     def login() -> str | WerkzeugResponse | tuple[str, int, dict[str, str]]:
         if request.method == "GET":
-            return render_template("login.html", failed=False, locked_minutes=None)
+            return render_template("login.html", failed=False, locked_minutes=None, locked_until=None)
         username = request.form.get("username", "")
-        # Checked before the password: a locked-out guess costs no scrypt round either.
-        wait_s = throttle.retry_after(username, request.remote_addr, time.monotonic())
+        # An address flooding many accounts is stopped in memory first, before any scrypt round.
+        wait_s = throttle.retry_after(None, request.remote_addr, time.monotonic())
         if wait_s > 0:
             LOGINS.labels("throttled").inc()
             minutes = max(1, math.ceil(wait_s / 60))
-            page = render_template("login.html", failed=False, locked_minutes=minutes)
+            page = render_template("login.html", failed=False, locked_minutes=minutes, locked_until=None)
             return page, 429, {"Retry-After": str(math.ceil(wait_s))}
-        user = registry.verify_user(username, request.form.get("password", ""))
+        # One account's lockout is kept in the registry: every worker sees it, and an admin lifts it.
+        now = timeutil.now_jst()
+        outcome = registry.sign_in(username, request.form.get("password", ""), now, lockout)
+        user = outcome.user
         if user is None:
+            throttle.failed(None, request.remote_addr, time.monotonic())
+            if outcome.locked_until is not None:
+                LOGINS.labels("locked").inc()
+                page = render_template("login.html", failed=False, locked_minutes=None,
+                                       locked_until=outcome.locked_until.astimezone(timeutil.JST))
+                retry_s = max(1, math.ceil((outcome.locked_until - now).total_seconds()))
+                return page, 429, {"Retry-After": str(retry_s)}
             LOGINS.labels("failed").inc()
-            throttle.failed(username, request.remote_addr, time.monotonic())
-            return render_template("login.html", failed=True, locked_minutes=None)
+            return render_template("login.html", failed=True, locked_minutes=None, locked_until=None)
         LOGINS.labels("ok").inc()
-        throttle.succeeded(username)
         session.clear()
         session["user_id"] = user.user_id
         session["lang"] = request.form.get("lang") if request.form.get("lang") in LANGUAGES else user.language
@@ -298,4 +315,6 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
                     translate=translate)
     add_plant_pages(console, registry, current_user=current_user, language=language, login_required=login_required,
                     translate=translate)
+    add_people_pages(console, registry, current_user=current_user, language=language, login_required=login_required,
+                     translate=translate)
     return console

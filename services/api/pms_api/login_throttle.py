@@ -4,7 +4,9 @@ further tries for a while.
 Sans-IO: the caller passes the time, so tests need no sleeping. Counted per username (guessing one
 account's password) and per client address (trying many accounts); the address limit is a few
 times higher so that operators behind one NAT or proxy do not lock each other out by typos.
-Kept in memory per API process: a restart forgets the counts, which only gives an attacker one
+The console counts only addresses here (its per-user lockout is kept in the registry, where every
+worker sees it and an admin can lift it); the firmware download counts both. Kept in memory per
+API process: a restart forgets the counts, which only gives an attacker one
 fresh window per restart, and several API replicas each count on their own.
 """
 
@@ -30,8 +32,9 @@ class LoginThrottle:
         self.policy = policy
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def _keys(self, username: str, address: str | None) -> list[tuple[str, int]]:
-        keys = [(f"user:{username.strip().casefold()}", self.policy.max_failures)]
+    def _keys(self, username: str | None, address: str | None) -> list[tuple[str, int]]:
+        # username None: count the address only (the console, whose per-user lockout is in the registry).
+        keys = [] if username is None else [(f"user:{username.strip().casefold()}", self.policy.max_failures)]
         if address:
             keys.append((f"addr:{address}", self.policy.max_failures * self.policy.address_factor))
         return keys
@@ -46,7 +49,7 @@ class LoginThrottle:
             del self._failures[key]
         return times
 
-    def retry_after(self, username: str, address: str | None, now: float) -> float:
+    def retry_after(self, username: str | None, address: str | None, now: float) -> float:
         """Seconds until a login may be tried again (0 when it may be tried now)."""
         wait = 0.0
         for key, limit in self._keys(username, address):
@@ -56,7 +59,7 @@ class LoginThrottle:
                 wait = max(wait, times[len(times) - limit] + self.policy.window_s - now)
         return wait
 
-    def failed(self, username: str, address: str | None, now: float) -> None:
+    def failed(self, username: str | None, address: str | None, now: float) -> None:
         for key, limit in self._keys(username, address):
             times = self._failures.setdefault(key, deque(maxlen=limit))
             times.append(now)

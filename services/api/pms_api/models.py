@@ -45,6 +45,8 @@ Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_print
 Address = Annotated[str, Field(min_length=1, max_length=400), AfterValidator(_printable)]
 Phone = Annotated[str, Field(pattern=r"^[0-9+()\- ]{1,32}$")]
 Moment = Annotated[AwareDatetime, AfterValidator(_in_service_era)]
+NoticeKind = Literal["maintenance", "outage", "firmware", "info"]
+NoticeBody = Annotated[str, Field(max_length=4000), AfterValidator(_no_control)]
 Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
 
 
@@ -123,13 +125,33 @@ class CustomerOut(BaseModel):
     name: str
 
 
+class CustomerPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="the customer's new name (its ID never changes)")
+
+
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
     password: Annotated[str, Field(min_length=8, max_length=200), AfterValidator(_no_control)]
-    customer_id: CustomerId | None = Field(default=None, description="null = an admin user")
+    customer_id: CustomerId | None = Field(default=None, description="null = an admin, or an operator of all customers")
     language: Literal["ja", "en"] = "ja"
+    role: Literal["admin", "operator", "viewer"] | None = Field(
+        default=None, description="admin: no customer; operator: one customer or none (all); viewer: one customer. "
+                                  "Omitted: admin without a customer, operator with one")
+
+
+class UserPatch(BaseModel):
+    """What an admin may change of a user; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["admin", "operator", "viewer"] | None = None
+    customer_id: CustomerId | None = Field(default=None, description="null (given) = no customer")
+    language: Literal["ja", "en"] | None = None
+    password: Annotated[str, Field(min_length=8, max_length=200), AfterValidator(_no_control)] | None = None
 
 
 class UserOut(BaseModel):
@@ -137,13 +159,23 @@ class UserOut(BaseModel):
     username: str
     customer_id: str | None
     language: str
+    role: str
+    locked_until: datetime | None = Field(default=None, description="locked out of the console until then")
+
+
+MAX_KEY_DAYS = 365
 
 
 class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Name
-    customer_id: CustomerId | None = Field(default=None, description="null = an admin key")
+    scope: Literal["read", "write"] = Field(default="write", description="read: GET only. A viewer's keys: read")
+    expires_in_days: int = Field(default=90, ge=1, le=MAX_KEY_DAYS, description="the key stops working then")
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")] | None = Field(
+        default=None, description="whose key (admins only; others make their own)")
+    customer_id: CustomerId | None = Field(
+        default=None, description="admins only, without username: a key of no user for this customer's operator")
 
 
 class ApiKeyOut(BaseModel):
@@ -152,6 +184,10 @@ class ApiKeyOut(BaseModel):
     customer_id: str | None
     created_at: datetime
     revoked: bool
+    user_id: int | None = None
+    scope: str = "write"
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = Field(default=None, description="to the minute")
 
 
 class NewApiKey(ApiKeyOut):
@@ -216,29 +252,53 @@ class EventPage(Page):
 class NoticeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["maintenance", "outage", "info"]
-    title: Name
-    body: Annotated[str, Field(max_length=4000), AfterValidator(_no_control)]
-    starts_at: Moment | None = None
-    ends_at: Moment | None = None
+    kind: NoticeKind
+    title: Name = Field(description="in Japanese")
+    body: NoticeBody = Field(description="in Japanese")
+    title_en: Name | None = None
+    body_en: NoticeBody | None = None
+    starts_at: Moment | None = Field(default=None, description="shown from then (null: at once)")
+    ends_at: Moment | None = Field(default=None, description="shown until then, exclusive (null: until deleted)")
     customer_id: CustomerId | None = Field(default=None, description="null = for every customer")
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> NoticeIn:
-        if self.starts_at is not None and self.ends_at is not None and self.ends_at < self.starts_at:
-            raise ValueError("ends_at must not be before starts_at")
+        if self.starts_at is not None and self.ends_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
         return self
+
+
+class NoticePatch(BaseModel):
+    """A notice's fields to change; a field left out stays, a field given as null is cleared."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: NoticeKind | None = None
+    title: Name | None = None
+    body: NoticeBody | None = None
+    title_en: Name | None = None
+    body_en: NoticeBody | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
+    customer_id: CustomerId | None = None
 
 
 class NoticeOut(BaseModel):
     notice_id: int
     kind: str
-    title: str
-    body: str
+    title: str = Field(description="in `language`")
+    body: str = Field(description="in `language`")
+    language: str = Field(default="ja", description="the language of title and body: the asked one when written, "
+                                                    "else ja")
     starts_at: datetime | None
     ends_at: datetime | None
     created_at: datetime
     customer_id: str | None
+    title_ja: str | None = None
+    body_ja: str | None = None
+    title_en: str | None = None
+    body_en: str | None = None
+    created_by: str | None = None
 
 
 class NoticePage(Page):
@@ -293,7 +353,10 @@ class EventQuery(PageQuery):
 
 
 class NoticeQuery(PageQuery):
-    current: bool = Field(default=False, description="only notices that have not ended")
+    current: bool = Field(default=False, description="only notices in force now (as state=current)")
+    state: Literal["current", "scheduled", "past"] | None = Field(
+        default=None, description="current: in force now; scheduled: starting later; past: ended")
+    lang: Literal["ja", "en"] = Field(default="ja", description="the language of title and body (falls back to ja)")
 
 
 class PlantPath(BaseModel):
@@ -306,6 +369,15 @@ class GatewayPath(BaseModel):
 
 class UserPath(BaseModel):
     username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class CustomerPath(BaseModel):
+    customer_id: CustomerId
+
+
+class KeyQuery(PageQuery):
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")] | None = Field(
+        default=None, description="one user's keys (admins; everyone else sees only their own)")
 
 
 class KeyPath(BaseModel):
