@@ -21,6 +21,7 @@ from pms_api.api_firmware import add_firmware_routes, firmware_download_blueprin
 from pms_api.api_fleet import add_fleet_routes
 from pms_api.api_gateway_control import add_gateway_control_routes
 from pms_api.api_gateways import add_gateway_routes
+from pms_api.api_plant_list import add_plant_list_routes
 from pms_api.api_plants import add_plant_routes
 from pms_api.api_provisioning import add_provisioning_routes
 from pms_api.api_rollouts import add_rollout_routes
@@ -105,6 +106,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         g.principal = found
         refuse_read_only()
 
+    add_plant_list_routes(api, registry, figures)
     add_plant_routes(api, registry, figures, SeriesFigures(store))
     add_expected_routes(api, registry, figures.expected)
     add_fleet_routes(api, registry, figures)

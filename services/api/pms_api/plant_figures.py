@@ -4,19 +4,24 @@ assembled from the registry (who and where) and the store (what was measured).""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from pms_api.expected import ExpectedFigures
+from pms_api.fleet_snapshot import FleetFigures, FleetSnapshot, MeasuredFigures
 from pms_api.models import PlantDetail, PlantStatus, PlantSummary
 from pms_api.series import SeriesFigures
 from pms_common import timeutil
-from pms_plant.bound_reads import BoundReads
-from pms_registry.registry import Gateway, Plant, Registry
+from pms_plant.bound_reads import BoundReads, windows
+from pms_registry.plant_search import GatewayState
+from pms_registry.registry import Plant, Registry
 from pms_store import TimeSeriesStore
 
 # How long one list answer may spend computing ratios not kept yet (pms_api.expected.day_ratio): a
 # list of a thousand plants answers at once, and each 20-s refresh fills in more of them.
 LIST_RATIO_BUDGET_S = 1.0
+# How old the whole fleet's figures may be when the list sorts or filters by them (pms_api.fleet_snapshot).
+FLEET_SNAPSHOT_MAX_AGE_S = 5.0
 
 
 class PlantFigures:
@@ -28,17 +33,33 @@ class PlantFigures:
         self.not_measured_intervals = not_measured_intervals
         self.reads = BoundReads(store)
         self.expected = ExpectedFigures(registry, store, SeriesFigures(store))
+        self.fleet = FleetSnapshot(self.fleet_figures, max_age_s=FLEET_SNAPSHOT_MAX_AGE_S)
 
     def summaries(self, plants: list[Plant], now: datetime) -> list[PlantSummary]:
         """The cross-plant list's rows; each plant reads its gateways only while they were bound to it."""
         if not plants:
             return []
-        gateways = {g.gateway_id: g for g in self.registry.list_gateways()}
-        latest = self.reads.latest_power(plants)
-        today = self.reads.sold_kwh_between(plants, *timeutil.today_bounds(now))
+        measured = self.measured(plants, now)
         yesterday = now.astimezone(timeutil.JST).date() - timedelta(days=1)
         compute_until = time.monotonic() + LIST_RATIO_BUDGET_S
         summaries = []
+        for plant in plants:
+            figure = measured[plant.service_code]
+            summaries.append(PlantSummary(
+                service_code=plant.service_code, customer_id=plant.customer_id, name=plant.name,
+                address=plant.address, phone=plant.phone, current_sold_w=figure.current_sold_w,
+                measured_at=figure.measured_at, today_sold_kwh=figure.today_sold_kwh, status=figure.status,
+                pr_sold_yesterday=self.expected.day_ratio(plant, yesterday, compute_until=compute_until),
+            ))
+        return summaries
+
+    def measured(self, plants: Sequence[Plant], now: datetime) -> dict[str, MeasuredFigures]:
+        """Per plant, what the store says now: batched store queries however many plants (the list's
+        page, or the whole fleet for its snapshot), and only these plants' gateways from the registry."""
+        gateways = self.registry.gateway_states(sorted({w.gateway_id for p in plants for w in windows(p)}))
+        latest = self.reads.latest_power(plants)
+        today = self.reads.sold_kwh_between(plants, *timeutil.today_bounds(now))
+        out: dict[str, MeasuredFigures] = {}
         for plant in plants:
             sold_w: int | None = None
             measured_at: datetime | None = None
@@ -49,14 +70,18 @@ class PlantFigures:
                 if now - power.measured_at <= fresh:
                     sold_w = (sold_w or 0) + power.sold_power_w
                     measured_at = max(measured_at or power.measured_at, power.measured_at)
-            summaries.append(PlantSummary(
-                service_code=plant.service_code, customer_id=plant.customer_id, name=plant.name,
-                address=plant.address, phone=plant.phone, current_sold_w=sold_w, measured_at=measured_at,
-                today_sold_kwh=round(today[plant.service_code], 3),
-                status=_status(plant, gateways, sold_w),
-                pr_sold_yesterday=self.expected.day_ratio(plant, yesterday, compute_until=compute_until),
-            ))
-        return summaries
+            out[plant.service_code] = MeasuredFigures(
+                current_sold_w=sold_w, measured_at=measured_at, today_sold_kwh=round(today[plant.service_code], 3),
+                status=_status(plant, gateways, sold_w))
+        return out
+
+    def fleet_figures(self) -> FleetFigures:
+        """Every active plant's figures now, and yesterday's PR where kept: the fleet snapshot's build."""
+        taken_at, now = time.monotonic(), timeutil.now_jst()
+        plants = self.registry.plants_with_bindings()
+        yesterday = now.astimezone(timeutil.JST).date() - timedelta(days=1)
+        return FleetFigures(taken_at=taken_at, built_at=now, measured=self.measured(plants, now),
+                            ratios=self.expected.kept_ratios(yesterday))
 
     def sold_energy(self, plants: list[Plant], now: datetime) -> tuple[float, float]:
         """(all sold kWh ever stored, today's sold kWh) over these plants."""
@@ -76,7 +101,7 @@ class PlantFigures:
         )
 
 
-def _status(plant: Plant, gateways: dict[str, Gateway], sold_w: int | None) -> PlantStatus:
+def _status(plant: Plant, gateways: dict[str, GatewayState], sold_w: int | None) -> PlantStatus:
     if not plant.gateway_ids:
         return "no_gateway"
     if any(gateways[g].status == "offline" for g in plant.gateway_ids if g in gateways):
