@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import ColumnElement, exists, func, or_, select
@@ -103,6 +104,21 @@ class PlantSearch(Bindings):
                   bindings=tuple(bindings.get(row["service_code"], [])), retired_at=row["retired_at"])
             for row in rows
         ]
+
+    def fleet_bindings(self) -> dict[str, list[tuple[str, datetime, datetime | None]]]:
+        """Every active plant's bindings as (gateway, bound_from, bound_until), in one plain join: what the
+        fleet snapshot needs to tell the plants it can read in one batch from those it reads one by one."""
+        p, b = t.plants.c, t.gateway_bindings.c
+        query = (select(p.service_code, b.gateway_id, b.bound_from, b.bound_until)
+                 .select_from(t.plants.outerjoin(t.gateway_bindings, b.service_code == p.service_code))
+                 .where(p.retired_at.is_(None)))
+        out: dict[str, list[tuple[str, datetime, datetime | None]]] = {}
+        with self._tx() as conn:
+            for code, gateway_id, bound_from, bound_until in conn.execute(query):
+                found = out.setdefault(code, [])
+                if gateway_id is not None:
+                    found.append((gateway_id, bound_from, bound_until))
+        return out
 
     def gateway_states(self, gateway_ids: Sequence[str] | None = None) -> dict[str, GatewayState]:
         """Status and power interval of these gateways (all when None), without their heartbeats."""

@@ -144,3 +144,21 @@ def test_sparklines_give_todays_half_hours_of_visible_plants(api: Api) -> None:
     assert line[:4] == [None, 2000.0, 2000.0, None]
     assert set(body["items"][1]["sold_w"]) == {None}
     assert api.get("/api/v1/plants/sparklines?codes=nope").status_code == 422
+
+
+def test_the_fleet_snapshot_agrees_with_the_rows_own_figures(api: Api) -> None:
+    """The snapshot's batched path (one gateway bound since before today) and the per-binding path give
+    the same figures; a plant whose gateway changed today takes the per-binding path."""
+    codes = _fleet(api)
+    now = timeutil.now_jst()
+    with api.registry.engine.begin() as conn:  # bound since yesterday: the batched path
+        conn.execute(update(t.gateway_bindings).values(bound_from=now - timedelta(days=1)))
+    api.registry.bind_gateway("gw-e2", codes["e"], at=now - timedelta(minutes=5), replace=True)
+    api.store.write_readings("gw-e2", power=[PowerReading(measured_at=now - timedelta(seconds=20), power_w=-700)],
+                             energy=[])
+    figures = api.client.application.config["plant_figures"]
+    snapshot = figures.fleet_figures().measured
+    each = figures.measured(api.registry.plants_with_bindings(), timeutil.now_jst())
+    assert snapshot == each
+    assert snapshot[codes["e"]].current_sold_w == 700
+    assert snapshot[codes["d"]].current_sold_w == 3000

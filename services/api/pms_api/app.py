@@ -90,6 +90,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     )
     app.config["registry"] = registry
     app.config["store"] = store
+    app.config["plant_figures"] = figures
     app.secret_key = settings.console_secret_key or registry.shared_secret("console-session")
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=settings.console_secure_cookie,

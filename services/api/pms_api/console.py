@@ -31,6 +31,7 @@ from pms_api.gateway_status import GatewayStatus
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
 from pms_api.plant_figures import PlantFigures
+from pms_api.plant_list import PlantList, list_query_of
 from pms_api.problems import ProblemError
 from pms_common import timeutil
 from pms_common.event_text import Lang, Phase, kind_label, phase_label, phase_of, render_event
@@ -79,6 +80,7 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     console = Blueprint("console", __name__)
     console.before_request(check_csrf)
     gateway_status = GatewayStatus(registry)
+    plant_list = PlantList(registry, figures)
 
     @console.before_request
     def refuse_viewer_changes() -> None:
@@ -185,11 +187,15 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     @console.get("/sales/graph", defaults={"view": "graph"})
     @login_required
     def sales(view: str) -> str:
-        """The cross-plant list and its graph view: one page, two ways of showing the same plants."""
+        """The cross-plant list and its graph view: one page, two ways of showing the same plants. The first
+        page is rendered here from the URL's query (search, filters, sort, page); static/sales.js then
+        reads /api/v1/plants with the same query as the user changes it, and every refresh interval."""
         user = current_user()
         assert user is not None
-        summaries = figures.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
-        return render_template("sales.html", plants=summaries, view=view)
+        query = list_query_of(request.args, view)
+        page = plant_list.page(query, user.customer_id, timeutil.now_jst())
+        customers = registry.list_customers() if user.customer_id is None else []
+        return render_template("sales.html", page=page, query=query, view=view, customers=customers)
 
     def plant_page(user: User, service_code: str, *, problems: list[str] | None = None,
                    status: int = 200) -> tuple[str, int]:

@@ -3,14 +3,16 @@
 Sorting 10,000 plants by sold power needs every plant's sold power, which is a few batched store
 queries over the whole fleet (hundreds of milliseconds at that size): too much for every request of
 every operator's 20-second refresh. One snapshot per API process is shared by all requests instead.
-It is rebuilt on demand when older than `max_age_s`, by one request at a time (under a lock); while
-one request rebuilds it, the others answer from the previous snapshot and say how old it is. A page's
-own rows are still computed fresh (pms_api.plant_list): the snapshot decides the order, not the figures
-shown.
+The first request builds it (the others wait for that one); after that, a request that finds it older
+than `max_age_s` starts one rebuild in a background thread (a lock keeps it to one at a time) and
+answers from the previous snapshot, saying how old it is: no request waits for a rebuild. A page's
+own rows are still computed fresh (pms_api.plant_list): the snapshot decides the order and the
+filter, not the figures shown.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from prometheus_client import Histogram
 
 from pms_api.models import PlantStatus
 
+log = logging.getLogger(__name__)
 SNAPSHOT_BUILDS = Histogram("pms_api_fleet_snapshot_build_seconds",
                             "Time to rebuild the fleet snapshot the cross-plant list sorts and filters by")
 
@@ -56,21 +59,28 @@ class FleetSnapshot:
         self._rebuilding = threading.Lock()
 
     def current(self) -> FleetFigures:
-        """A snapshot at most `max_age_s` old, or (while another request rebuilds) the previous one."""
+        """A snapshot at most `max_age_s` old, or the previous one while a background thread rebuilds it
+        (so that no request but the very first waits for a rebuild)."""
         snapshot = self._current
-        if snapshot is not None and snapshot.age_s() <= self.max_age_s:
-            return snapshot
-        if snapshot is not None and not self._rebuilding.acquire(blocking=False):
-            return snapshot  # someone is rebuilding: don't queue behind them
         if snapshot is None:
-            self._rebuilding.acquire()  # the first one: everyone waits for it
-        try:
-            latest = self._current
-            if latest is not None and latest.age_s() <= self.max_age_s:
-                return latest  # built while this request waited for the lock
-            started = time.perf_counter()
-            self._current = self._build()
-            SNAPSHOT_BUILDS.observe(time.perf_counter() - started)
+            with self._rebuilding:  # the first one: every request waits for it
+                if self._current is None:
+                    self._rebuild()
+            assert self._current is not None
             return self._current
+        if snapshot.age_s() > self.max_age_s and self._rebuilding.acquire(blocking=False):
+            threading.Thread(target=self._rebuild_in_background, name="fleet-snapshot", daemon=True).start()
+        return snapshot
+
+    def _rebuild_in_background(self) -> None:
+        try:
+            self._rebuild()
+        except Exception:  # the next request tries again; the old snapshot serves meanwhile
+            log.exception("api: the fleet snapshot could not be rebuilt")
         finally:
             self._rebuilding.release()
+
+    def _rebuild(self) -> None:
+        started = time.perf_counter()
+        self._current = self._build()
+        SNAPSHOT_BUILDS.observe(time.perf_counter() - started)

@@ -76,11 +76,45 @@ class PlantFigures:
         return out
 
     def fleet_figures(self) -> FleetFigures:
-        """Every active plant's figures now, and yesterday's PR where kept: the fleet snapshot's build."""
+        """Every active plant's figures now, and yesterday's PR where kept: the fleet snapshot's build.
+
+        Nearly every plant has one gateway, bound since before today: those are read in two batched
+        store queries by gateway, without building Plant records. The others (no gateway, a gateway
+        changed today, several gateways) go through `measured`, which reads each binding's window."""
         taken_at, now = time.monotonic(), timeutil.now_jst()
-        plants = self.registry.plants_with_bindings()
+        day_start, day_end = timeutil.today_bounds(now)
+        simple: dict[str, tuple[str, datetime]] = {}  # plant → (its gateway, bound since)
+        others: list[str] = []
+        for code, bindings in self.registry.fleet_bindings().items():
+            if len(bindings) == 1 and bindings[0][2] is None and bindings[0][1] <= day_start:
+                simple[code] = bindings[0][:2]
+            else:
+                others.append(code)
+        gateways = self.registry.gateway_states()
+        ids = [gateway_id for gateway_id, _ in simple.values()]
+        latest = self.store.latest_power(ids)
+        today = self.store.sold_kwh_between(ids, day_start, day_end)
+        measured: dict[str, MeasuredFigures] = {}
+        for code, (gateway_id, bound_from) in simple.items():
+            gateway = gateways.get(gateway_id)
+            interval = gateway.power_interval_s if gateway else 60.0
+            power = latest.get(gateway_id)
+            fresh = timedelta(seconds=interval * self.not_measured_intervals)
+            if power is not None and bound_from <= power.measured_at and now - power.measured_at <= fresh:
+                sold_w: int | None = power.sold_power_w
+                measured_at: datetime | None = power.measured_at
+            else:
+                sold_w, measured_at = None, None
+            if gateway is not None and gateway.status == "offline":
+                status: PlantStatus = "offline"
+            else:
+                status = "not_measured" if sold_w is None else "normal"
+            measured[code] = MeasuredFigures(current_sold_w=sold_w, measured_at=measured_at,
+                                             today_sold_kwh=round(today.get(gateway_id, 0.0), 3), status=status)
+        if others:
+            measured.update(self.measured(self.registry.plants_with_bindings(others), now))
         yesterday = now.astimezone(timeutil.JST).date() - timedelta(days=1)
-        return FleetFigures(taken_at=taken_at, built_at=now, measured=self.measured(plants, now),
+        return FleetFigures(taken_at=taken_at, built_at=now, measured=measured,
                             ratios=self.expected.kept_ratios(yesterday))
 
     def sold_energy(self, plants: list[Plant], now: datetime) -> tuple[float, float]:

@@ -10,8 +10,10 @@ fresh. A plant the snapshot does not know yet (registered since) counts as not m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+
+from pydantic import ValidationError
 
 from pms_api.fleet_snapshot import FleetFigures, MeasuredFigures
 from pms_api.models import PlantStatus
@@ -26,6 +28,22 @@ REGISTRY_SORTS: dict[str, RegistrySortKey] = {"service_code": "service_code", "n
 # Ascending status puts what needs attention first.
 STATUS_RANK: dict[PlantStatus, int] = {"offline": 0, "not_measured": 1, "no_gateway": 2, "normal": 3}
 UNKNOWN = MeasuredFigures(current_sold_w=None, measured_at=None, today_sold_kwh=0.0, status="not_measured")
+
+
+# The console's page sizes: the graph view's rows are taller (a sparkline each).
+CONSOLE_PAGE_SIZE = {"list": 100, "graph": 50}
+
+
+def list_query_of(args: Mapping[str, str], view: str) -> PlantListQuery:
+    """The console page's query from its URL (the state its script keeps there); a parameter that does
+    not validate is dropped rather than failing the page (a stale bookmark still opens the list)."""
+    given = {key: args[key] for key in PlantListQuery.model_fields if args.get(key) not in (None, "")}
+    given.setdefault("limit", str(CONSOLE_PAGE_SIZE.get(view, 100)))
+    try:
+        return PlantListQuery.model_validate(given)
+    except ValidationError as exc:
+        bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        return PlantListQuery.model_validate({k: v for k, v in given.items() if k not in bad})
 
 
 class PlantList:
