@@ -45,6 +45,7 @@ class FleetFigures:
     taken_at: float
     built_at: datetime
     measured: dict[str, MeasuredFigures] = field(default_factory=dict)
+    customers: dict[str, str] = field(default_factory=dict)  # whose each plant is: scope without the registry
     ratios: dict[str, float | None] = field(default_factory=dict)
 
     def age_s(self) -> float:

@@ -3,6 +3,8 @@ view's sparklines, merged into pms_api.i18n.MESSAGES (keys start with `fl_` so t
 
 from __future__ import annotations
 
+from pms_common.event_text import PHASES, phase_label
+
 FLEETLIST_MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "fl_search": ("検索", "Search"),
     "fl_search_hint": ("サービスコード・発電所名・住所・電話番号・顧客ID",
@@ -20,3 +22,8 @@ FLEETLIST_MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "fl_peak_today": ("本日の最大", "Today's peak"),
     "fl_failed": ("更新できませんでした", "Could not refresh"),
 }
+
+# The event phases' names for the home screen's refresh (static/home.js), as pms_common.event_text
+# writes them for the server-rendered rows.
+FLEETLIST_MESSAGES.update({f"fl_phase_{phase}": (phase_label(phase, "ja"), phase_label(phase, "en"))
+                           for phase in PHASES})

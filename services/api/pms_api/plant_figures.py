@@ -78,29 +78,31 @@ class PlantFigures:
     def fleet_figures(self) -> FleetFigures:
         """Every active plant's figures now, and yesterday's PR where kept: the fleet snapshot's build.
 
-        Nearly every plant has one gateway, bound since before today: those are read in two batched
-        store queries by gateway, without building Plant records. The others (no gateway, a gateway
-        changed today, several gateways) go through `measured`, which reads each binding's window."""
+        Nearly every plant has one gateway, bound for more than a day: those are read in two batched
+        store queries by gateway, without building Plant records (a sample older than a day is never
+        current, and today's slots all lie inside the binding). The others (no gateway, a gateway
+        changed lately, several gateways) go through `measured`, which reads each binding's window."""
         taken_at, now = time.monotonic(), timeutil.now_jst()
         day_start, day_end = timeutil.today_bounds(now)
-        simple: dict[str, tuple[str, datetime]] = {}  # plant → (its gateway, bound since)
+        fleet = self.registry.fleet_bindings(settled_before=min(day_start, now - timedelta(days=1)))
+        simple: dict[str, str] = {}  # plant → its one gateway
         others: list[str] = []
-        for code, bindings in self.registry.fleet_bindings().items():
-            if len(bindings) == 1 and bindings[0][2] is None and bindings[0][1] <= day_start:
-                simple[code] = bindings[0][:2]
+        for code, plant in fleet.items():
+            if len(plant.bindings) == 1 and plant.bindings[0].still_bound and plant.bindings[0].settled:
+                simple[code] = plant.bindings[0].gateway_id
             else:
                 others.append(code)
         gateways = self.registry.gateway_states()
-        ids = [gateway_id for gateway_id, _ in simple.values()]
+        ids = list(simple.values())
         latest = self.store.latest_power(ids)
         today = self.store.sold_kwh_between(ids, day_start, day_end)
         measured: dict[str, MeasuredFigures] = {}
-        for code, (gateway_id, bound_from) in simple.items():
+        for code, gateway_id in simple.items():
             gateway = gateways.get(gateway_id)
             interval = gateway.power_interval_s if gateway else 60.0
             power = latest.get(gateway_id)
             fresh = timedelta(seconds=interval * self.not_measured_intervals)
-            if power is not None and bound_from <= power.measured_at and now - power.measured_at <= fresh:
+            if power is not None and now - power.measured_at <= fresh:
                 sold_w: int | None = power.sold_power_w
                 measured_at: datetime | None = power.measured_at
             else:
@@ -115,6 +117,7 @@ class PlantFigures:
             measured.update(self.measured(self.registry.plants_with_bindings(others), now))
         yesterday = now.astimezone(timeutil.JST).date() - timedelta(days=1)
         return FleetFigures(taken_at=taken_at, built_at=now, measured=measured,
+                            customers={code: plant.customer_id for code, plant in fleet.items()},
                             ratios=self.expected.kept_ratios(yesterday))
 
     def sold_energy(self, plants: list[Plant], now: datetime) -> tuple[float, float]:

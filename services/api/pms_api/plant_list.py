@@ -10,7 +10,7 @@ fresh. A plant the snapshot does not know yet (registered since) counts as not m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from pms_api.models import PlantStatus
 from pms_api.plant_figures import PlantFigures
 from pms_api.plant_list_models import SPARKLINE_BUCKET_MIN, PlantListPage, PlantListQuery, Sparkline, SparklinePage
 from pms_common import timeutil
-from pms_registry.plant_search import PlantFilter, PlantListing, RegistrySortKey
+from pms_registry.plant_search import PlantFilter, RegistrySortKey
 from pms_registry.registry import Registry
 
 REGISTRY_SORTS: dict[str, RegistrySortKey] = {"service_code": "service_code", "name": "name",
@@ -64,14 +64,44 @@ class PlantList:
         else:
             fleet = self.figures.fleet.current()
             age = round(fleet.age_s(), 3)
-            found = [p for p in self.registry.matching_plants(where) if _passes(query, fleet, p.service_code)]
-            found = _sorted(found, query.sort, descending, fleet)
+            found = [code for code in self._candidates(where, fleet) if _passes(query, fleet, code)]
+            found = self._sorted(found, query.sort, descending, fleet)
             total = len(found)
-            codes = [p.service_code for p in found[query.offset: query.offset + query.limit]]
+            codes = found[query.offset: query.offset + query.limit]
         plants = {p.service_code: p for p in self.registry.plants_with_bindings(codes)} if codes else {}
         rows = self.figures.summaries([plants[c] for c in codes if c in plants], now)
         return PlantListPage(items=rows, total=total, limit=query.limit, offset=query.offset, sort=query.sort,
                              order=query.order, snapshot_age_s=age)
+
+    def _candidates(self, where: PlantFilter, fleet: FleetFigures) -> list[str]:
+        """The plants the registry filters would let through. Without a search or a tag the snapshot knows
+        (its plants' customers), so the registry is not asked: a plant registered in the last seconds
+        joins the figure-sorted list with the next snapshot."""
+        if where.text is None and where.tag is None:
+            wanted = {c for c in (where.scope_customer_id, where.customer_id) if c is not None}
+            if len(wanted) > 1:
+                return []
+            customer = next(iter(wanted), None)
+            return [code for code, owner in fleet.customers.items() if customer is None or owner == customer]
+        return self.registry.matching_codes(where)
+
+    def _sorted(self, codes: list[str], sort: str, descending: bool, fleet: FleetFigures) -> list[str]:
+        """Sorted by the key, ties by service code; plants without the figure (null) always last."""
+        if sort in REGISTRY_SORTS:  # a registry column with a filter by figures: rare, so read the rows
+            listings = self.registry.listings(codes)
+            by_code = sorted(c for c in codes if c in listings)
+            return sorted(by_code, key=lambda c: str(getattr(listings[c], sort)), reverse=descending)
+        values: dict[str, float | None]
+        if sort == "status":
+            values = {c: STATUS_RANK[fleet.measured.get(c, UNKNOWN).status] for c in codes}
+        elif sort == "pr":
+            values = {c: fleet.ratios.get(c) for c in codes}
+        else:
+            values = {c: getattr(fleet.measured.get(c, UNKNOWN), sort) for c in codes}
+        known = sorted((c for c in codes if values[c] is not None), key=lambda c: c)
+        # sorted() is stable (reverse too), so equal values stay in code order either way.
+        known.sort(key=lambda c: values[c], reverse=descending)  # type: ignore[arg-type, return-value]
+        return known + sorted(c for c in codes if values[c] is None)
 
     def sparklines(self, codes: list[str], scope_customer_id: str | None, now: datetime) -> SparklinePage:
         """Today's sold power per 30-minute slot of each visible plant asked for (others are left out)."""
@@ -102,27 +132,3 @@ def _passes(query: PlantListQuery, fleet: FleetFigures, code: str) -> bool:
     if query.status is not None and figures.status != query.status:
         return False
     return not (query.not_measured and figures.current_sold_w is not None)
-
-
-def _sorted(found: list[PlantListing], sort: str, descending: bool, fleet: FleetFigures) -> list[PlantListing]:
-    """Sorted by the key, ties by service code; plants without the figure (null) always last."""
-    key: Callable[[PlantListing], float | str | None]
-    if sort in REGISTRY_SORTS:
-        def key(p: PlantListing) -> str:
-            return str(getattr(p, sort))
-    elif sort == "status":
-        def key(p: PlantListing) -> float:
-            return STATUS_RANK[fleet.measured.get(p.service_code, UNKNOWN).status]
-    elif sort == "pr":
-        def key(p: PlantListing) -> float | None:
-            return fleet.ratios.get(p.service_code)
-    else:
-        def key(p: PlantListing) -> float | None:
-            value = getattr(fleet.measured.get(p.service_code, UNKNOWN), sort)
-            return None if value is None else float(value)
-    by_code = sorted(found, key=lambda p: p.service_code)
-    known = [p for p in by_code if key(p) is not None]
-    missing = [p for p in by_code if key(p) is None]
-    # sorted() is stable, so equal keys stay in code order either way.
-    known.sort(key=key, reverse=descending)  # type: ignore[arg-type]
-    return known + missing
