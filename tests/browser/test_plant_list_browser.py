@@ -175,3 +175,25 @@ def test_the_graph_view_pages_sparklines_of_500_plants(browser: Any, fleet: Flee
     assert kwh == sorted(kwh, reverse=True)
     browser.find_element(By.ID, "tab-list").click()
     assert "/sales" in browser.current_url
+
+
+def test_the_home_screen_refreshes_itself(browser: Any, fleet: Fleet) -> None:
+    _open(browser, fleet, "/")
+    browser.execute_script("window.notReloaded = true;")
+    abnormal = int(browser.find_element(By.ID, "gw-abnormal").text.replace(",", ""))
+    assert abnormal == PLANTS // 50  # every 50th gateway is offline
+    assert browser.find_element(By.ID, "plant-count").text == str(PLANTS)
+    now = timeutil.now_jst()
+    fleet.registry.record_gateway_status(gateway_of(0), "offline", now)
+    fleet.registry.record_info_event(kind="billing_start_decided", at=now, service_code=fleet.codes[0],
+                                     message=f"billing start date of {fleet.codes[0]} decided",
+                                     params={"day": now.date().isoformat()})
+    fleet.registry.create_notice(kind="maintenance", title="定期メンテナンス", body="本日22時から", created_at=now,
+                                 starts_at=now - timedelta(minutes=1), ends_at=now + timedelta(hours=2))
+    wait_until(lambda: browser.find_element(By.ID, "gw-abnormal").text == f"{abnormal + 1:,}", REFRESH_S * 5,
+               "the count of offline gateways to refresh")
+    wait_until(lambda: "定期メンテナンス" in browser.find_element(By.ID, "notices").text, REFRESH_S * 3, "the notice")
+    first_event = browser.find_element(By.CSS_SELECTOR, "#events tbody tr")
+    assert fleet.codes[0] in first_event.text
+    assert "お知らせ" in first_event.find_element(By.CSS_SELECTOR, ".event-phase").text  # the phase in Japanese
+    assert browser.execute_script("return window.notReloaded === true;")
