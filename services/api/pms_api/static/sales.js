@@ -10,6 +10,7 @@
   const DESCENDING_FIRST = ["current_sold_w", "today_sold_kwh", "pr"];  // the biggest is what one looks for
   const SEARCH_DELAY_MS = 250;
   const SVG = "http://www.w3.org/2000/svg";
+  const SPARKLINES_PER_ASK = 200;  // pms_api.plant_list_models.MAX_SPARKLINES
 
   const script = document.currentScript ? document.currentScript.dataset : {};
   const view = script.view || "list";
@@ -149,11 +150,15 @@
 
   async function loadSparklines(items, ticket) {
     if (view !== "graph" || !items.length) { return; }
-    const codes = items.map((p) => p.service_code).join(",");
-    const lines = await getJson("/api/v1/plants/sparklines?codes=" + codes);
+    const codes = items.map((p) => p.service_code);
+    const asks = [];
+    for (let at = 0; at < codes.length; at += SPARKLINES_PER_ASK) {  // the API takes so many codes at once
+      asks.push(getJson("/api/v1/plants/sparklines?codes=" + codes.slice(at, at + SPARKLINES_PER_ASK).join(",")));
+    }
+    const lines = (await Promise.all(asks)).flatMap((answer) => answer.items);
     if (ticket !== asked) { return; }
-    const top = Math.max(0, ...lines.items.flatMap((s) => s.sold_w.filter((v) => v !== null)));
-    for (const s of lines.items) {
+    const top = Math.max(0, ...lines.flatMap((s) => s.sold_w.filter((v) => v !== null)));
+    for (const s of lines) {
       const td = table.querySelector('tr[data-code="' + s.service_code + '"] td.spark');
       if (td) { drawSparkline(td, s.sold_w, top); }
     }
