@@ -9,7 +9,7 @@ PostgreSQL database of its own on 127.0.0.1:5432, created and dropped here) regi
 with a gateway each (tests/fleet_fill.py) and times, through the real app (Flask test client, JSON, so
 server time without a network):
 - the list's shapes: first page, a search, a sort by sold W, filters (status, customer, tag), a deep page;
-- the graph view's sparklines of one page (50 plants);
+- the graph view's sparklines of one page (50 plants), and the home screen's refresh (/api/v1/summary);
 - the fleet snapshot's rebuild (what a sort or filter by a figure needs every few seconds), and the
   same sort answered by a request that has to rebuild it (a cold snapshot).
 Target: p95 < 300 ms for each list shape on both registries.
@@ -114,6 +114,8 @@ def bench_registry(kind: str, store: TimeSeriesStore, plants: int, runs: int, wo
               lambda _i: get("?q=東京&status=normal&sort=current_sold_w&order=desc&limit=100"))
         timed("graph view: sparklines of 50 plants", runs, lambda i: client.get(
             "/api/v1/plants/sparklines?codes=" + ",".join(pages[i]), headers=headers).get_json())
+        timed("home screen refresh: /api/v1/summary (not the list's)", max(5, runs // 4),
+              lambda _i: client.get("/api/v1/summary", headers=headers).get_json())
         fleet = app.config["plant_figures"].fleet  # the snapshot the app's list requests share
         timed(f"fleet snapshot rebuild ({plants:,} plants)", max(5, runs // 4), lambda _i: fleet._build())
 
