@@ -6,6 +6,7 @@ notices in `eventlog`; config push, commands and the audit log in `gateway_contr
 list, claims and broker logins in `provisioning`; update images and gateways' login hashes in
 `firmware`; staged rollouts of an image in `rollouts`; alert rules, episodes, the journal of
 happenings and notification channels in `alerting`; engine, transactions and upgrades in `core`.
+The cross-plant list's search, filters, sort and paging in SQL are in `plant_search`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pms_registry.firmware import Firmware, FirmwareImage
 from pms_registry.gateway_control import GatewayControl
 from pms_registry.plant_import import PlantImports
 from pms_registry.plant_rows import insert_plant, set_starting_price
+from pms_registry.plant_search import PlantSearch
 from pms_registry.presence import Presence, record_status
 from pms_registry.provisioning import Provisioning
 from pms_registry.pv import PlantPv, PvSettings
@@ -56,8 +58,8 @@ PLANT_FIELDS = ("customer_id", "name", "address", "phone", "latitude", "longitud
                 "tariff_yen_per_kwh", "billing_start_date")
 
 
-class Registry(Bindings, Presence, Accounts, EventLog, Alerting, Deliveries, GatewayControl, Provisioning, PvSettings,
-                Firmware, Rollouts, Tariffs, PlantImports, Customers):
+class Registry(PlantSearch, Bindings, Presence, Accounts, EventLog, Alerting, Deliveries, GatewayControl, Provisioning,
+               PvSettings, Firmware, Rollouts, Tariffs, PlantImports, Customers):
     # ---- customers and plants ----------------------------------------------------------------
     def ensure_customer(self, customer_id: str, name: str) -> None:
         with self._tx() as conn:

@@ -95,9 +95,10 @@ def test_every_screen_in_both_languages(browser: Any, console: Console) -> None:
         for path, japanese, english in screens:
             browser.get(console.url + path)
             assert (japanese if language == "ja" else english) in _text(browser), (language, path)
-    # The graph view drew its bars with the locally served plotly.js, and a bar leads to the plant.
+    # The graph view drew a sparkline of today's sold power in each plant's row (static/sales.js).
     browser.get(console.url + "/sales/graph")
-    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#sales-graph .bars .point path"), 15, "bars")
+    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#plants td.spark svg.sparkline")) == 2, 15,
+               "the sparklines")
     browser.get(f"{console.url}/plants/{console.codes[0]}")
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#chart-energy-hour .bars .point path"), 15,
                "the hourly energy bars")

@@ -13,9 +13,11 @@ from pydantic import BaseModel
 from pms_api.access import actor_of, plant_in_scope, principal, require_operator
 from pms_api.csvout import csv_response
 from pms_api.jsonout import json_response
-from pms_api.models import PageQuery, PlantCreate, PlantDetail, PlantPage, PlantPath, PlantUpdate, Problem
+from pms_api.models import PlantCreate, PlantDetail, PlantPath, PlantUpdate, Problem
 from pms_api.plant_actions import refuse_other_customer, retire
 from pms_api.plant_figures import PlantFigures
+from pms_api.plant_list import PlantList
+from pms_api.plant_list_models import PlantListPage, PlantListQuery
 from pms_api.problems import InvalidRequest, ProblemError
 from pms_api.series import SeriesFigures
 from pms_api.series_models import (
@@ -54,13 +56,13 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
     def filename(plant: Plant, what: str, first: date, last: date) -> str:
         return f"{plant.service_code}-{what}-{first.isoformat()}_{last.isoformat()}.csv"
 
-    @api.get("/plants", tags=[PLANTS], responses={200: PlantPage})
-    def list_plants(query: PageQuery) -> Response:
-        """The cross-plant list: current sold power (null = not measured) and today's sold kWh."""
-        plants = registry.list_plants(principal().customer_id)
-        page = plants[query.offset : query.offset + query.limit]
-        items = figures.summaries(page, timeutil.now_jst())
-        return json_response(PlantPage(items=items, total=len(plants), limit=query.limit, offset=query.offset))
+    plant_list = PlantList(registry, figures)
+
+    @api.get("/plants", tags=[PLANTS], responses={200: PlantListPage})
+    def list_plants(query: PlantListQuery) -> Response:
+        """The cross-plant list: current sold power (null = not measured) and today's sold kWh; searched,
+        filtered, sorted and paged on the server (retired plants are left out)."""
+        return json_response(plant_list.page(query, principal().customer_id, timeutil.now_jst()))
 
     @api.post("/plants", tags=[PLANTS], responses={201: PlantDetail, 403: Problem})
     def create_plant(body: PlantCreate) -> Response:

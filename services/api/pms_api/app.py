@@ -22,6 +22,7 @@ from pms_api.api_fleet import add_fleet_routes
 from pms_api.api_gateway_control import add_gateway_control_routes
 from pms_api.api_gateways import add_gateway_routes
 from pms_api.api_plant_import import add_plant_csv_routes
+from pms_api.api_plant_list import add_plant_list_routes
 from pms_api.api_plants import add_plant_routes
 from pms_api.api_provisioning import add_provisioning_routes
 from pms_api.api_rollouts import add_rollout_routes
@@ -91,6 +92,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     )
     app.config["registry"] = registry
     app.config["store"] = store
+    app.config["plant_figures"] = figures
     app.secret_key = settings.console_secret_key or registry.shared_secret("console-session")
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=settings.console_secure_cookie,
@@ -108,6 +110,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         refuse_read_only()
 
     add_plant_csv_routes(api, registry, SeriesFigures(store))  # before /plants/<code>: /plants/export.csv
+    add_plant_list_routes(api, registry, figures)
     add_plant_routes(api, registry, figures, SeriesFigures(store))
     add_tariff_routes(api, registry)
     add_expected_routes(api, registry, figures.expected)

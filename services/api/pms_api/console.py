@@ -24,8 +24,8 @@ from pms_api.access import plant_in_scope
 from pms_api.api_fleet import gateway_counts
 from pms_api.api_provisioning import CLAIM_CODES_REFUSED
 from pms_api.console_alerts import add_alert_pages
-from pms_api.console_plants import add_plant_pages
 from pms_api.console_people import add_people_pages
+from pms_api.console_plants import add_plant_pages
 from pms_api.console_rollouts import add_rollout_pages
 from pms_api.csrf import check_csrf, csrf_field
 from pms_api.gateway_actions import bind, push_config, queue_command
@@ -33,6 +33,7 @@ from pms_api.gateway_status import GatewayStatus
 from pms_api.i18n import LANGUAGES, catalog, translate
 from pms_api.login_throttle import LoginThrottle
 from pms_api.plant_figures import PlantFigures
+from pms_api.plant_list import PlantList, list_query_of
 from pms_api.problems import ProblemError
 from pms_common import timeutil
 from pms_common.event_text import Lang, Phase, kind_label, phase_label, phase_of, render_event
@@ -83,6 +84,7 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     console = Blueprint("console", __name__)
     console.before_request(check_csrf)
     gateway_status = GatewayStatus(registry)
+    plant_list = PlantList(registry, figures)
 
     @console.before_request
     def refuse_viewer_changes() -> None:
@@ -203,11 +205,15 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     @console.get("/sales/graph", defaults={"view": "graph"})
     @login_required
     def sales(view: str) -> str:
-        """The cross-plant list and its graph view: one page, two ways of showing the same plants."""
+        """The cross-plant list and its graph view: one page, two ways of showing the same plants. The first
+        page is rendered here from the URL's query (search, filters, sort, page); static/sales.js then
+        reads /api/v1/plants with the same query as the user changes it, and every refresh interval."""
         user = current_user()
         assert user is not None
-        summaries = figures.summaries(registry.list_plants(user.customer_id), timeutil.now_jst())
-        return render_template("sales.html", plants=summaries, view=view)
+        query = list_query_of(request.args, view)
+        page = plant_list.page(query, user.customer_id, timeutil.now_jst())
+        customers = registry.list_customers() if user.customer_id is None else []
+        return render_template("sales.html", page=page, query=query, view=view, customers=customers)
 
     def plant_page(user: User, service_code: str, *, problems: list[str] | None = None,
                    status: int = 200) -> tuple[str, int]:

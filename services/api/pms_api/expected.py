@@ -78,6 +78,13 @@ class ExpectedFigures:
         self._ratios[key] = (now + RATIO_TTL_S, value)
         return value
 
+    def kept_ratios(self, day: date) -> dict[str, float | None]:
+        """The ratios of `day` kept now, per plant (those list pages have shown): no model runs here, so
+        the whole fleet's snapshot can sort by PR at once (pms_api.fleet_snapshot)."""
+        now = time.monotonic()
+        return {code: value for (code, kept_day, _), (until, value) in list(self._ratios.items())
+                if kept_day == day and until > now}
+
     def calibrate(self, plant: Plant, now: datetime) -> tuple[float | None, int]:
         """Learn the factor from the last 60 days (to yesterday) and store it; (factor or None, clear days)."""
         return self.plants.calibrate(plant, now)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pms_api.i18n_alerts import ALERT_MESSAGES
-from pms_api.i18n_plants import PLANT_MESSAGES
+from pms_api.i18n_fleetlist import FLEETLIST_MESSAGES
 from pms_api.i18n_people import PEOPLE_MESSAGES
+from pms_api.i18n_plants import PLANT_MESSAGES
 
 LANGUAGES = ("ja", "en")
 
@@ -284,6 +285,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
 MESSAGES.update(ALERT_MESSAGES)
 MESSAGES.update(PLANT_MESSAGES)
 MESSAGES.update(PEOPLE_MESSAGES)
+MESSAGES.update(FLEETLIST_MESSAGES)
 
 
 def translate(key: str, language: str) -> str:

@@ -1,77 +1,13 @@
-// The console's scripts: refresh the sales list and draw charts from /api/v1 (login session, GET only).
+// The console's plant charts, drawn from /api/v1 (login session, GET only); the cross-plant list is static/sales.js.
 (function () {
   "use strict";
   const W = (key) => (window.PMS.words[key] || key);
-  const nf = (digits) => new Intl.NumberFormat(window.PMS.lang === "en" ? "en-US" : "ja-JP",
-    {minimumFractionDigits: digits, maximumFractionDigits: digits});
 
   async function getJson(url) {
     const response = await fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}});
     if (!response.ok) { throw new Error(url + ": HTTP " + response.status); }
     return response.json();
   }
-
-  async function allPlants() {
-    let items = [];
-    for (let offset = 0; ; offset += 1000) {
-      const page = await getJson("/api/v1/plants?limit=1000&offset=" + offset);
-      items = items.concat(page.items);
-      if (items.length >= page.total || page.items.length === 0) { return items; }
-    }
-  }
-
-  function stamp() {
-    const el = document.getElementById("updated-at");
-    // Japan time whatever the browser's zone, like every other time on the console.
-    if (el) {
-      el.textContent = new Date().toLocaleTimeString(window.PMS.lang === "en" ? "en-US" : "ja-JP",
-        {timeZone: "Asia/Tokyo", timeZoneName: "short"});
-    }
-  }
-
-  function renderList(plants) {
-    const body = document.querySelector("#plants tbody");
-    for (const p of plants) {
-      const row = body.querySelector('tr[data-code="' + p.service_code + '"]');
-      if (!row) { continue; }
-      const sold = row.querySelector(".sold-w");
-      sold.textContent = p.current_sold_w === null ? W("not_measured") : nf(0).format(p.current_sold_w) + " W";
-      sold.classList.toggle("not-measured", p.current_sold_w === null);
-      row.querySelector(".today-kwh").textContent = nf(2).format(p.today_sold_kwh) + " kWh";
-      row.querySelector(".pr").textContent = p.pr_sold_yesterday === null ? "—"
-        : Math.round(p.pr_sold_yesterday * 100) + "%";
-      const status = row.lastElementChild;
-      status.className = "status-" + p.status;
-      status.textContent = W("status_" + p.status);
-    }
-  }
-
-  function renderGraph(plants, plantUrl) {
-    const el = document.getElementById("sales-graph");
-    const trace = {type: "bar", x: plants.map((p) => p.service_code), y: plants.map((p) => p.today_sold_kwh),
-      text: plants.map((p) => p.name), customdata: plants.map((p) => p.service_code),
-      hovertemplate: "%{customdata}<br>%{text}<br>%{y:.2f} kWh<extra></extra>", marker: {color: "#0b5394"}};
-    Plotly.react(el, [trace], {margin: {t: 20}, yaxis: {title: {text: W("today_sold") + " (kWh)"}},
-      xaxis: {type: "category"}}, {displaylogo: false, responsive: true});
-    if (!el.dataset.clickBound) {
-      el.on("plotly_click", (event) => {
-        window.location.href = plantUrl.replace("CODE", event.points[0].customdata);
-      });
-      el.dataset.clickBound = "1";
-    }
-  }
-
-  window.PMS.startSales = function (view, plantUrl) {
-    async function refresh() {
-      try {
-        const plants = await allPlants();
-        if (view === "list") { renderList(plants); } else { renderGraph(plants, plantUrl); }
-        stamp();
-      } catch (error) { console.error(error); }
-    }
-    refresh();
-    setInterval(refresh, window.PMS.refreshMs);
-  };
 
   // ---- plant detail -------------------------------------------------------------------------------
   function monthBounds(day) {
@@ -217,5 +153,4 @@
   // The page says which view to start on its own script tag (the CSP runs no inline script).
   const start = document.currentScript ? document.currentScript.dataset : {};
   if (start.start === "plant") { window.PMS.startPlant(start.code); }
-  if (start.start === "sales") { window.PMS.startSales(start.view, start.plantUrl); }
 })();
