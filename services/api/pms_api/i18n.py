@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pms_api.i18n_alerts import ALERT_MESSAGES
+from pms_api.i18n_pages import PAGE_MESSAGES
 
 LANGUAGES = ("ja", "en")
 
@@ -280,6 +281,7 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
 }
 
 MESSAGES.update(ALERT_MESSAGES)
+MESSAGES.update(PAGE_MESSAGES)
 
 
 def translate(key: str, language: str) -> str:
