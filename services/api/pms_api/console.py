@@ -24,6 +24,7 @@ from pms_api.access import plant_in_scope
 from pms_api.api_fleet import gateway_counts
 from pms_api.api_provisioning import CLAIM_CODES_REFUSED
 from pms_api.console_alerts import add_alert_pages
+from pms_api.console_events import add_event_pages
 from pms_api.console_rollouts import add_rollout_pages
 from pms_api.csrf import check_csrf, csrf_field
 from pms_api.gateway_actions import bind, push_config, queue_command
@@ -294,5 +295,7 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
     add_rollout_pages(console, registry, current_user=current_user, language=language, login_required=login_required,
                       translate=translate)
     add_alert_pages(console, registry, current_user=current_user, language=language, login_required=login_required,
+                    translate=translate)
+    add_event_pages(console, registry, current_user=current_user, language=language, login_required=login_required,
                     translate=translate)
     return console

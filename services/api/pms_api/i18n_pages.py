@@ -15,7 +15,6 @@ PAGE_MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "error_status": ("ステータス", "Status"),
     "error_home": ("ホームへ戻る", "Back to the home screen"),
     # events page
-    "events": ("イベント", "Events"),
     "event_plant": ("発電所", "Plant"),
     "event_kind": ("種類", "Kind"),
     "event_state": ("状態", "State"),
