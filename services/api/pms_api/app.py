@@ -92,7 +92,8 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     app.secret_key = settings.console_secret_key or registry.shared_secret("console-session")
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=settings.console_secure_cookie,
-                      REFRESH_INTERVAL_S=settings.console_refresh_s)
+                      REFRESH_INTERVAL_S=settings.console_refresh_s,
+                      SESSION_IDLE_S=settings.console_session_idle_s, SESSION_MAX_S=settings.console_session_max_s)
     api = APIBlueprint("api_v1", __name__, url_prefix="/api/v1", abp_security=SECURITY,
                        abp_responses=PROBLEM_RESPONSES)
 

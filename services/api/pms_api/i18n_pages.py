@@ -14,6 +14,10 @@ PAGE_MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "error_other": ("エラーが発生しました", "Something went wrong"),
     "error_status": ("ステータス", "Status"),
     "error_home": ("ホームへ戻る", "Back to the home screen"),
+    # session expiry
+    "session_ended": ("一定時間操作がなかったか、ログインから時間が経ったため、ログアウトしました。"
+                      "もう一度ログインしてください",
+                      "Your session has ended (idle too long, or signed in too long ago): please log in again"),
     # events page
     "event_plant": ("発電所", "Plant"),
     "event_kind": ("種類", "Kind"),
