@@ -28,6 +28,7 @@ from pms_api.console import console_blueprint
 from pms_api.firmware_store import FirmwareStore
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.models import Problem
+from pms_api.openapi_ui import add_openapi_ui
 from pms_api.plant_figures import PlantFigures
 from pms_api.problems import HANDLED, ProblemError, answer_problem, refuse_invalid_request
 from pms_api.security_headers import add_security_headers
@@ -141,6 +142,8 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     @app.get("/metrics", doc_ui=False)
     def metrics() -> Response:
         return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    add_openapi_ui(app)
 
     plotly_js = plotly_js_path()
 
