@@ -6,7 +6,7 @@ import unicodedata
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pms_common.timeutil import JST
 from pms_common.topics import GATEWAY_ID_PATTERN
@@ -211,6 +211,9 @@ class EventOut(BaseModel):
 
 
 class EventPage(Page):
+    # ?format=csv answers the matching events as CSV instead: flask-openapi3 adds it to the 200 answer
+    model_config = ConfigDict(openapi_extra={"content": CSV_CONTENT})  # type: ignore[typeddict-unknown-key]
+
     items: list[EventOut]
 
 
@@ -307,13 +310,19 @@ class EventQuery(PageQuery):
     headers: Literal["en", "ja"] = Field(
         default="en", description="CSV only: column names as the API's field names (en) or in Japanese (ja)")
 
-    @model_validator(mode="after")
-    def _in_japan_time_and_ordered(self) -> EventQuery:
+    @field_validator("since", "until")
+    @classmethod
+    def _in_japan_time(cls, moment: datetime | None) -> datetime | None:
+        if moment is None:
+            return None
+        # Bounded like the series' days (its own wall-clock day: no conversion that could overflow).
+        if not FIRST_DAY <= moment.date() <= LAST_DAY:
+            raise ValueError(f"must lie between {FIRST_DAY} and {LAST_DAY}")
         # A time without an offset is a Japanese wall-clock time, as the console's users read times.
-        if self.since is not None and self.since.tzinfo is None:
-            self.since = self.since.replace(tzinfo=JST)
-        if self.until is not None and self.until.tzinfo is None:
-            self.until = self.until.replace(tzinfo=JST)
+        return moment.replace(tzinfo=JST) if moment.tzinfo is None else moment
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EventQuery:
         if self.since is not None and self.until is not None and self.until <= self.since:
             raise ValueError("until must be after since")
         return self
