@@ -107,10 +107,10 @@
   // Calendar periods as category labels, every period of the range present (empty ones too), so a
   // month with one day of data still reads as a month. JST wall-clock digits come straight from the
   // ISO strings (they carry +09:00), never from the browser's own time zone. Labels are written the
-  // reader's way: 6/1 for a day, 2026年6月 / Jun 2026 for a month.
+  // reader's way: 6/1 for a day, 6月 / Jun for a month (the year is the axis title).
   const locale = () => (window.PMS.lang === "en" ? "en-US" : "ja-JP");
   function calendarLabel(y, m, day) {
-    const options = day ? {month: "numeric", day: "numeric"} : {year: "numeric", month: "short"};
+    const options = day ? {month: "numeric", day: "numeric"} : {month: "short"};
     return new Intl.DateTimeFormat(locale(), Object.assign({timeZone: "UTC"}, options))
       .format(new Date(Date.UTC(y, m - 1, day || 1)));
   }
@@ -127,13 +127,20 @@
     return [...Array(last).keys()].map((i) => [d.month[0].slice(0, 8) + pad(i + 1), calendarLabel(y, m, i + 1)]);
   }
 
-  // Which period labels carry a tick: every 3rd hour, every 2nd day, every month. Explicit ticks, so
-  // the labels never depend on Plotly guessing a date format from category names.
+  // Which period labels carry a tick: at least every 3rd hour, every 2nd day, every month, and sparser
+  // when the chart is too narrow for them side by side (LABEL_PX: a label's width with its gap).
+  // Explicit ticks, so the labels never depend on Plotly guessing a date format from category names.
   const TICK_EVERY = {hour: 3, day: 2, month: 1};
-  function categoryAxis(kind, d) {
+  const LABEL_PX = {hour: 44, day: 40, month: 44};
+  function categoryAxis(kind, d, id) {
     const labels = periods(kind, d).map((slot) => slot[1]);
-    const ticks = labels.filter((label, i) => i % TICK_EVERY[kind] === 0);
-    return {type: "category", tickmode: "array", tickvals: ticks, ticktext: ticks, tickangle: 0, automargin: true};
+    const plotPx = Math.max(120, (document.getElementById("chart-" + id).clientWidth || 600) - 90);
+    const every = Math.max(TICK_EVERY[kind], Math.ceil(labels.length * LABEL_PX[kind] / plotPx));
+    const ticks = labels.filter((label, i) => i % every === 0);
+    const year = kind === "month" ? new Intl.DateTimeFormat(locale(), {year: "numeric", timeZone: "UTC"})
+      .format(new Date(Date.UTC(Number(d.year[0].slice(0, 4)), 0, 1))) : "";
+    return {type: "category", tickmode: "array", tickvals: ticks, ticktext: ticks, tickangle: 0, automargin: true,
+      title: {text: year}};
   }
 
   function byPeriod(kind, d, items, keyOf, valueOf) {
@@ -172,12 +179,12 @@
       ["peaks", (d) => base + "/peaks?start=" + d.month[0] + "&end=" + d.month[1], (s, d) => {
         const series = byPeriod("day", d, s.items, (p) => p.day, (p) => p.peak_sold_w);
         chart("peaks", [Object.assign({type: "bar", name: W("sold_w"), marker: {color: "#e69138"}}, series)],
-          W("sold_w"), {xaxis: categoryAxis("day", d)});
+          W("sold_w"), {xaxis: categoryAxis("day", d, "peaks")});
       }],
       ["price", (d) => base + "/price?interval=day&start=" + d.month[0] + "&end=" + d.month[1], (s, d) => {
         const series = byPeriod("day", d, s.items, (p) => p.period_start, (p) => p.amount_yen);
         chart("price", [Object.assign({type: "bar", name: W("amount_yen"), marker: {color: "#38761d"}}, series)],
-          W("amount_yen"), {xaxis: categoryAxis("day", d)});
+          W("amount_yen"), {xaxis: categoryAxis("day", d, "price")});
       }],
       ["weather", (d) => base + "/weather?start=" + d.day + "&end=" + d.day, (s, d) => {
         // Irradiances are slot means named by the slot's end, so they are drawn as steps ending there.
@@ -203,7 +210,7 @@
           hovertemplate: "%{y:.2f} kWh<br>" + W("pr_sold") + " %{customdata:.0%}<extra></extra>"}, sold),
         Object.assign({type: "scatter", mode: "lines+markers", name: W("expected_kwh"), line: {color: "#e69138"}},
           expected),
-      ], "kWh", {xaxis: categoryAxis(kind, d)});
+      ], "kWh", {xaxis: categoryAxis(kind, d, id)});
     }
 
     function energyChart(id, kind, s, d) {
@@ -212,7 +219,7 @@
       chart(id, [
         Object.assign({type: "bar", name: W("sold_kwh"), marker: {color: "#0b5394"}}, sold),
         Object.assign({type: "bar", name: W("bought_kwh"), marker: {color: "#aab7c4"}}, bought),
-      ], "kWh", {barmode: "group", xaxis: categoryAxis(kind, d)});
+      ], "kWh", {barmode: "group", xaxis: categoryAxis(kind, d, id)});
     }
 
     async function draw(day) {
