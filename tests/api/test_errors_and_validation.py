@@ -27,6 +27,9 @@ def test_a_missing_console_page_is_an_html_page_in_the_browsers_language(api: Ap
     assert response.status_code == 404 and response.mimetype == "text/html"
     assert f'<html lang="{lang}">' in page and heading in page
     assert '<a href="/" id="error-home">' in page
+    # werkzeug's English sentence gives way to a hint in the reader's language
+    assert "The requested URL was not found" not in page
+    assert ("アドレスが正しいか確認" if lang == "ja" else "Check the address") in page
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
 
 

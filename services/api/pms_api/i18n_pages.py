@@ -12,6 +12,8 @@ PAGE_MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "error_429": ("しばらく待ってからもう一度お試しください", "Too many attempts: wait a little and try again"),
     "error_503": ("一時的に利用できません", "Temporarily unavailable"),
     "error_other": ("エラーが発生しました", "Something went wrong"),
+    "error_hint": ("アドレスが正しいか確認するか、ホームからたどってください。",
+                   "Check the address, or find the page from the home screen."),
     "error_status": ("ステータス", "Status"),
     "error_home": ("ホームへ戻る", "Back to the home screen"),
     # session expiry

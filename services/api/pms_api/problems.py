@@ -80,7 +80,10 @@ def answer_problem(exc: Exception) -> Response:
     on the console."""
     problem = as_problem(exc)
     if wants_html_page():
-        return error_page(problem)
+        # werkzeug's own English sentence ("The requested URL was not found...") is replaced on the
+        # page by a hint in the reader's language; a detail of ours is shown as it is.
+        stock = isinstance(exc, HTTPException) and exc.description == type(exc).description
+        return error_page(problem, stock_detail=stock)
     body = Problem(title=problem.title, status=problem.status, detail=problem.detail)
     response = Response(body.model_dump_json(exclude_none=True), status=problem.status,
                         content_type="application/problem+json")
@@ -105,19 +108,20 @@ def page_language() -> str:
     return request.accept_languages.best_match(LANGUAGES) or "ja"
 
 
-def error_page(problem: ProblemError) -> Response:
+def error_page(problem: ProblemError, *, stock_detail: bool = False) -> Response:
     """The console's HTML page for a failure: what happened in the reader's language, the detail,
     a link home. Rendered without the console's page frame when that itself fails (a registry that is
     down also fails the frame's user look-up), so the reader always gets a page."""
     lang = page_language()
     key = f"error_{problem.status}" if f"error_{problem.status}" in ERROR_KEYS else "error_other"
     heading = translate(key, lang)
+    detail = translate("error_hint", lang) if stock_detail else problem.detail
     try:
-        body = render_template("error.html", problem=problem, heading=heading)
+        body = render_template("error.html", problem=problem, heading=heading, detail=detail)
     except Exception as exc:  # the error page must not fail in turn
         log.warning("api: error page rendered without its frame: %s", exc)
         body = (f'<!doctype html><html lang="{lang}"><meta charset="utf-8"><title>{escape(heading)}</title>'
-                f'<h1>{escape(heading)}</h1><p>{escape(problem.detail or problem.title)}</p>'
+                f'<h1>{escape(heading)}</h1><p>{escape(detail or problem.title)}</p>'
                 f'<p><a href="/">{escape(translate("error_home", lang))}</a></p></html>')
     return Response(body, status=problem.status, content_type="text/html; charset=utf-8")
 
