@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -18,6 +19,18 @@ NOTICE_STATES = ("current", "scheduled", "past")
 NoticeState = Literal["current", "scheduled", "past"]
 # What update_notice may change (created_at and created_by record the first publication).
 NOTICE_FIELDS = ("kind", "title", "body", "title_en", "body_en", "starts_at", "ends_at", "customer_id")
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What the events page and GET /api/v1/events narrow the log by, besides customer and state:
+    one plant, one kind, acknowledged or not, and opened within [opened_from, opened_until)."""
+
+    service_code: str | None = None
+    kind: str | None = None
+    acknowledged: bool | None = None
+    opened_from: datetime | None = None
+    opened_until: datetime | None = None
 
 
 class EventLog(RegistryCore):
@@ -74,28 +87,48 @@ class EventLog(RegistryCore):
             row = conn.execute(select(t.events).where(t.events.c.event_id == row["event_id"])).mappings().one()
         return _event(row)
 
-    def _event_condition(self, customer_id: str | None, state: str | None) -> ColumnElement[bool]:
-        condition: ColumnElement[bool] = true()
+    def _event_condition(self, customer_id: str | None, state: str | None,
+                         where: EventFilter | None = None) -> ColumnElement[bool]:
+        c = t.events.c
+        conditions: list[ColumnElement[bool]] = []
         if customer_id is not None:
             owned = select(t.plants.c.service_code).where(t.plants.c.customer_id == customer_id)
-            condition = and_(condition, t.events.c.service_code.in_(owned))
+            conditions.append(c.service_code.in_(owned))
         if state is not None:
-            condition = and_(condition, t.events.c.state == state)
-        return condition
+            conditions.append(c.state == state)
+        if where is not None:
+            if where.service_code is not None:
+                conditions.append(c.service_code == where.service_code)
+            if where.kind is not None:
+                conditions.append(c.kind == where.kind)
+            if where.acknowledged is not None:
+                conditions.append(c.acknowledged_at.is_not(None) if where.acknowledged else c.acknowledged_at.is_(None))
+            if where.opened_from is not None:
+                conditions.append(c.opened_at >= where.opened_from)
+            if where.opened_until is not None:
+                conditions.append(c.opened_at < where.opened_until)
+        return and_(true(), *conditions)
 
     def list_events(self, *, customer_id: str | None = None, limit: int = 100, offset: int = 0,
-                    state: str | None = None) -> list[EventRecord]:
-        """A page of events, newest first."""
-        query = (select(t.events).where(self._event_condition(customer_id, state))
+                    state: str | None = None, where: EventFilter | None = None) -> list[EventRecord]:
+        """A page of events, newest first: of a customer's plants (None = all), in a state ("open",
+        "recovered", "info"), and narrowed by `where`."""
+        query = (select(t.events).where(self._event_condition(customer_id, state, where))
                  .order_by(t.events.c.opened_at.desc(), t.events.c.event_id.desc()).limit(limit).offset(offset))
         with self._tx() as conn:
             rows = conn.execute(query).mappings().all()
         return [_event(row) for row in rows]
 
-    def count_events(self, *, customer_id: str | None = None, state: str | None = None) -> int:
-        query = select(func.count()).select_from(t.events).where(self._event_condition(customer_id, state))
+    def count_events(self, *, customer_id: str | None = None, state: str | None = None,
+                     where: EventFilter | None = None) -> int:
+        query = select(func.count()).select_from(t.events).where(self._event_condition(customer_id, state, where))
         with self._tx() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def get_event(self, event_id: int) -> EventRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(select(t.events).where(t.events.c.event_id == event_id)).mappings().first()
+        return None if row is None else _event(row)
 
     def latest_events_of_kind(self, kind: str, window: timedelta) -> list[EventRecord]:
         """Events of one kind from `window` before the newest one's time on (none when there is none):

@@ -125,7 +125,7 @@ def test_csv_times_are_japan_time(api: Api) -> None:
     text = api.get(_url(api, "a", "energy?interval=30min&format=csv")).data.decode("utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))
     today = timeutil.now_jst().date().isoformat()
-    assert rows[0] == {"period_start": f"{today} 00:00:00", "period_end": f"{today} 00:30:00", "sold_kwh": "0.5",
+    assert rows[0] == {"service_code": api.codes["a"], "plant_name": "Plant a", "period_start": f"{today} 00:00:00", "period_end": f"{today} 00:30:00", "sold_kwh": "0.5",
                        "bought_kwh": "0.1", "slots": "1", "backfilled": "0"}
     assert rows[1]["backfilled"] == "1"
 
@@ -136,7 +136,7 @@ def test_csv_in_shift_jis(api: Api) -> None:
     assert response.content_type == "text/csv; charset=shift_jis"
     assert not response.data.startswith(b"\xef\xbb\xbf")
     assert response.data.decode("cp932").splitlines()[0] == (
-        "observed_at,ghi_w_m2,temperature_c,source,dni_w_m2,dhi_w_m2,gti_w_m2,cloud_cover_pct,weather_code,model,stale"
+        "service_code,plant_name,observed_at,ghi_w_m2,temperature_c,source,dni_w_m2,dhi_w_m2,gti_w_m2,cloud_cover_pct,weather_code,model,stale"
     )
 
 

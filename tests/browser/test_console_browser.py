@@ -133,8 +133,10 @@ def test_csv_download_is_utf8_with_bom(browser: Any, console: Console) -> None:
     data = done[0].read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
     lines = data.decode("utf-8-sig").splitlines()
-    assert lines[0] == "period_start,period_end,sold_kwh,bought_kwh,slots,backfilled"
+    # the page is in English here (Chromium's Accept-Language): field names; the plant's code and name first
+    assert lines[0] == "service_code,plant_name,period_start,period_end,sold_kwh,bought_kwh,slots,backfilled"
     assert len(lines) == 3  # two hours with energy today
+    assert all(line.startswith(f"{console.codes[0]},発電所0,") for line in lines[1:])
     assert done[0].name.startswith(f"{console.codes[0]}-energy-hour-")
 
 

@@ -8,8 +8,9 @@ another customer's plant exists.
 
 from __future__ import annotations
 
-from flask import g, request, session
+from flask import g, request
 
+from pms_api.console_session import live_user_id
 from pms_api.problems import ProblemError
 from pms_registry import Registry
 from pms_registry.records import Plant, Principal
@@ -21,10 +22,11 @@ def principal_of_request(registry: Registry) -> Principal | None:
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
     found = registry.authenticate(secret.strip()) if scheme.lower() == "bearer" and secret.strip() else None
-    if found is None and not header and request.method == "GET" and "user_id" in session:
-        # The console's own pages read the API with their login session; reads only, so a
-        # forged cross-site request can change nothing (and SameSite=Lax keeps the cookie home).
-        user = registry.get_user_by_id(int(session["user_id"]))
+    user_id = live_user_id() if found is None and not header and request.method == "GET" else None
+    if user_id is not None:
+        # The console's own pages read the API with their login session (while it lasts); reads
+        # only, so a forged cross-site request can change nothing (and SameSite=Lax keeps the cookie home).
+        user = registry.get_user_by_id(user_id)
         if user is not None:
             found = Principal(key_id=f"user:{user.user_id}", customer_id=user.customer_id, role=user.role,
                               can_write=user.can_write)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
 from pms_api.access import actor_of, principal, require_operator
+from pms_api.event_listing import event_out, events_csv, events_page
 from pms_api.jsonout import json_response
 from pms_api.models import (
-    EventOut,
     EventPage,
     EventQuery,
     GatewayCounts,
@@ -27,9 +25,8 @@ from pms_api.notice_rules import editable, notice_customer
 from pms_api.plant_figures import PlantFigures
 from pms_api.problems import InvalidRequest
 from pms_common import timeutil
-from pms_common.event_text import Lang, kind_label, phase_of, render_event
 from pms_registry import Registry, RegistryError
-from pms_registry.records import EventRecord, Notice
+from pms_registry.records import Notice
 
 FLEET = Tag(name="fleet", description="Events")
 HOME = Tag(name="home", description="Notices and the home screen's summary")
@@ -39,14 +36,12 @@ SUMMARY_EVENTS = 20
 def add_fleet_routes(api: APIBlueprint, registry: Registry, figures: PlantFigures) -> None:
     @api.get("/events", tags=[FLEET], responses={200: EventPage})
     def list_events(query: EventQuery) -> Response:
-        """The event log (abnormal, recovered, billing start decided), newest first."""
+        """The event log (abnormal, recovered, billing start decided), newest first, narrowed by plant,
+        kind, state and time; as CSV every matching event (?format=csv, Japanese headers with headers=ja)."""
         customer_id = principal().customer_id
-        records = registry.list_events(customer_id=customer_id, limit=query.limit, offset=query.offset,
-                                       state=query.state)
-        total = registry.count_events(customer_id=customer_id, state=query.state)
-        names = plant_names(registry, customer_id)
-        items = [event_out(r, query.lang, names.get(r.service_code or "")) for r in records]
-        return json_response(EventPage(items=items, total=total, limit=query.limit, offset=query.offset))
+        if query.format == "csv":
+            return events_csv(registry, customer_id, query)
+        return json_response(events_page(registry, customer_id, query))
 
     @api.get("/notices", tags=[HOME], responses={200: NoticePage})
     def list_notices(query: NoticeQuery) -> Response:
@@ -132,19 +127,6 @@ def notice_out(notice: Notice, lang: str) -> NoticeOut:
         starts_at=notice.starts_at, ends_at=notice.ends_at, created_at=notice.created_at,
         customer_id=notice.customer_id, title_ja=notice.title, body_ja=notice.body, title_en=notice.title_en,
         body_en=notice.body_en, created_by=notice.created_by)
-
-
-def plant_names(registry: Registry, customer_id: str | None) -> dict[str, str]:
-    return {p.service_code: p.name for p in registry.list_plants(customer_id)}
-
-
-def event_out(record: EventRecord, lang: Lang, plant_name: str | None = None) -> EventOut:
-    """An event with its text in `lang` (pms_common.event_text), and the facts it is written from."""
-    phase = phase_of(record.state, record.acknowledged_at is not None)
-    return EventOut(**asdict(record), phase=phase, kind_label=kind_label(record.kind, lang),
-                    # An acknowledged alert still says what is wrong; who saw it is in acknowledged_by.
-                    text=render_event(record, lang, "raised" if phase == "acknowledged" else phase,
-                                      plant_name=plant_name))
 
 
 def gateway_counts(counts: dict[str, int]) -> GatewayCounts:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date
 
-from flask import Response
+from flask import Response, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
@@ -128,9 +128,13 @@ def add_plant_routes(api: APIBlueprint, registry: Registry, figures: PlantFigure
 
     def series_answer(query: SeriesQuery, items: Sequence[BaseModel], columns: list[str], name: str,
                       as_json: Callable[[], BaseModel]) -> Response:
-        """CSV (with the file name) when asked for, else the JSON document."""
+        """CSV (with the file name; the plant's code and name as its first columns, headers in the
+        language asked) when asked for, else the JSON document."""
         if query.format == "csv":
-            return csv_response(items, columns, query.encoding, name)
+            # Every series route has the plant in its path, and has already checked it is visible.
+            plant = visible_plant(str((request.view_args or {})["service_code"]))
+            return csv_response(items, columns, query.encoding, name, headers=query.headers,
+                                leading={"service_code": plant.service_code, "plant_name": plant.name})
         return json_response(as_json())
 
     @api.get("/plants/<service_code>/power", tags=[SERIES], responses={200: PowerSeries})

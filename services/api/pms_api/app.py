@@ -31,6 +31,7 @@ from pms_api.console import console_blueprint
 from pms_api.firmware_store import FirmwareStore
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
 from pms_api.models import Problem
+from pms_api.openapi_ui import add_openapi_ui
 from pms_api.plant_figures import PlantFigures
 from pms_api.problems import HANDLED, ProblemError, answer_problem, refuse_invalid_request
 from pms_api.security_headers import add_security_headers
@@ -96,7 +97,8 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     app.secret_key = settings.console_secret_key or registry.shared_secret("console-session")
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=settings.console_secure_cookie,
-                      REFRESH_INTERVAL_S=settings.console_refresh_s)
+                      REFRESH_INTERVAL_S=settings.console_refresh_s,
+                      SESSION_IDLE_S=settings.console_session_idle_s, SESSION_MAX_S=settings.console_session_max_s)
     api = APIBlueprint("api_v1", __name__, url_prefix="/api/v1", abp_security=SECURITY,
                        abp_responses=PROBLEM_RESPONSES)
 
@@ -147,6 +149,8 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     @app.get("/metrics", doc_ui=False)
     def metrics() -> Response:
         return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    add_openapi_ui(app)
 
     plotly_js = plotly_js_path()
 

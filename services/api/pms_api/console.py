@@ -24,9 +24,11 @@ from pms_api.access import plant_in_scope
 from pms_api.api_fleet import gateway_counts
 from pms_api.api_provisioning import CLAIM_CODES_REFUSED
 from pms_api.console_alerts import add_alert_pages
+from pms_api.console_events import add_event_pages
 from pms_api.console_people import add_people_pages
 from pms_api.console_plants import add_plant_pages
 from pms_api.console_rollouts import add_rollout_pages
+from pms_api.console_session import live_user_id, start_session
 from pms_api.csrf import check_csrf, csrf_field
 from pms_api.gateway_actions import bind, push_config, queue_command
 from pms_api.gateway_status import GatewayStatus
@@ -99,8 +101,8 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
             raise ProblemError(403, "a viewer may only read")
 
     def current_user() -> User | None:
-        user_id = session.get("user_id")
-        return None if user_id is None else registry.get_user_by_id(int(user_id))
+        user_id = live_user_id()
+        return None if user_id is None else registry.get_user_by_id(user_id)
 
     def language() -> str:
         chosen = session.get("lang")
@@ -169,8 +171,7 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
             LOGINS.labels("failed").inc()
             return render_template("login.html", failed=True, locked_minutes=None, locked_until=None)
         LOGINS.labels("ok").inc()
-        session.clear()
-        session["user_id"] = user.user_id
+        start_session(user.user_id)
         session["lang"] = request.form.get("lang") if request.form.get("lang") in LANGUAGES else user.language
         return redirect(local_path(request.args.get("next", "")) or url_for("console.home"))
 
@@ -323,4 +324,6 @@ def console_blueprint(registry: Registry, figures: PlantFigures, throttle: Login
                     translate=translate)
     add_people_pages(console, registry, current_user=current_user, language=language, login_required=login_required,
                      translate=translate)
+    add_event_pages(console, registry, current_user=current_user, language=language, login_required=login_required,
+                    translate=translate)
     return console

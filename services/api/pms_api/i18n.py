@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pms_api.i18n_alerts import ALERT_MESSAGES
 from pms_api.i18n_fleetlist import FLEETLIST_MESSAGES
+from pms_api.i18n_pages import PAGE_MESSAGES
 from pms_api.i18n_people import PEOPLE_MESSAGES
 from pms_api.i18n_plants import PLANT_MESSAGES
 
@@ -286,6 +287,7 @@ MESSAGES.update(ALERT_MESSAGES)
 MESSAGES.update(PLANT_MESSAGES)
 MESSAGES.update(PEOPLE_MESSAGES)
 MESSAGES.update(FLEETLIST_MESSAGES)
+MESSAGES.update(PAGE_MESSAGES)
 
 
 def translate(key: str, language: str) -> str:

@@ -6,8 +6,9 @@ import unicodedata
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pms_common.timeutil import JST
 from pms_common.topics import GATEWAY_ID_PATTERN
 
 PlantStatus = Literal["normal", "not_measured", "offline", "no_gateway"]
@@ -242,10 +243,14 @@ class EventOut(BaseModel):
     phase: Literal["raised", "cleared", "acknowledged", "info"] = Field(
         description="raised (open), acknowledged (open, seen by an operator), cleared (recovered), info")
     kind_label: str = Field(description="The kind's short name in the language asked for")
+    plant_name: str | None = Field(default=None, description="The name of the plant it happened at")
     text: str = Field(description="What happened, in the language asked for (?lang=)")
 
 
 class EventPage(Page):
+    # ?format=csv answers the matching events as CSV instead: flask-openapi3 adds it to the 200 answer
+    model_config = ConfigDict(openapi_extra={"content": CSV_CONTENT})  # type: ignore[typeddict-unknown-key]
+
     items: list[EventOut]
 
 
@@ -348,8 +353,40 @@ class PageQuery(BaseModel):
 
 
 class EventQuery(PageQuery):
-    state: Literal["open", "recovered", "info"] | None = None
+    """The event log's filters (all optional, combined with AND) and the answer's format."""
+
+    service_code: str | None = Field(default=None, pattern=r"^pss\d{8}$", description="one plant's events")
+    kind: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$",
+                             description="one kind, e.g. gateway_offline (docs/alerts.md lists them)")
+    state: Literal["open", "acknowledged", "recovered", "info"] | None = Field(
+        default=None, description="open: still open and nobody has acknowledged it; acknowledged: still open, "
+                                  "seen; recovered: over; info: something that happened once")
+    since: datetime | None = Field(default=None, description="opened at or after (ISO 8601; no offset = JST)")
+    until: datetime | None = Field(default=None, description="opened before (ISO 8601; no offset = JST)")
     lang: Literal["ja", "en"] = Field(default="en", description="the language of `text` and `kind_label`")
+    format: Literal["json", "csv"] = Field(
+        default="json", description="csv: every matching event (at most 100,000, newest first), not one page")
+    encoding: Literal["utf-8", "shift_jis"] = Field(
+        default="utf-8", description="CSV only: UTF-8 with BOM (default) or Shift_JIS (Windows-31J)")
+    headers: Literal["en", "ja"] = Field(
+        default="en", description="CSV only: column names as the API's field names (en) or in Japanese (ja)")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_japan_time(cls, moment: datetime | None) -> datetime | None:
+        if moment is None:
+            return None
+        # Bounded like the series' days (its own wall-clock day: no conversion that could overflow).
+        if not FIRST_DAY <= moment.date() <= LAST_DAY:
+            raise ValueError(f"must lie between {FIRST_DAY} and {LAST_DAY}")
+        # A time without an offset is a Japanese wall-clock time, as the console's users read times.
+        return moment.replace(tzinfo=JST) if moment.tzinfo is None else moment
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EventQuery:
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ValueError("until must be after since")
+        return self
 
 
 class NoticeQuery(PageQuery):

@@ -23,6 +23,8 @@ class SeriesQuery(BaseModel):
     format: Literal["json", "csv"] = "json"
     encoding: Literal["utf-8", "shift_jis"] = Field(
         default="utf-8", description="CSV only: UTF-8 with BOM (default) or Shift_JIS (Windows-31J)")
+    headers: Literal["en", "ja"] = Field(
+        default="en", description="CSV only: column names as the API's field names (en) or in Japanese (ja)")
 
     @model_validator(mode="after")
     def _ordered(self) -> SeriesQuery:

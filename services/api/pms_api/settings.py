@@ -25,6 +25,10 @@ class ApiSettings(RegistrySettings):
         default=False, description="behind TLS: the console's session cookie is sent over HTTPS only")
     login_max_failures: int = Field(default=5, ge=1, description="wrong console passwords per username in the window")
     login_window_s: float = Field(default=300.0, gt=0, description="the login-failure window, and the lockout")
+    console_session_idle_s: float = Field(
+        default=8 * 3600.0, gt=0, description="a console login ends after this long without a request")
+    console_session_max_s: float = Field(
+        default=7 * 86400.0, gt=0, description="a console login ends this long after the password was given")
     console_refresh_s: float = Field(default=20.0, gt=0, description="how often the sales list refreshes")
     not_measured_intervals: int = Field(default=3, ge=1, description="power intervals without a reading")
     api_threads: int = Field(default=8, ge=1)

@@ -19,36 +19,64 @@
 
   // A series with no data is left out, and so is a secondary axis no remaining series uses (no empty
   // °C axis beside the irradiance); the first series stays so an empty chart still says "no data".
+  // The legend sits above the plot, in a top margin made for it, so it never covers the axes' labels;
+  // every axis keeps its labels inside the chart's box (automargin).
   function chart(id, traces, yTitle, extra) {
     const el = document.getElementById("chart-" + id);
     const hasData = (t) => t.y.some((v) => v !== null && v !== undefined);
     const empty = !traces.some(hasData);
     const shown = traces.filter((t, i) => hasData(t) || (empty && i === 0));
-    const layout = Object.assign({margin: {t: 10, r: 10}, yaxis: {title: {text: yTitle}}, showlegend: shown.length > 1,
-      legend: {orientation: "h"}, annotations: empty ? [{text: W("no_data"), showarrow: false, xref: "paper",
-        yref: "paper", x: 0.5, y: 0.5}] : []}, extra || {});
+    const legend = shown.length > 1;
+    const layout = Object.assign({margin: {t: legend ? 40 : 10, r: 10}, yaxis: {title: {text: yTitle}, automargin: true},
+      showlegend: legend, legend: {orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom"},
+      annotations: empty ? [{text: W("no_data"), showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5}] : []},
+    extra || {});
     for (const t of traces) {
       if (t.yaxis && t.yaxis !== "y" && !shown.some((s) => s.yaxis === t.yaxis)) {
         delete layout["yaxis" + t.yaxis.slice(1)];
       }
     }
-    if (layout.yaxis2) { layout.margin = Object.assign({}, layout.margin, {r: 60}); }  // room for its labels
+    if (layout.yaxis2) { layout.yaxis2.automargin = true; }
     Plotly.react(el, shown, layout, {displaylogo: false, responsive: true});
   }
 
   // Calendar periods as category labels, every period of the range present (empty ones too), so a
   // month with one day of data still reads as a month. JST wall-clock digits come straight from the
-  // ISO strings (they carry +09:00), never from the browser's own time zone.
+  // ISO strings (they carry +09:00), never from the browser's own time zone. Labels are written the
+  // reader's way: 6/1 for a day, 6月 / Jun for a month (the year is the axis title).
+  const locale = () => (window.PMS.lang === "en" ? "en-US" : "ja-JP");
+  function calendarLabel(y, m, day) {
+    const options = day ? {month: "numeric", day: "numeric"} : {month: "short"};
+    return new Intl.DateTimeFormat(locale(), Object.assign({timeZone: "UTC"}, options))
+      .format(new Date(Date.UTC(y, m - 1, day || 1)));
+  }
+
   function periods(kind, d) {
     const pad = (n) => String(n).padStart(2, "0");
     if (kind === "hour") { return [...Array(24).keys()].map((h) => [d.day + "T" + pad(h), pad(h) + ":00"]); }
     if (kind === "month") {
-      const year = d.year[0].slice(0, 4);
-      return [...Array(12).keys()].map((m) => [year + "-" + pad(m + 1), year + "/" + pad(m + 1)]);
+      const year = Number(d.year[0].slice(0, 4));
+      return [...Array(12).keys()].map((m) => [year + "-" + pad(m + 1), calendarLabel(year, m + 1)]);
     }
     const last = Number(d.month[1].slice(8, 10));
-    const month = d.month[0].slice(0, 7);
-    return [...Array(last).keys()].map((i) => [month + "-" + pad(i + 1), month.slice(5) + "/" + pad(i + 1)]);
+    const [y, m] = d.month[0].split("-").map(Number);
+    return [...Array(last).keys()].map((i) => [d.month[0].slice(0, 8) + pad(i + 1), calendarLabel(y, m, i + 1)]);
+  }
+
+  // Which period labels carry a tick: at least every 3rd hour, every 2nd day, every month, and sparser
+  // when the chart is too narrow for them side by side (LABEL_PX: a label's width with its gap).
+  // Explicit ticks, so the labels never depend on Plotly guessing a date format from category names.
+  const TICK_EVERY = {hour: 3, day: 2, month: 1};
+  const LABEL_PX = {hour: 44, day: 40, month: 44};
+  function categoryAxis(kind, d, id) {
+    const labels = periods(kind, d).map((slot) => slot[1]);
+    const plotPx = Math.max(120, (document.getElementById("chart-" + id).clientWidth || 600) - 90);
+    const every = Math.max(TICK_EVERY[kind], Math.ceil(labels.length * LABEL_PX[kind] / plotPx));
+    const ticks = labels.filter((label, i) => i % every === 0);
+    const year = kind === "month" ? new Intl.DateTimeFormat(locale(), {year: "numeric", timeZone: "UTC"})
+      .format(new Date(Date.UTC(Number(d.year[0].slice(0, 4)), 0, 1))) : "";
+    return {type: "category", tickmode: "array", tickvals: ticks, ticktext: ticks, tickangle: 0, automargin: true,
+      title: {text: year}};
   }
 
   function byPeriod(kind, d, items, keyOf, valueOf) {
@@ -59,11 +87,16 @@
   }
 
   // A whole JST day on a time axis, so one sample right after midnight still sits on a readable day
-  // (Plotly would otherwise zoom into a few milliseconds around it).
+  // (Plotly would otherwise zoom into a few milliseconds around it); a tick every 3 hours, 00:00 to
+  // 24:00 (the day's end written as 24:00, not as a second 00:00).
   function dayAxis(day) {
     const [y, m, dd] = day.split("-").map(Number);
     const next = new Date(Date.UTC(y, m - 1, dd + 1)).toISOString().slice(0, 10);
-    return {xaxis: {type: "date", range: [day + "T00:00:00", next + "T00:00:00"], tickformat: "%H:%M"}};
+    const hours = [0, 3, 6, 9, 12, 15, 18, 21, 24];
+    const at = (h) => (h === 24 ? next + "T00:00:00" : day + "T" + String(h).padStart(2, "0") + ":00:00");
+    return {xaxis: {type: "date", range: [day + "T00:00:00", next + "T00:00:00"], tickmode: "array",
+      tickvals: hours.map(at), ticktext: hours.map((h) => String(h).padStart(2, "0") + ":00"), tickangle: 0,
+      automargin: true}};
   }
 
   // Lines between samples, and markers too while there are few enough to see one by one.
@@ -71,7 +104,6 @@
 
   window.PMS.startPlant = function (code) {
     const base = "/api/v1/plants/" + code;
-    const category = {xaxis: {type: "category"}};
     const views = [
       ["realtime", (d) => base + "/power?start=" + d.day + "&end=" + d.day, (s, d) => chart("realtime",
         [{type: "scatter", mode: lineMode(s.items), x: s.items.map((p) => p.measured_at.slice(0, 19)),
@@ -83,12 +115,12 @@
       ["peaks", (d) => base + "/peaks?start=" + d.month[0] + "&end=" + d.month[1], (s, d) => {
         const series = byPeriod("day", d, s.items, (p) => p.day, (p) => p.peak_sold_w);
         chart("peaks", [Object.assign({type: "bar", name: W("sold_w"), marker: {color: "#e69138"}}, series)],
-          W("sold_w"), category);
+          W("sold_w"), {xaxis: categoryAxis("day", d, "peaks")});
       }],
       ["price", (d) => base + "/price?interval=day&start=" + d.month[0] + "&end=" + d.month[1], (s, d) => {
         const series = byPeriod("day", d, s.items, (p) => p.period_start, (p) => p.amount_yen);
         chart("price", [Object.assign({type: "bar", name: W("amount_yen"), marker: {color: "#38761d"}}, series)],
-          W("amount_yen"), category);
+          W("amount_yen"), {xaxis: categoryAxis("day", d, "price")});
       }],
       ["weather", (d) => base + "/weather?start=" + d.day + "&end=" + d.day, (s, d) => {
         // Irradiances are slot means named by the slot's end, so they are drawn as steps ending there.
@@ -114,7 +146,7 @@
           hovertemplate: "%{y:.2f} kWh<br>" + W("pr_sold") + " %{customdata:.0%}<extra></extra>"}, sold),
         Object.assign({type: "scatter", mode: "lines+markers", name: W("expected_kwh"), line: {color: "#e69138"}},
           expected),
-      ], "kWh", {xaxis: {type: "category"}});
+      ], "kWh", {xaxis: categoryAxis(kind, d, id)});
     }
 
     function energyChart(id, kind, s, d) {
@@ -123,7 +155,7 @@
       chart(id, [
         Object.assign({type: "bar", name: W("sold_kwh"), marker: {color: "#0b5394"}}, sold),
         Object.assign({type: "bar", name: W("bought_kwh"), marker: {color: "#aab7c4"}}, bought),
-      ], "kWh", {barmode: "group", xaxis: {type: "category"}});
+      ], "kWh", {barmode: "group", xaxis: categoryAxis(kind, d, id)});
     }
 
     async function draw(day) {
@@ -133,7 +165,8 @@
       const shown = views.filter(([id]) => document.getElementById("chart-" + id));
       await Promise.all(shown.map(async ([id, url, render]) => {
         const link = document.getElementById("csv-" + id);
-        link.href = url(d) + "&format=csv";
+        // The CSV speaks the reader's language: Japanese column names on a Japanese page.
+        link.href = url(d) + "&format=csv&headers=" + (window.PMS.lang === "en" ? "en" : "ja");
         try { render(await getJson(url(d)), d); } catch (error) { console.error(error); }
       }));
     }
