@@ -81,7 +81,9 @@ def _pages(codes: list[str]) -> dict[str, str]:
     return {
         "home": "/", "sales-list": "/sales", "sales-graph": "/sales/graph", "plant": f"/plants/{codes[1]}",
         "gateways": "/gateways", "gateway": "/gateways/gw-s01", "alerts": "/alerts", "alert-rules": "/alert-rules",
-        "channels": "/channels", "audit": "/audit", "rollouts": "/rollouts",
+        "channels": "/channels", "audit": "/audit", "rollouts": "/rollouts", "events": "/events",
+        "plants-admin": "/manage/plants", "tariffs": f"/plants/{codes[1]}/tariffs", "plant-edit": f"/plants/{codes[1]}/edit",
+        "users": "/users", "customers": "/customers", "notices": "/notices", "keys": "/keys",
     }
 
 
