@@ -91,3 +91,23 @@ def test_an_event_the_contract_cannot_carry_is_skipped_not_a_block(fleet: Fleet)
     assert [topic for topic, _ in sent] == ["pms/v1/events/gateway_offline"]
     assert fleet.registry.get_cursor("mqtt") == 2
     assert asyncio.run(publish_pending(fleet.registry, publish)) == 0  # nothing again after the skip
+
+
+def test_the_event_logs_own_records_are_passed_over_quietly(fleet: Fleet, caplog: pytest.LogCaptureFixture) -> None:
+    """A claimed gateway (a log-only kind, not a v1 Event) moves the cursor without an error or a count."""
+    from pms_alerts.notify.mqtt_publisher import UNPUBLISHABLE
+
+    before = UNPUBLISHABLE._value.get()
+    fleet.registry.record_info_event(kind="gateway_claimed", at=fleet.clock.now, gateway_id="gw-new",
+                                     message="claimed", params={"gateway_id": "gw-new", "serial": "S1"})
+    fleet.raise_offline(fleet.codes[0])
+    sent: list[tuple[str, bytes]] = []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        sent.append((topic, payload))
+
+    assert asyncio.run(publish_pending(fleet.registry, publish)) == 1
+    assert [topic for topic, _ in sent] == ["pms/v1/events/gateway_offline"]
+    assert fleet.registry.get_cursor("mqtt") == 2
+    assert UNPUBLISHABLE._value.get() == before
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from pms_common import topics
+from pms_common.event_text import LOG_ONLY_KINDS
 from pms_common.events import event_message, published_kind
 from pms_registry import Registry
 from pms_registry.records import Happening
@@ -48,6 +49,11 @@ async def publish_pending(registry: Registry, publish: Publish, *, batch: int = 
             return published
         for happening in happenings:
             kind = mqtt_kind(happening)
+            if happening.event.kind in LOG_ONLY_KINDS:
+                # The event log's own records (claims, paused rollouts) are not v1 Events: not an error.
+                cursor = happening.happening_id
+                await asyncio.to_thread(registry.set_cursor, CURSOR, cursor)
+                continue
             try:
                 payload = event_payload(happening)
             except (ValidationError, ValueError) as exc:
