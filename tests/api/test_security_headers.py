@@ -55,7 +55,8 @@ def _seeded_args(api: Api) -> dict[str, str]:
     404 pages, which must carry the headers too)."""
     return {"service_code": api.codes["a"], "gateway_id": "gw-a", "code": "en", "rollout_id": "r-none",
             "alert_id": "1", "rule_id": "1", "channel_id": "1", "delivery_id": "1", "event_id": "1",
-            "action": "pause", "view": "list"}
+            "action": "pause", "view": "list", "notice_id": "1", "tariff_id": "1", "username": "nobody",
+            "key_id": "0000000000000000", "customer_id": "C-none", "token": "0" * 20}
 
 
 def _path(rule: Any, args: dict[str, str]) -> str | None:

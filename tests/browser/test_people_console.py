@@ -129,6 +129,14 @@ def screenshot(browser: Any, language: str, name: str) -> None:
     assert browser.save_screenshot(str(target)) and target.stat().st_size > 10_000, f"{name}: blank picture"
 
 
+def submit_and_wait(browser: Any, button: Any) -> None:
+    """Send a form and wait until the page it leads to has replaced this one (finding an element of the
+    old page instead races the navigation under load)."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(browser, 10).until(ec.staleness_of(page))
+
+
 @pytest.mark.parametrize("language", ["ja", "en"])
 def test_people_flows(browser: Any, console: Console, language: str) -> None:
     url, registry, clock = console.url, console.registry, console.clock
@@ -146,7 +154,7 @@ def test_people_flows(browser: Any, console: Console, language: str) -> None:
     browser.find_element(By.ID, "notice-body").send_keys(WORDS["ja"]["body"])
     browser.find_element(By.ID, "notice-title-en").send_keys(WORDS["en"]["title"])
     browser.find_element(By.ID, "notice-body-en").send_keys(WORDS["en"]["body"])
-    browser.find_element(By.ID, "notice-create").click()
+    submit_and_wait(browser, browser.find_element(By.ID, "notice-create"))
     scheduled = wait_for(browser, "notices-scheduled")
     assert WORDS["ja"]["title"] in scheduled.text and "2026-12-04 00:30" in scheduled.text
     screenshot(browser, language, "notices")
@@ -176,7 +184,7 @@ def test_people_flows(browser: Any, console: Console, language: str) -> None:
     choose(browser, "new-role", "viewer")
     choose(browser, "new-customer", "C00001")
     choose(browser, "new-language", language)
-    browser.find_element(By.ID, "user-create").click()
+    submit_and_wait(browser, browser.find_element(By.ID, "user-create"))
     row = WebDriverWait(browser, 10).until(
         ec.presence_of_element_located((By.CSS_SELECTOR, "tr[data-username='viewer1']")))
     assert {"ja": "閲覧者", "en": "Viewer"}[language] in row.text and "C00001" in row.text
@@ -211,7 +219,7 @@ def test_people_flows(browser: Any, console: Console, language: str) -> None:
     browser.get(url + "/keys")
     browser.find_element(By.ID, "key-label").send_keys("spreadsheet")
     assert [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#key-scope option")] == ["read"]
-    browser.find_element(By.ID, "key-create").click()
+    submit_and_wait(browser, browser.find_element(By.ID, "key-create"))
     secret = wait_for(browser, "key-secret").text
     assert secret.startswith("pms_") and bearer_status(url, secret) == 200
     screenshot(browser, language, "keys")
@@ -239,7 +247,7 @@ def test_people_flows(browser: Any, console: Console, language: str) -> None:
     browser.get(url + "/users")
     row = browser.find_element(By.CSS_SELECTOR, "tr[data-username='viewer1']")
     assert until in row.find_element(By.CLASS_NAME, "locked-until").text
-    row.find_element(By.CLASS_NAME, "user-unlock").click()
+    submit_and_wait(browser, row.find_element(By.CLASS_NAME, "user-unlock"))
     row = WebDriverWait(browser, 10).until(
         ec.presence_of_element_located((By.CSS_SELECTOR, "tr[data-username='viewer1']")))
     assert row.find_element(By.CLASS_NAME, "locked-until").text == "—"

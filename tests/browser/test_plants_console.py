@@ -69,8 +69,10 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Console
     clock = {"now": START}
     started = time.monotonic()
     monkeypatch.setattr(timeutil, "now_jst", lambda: clock["now"] + timedelta(seconds=time.monotonic() - started))
+    # The test moves the console's clock weeks ahead (a tariff coming into force): the login must last.
     app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r.db", tsdb_url=f"sqlite:///{tmp_path}/ts.db",
-                                 admin_api_key=ADMIN_KEY))
+                                 admin_api_key=ADMIN_KEY, console_session_idle_s=90 * 86400,
+                                 console_session_max_s=90 * 86400))
     registry: Registry = app.config["registry"]
     registry.ensure_customer("C00001", "デモ電力")
     registry.ensure_customer("C00002", "サンプル発電")

@@ -78,6 +78,7 @@ PAGE_MESSAGES: dict[str, tuple[str, str]] = {  # key: (日本語, English)
     "col_peak_sold_w": ("最大売電電力(W)", "peak_sold_w"),
     "col_tariff_yen_per_kwh": ("売電単価(円/kWh)", "tariff_yen_per_kwh"),
     "col_amount_yen": ("売電金額(円)", "amount_yen"),
+    "col_tariffs": ("適用単価", "tariffs"),
     "col_observed_at": ("観測日時", "observed_at"),
     "col_ghi_w_m2": ("全天日射量(W/m²)", "ghi_w_m2"),
     "col_dni_w_m2": ("直達日射量(W/m²)", "dni_w_m2"),
