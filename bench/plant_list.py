@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -35,9 +34,9 @@ sys.path.insert(0, str(REPO))
 from pms_common import timeutil  # noqa: E402
 from pms_store import TimeSeriesStore  # noqa: E402
 from tests.fleet_fill import fill_registry, fill_store  # noqa: E402
+from tests.postgres import scratch_database  # noqa: E402
 
 ADMIN_KEY = "bench-admin-key-0123456789"
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -60,16 +59,8 @@ def registry_url(kind: str, workdir: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{workdir / 'registry.db'}"
         return
-    import psycopg
-
-    name = f"pms_bench_list_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("pms_bench_list") as url:
+        yield url
 
 
 def bench_registry(kind: str, store: TimeSeriesStore, plants: int, runs: int, workdir: Path) -> None:

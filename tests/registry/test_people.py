@@ -3,20 +3,18 @@ per user with their last use, and notices with ja/en texts and a schedule across
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pms_common import timeutil
 from pms_registry.accounts import LockoutPolicy
 from pms_registry.registry import Registry, RegistryError
+from tests.postgres import scratch_database
 
 T0 = datetime(2026, 12, 3, 23, 30, tzinfo=timeutil.JST)  # half an hour before a JST midnight
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 POLICY = LockoutPolicy(max_failures=3, window=timedelta(minutes=5), lock_for=timedelta(minutes=15))
 
 
@@ -26,14 +24,8 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/pms.db"
         return
-    name = f"pms_test_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database() as url:
+        yield url
 
 
 @pytest.fixture

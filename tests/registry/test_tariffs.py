@@ -3,42 +3,34 @@ and on the real PostgreSQL (127.0.0.1:5432, a scratch database per test)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pms_common.timeutil import JST
 from pms_registry.plant_import import ImportNotFound
 from pms_registry.registry import Registry, RegistryError
 from pms_registry.tariffs import parse_bands
+from tests.postgres import scratch_database
 
 T0 = datetime(2026, 12, 15, 12, 0, tzinfo=JST)
 TODAY = T0.date()
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    name = ""
-    if request.param == "sqlite":
-        reg = Registry(f"sqlite:///{tmp_path}/pms.db")
-    else:
-        name = f"pms_test_{secrets.token_hex(4)}"
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        reg = Registry(f"{POSTGRES}/{name}")
-    reg.migrate()
-    reg.ensure_customer("c1", "One")
-    reg.ensure_customer("c2", "Two")
-    yield reg
-    reg.close()
-    if name:
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with ExitStack() as stack:
+        url = f"sqlite:///{tmp_path}/pms.db" if request.param == "sqlite" else \
+            stack.enter_context(scratch_database())
+        reg = Registry(url)
+        reg.migrate()
+        reg.ensure_customer("c1", "One")
+        reg.ensure_customer("c2", "Two")
+        yield reg
+        reg.close()
 
 
 def _plant(registry: Registry, tariff: float | None = 16.0, customer: str = "c1") -> str:
