@@ -125,7 +125,7 @@ def test_retired_plants_are_left_out(api: Api) -> None:
 
 def test_bad_parameters_are_named(api: Api) -> None:
     for query, field in (("sort=colour", "sort"), ("status=fine", "status"), ("order=up", "order"),
-                         ("limit=0", "limit"), (f"q={'x' * 101}", "q")):
+                         ("limit=0", "limit"), (f"q={'x' * 101}", "q"), ("q=a%00b", "q"), ("tag=%01", "tag")):
         response = api.get(f"/api/v1/plants?{query}")
         assert response.status_code == 422
         assert response.content_type == PROBLEM

@@ -15,13 +15,18 @@ SPARKLINE_BUCKET_MIN = 30
 MAX_SPARKLINES = 200
 
 
+# No control characters in what is searched: nothing stored holds them, and PostgreSQL refuses a NUL
+# in a text parameter outright (found by the OpenAPI fuzz on PostgreSQL: a 503, now a 422).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 class PlantListQuery(PageQuery):
-    q: str | None = Field(default=None, max_length=100,
+    q: str | None = Field(default=None, max_length=100, pattern=PRINTABLE,
                           description="a piece of the service code, name, address, phone or customer id "
                                       "(case-insensitive)")
     status: PlantStatus | None = None
     customer_id: CustomerId | None = None
-    tag: str | None = Field(default=None, min_length=1, max_length=64,
+    tag: str | None = Field(default=None, min_length=1, max_length=64, pattern=PRINTABLE,
                             description="a tag of a gateway bound to the plant now")
     not_measured: bool = Field(default=False, description="only plants without a current reading (null sold W)")
     sort: SortKey = "service_code"
