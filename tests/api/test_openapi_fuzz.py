@@ -3,13 +3,11 @@ no server error, and every answer (status, content type, body) as the document s
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -19,9 +17,9 @@ from pms_api.app import create_app
 from pms_api.settings import ApiSettings
 from pms_common import timeutil
 from pms_common.messages import EnergyReading, PowerReading, Weather
+from tests.postgres import scratch_database
 
 ADMIN = "fuzz-admin-key"
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 EXAMPLES_PER_OPERATION = 70
 MIN_REQUESTS = 1000
 
@@ -32,14 +30,8 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/r.db"
         return
-    name = f"pms_fuzz_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("pms_fuzz") as url:
+        yield url
 
 
 @pytest.fixture
