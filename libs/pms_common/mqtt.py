@@ -64,10 +64,13 @@ class BrokerAddress:
         keepalive: int = 30,
         max_queued_outgoing: int | None = None,
         inbound_queue: asyncio.Queue[aiomqtt.Message] | None = None,
+        max_inflight: int | None = None,
     ) -> aiomqtt.Client:
         """A client of this broker; `inbound_queue`, when given, is the queue aiomqtt fills with
         received messages (through its public `queue_type` parameter), so that a consumer can drain a
-        burst with `get_nowait()` instead of one event-loop turn per message."""
+        burst with `get_nowait()` instead of one event-loop turn per message. `max_inflight` raises
+        paho's window of QoS 1 publishes awaiting their PUBACK (20 by default), which a publisher of
+        hundreds of acks at once would otherwise queue behind."""
         queue_type = None if inbound_queue is None else _the_queue(inbound_queue)
         return aiomqtt.Client(
             self.host,
@@ -81,6 +84,7 @@ class BrokerAddress:
             tls_context=ssl.create_default_context() if self.tls else None,
             max_queued_outgoing_messages=max_queued_outgoing,
             queue_type=queue_type,
+            max_inflight_messages=max_inflight,
         )
 
 

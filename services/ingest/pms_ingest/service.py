@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 # Messages taken from aiomqtt's queue in one go before the pending limit is checked again.
 _DRAIN_MAX = 200
+# After one large write the ingest publishes an ack per batch, to as many gateways as the write
+# held; paho's default window of 20 unacknowledged publishes would hold the rest back in its queue
+# while gateways wait for their ack and resend.
+ACKS_IN_FLIGHT = 1000
 # Unknown fields (a newer writer's) are dropped and counted, never a cause to reject a payload.
 READER = ContractReader("ingest", metrics.UNKNOWN_FIELDS)
 
@@ -167,7 +171,8 @@ class Ingest:
             inbound: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
             async with self.broker.client(identifier=self.settings.client_id(),
                                           clean_session=not self.settings.persistent_session,
-                                          inbound_queue=inbound) as client:
+                                          inbound_queue=inbound,
+                                          max_inflight=ACKS_IN_FLIGHT) as client:
                 backoff.reset()
                 # Acks are published without waiting on each other: hundreds may await their PUBACK
                 # after a large write, which is no cause for aiomqtt's warning per publish.
