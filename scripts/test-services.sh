@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts what the test suite talks to, where this machine allows it:
 # - Mosquitto on 127.0.0.1:1883 (installed with apt when run as root on Debian, then started);
-# - Debian's influxdb and prometheus packages (influxd is started per test run by the tests
+# - Debian's influxdb, prometheus and prometheus-alertmanager packages (influxd is started per test run by the tests
 #   themselves on a free port; promtool validates deploy/prometheus);
 # - Debian's chromium and chromium-driver for the console's browser tests, and fonts-noto-cjk so
 #   their screenshots show Japanese;
@@ -12,6 +12,8 @@ need_pkgs=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto mosquitto-clients)
 command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+# The production rehearsal (scripts/rehearse) sends Prometheus's alerts to Debian's Alertmanager (and amtool).
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
 # The console's browser tests drive Debian's Chromium through its ChromeDriver.
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
