@@ -21,8 +21,8 @@ def test_the_url_names_host_database_and_v1_credentials() -> None:
     store = InfluxStore.from_url("influxdb://ingest:s%3Acret@influx.example:9999/pms")
     try:
         assert (store._base_url, store.database) == ("http://influx.example:9999", "pms")
-        assert store._auth_params == {"u": "ingest", "p": "s:cret"}
-        assert "Authorization" not in store._client.headers
+        assert store._basic_auth == ("ingest", "s:cret")
+        assert "Authorization" not in store._client.headers  # Basic auth is added per request
     finally:
         store.close()
 
@@ -37,7 +37,7 @@ def test_a_token_goes_in_the_authorization_header_and_tls_is_https(url: str) -> 
     try:
         assert (store._base_url, store.database) == ("https://influx.example:8086", "pms")
         assert store._client.headers["Authorization"] == "Token tok/en"
-        assert store._auth_params == {}
+        assert store._basic_auth is None
     finally:
         store.close()
 

@@ -77,12 +77,16 @@ class InfluxStore:
         if token is not None:
             # InfluxDB 2.x and 3.x v1-compatible endpoints take the API token in this header.
             headers["Authorization"] = f"Token {token}"
-        self._auth_params: dict[str, str] = {}
+        # v1 username/password as HTTP Basic (InfluxDB 1.x, and 2.x/3.x's v1 API, take it), not as the
+        # u/p query parameters: those are in every request URL, which httpx logs at INFO level (the
+        # production rehearsal found the password in ingest's, alerts' and the API's logs).
+        self._basic_auth: tuple[str, str] | None = None
         if username is not None and token is None:
-            self._auth_params = {"u": username, "p": password or ""}
+            self._basic_auth = (username, password or "")
         self._client = httpx.Client(
             base_url=self._base_url,
             headers=headers,
+            auth=self._basic_auth,
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
@@ -144,7 +148,7 @@ class InfluxStore:
             return self._client.request(
                 method,
                 path,
-                params={**params, **self._auth_params},
+                params=params,
                 content=content.encode() if content is not None else None,
                 data=form,
             )
@@ -156,7 +160,7 @@ class InfluxStore:
             detail = str(response.json().get("error") or response.text)
         except ValueError:
             detail = response.text
-        # The cause is built without the URL on purpose: it carries the u/p query parameters.
+        # The cause is built without the URL on purpose (it once carried the u/p query parameters).
         cause = httpx.HTTPStatusError(
             f"HTTP {response.status_code}: {detail.strip()}", request=response.request, response=response
         )
