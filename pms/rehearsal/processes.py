@@ -83,6 +83,7 @@ class Supervisor:
         running = self.running.pop(name, None)
         if running is None:
             return
+        began = time.monotonic()
         if running.alive():
             running.process.terminate()
             try:
@@ -93,6 +94,8 @@ class Supervisor:
                 running.process.wait(5)
         _kill_group(running.pid)  # anything it left in its session (gunicorn's worker, a broker helper)
         self.stopped.append(running)
+        self.announce(f"stopped {name} (pid {running.pid}, exit {running.process.returncode}) "
+                      f"in {time.monotonic() - began:.1f} s")
 
     def stop_all(self) -> None:
         for name in reversed(list(self.running)):
