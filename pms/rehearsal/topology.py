@@ -7,6 +7,7 @@ before it answers /healthz), then the other services, Alertmanager and Prometheu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import random
@@ -57,6 +58,7 @@ class Gateway:
     serial: str
     claim_code: str
     service_code: str
+    factory_secret: str
     gateway_id: str = ""
 
 
@@ -388,7 +390,7 @@ class Rehearsal:
             self.supervisor.start(name, [sys.executable, "-m", "pms.cli", "collector"], env=env, cwd=folder,
                                   where=f"pms collector (sim meter) {row['serial']} -> {plant['service_code']}")
             self.gateways.append(Gateway(name=name, serial=row["serial"], claim_code=row["claim_code"],
-                                         service_code=plant["service_code"]))
+                                         service_code=plant["service_code"], factory_secret=row["factory_secret"]))
         deadline = time.monotonic() + START_TIMEOUT_S
         while self._gateways_online() < len(rows):
             for gateway in self.gateways:
@@ -402,8 +404,7 @@ class Rehearsal:
         bound = []
         for gateway in self.gateways:
             answer = self.api("POST", f"/plants/{gateway.service_code}/gateway", {"claim_code": gateway.claim_code})
-            bound.append(Gateway(name=gateway.name, serial=gateway.serial, claim_code=gateway.claim_code,
-                                 service_code=gateway.service_code, gateway_id=answer["gateway_id"]))
+            bound.append(dataclasses.replace(gateway, gateway_id=answer["gateway_id"]))
         self.gateways = bound
 
     def _gateways_online(self) -> int:

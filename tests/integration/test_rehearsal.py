@@ -187,8 +187,13 @@ def test_the_production_rehearsal_end_to_end() -> None:
                    "PMSGatewaysOnlineFalling in Alertmanager")
         figures["gateway_alert_s"] = time.monotonic() - killed_at
 
-        # No secret of the .env in any log (logs print URLs with *** for passwords).
+        # No secret in any log (logs print URLs with *** for passwords): the .env's, the gateways' factory
+        # secrets and the logins they claimed.
         secrets = {k: v for k, v in rehearsal.env.items() if re.search(r"(PASSWORD|TOKEN|API_KEY)$", k) and v}
+        for gateway in rehearsal.gateways:
+            secrets[f"{gateway.name} factory secret"] = gateway.factory_secret
+            kept = json.loads((folder / gateway.name / "credentials.json").read_text())
+            secrets[f"{gateway.name} claimed password"] = kept["password"]
         leaks = [f"{k} in {log.name}" for log in (folder / "logs").glob("*.log") for k, v in secrets.items()
                  if v in log.read_text(errors="replace")]
         assert not leaks, leaks
