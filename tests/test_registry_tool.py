@@ -107,3 +107,16 @@ def test_wait_names_an_unreachable_postgresql_when_it_gives_up() -> None:
     assert waited.returncode == 1
     assert waited.stderr.startswith("pms registry wait: the registry is not reachable:")
     assert "Traceback" not in waited.stderr
+
+
+def test_a_service_started_before_the_job_says_what_to_do(tmp_path: Path) -> None:
+    """`pms weather` with PMS_REGISTRY_MIGRATE=false on a registry not yet migrated: one sentence, exit 2."""
+    env = {**os.environ, "PMS_REGISTRY_URL": f"sqlite:///{tmp_path}/pms.db", "PMS_REGISTRY_MIGRATE": "false",
+           "PMS_METRICS_PORT": "0", "PMS_MQTT_URL": "mqtt://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "pms.cli", "weather"], env=env, capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"pms weather: the registry's schema is version 0, this PMS needs {t.SCHEMA_VERSION}: "
+        "run `pms registry migrate` (or set PMS_REGISTRY_MIGRATE=true)")
+    assert "Traceback" not in result.stderr
