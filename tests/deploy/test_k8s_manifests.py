@@ -443,8 +443,8 @@ def test_ingest_shares_one_jetstream_consumer_over_two_replicas() -> None:
     env = env_values(container(ingest, "ingest"))
     assert env["PMS_INGEST_SOURCE"] == "jetstream"
     assert urlsplit(env["PMS_NATS_URL"]).scheme == "nats"
-    # One MQTT client id per replica (the broker drops the older of two sessions with the same id).
-    assert env["PMS_MQTT_CLIENT_ID"] == "$(POD_NAME)"
+    assert "PMS_MQTT_URL" not in env, "on JetStream ingest reads and acks through NATS only"
+    # One MQTT client id per api replica (the broker drops the older of two sessions with the same id).
     api_env = env_values(container(workloads()["api"], "api"))
     assert workloads()["api"]["spec"]["replicas"] >= 2 and api_env["PMS_MQTT_CLIENT_ID"] == "$(POD_NAME)"
     for name in ("alerts", "weather", "device-manager"):
