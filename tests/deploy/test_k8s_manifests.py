@@ -20,8 +20,12 @@ import functools
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -519,3 +523,116 @@ def test_nats_server_accepts_the_configuration(tmp_path: Path) -> None:
     result = subprocess.run([nats_server, "-t", "-c", str(config / "pms.conf")], capture_output=True, text=True,
                             timeout=60, env=env)
     assert result.returncode != 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.integration
+def test_the_three_nodes_serve_mqtt_with_the_readme_s_logins(tmp_path: Path) -> None:
+    """The StatefulSet's configuration run for real: 3 nats-server nodes on loopback with pms.conf, node.conf
+    and the README's authorization.conf, the pod environment with loopback ports. A gateway logs in over
+    MQTT, publishes its readings at QoS 1 and may subscribe to its own topics only; the ingest login
+    receives the readings on another node."""
+    import paho.mqtt.client as mqtt
+
+    nats_server = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not os.access(nats_server, os.X_OK):
+        pytest.fail("nats-server not found: install Debian's nats-server (scripts/test-services.sh)", pytrace=False)
+    readme = (K8S / "README.md").read_text()
+    sample = re.search(r"```\n(# authorization\.conf.*?)```", readme, re.DOTALL)
+    assert sample
+    (tmp_path / "config").mkdir()
+    (tmp_path / "auth").mkdir()
+    for name in ("pms.conf", "node.conf"):
+        shutil.copy(K8S / "nats" / name, tmp_path / "config" / name)
+    (tmp_path / "auth" / "authorization.conf").write_text(sample.group(1))
+    pod_env = env_values(container(workloads()["nats"], "nats"))
+    nodes = [{"client": free_port(), "cluster": free_port(), "mqtt": free_port(), "monitor": free_port()}
+             for _ in range(3)]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, node in enumerate(nodes):
+            env = {**os.environ, **pod_env, "PMS_NATS_NAME": f"nats-{i}", "PMS_NATS_HOST": "127.0.0.1",
+                   "PMS_NATS_CLIENT_PORT": str(node["client"]), "PMS_NATS_CLUSTER_PORT": str(node["cluster"]),
+                   "PMS_NATS_MQTT_PORT": str(node["mqtt"]), "PMS_NATS_MONITOR_PORT": str(node["monitor"]),
+                   "PMS_NATS_STORE": str(tmp_path / f"js-{i}"),
+                   **{f"PMS_NATS_ROUTE_{j + 1}": f"nats://127.0.0.1:{other['cluster']}" for j, other in enumerate(nodes)}}
+            # pms.conf's pid file is the pod's /var/run/nats: here a file of the test's own.
+            conf = tmp_path / "config" / f"node-{i}.conf"
+            conf.write_text((tmp_path / "config" / "pms.conf").read_text().replace(
+                "/var/run/nats/nats.pid", str(tmp_path / f"nats-{i}.pid")))
+            with (tmp_path / f"nats-{i}.log").open("wb") as log:
+                procs.append(subprocess.Popen([nats_server, "-c", str(conf)], env=env, stdout=log,
+                                              stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        for i, node in enumerate(nodes):  # the readiness probe's own question
+            while True:
+                assert procs[i].poll() is None, (tmp_path / f"nats-{i}.log").read_text()[-3000:]
+                try:
+                    with urllib.request.urlopen(
+                            f"http://127.0.0.1:{node['monitor']}/healthz?js-enabled-only=true", timeout=2) as answer:
+                        if answer.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, (tmp_path / f"nats-{i}.log").read_text()[-3000:]
+                time.sleep(0.2)
+
+        received: list[bytes] = []
+        granted: dict[str, list[int]] = {}
+        connected = {"ingest": threading.Event(), "gw-0001": threading.Event()}
+
+        def client(user: str, port: int, topics: list[str]) -> mqtt.Client:
+            """A client that (re)subscribes on every CONNACK: the first sessions wait for JetStream's streams."""
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"k8s-test-{user}")
+            c.username_pw_set(user, f"bcrypt-hash-of-{'mqtt-' if user == 'ingest' else ''}{user}-password")
+            mids: dict[int, str] = {}
+
+            def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+                if not reason.is_failure:
+                    for topic in topics:
+                        mids[c.subscribe(topic, qos=1)[1]] = topic
+
+            def on_subscribe(_c: Any, _u: Any, mid: int, codes: Any, _p: Any) -> None:
+                granted[mids[mid]] = [code.value for code in codes]
+                if all(topic in granted for topic in topics):
+                    connected[user].set()
+
+            c.on_connect = on_connect
+            c.on_subscribe = on_subscribe
+            c.on_message = lambda _c, _u, message: received.append(message.payload)
+            c.connect_async("127.0.0.1", port)
+            c.loop_start()
+            return c
+
+        ingest = client("ingest", nodes[0]["mqtt"], ["pms/v1/gw/+/readings"])
+        gateway = client("gw-0001", nodes[2]["mqtt"], ["pms/v1/gw/gw-0001/ack", "pms/v1/gw/gw-0002/ack", "$MQTT/sub/#"])
+        assert connected["ingest"].wait(90), "the ingest login could not subscribe"
+        assert connected["gw-0001"].wait(90), "the gateway login could not subscribe"
+        assert granted["pms/v1/gw/+/readings"] == [1]
+        assert granted["pms/v1/gw/gw-0001/ack"] == [1], "a gateway subscribes to its own topics"
+        assert granted["pms/v1/gw/gw-0002/ack"] == [0x80], "and to no other gateway's"
+        assert granted["$MQTT/sub/#"] == [0x80], "$MQTT.sub.> is granted for delivery, not to listen in on"
+        info = gateway.publish("pms/v1/gw/gw-0001/readings", b"batch-1", qos=1)
+        info.wait_for_publish(timeout=30)
+        assert info.is_published(), "no PUBACK for the gateway's readings"
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert received == [b"batch-1"], "the readings published on node 3 reach ingest on node 1"
+        for each in (gateway, ingest):
+            each.disconnect()
+            each.loop_stop()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
