@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_firmware_parser(commands)
 
+    from pms.registry_tool import add_parser as add_registry_parser
+
+    add_registry_parser(commands)
+
     echonet = commands.add_parser("echonet", help="ECHONET Lite tools")
     echonet.add_argument("tool", choices=["decode"])
     return parser
@@ -144,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             from pms.firmware_tools import run as firmware_run
 
             return firmware_run(args)
+        if args.command == "registry":
+            from pms.registry_tool import run as registry_run
+
+            return registry_run(args)
         return _run_service(args.command)
     except ValidationError as exc:
         return _settings_error(exc)

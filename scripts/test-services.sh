@@ -22,6 +22,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need_pkgs+=(prometheus-ale
 # The LAN-mode tests build a throwaway network namespace (ip, unshare) for IPv6 multicast.
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
+# deploy/k8s: the NATS nodes' configuration is checked with `nats-server -t`.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

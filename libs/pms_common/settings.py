@@ -54,6 +54,9 @@ class StoreSettings(ServiceSettings):
 
 class RegistrySettings(ServiceSettings):
     registry_url: str = "sqlite:///var/pms.db"
+    registry_migrate: bool = Field(
+        default=True, description="upgrade the registry's schema at start; false where `pms registry migrate` runs "
+        "as a step of its own (a Kubernetes Job): the service then refuses a registry at another schema version")
 
 
 def describe(settings: BaseSettings) -> dict[str, Any]:

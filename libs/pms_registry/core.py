@@ -48,6 +48,16 @@ class RegistryCore:
             except SQLAlchemyError as exc:
                 raise RegistryError(f"cannot prepare the registry at {self.engine.url!r}: {exc}") from exc
 
+    def prepare(self, *, migrate: bool) -> None:
+        """At a service's start: upgrade the schema, or (where a Job upgrades it) refuse any other version."""
+        if migrate:
+            self.migrate()
+            return
+        version = self.schema_version()
+        if version != t.SCHEMA_VERSION:
+            raise RegistryError(f"the registry's schema is version {version}, this PMS needs {t.SCHEMA_VERSION}: "
+                                "run `pms registry migrate` (or set PMS_REGISTRY_MIGRATE=true)")
+
     def schema_version(self) -> int:
         with self._tx() as conn:
             return current_version(conn)

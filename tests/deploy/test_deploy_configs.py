@@ -42,6 +42,8 @@ GRAFANA_DIR = DEPLOY / "grafana"
 ASYNCAPI = REPO / "docs" / "asyncapi.yaml"
 
 INFRA_SERVICES = {"mosquitto", "influxdb", "influxdb-init", "grafana", "prometheus", "postgres"}
+# Run once on every `up` and exit (restart "no"): the InfluxDB v1 set-up and the registry schema upgrade.
+ONE_SHOT_SERVICES = {"influxdb-init", "registry-migrate"}
 # service -> (MQTT username, metrics/HTTP port, reads PMS_TSDB_URL, reads PMS_REGISTRY_URL),
 # as in each service's settings class (StoreSettings / RegistrySettings).
 PMS_SERVICES: dict[str, tuple[str, int, bool, bool]] = {
@@ -353,7 +355,7 @@ def test_compose_refuses_to_start_without_secrets() -> None:
 def test_compose_healthchecks_restart_policies_and_dependencies() -> None:
     services = compose()["services"]
     for name, service in services.items():
-        if name == "influxdb-init":
+        if name in ONE_SHOT_SERVICES:
             assert service["restart"] == "no"
             continue
         assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
@@ -370,8 +372,10 @@ def test_compose_healthchecks_restart_policies_and_dependencies() -> None:
         if needs_tsdb:
             assert deps["influxdb-init"]["condition"] == "service_completed_successfully", name
     assert "--register" in services["sim"]["command"]
-    for name in ("alerts", "weather", "device-manager", "sim"):  # the api migrates the registry first
-        assert services[name]["depends_on"]["api"]["condition"] == "service_healthy", name
+    for name in ("alerts", "weather", "device-manager", "api"):  # registry-migrate upgrades the schema first
+        assert services[name]["depends_on"]["registry-migrate"]["condition"] == "service_completed_successfully", name
+    assert services["registry-migrate"]["command"] == ["registry", "migrate"]
+    assert services["sim"]["depends_on"]["api"]["condition"] == "service_healthy"
     assert services["sim"]["profiles"] == ["demo"]
     assert all("profiles" not in services[n] for n in services if n != "sim"), "only sim is optional"
 

@@ -18,7 +18,7 @@ def main(settings: AlertsSettings | None = None) -> int:
 
     async def serve(stop: asyncio.Event) -> None:
         registry = Registry(settings.registry_url)
-        registry.migrate()
+        registry.prepare(migrate=settings.registry_migrate)
         store = open_store(settings.tsdb_url)
         try:
             await Alerts(settings, registry, health, store=store).run(stop)

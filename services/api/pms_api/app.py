@@ -65,7 +65,7 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
     if not logging.getLogger().handlers:  # under gunicorn nothing else configures logging
         configure_logging(settings.log_level)
     registry = registry or Registry(settings.registry_url)
-    registry.migrate()
+    registry.prepare(migrate=settings.registry_migrate)
     store = store or open_store(settings.tsdb_url)
     now = timeutil.now_jst()
     if settings.admin_api_key:

@@ -29,7 +29,7 @@ def main(settings: DeviceManagerSettings | None = None) -> int:
 
     async def serve(stop: asyncio.Event) -> None:
         registry = Registry(settings.registry_url)
-        registry.migrate()
+        registry.prepare(migrate=settings.registry_migrate)
         try:
             await DeviceManager(settings, registry, health, admin).run(stop)
         finally:

@@ -17,7 +17,7 @@ def main(settings: WeatherSettings | None = None) -> int:
 
     async def serve(stop: asyncio.Event) -> None:
         registry = Registry(settings.registry_url)
-        registry.migrate()
+        registry.prepare(migrate=settings.registry_migrate)
         service = WeatherService(settings, registry, health)
         try:
             await service.run(stop)
