@@ -162,9 +162,10 @@ def _format(variable: Variable, fmt: str | None, dialect: str) -> str:
             return ",".join("'" + v.replace("'", "''") + "'" for v in values)
         return values[0].replace("'", "''")
     if dialect == "influxql":
+        # The InfluxDB datasource's interpolateQueryExpr: a multi-value variable is escaped and
+        # parenthesized; a single value as it is (PMS never puts one inside a regex).
         if variable.multi:
-            escaped = [_regex_escape(v) for v in values]
-            return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+            return "(" + "|".join(_regex_escape(v) for v in values) + ")"
         return values[0]
     raise ValueError(f"template variables in {dialect} are not used by PMS's dashboards")
 

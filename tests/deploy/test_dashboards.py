@@ -179,6 +179,8 @@ def test_the_five_dashboards_have_stable_uids_and_no_placeholders() -> None:
         assert board["uid"] == name.removesuffix(".json")
         assert "__inputs" not in board and "${DS_" not in text, f"{name}: file provisioning cannot resolve inputs"
         assert board["timezone"] == "Asia/Tokyo"
+        for linked in re.findall(r'"/d/([\w-]+)/', text):
+            assert linked in {b["uid"] for b in boards.values()}, f"{name} links to a missing dashboard {linked}"
 
 
 def _provisioned_uids() -> dict[str, str]:

@@ -7,7 +7,13 @@ import typing
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableHide, VariableOption, VariableRefresh
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    DynamicConfigValue,
+    VariableHide,
+    VariableOption,
+    VariableRefresh,
+)
 
 # The provisioned datasources (deploy/grafana/provisioning/datasources/*.yaml): same uids there.
 INFLUX = DataSourceRef(type_val="influxdb", uid="pms-influxdb")
@@ -106,6 +112,14 @@ def sql(query: str, *, ref_id: str = "A", table: bool = True) -> Query:
 
 def promql(expr: str, *, ref_id: str = "A", legend: str | None = None, instant: bool = False) -> Query:
     return Query(PromQLQuery(ref_id, expr, legend, instant))
+
+
+def plant_detail_link() -> list[DynamicConfigValue]:
+    """A service code cell opens that plant's detail dashboard, keeping the time range."""
+    return [DynamicConfigValue(id_val="links", value=[{
+        "title": "Plant detail",
+        "url": "/d/pms-plant/pms-plant?var-plant=${__value.raw}&${__url_time_range}",
+    }])]
 
 
 def plant_variables() -> list[cogbuilder.Builder[typing.Any]]:

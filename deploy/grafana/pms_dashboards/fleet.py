@@ -6,7 +6,7 @@ from grafana_foundation_sdk.builders import stat, table
 from grafana_foundation_sdk.builders.dashboard import Dashboard as DashboardBuilder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from pms_dashboards.common import base, sql
+from pms_dashboards.common import base, plant_detail_link, sql
 
 UID = "pms-fleet"
 
@@ -37,6 +37,7 @@ def dashboard() -> Dashboard:
                 "FROM gateways g LEFT JOIN plants p ON p.service_code = g.service_code "
                 "WHERE g.decommissioned_at IS NULL ORDER BY g.gateway_id"
             ))
+            .override_by_name("service_code", plant_detail_link())
         )
         .with_panel(
             table.Panel().title("State changes in range").height(10).span(24)

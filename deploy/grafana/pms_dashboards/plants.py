@@ -6,7 +6,7 @@ from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.builders.dashboard import Dashboard as DashboardBuilder
 from grafana_foundation_sdk.models.dashboard import Dashboard, DataTransformerConfig
 
-from pms_dashboards.common import MIXED, TODAY, base, influxql, sql
+from pms_dashboards.common import MIXED, TODAY, base, influxql, plant_detail_link, sql
 
 UID = "pms-plants"
 
@@ -31,6 +31,7 @@ def dashboard() -> Dashboard:
         table.Panel().title("Plants").datasource(MIXED).time_from(TODAY).height(20).span(24)
         .description("Registry rows joined with InfluxDB's sold energy today by gateway id.")
         .with_target(plant_rows).with_target(sold_today)
+        .override_by_name("service_code", plant_detail_link())
         .with_transformation(DataTransformerConfig(
             id_val="joinByField", options={"byField": "gateway_id", "mode": "outer"}))
     )
@@ -41,5 +42,6 @@ def dashboard() -> Dashboard:
             "WHERE p.retired_at IS NULL AND NOT EXISTS (SELECT 1 FROM gateways g "
             "WHERE g.service_code = p.service_code AND g.decommissioned_at IS NULL) ORDER BY p.service_code"
         ))
+        .override_by_name("service_code", plant_detail_link())
     )
     return built.build()
