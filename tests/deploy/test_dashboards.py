@@ -308,10 +308,10 @@ def test_the_plant_variables_offer_plants_by_code_and_name_and_select_bound_gate
     assert interpolate("/^${gateway:regex}$/", two, "influxql") == r"/^(gw-a\.1|gw\/b)$/"
 
 
-def expanded(query: PanelQuery, registry: str) -> str:
-    rng = panel_range(query.dashboard, query.panel, fx.NOW)
+def expanded(query: PanelQuery, registry: str, now: datetime = fx.NOW) -> str:
+    rng = panel_range(query.dashboard, query.panel, now)
     if query.datasource_type == "influxdb":
-        variables = resolve_variables(query, registry, fx.NOW)
+        variables = resolve_variables(query, registry, now)
         points = int(query.panel.get("maxDataPoints") or 1000)
         text = expand_influxql(interpolate(query.text, variables, "influxql"), rng,
                                interval_ms(rng, points, MIN_INTERVAL_S["influxdb"]))
@@ -345,13 +345,31 @@ SQL_QUERIES = [q for q in panel_queries() if q.datasource_type == "grafana-postg
 def test_influxql_panel_returns_the_expected_figures(
     query: PanelQuery, influx: tuple[str, str], registry_url: str
 ) -> None:
-    base_url, database = influx
     text = expanded(query, registry_url)
+    assert run_influxql(influx, text) == INFLUXQL_EXPECTED[query.key], text
+
+
+def run_influxql(influx: tuple[str, str], text: str) -> list[tuple[Any, ...]]:
+    base_url, database = influx
     response = httpx.post(f"{base_url}/query", data={"db": database, "q": text, "epoch": "ms"}, timeout=30)
     response.raise_for_status()
     (result,) = response.json()["results"]
-    got = rows_of(result, grouped_by_time="GROUP BY time(" in text)
-    assert got == INFLUXQL_EXPECTED[query.key], text
+    return rows_of(result, grouped_by_time="GROUP BY time(" in text)
+
+
+DAY_AND_MONTH = [q for q in INFLUX_QUERIES if q.panel.get("timeFrom") in ("24h", "now/M")]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("query", DAY_AND_MONTH, ids=[" / ".join(q.key) for q in DAY_AND_MONTH])
+def test_today_and_this_month_start_at_midnight_jst(
+    query: PanelQuery, influx: tuple[str, str], registry_url: str
+) -> None:
+    """40 minutes into a new JST day (and month), nothing is sold yet: the "today" and "this month"
+    panels are empty (Grafana shows 0 kWh), where a sum over the last 24 h would show yesterday's."""
+    after_midnight = datetime(2026, 6, 21, 0, 40, tzinfo=JST) if query.panel["timeFrom"] == "24h" else (
+        datetime(2026, 7, 1, 0, 40, tzinfo=JST))
+    assert run_influxql(influx, expanded(query, registry_url, after_midnight)) == []
 
 
 @pytest.mark.integration

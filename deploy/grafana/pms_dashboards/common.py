@@ -24,7 +24,11 @@ REGISTRY = DataSourceRef(type_val="grafana-postgresql-datasource", uid="pms-regi
 MIXED = DataSourceRef(type_val="datasource", uid="-- Mixed --")
 
 TIMEZONE = "Asia/Tokyo"  # "today" and "this month" are Japan time: Grafana rounds now/d in this zone
-TODAY = "now/d"  # panel relative time: from today's 00:00 JST to now
+# "Today" is the JST day, read from the day rollups (energy_day, power_day_peak), which are stamped
+# at 00:00 JST: any 24 h window ending now holds exactly one such stamp, today's, so a panel over
+# them with relative time 24h shows the JST day so far, never a sum of the last 24 h of slots. This
+# holds whichever zone Grafana rounds now/d in (versions differ: the dashboard's or the browser's).
+TODAY = "24h"
 THIS_MONTH = "now/M"
 LAST_31_DAYS = "now-30d/d"
 LAST_12_MONTHS = "now-11M/M"

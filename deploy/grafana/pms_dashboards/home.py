@@ -17,7 +17,11 @@ _IN_SERVICE = "decommissioned_at IS NULL"
 
 def _stat(title: str, unit: str, target: Query, *, time_from: str | None = None, decimals: int = 0) -> stat.Panel:
     panel = stat.Panel().title(title).unit(unit).decimals(decimals).with_target(target).height(4).span(4)
-    return panel.time_from(time_from) if time_from is not None else panel
+    if unit == "kwatth":
+        panel = panel.no_value("0")  # no energy sold yet today is 0 kWh
+    if time_from is not None:
+        panel = panel.time_from(time_from).hide_time_override(time_from == TODAY)
+    return panel
 
 
 def dashboard() -> Dashboard:

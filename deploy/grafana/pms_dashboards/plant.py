@@ -27,11 +27,13 @@ UID = "pms-plant"
 KNOWN = '"sold_slots" > 0'
 
 
-def _stat(title: str, unit: str, time_from: str, query: str, description: str) -> stat.Panel:
-    return (
+def _stat(title: str, unit: str, time_from: str, query: str, description: str, *, zero: bool = False) -> stat.Panel:
+    """`zero`: no data reads 0 (energy not sold yet today); otherwise empty (not measured, not 0 W)."""
+    panel = (
         stat.Panel().title(title).description(description).unit(unit).decimals(1)
-        .time_from(time_from).with_target(influxql(query)).height(4).span(4)
+        .time_from(time_from).hide_time_override(time_from == TODAY).with_target(influxql(query)).height(4).span(4)
     )
+    return panel.no_value("0") if zero else panel
 
 
 def _bars(title: str, unit: str, query: str, *, time_from: str | None = None) -> timeseries.Panel:
@@ -61,12 +63,12 @@ def dashboard() -> Dashboard:
         .with_panel(_stat(
             "Sold energy today", "kwatth", TODAY,
             f'SELECT sum("sold_kwh") FROM "energy_day" WHERE {GATEWAYS} AND $timeFilter',
-            "Since 00:00 JST (the day's rollup), whatever range the dashboard shows.",
+            "Since 00:00 JST (the day's rollup), whatever range the dashboard shows.", zero=True,
         ))
         .with_panel(_stat(
             "Bought energy today", "kwatth", TODAY,
             f'SELECT sum("bought_kwh") FROM "energy_day" WHERE {GATEWAYS} AND $timeFilter',
-            "Since 00:00 JST (the day's rollup).",
+            "Since 00:00 JST (the day's rollup).", zero=True,
         ))
         .with_panel(_stat(
             "Peak sold power today", "watt", TODAY,
@@ -76,7 +78,7 @@ def dashboard() -> Dashboard:
         .with_panel(_stat(
             "Sold energy this month", "kwatth", THIS_MONTH,
             f'SELECT sum("sold_kwh") FROM "energy_month" WHERE {GATEWAYS} AND $timeFilter',
-            "Since the 1st, 00:00 JST (the month's rollup).",
+            "Since the 1st, 00:00 JST (the month's rollup).", zero=True,
         ))
         .with_panel(
             timeseries.Panel().title("Sold power (realtime)").unit("watt").max_data_points(MAX_DATA_POINTS)

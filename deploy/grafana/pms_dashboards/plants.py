@@ -28,7 +28,7 @@ def dashboard() -> Dashboard:
         ref_id="sold", table=True,
     )
     built = built.with_panel(
-        table.Panel().title("Plants").datasource(MIXED).time_from(TODAY).height(20).span(24)
+        table.Panel().title("Plants").datasource(MIXED).time_from(TODAY).hide_time_override(True).height(20).span(24)
         .description("Registry rows joined with InfluxDB's sold energy today by gateway id.")
         .with_target(plant_rows).with_target(sold_today)
         .override_by_name("service_code", plant_detail_link())
