@@ -117,7 +117,7 @@ PROMQL_EXPECTED: dict[tuple[str, str, str], list[tuple[str, float]]] = {
         ('up{instance="api:8080", job="pms-api"}', 1), ('up{instance="ingest:9102", job="pms-ingest"}', 1),
     ],
     ("pms-ops", "Gateways online", "A"): [("{}", 80)],
-    ("pms-ops", "Share of gateways online (of the day's highest)", "A"): [("{}", 0.8)],  # 80 of 100
+    ("pms-ops", "Share of gateways online (of the last hour's peak)", "A"): [("{}", 0.8)],  # 80 of 100
     ("pms-ops", "Ingest counters (per second)", "A"): [
         ('{counter="deadletter"}', 0.1), ('{counter="readings"}', 1),
     ],

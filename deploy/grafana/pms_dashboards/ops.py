@@ -38,10 +38,11 @@ def dashboard() -> Dashboard:
             .with_target(promql(f"sum({ONLINE})", legend="online", instant=True))
         )
         .with_panel(
-            stat.Panel().title("Share of gateways online (of the day's highest)").unit("percentunit").height(4).span(6)
-            .description("Online now against the most online in the last 24 h: a falling share is what "
-                         "Prometheus alerts on (deploy/prometheus/alerts.yml).")
-            .with_target(promql(f"sum({ONLINE}) / sum(max_over_time({ONLINE}[1d]))", legend="share", instant=True))
+            stat.Panel().title("Share of gateways online (of the last hour's peak)").unit("percentunit")
+            .height(4).span(6)
+            .description("Online now against the most online in the last hour: what the alert "
+                         "PMSGatewaysOnlineFalling compares with 90% (deploy/prometheus/alerts.yml).")
+            .with_target(promql(f"sum({ONLINE}) / sum(max_over_time({ONLINE}[1h]))", legend="share", instant=True))
         )
         .with_panel(
             stat.Panel().title("Share of bound gateways online (registry)").unit("percentunit").decimals(2)
