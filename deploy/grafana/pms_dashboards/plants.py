@@ -33,7 +33,7 @@ def dashboard() -> Dashboard:
         .with_target(plant_rows).with_target(sold_today)
         .override_by_name("service_code", plant_detail_link())
         .with_transformation(DataTransformerConfig(
-            id_val="joinByField", options={"byField": "gateway_id", "mode": "outer"}))
+            id_val="joinByField", options={"byField": "gateway_id", "mode": "outerTabular"}))
     )
     built = built.with_panel(
         table.Panel().title("Plants without a gateway").height(8).span(24)
