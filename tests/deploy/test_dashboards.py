@@ -279,17 +279,19 @@ def _variable(uid: str, name: str) -> dict[str, Any]:
 
 
 def resolve_variables(query: PanelQuery, registry: str, now: datetime) -> dict[str, Variable]:
-    """The plant dashboard's variables as Grafana sets them: $plant = Sunny Hill picked from its
-    options, $gateway = "All" of its options, both from their own SQL on the registry."""
-    if query.dashboard_uid != "pms-plant":
-        return {}
+    """The dashboard's variables as Grafana sets them, each from its own SQL on the registry, in
+    order, on the dashboard's range: $plant = Sunny Hill picked from its options, a multi-value
+    variable "All" of its options, any other its one value."""
     board_range = panel_range(query.dashboard, {}, now)  # variables refresh on the dashboard's range
-    plant_options = run_sql(registry, expand_sql(_variable("pms-plant", "plant")["query"], board_range))
-    plant = next(value for text, value in plant_options if text == f"{fx.SUNNY} Sunny Hill")
-    variables = {"plant": Variable("plant", (plant,))}
-    gateway_sql = expand_sql(interpolate(_variable("pms-plant", "gateway")["query"], variables, "sql"), board_range)
-    gateways = tuple(row[0] for row in run_sql(registry, gateway_sql))
-    variables["gateway"] = Variable("gateway", gateways, multi=True)
+    variables: dict[str, Variable] = {}
+    for declared in query.dashboard.get("templating", {}).get("list", []):
+        rows = run_sql(registry, expand_sql(interpolate(declared["query"], variables, "sql"), board_range))
+        values = tuple(str(row[-1]) for row in rows)  # __value when there is a __text column
+        if declared["name"] == "plant":
+            values = tuple(str(value) for text, value in rows if text == f"{fx.SUNNY} Sunny Hill")
+        elif not declared.get("multi"):
+            values = values[:1]
+        variables[declared["name"]] = Variable(declared["name"], values, multi=bool(declared.get("multi")))
     return variables
 
 
@@ -303,6 +305,8 @@ def test_the_plant_variables_offer_plants_by_code_and_name_and_select_bound_gate
     variables = resolve_variables(query, registry_url, fx.NOW)
     # gw-a0 left on 1 June and gw-m1 moved to Bay Roof on 10 June, both before the 2-day range.
     assert variables["gateway"].values == (A1,)
+    june_first = datetime(2026, 6, 1, tzinfo=JST)
+    assert variables["month_start"].values == (str(int(june_first.timestamp() * 1000)),)  # 00:00 JST on the 1st
     assert interpolate('"gateway_id" =~ /^${gateway:regex}$/', variables, "influxql") == '"gateway_id" =~ /^gw-a1$/'
     two = {"gateway": Variable("gateway", ("gw-a.1", "gw/b"), multi=True)}
     assert interpolate("/^${gateway:regex}$/", two, "influxql") == r"/^(gw-a\.1|gw\/b)$/"
@@ -357,7 +361,7 @@ def run_influxql(influx: tuple[str, str], text: str) -> list[tuple[Any, ...]]:
     return rows_of(result, grouped_by_time="GROUP BY time(" in text)
 
 
-DAY_AND_MONTH = [q for q in INFLUX_QUERIES if q.panel.get("timeFrom") in ("24h", "now/M")]
+DAY_AND_MONTH = [q for q in INFLUX_QUERIES if q.panel.get("timeFrom") in ("24h", "31d")]
 
 
 @pytest.mark.integration
@@ -368,7 +372,7 @@ def test_today_and_this_month_start_at_midnight_jst(
     """40 minutes into a new JST day (and month), nothing is sold yet: the "today" and "this month"
     panels are empty (Grafana shows 0 kWh), where a sum over the last 24 h would show yesterday's."""
     after_midnight = datetime(2026, 6, 21, 0, 40, tzinfo=JST) if query.panel["timeFrom"] == "24h" else (
-        datetime(2026, 7, 1, 0, 40, tzinfo=JST))
+        datetime(2026, 7, 1, 0, 40, tzinfo=JST))  # "this month": the 1st
     assert run_influxql(influx, expanded(query, registry_url, after_midnight)) == []
 
 

@@ -29,7 +29,12 @@ TIMEZONE = "Asia/Tokyo"  # "today" and "this month" are Japan time: Grafana roun
 # them with relative time 24h shows the JST day so far, never a sum of the last 24 h of slots. This
 # holds whichever zone Grafana rounds now/d in (versions differ: the dashboard's or the browser's).
 TODAY = "24h"
-THIS_MONTH = "now/M"
+# "This month" is the JST month: from $month_start (00:00 JST on the 1st, which PostgreSQL works out
+# from the end of the dashboard's range) within a 31-day panel window, which always holds it. Not
+# now/M: Grafana rounds a panel's relative time in the browser's zone in some versions
+# (grafana/grafana#59665), which west of Japan would drop the month's rollup point all month.
+THIS_MONTH = "31d"
+MONTH_SO_FAR = "time >= ${month_start}ms"
 LAST_31_DAYS = "now-30d/d"
 LAST_12_MONTHS = "now-11M/M"
 NOW = "5m"  # "now": the last 5 minutes (three 60 s power intervals and some slack)
@@ -124,6 +129,21 @@ def plant_detail_link() -> list[DynamicConfigValue]:
         "title": "Plant detail",
         "url": "/d/pms-plant/pms-plant?var-plant=${__value.raw}&${__url_time_range}",
     }])]
+
+
+def month_start_variable() -> dash.QueryVariable:
+    """$month_start: epoch ms of 00:00 JST on the 1st of the month that holds the range's end."""
+    return (
+        dash.QueryVariable("month_start")
+        .label("This month from (JST)")
+        .datasource(REGISTRY)
+        .query(
+            "SELECT (extract(epoch FROM date_trunc('month', $__timeTo()::timestamptz AT TIME ZONE 'Asia/Tokyo') "
+            "AT TIME ZONE 'Asia/Tokyo') * 1000)::bigint AS month_start_ms"
+        )
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .hide(VariableHide.HIDE_VARIABLE)
+    )
 
 
 def plant_variables() -> list[cogbuilder.Builder[typing.Any]]:

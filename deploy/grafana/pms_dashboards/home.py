@@ -7,7 +7,17 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard as DashboardBuil
 from grafana_foundation_sdk.builders.dashboard import DashboardLink
 from grafana_foundation_sdk.models.dashboard import Dashboard, DashboardLinkType
 
-from pms_dashboards.common import NOW, THIS_MONTH, TODAY, Query, base, influxql, sql
+from pms_dashboards.common import (
+    MONTH_SO_FAR,
+    NOW,
+    THIS_MONTH,
+    TODAY,
+    Query,
+    base,
+    influxql,
+    month_start_variable,
+    sql,
+)
 
 UID = "pms-home"
 
@@ -20,7 +30,7 @@ def _stat(title: str, unit: str, target: Query, *, time_from: str | None = None,
     if unit == "kwatth":
         panel = panel.no_value("0")  # no energy sold yet today is 0 kWh
     if time_from is not None:
-        panel = panel.time_from(time_from).hide_time_override(time_from == TODAY)
+        panel = panel.time_from(time_from).hide_time_override(time_from in (TODAY, THIS_MONTH))
     return panel
 
 
@@ -31,6 +41,7 @@ def dashboard() -> Dashboard:
     )
     built = (
         built
+        .with_variable(month_start_variable())
         .link(DashboardLink("PMS dashboards").type(DashboardLinkType.DASHBOARDS).tags(["pms"]).as_dropdown(True))
         .with_panel(_stat("Plants in service", "none",
                           sql("SELECT count(*) AS plants FROM plants WHERE retired_at IS NULL")))
@@ -46,7 +57,8 @@ def dashboard() -> Dashboard:
         ))
         .with_panel(_stat(
             "Sold energy this month (all plants)", "kwatth",
-            influxql('SELECT sum("sold_kwh") FROM "energy_month" WHERE $timeFilter'), time_from=THIS_MONTH,
+            influxql(f'SELECT sum("sold_kwh") FROM "energy_month" WHERE $timeFilter AND {MONTH_SO_FAR}'),
+            time_from=THIS_MONTH,
             decimals=1,
         ))
         .with_panel(_stat(

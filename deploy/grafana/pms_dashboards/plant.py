@@ -12,11 +12,13 @@ from pms_dashboards.common import (
     LAST_12_MONTHS,
     LAST_31_DAYS,
     MAX_DATA_POINTS,
+    MONTH_SO_FAR,
     NOW,
     THIS_MONTH,
     TODAY,
     base,
     influxql,
+    month_start_variable,
     plant_variables,
 )
 
@@ -31,7 +33,8 @@ def _stat(title: str, unit: str, time_from: str, query: str, description: str, *
     """`zero`: no data reads 0 (energy not sold yet today); otherwise empty (not measured, not 0 W)."""
     panel = (
         stat.Panel().title(title).description(description).unit(unit).decimals(1)
-        .time_from(time_from).hide_time_override(time_from == TODAY).with_target(influxql(query)).height(4).span(4)
+        .time_from(time_from).hide_time_override(time_from in (TODAY, THIS_MONTH))
+        .with_target(influxql(query)).height(4).span(4)
     )
     return panel.no_value("0") if zero else panel
 
@@ -49,7 +52,7 @@ def dashboard() -> Dashboard:
         UID, "PMS / Plant", time_from="now-2d", refresh="1m",
         description="One plant: sold power and energy, peaks, weather. Pick the plant by service code and name.",
     )
-    for variable in plant_variables():
+    for variable in [*plant_variables(), month_start_variable()]:
         built = built.with_variable(variable)
     built = (
         built
@@ -77,7 +80,7 @@ def dashboard() -> Dashboard:
         ))
         .with_panel(_stat(
             "Sold energy this month", "kwatth", THIS_MONTH,
-            f'SELECT sum("sold_kwh") FROM "energy_month" WHERE {GATEWAYS} AND $timeFilter',
+            f'SELECT sum("sold_kwh") FROM "energy_month" WHERE {GATEWAYS} AND $timeFilter AND {MONTH_SO_FAR}',
             "Since the 1st, 00:00 JST (the month's rollup).", zero=True,
         ))
         .with_panel(
