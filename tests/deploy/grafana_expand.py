@@ -214,11 +214,13 @@ def expand_sql(query: str, rng: TimeRange) -> str:
 def expand_promql(expr: str, *, interval_s: int, range_s: int, scrape_interval_s: int = 15) -> str:
     """Grafana's built-ins in PromQL: the only ones PMS's dashboards use (the rehearsal expands the same)."""
     rate_interval_s = max(interval_s + scrape_interval_s, 4 * scrape_interval_s)
-    expr = expr.replace("$__rate_interval", f"{rate_interval_s}s")
-    expr = expr.replace("$__interval_ms", str(interval_s * 1000))
-    expr = expr.replace("$__interval", f"{interval_s}s")
-    expr = expr.replace("$__range_s", str(range_s))
-    return expr.replace("$__range", f"{range_s}s")
+    for name, value in (  # longest names first
+        ("$__rate_interval_ms", str(rate_interval_s * 1000)), ("$__rate_interval", f"{rate_interval_s}s"),
+        ("$__interval_ms", str(interval_s * 1000)), ("$__interval", f"{interval_s}s"),
+        ("$__range_ms", str(range_s * 1000)), ("$__range_s", str(range_s)), ("$__range", f"{range_s}s"),
+    ):
+        expr = expr.replace(name, value)
+    return expr
 
 
 def unexpanded(text: str) -> Sequence[str]:
