@@ -251,7 +251,8 @@ def registry_url() -> Iterator[str]:
 def influx(influxdb_url: str) -> Iterator[tuple[str, str]]:  # noqa: F811
     parts = urlsplit(influxdb_url)
     database = f"pms_dash_{secrets.token_hex(4)}"
-    store = InfluxStore.from_url(f"influxdb://{parts.netloc}/{database}")
+    # A generous timeout: the shared machine runs at load 20+, and a slow write must not pass for a bug.
+    store = InfluxStore.from_url(f"influxdb://{parts.netloc}/{database}", timeout_s=60.0)
     fx.load_readings(store)
     store.close()
     yield f"http://{parts.netloc}", database
