@@ -15,10 +15,12 @@ from __future__ import annotations
 import decimal
 import importlib.util
 import json
+import os
 import re
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -169,6 +171,16 @@ def test_the_committed_dashboards_are_what_generate_writes() -> None:
     assert set(committed) == set(rendered), "run: python deploy/grafana/generate.py"
     for name, text in rendered.items():
         assert committed[name] == text, f"{name} differs from generate.py's output: run python deploy/grafana/generate.py"
+
+
+def test_the_dashboard_code_type_checks(tmp_path: Path) -> None:
+    """Strict mypy over deploy/grafana: it is no installed package, so `make typecheck` leaves it out."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), "--no-incremental",
+         str(GRAFANA / "pms_dashboards"), str(GRAFANA / "generate.py")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "MYPYPATH": str(GRAFANA)}, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_five_dashboards_have_stable_uids_and_no_placeholders() -> None:
