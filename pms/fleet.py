@@ -87,7 +87,7 @@ def build_fleet_from(fleet: list[CollectorSettings], health: Health) -> list[Gat
 async def run_fleet(gateways: list[Gateway], stop: asyncio.Event) -> None:
     async with asyncio.TaskGroup() as group:
         for gateway in gateways:
-            group.create_task(gateway.run(stop))
+            group.create_task(gateway.run(stop), name=f"gateway {gateway.uplink.gateway_id}")
 
 
 def claiming(fleet: list[CollectorSettings], factory: list[DemoFactoryGateway],
@@ -110,4 +110,5 @@ async def run_provisioned_fleet(fleet: list[CollectorSettings], health: Health, 
 
     async with asyncio.TaskGroup() as group:
         for settings in fleet:
-            group.create_task(run_provisioned_with_simulated_updates(settings, stop, build))
+            group.create_task(run_provisioned_with_simulated_updates(settings, stop, build),
+                              name=f"gateway {settings.gateway_id}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -229,3 +231,41 @@ def test_pms_up_provisions_its_simulated_gateways_through_the_claim_flow(tmp_pat
         client.loop_stop()
         client.disconnect()
     assert up.stop(signal.SIGINT, timeout=30) == 0, up.log()
+
+
+def test_a_stuck_stop_names_the_service_and_where_it_waits(caplog: pytest.LogCaptureFixture) -> None:
+    """A service that does not end after the stop is named with the chain of calls it waits in, the
+    tasks it left running one line per place (not one per gateway), and it is cancelled: the stop ends."""
+    from pms.up import _finish
+
+    async def never_set() -> None:
+        await asyncio.Event().wait()  # stands for a part that missed the stop
+
+    async def stuck_service(stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            for index in range(5):
+                group.create_task(never_set(), name=f"gateway gw-{index:04d}")
+
+    async def good_service(stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    async def scenario() -> list[BaseException | None]:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(good_service(stop), name="weather"),
+                 asyncio.create_task(stuck_service(stop), name="simulated fleet")]
+        await asyncio.sleep(0.05)
+        stop.set()
+        results = await _finish(tasks, "the rest", grace_s=0.2)
+        assert tasks[1].cancelled()
+        return results
+
+    with caplog.at_level(logging.ERROR, logger="pms.up"):
+        results = asyncio.run(scenario())
+    assert results == [None, None]  # weather ended; the stuck fleet was cancelled
+    lines = [r.getMessage() for r in caplog.records if r.name == "pms.up"]
+    assert lines[0].startswith("simulated fleet has not stopped 0 s after the stop (stopping the rest); it waits in ")
+    assert "__aexit__ <- " in lines[0] and lines[0].endswith(" stuck_service")  # the chain, innermost first
+    assert "weather" not in "".join(lines)
+    assert len(lines) == 2, lines  # five gateways waiting in the same call: one line
+    assert lines[1].startswith("  5 task(s) still wait in ") and "never_set" in lines[1]
+    assert "gateway gw-0000, gateway gw-0001, gateway gw-0002, ..." in lines[1]
