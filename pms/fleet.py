@@ -56,7 +56,13 @@ def demo_meters_installed_at(var_dir: Path) -> datetime:
 
 def fleet_settings(base: CollectorSettings, count: int, outbox_dir: Path, first: int = 1, *,
                    installed_at: datetime | None = None) -> list[CollectorSettings]:
-    """Each simulated gateway's settings: its id, outbox, simulated meter and module."""
+    """Each simulated gateway's settings: its id, outbox, simulated meter and module.
+
+    The outboxes sync as PMS_OUTBOX_SYNC says, else `normal`: a gateway in the field has a disk of
+    its own, a simulated fleet shares one, and a thousand outboxes syncing it on every write (full)
+    kept the disk busy and the fleet's writes queued behind each other. A crash of the process
+    loses nothing either way; the fleet is simulated, a power cut of its machine is not its concern."""
+    sync = base.outbox_sync if "outbox_sync" in base.model_fields_set else "normal"
     fleet = []
     for index in range(first, first + count):
         gw = gateway_id(index)
@@ -71,6 +77,7 @@ def fleet_settings(base: CollectorSettings, count: int, outbox_dir: Path, first:
             "sim_module": "bp35a1" if index % 2 else "bp35c0",
             "backfill_days": min(base.backfill_days, demo_history_days(count)),
             "sim_installed_at": installed_at or base.sim_installed_at,
+            "outbox_sync": sync,
         }))
     return fleet
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS
-from pms.fleet import demo_history_days
+from pms.fleet import demo_history_days, fleet_settings
 from pms_common.timeutil import JST
 from tests.conftest import free_port, wait_until
 
@@ -190,6 +190,16 @@ def test_a_big_fleet_reads_fewer_days_of_history_on_its_first_start() -> None:
     """A week for the demo's few plants; a thousand read two days, so that their power readings do not
     queue behind 384 000 history slots in ingest (bench/pms_up.py --plants 1000)."""
     assert [demo_history_days(n) for n in (1, 3, 300, 301, 1000, 2400, 5000)] == [8, 8, 8, 7, 2, 1, 1]
+
+
+def test_the_simulated_fleet_syncs_its_outboxes_normal_unless_told(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thousand simulated outboxes share one disk: `normal` unless PMS_OUTBOX_SYNC names a value."""
+    from pms_collector.settings import CollectorSettings
+
+    assert {gw.outbox_sync for gw in fleet_settings(CollectorSettings(link="sim"), 3, tmp_path)} == {"normal"}
+    monkeypatch.setenv("PMS_OUTBOX_SYNC", "full")
+    assert {gw.outbox_sync for gw in fleet_settings(CollectorSettings(link="sim"), 3, tmp_path)} == {"full"}
 
 
 def test_pms_up_provisions_its_simulated_gateways_through_the_claim_flow(tmp_path: Path, pms_processes: Any) -> None:
