@@ -8,7 +8,8 @@ then the B-route session, the ECHONET Lite codec and the durable outbox. Only th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -38,20 +39,43 @@ def demo_history_days(plants: int) -> int:
     return max(1, min(DEMO_HISTORY_DAYS, DEMO_HISTORY_PLANT_DAYS // max(1, plants)))
 
 
-def demo_meters_installed_at(var_dir: Path) -> datetime:
-    """When `pms up`'s simulated meters were installed: two days before the history they show, fixed
-    on the first start (kept in var/) so that their registers continue across restarts.
+def demo_meters_installed_at(var_dir: Path, plants: int = 1) -> datetime:
+    """When the simulated meters of a fleet of `plants` were installed: two days before the history
+    they show (`demo_history_days`), so that the first days of the charts are whole days of a meter
+    already running; fixed on the first start (kept in var/) so that their registers continue
+    across restarts.
 
-    A simulated meter adds up every half hour since its installation on its first read (about 60 us a
-    slot): a meter installed months back costs a second of CPU per plant, which a fleet of hundreds
-    pays at start-up. Ten days cost a few milliseconds.
+    A simulated meter adds up every half hour since its installation before it first answers
+    (`warmed_up`, about 35 ms for ten days): a meter installed months back costs a second of CPU
+    per plant, which a fleet of hundreds pays at start-up; a thousand plants show two days, and
+    their meters are installed four days back, not ten.
     """
     path = var_dir / "demo-meters-installed-at"
     if path.exists():
         return datetime.fromisoformat(path.read_text().strip())
-    installed = timeutil.day_start(timeutil.now_jst().date() - timedelta(days=DEMO_HISTORY_DAYS + 2))
+    installed = timeutil.day_start(timeutil.now_jst().date() - timedelta(days=demo_history_days(plants) + 2))
     path.write_text(installed.isoformat() + "\n")
     return installed
+
+
+def warmed_up(links: Iterable[SimulatedModuleLink], stopped: Callable[[], bool] = lambda: False) -> int:
+    """Add up each simulated meter's registers from its installation to now, before the fleet starts;
+    returns how many meters.
+
+    The pty hub would do it between answers, a step at a time; but with a thousand meters still adding
+    up while their collectors join and read, the hub's one thread answered late and collectors timed
+    out ("no answer to SKSENDTO") and retried, which made start-up slower still. Done first, every
+    answer is ready when asked for. Call it off the event loop (asyncio.to_thread): it takes seconds;
+    it ends early once `stopped()`.
+    """
+    count = 0
+    for link in links:
+        if stopped():
+            break
+        while link.simulator.warm_up(time.monotonic()):
+            pass
+        count += 1
+    return count
 
 
 def fleet_settings(base: CollectorSettings, count: int, outbox_dir: Path, first: int = 1, *,
@@ -92,6 +116,8 @@ def build_fleet_from(fleet: list[CollectorSettings], health: Health) -> list[Gat
 
 
 async def run_fleet(gateways: list[Gateway], stop: asyncio.Event) -> None:
+    await asyncio.to_thread(warmed_up, [g.link for g in gateways if isinstance(g.link, SimulatedModuleLink)],
+                            stop.is_set)
     async with asyncio.TaskGroup() as group:
         for gateway in gateways:
             group.create_task(gateway.run(stop), name=f"gateway {gateway.uplink.gateway_id}")
@@ -108,11 +134,15 @@ def claiming(fleet: list[CollectorSettings], factory: list[DemoFactoryGateway],
 
 async def run_provisioned_fleet(fleet: list[CollectorSettings], health: Health, stop: asyncio.Event) -> None:
     """Every gateway through the claim flow (pms_collector.provisioned_run), as `pms collector` runs one."""
+    # Each gateway's first link is made and its meter warmed up before any gateway starts.
+    first_links = {settings.gateway_id: SimulatedModuleLink(settings) for settings in fleet}
+    await asyncio.to_thread(warmed_up, first_links.values(), stop.is_set)
 
     def build(settings: CollectorSettings, on_login_refused: Callable[[], None] | None,
               slots: SimulatedSlots) -> Gateway:
         # Software updates in process: installing remembers the version, a restart builds the gateway anew.
-        return build_gateway(settings, SimulatedModuleLink(settings), health, on_login_refused=on_login_refused,
+        link = first_links.pop(settings.gateway_id, None) or SimulatedModuleLink(settings)
+        return build_gateway(settings, link, health, on_login_refused=on_login_refused,
                              slots=slots, health_filter=slots.health)
 
     async with asyncio.TaskGroup() as group:

@@ -201,7 +201,8 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], adm
         CollectorSettings, link="sim", power_interval_s=options.power_interval_s,
         heartbeat_interval_s=options.heartbeat_interval_s,
     )
-    fleet = fleet_settings(collector_base, len(gateway_ids), var / "outbox", installed_at=demo_meters_installed_at(var))
+    fleet = fleet_settings(collector_base, len(gateway_ids), var / "outbox",
+                           installed_at=demo_meters_installed_at(var, len(gateway_ids)))
     manager_extra: dict[str, Any] = {}
     if admin is not None:
         # On the embedded broker the simulated gateways provision as gateways in the field do: the

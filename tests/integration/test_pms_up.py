@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS
-from pms.fleet import demo_history_days, fleet_settings
+from pms.fleet import demo_history_days, demo_meters_installed_at, fleet_settings, warmed_up
 from pms_common.timeutil import JST
 from tests.conftest import free_port, wait_until
 
@@ -190,6 +191,34 @@ def test_a_big_fleet_reads_fewer_days_of_history_on_its_first_start() -> None:
     """A week for the demo's few plants; a thousand read two days, so that their power readings do not
     queue behind 384 000 history slots in ingest (bench/pms_up.py --plants 1000)."""
     assert [demo_history_days(n) for n in (1, 3, 300, 301, 1000, 2400, 5000)] == [8, 8, 8, 7, 2, 1, 1]
+
+
+def test_the_demo_meters_are_installed_two_days_before_the_history_they_show(tmp_path: Path) -> None:
+    """So that the first day of the charts is a whole day of a meter already running; fixed on the
+    first start so that a restart's registers continue."""
+    today = datetime.now(JST).replace(hour=0, minute=0, second=0, microsecond=0)
+    few, many = tmp_path / "few", tmp_path / "many"
+    few.mkdir()
+    many.mkdir()
+    assert demo_meters_installed_at(few, 3) == today - timedelta(days=demo_history_days(3) + 2) \
+        == today - timedelta(days=10)
+    assert demo_meters_installed_at(many, 1000) == today - timedelta(days=4)  # two days shown
+    assert demo_meters_installed_at(many, 3) == today - timedelta(days=4)  # kept from the first start
+
+
+def test_the_simulated_meters_are_warmed_up_before_the_fleet_starts(tmp_path: Path) -> None:
+    """Every meter's registers added up before its collector asks (a thousand meters adding up while
+    their collectors read made the pty hub answer late: 'no answer to SKSENDTO')."""
+    from pms_collector.link import SimulatedModuleLink
+    from pms_collector.settings import CollectorSettings
+
+    fleet = fleet_settings(CollectorSettings(link="sim"), 3, tmp_path,
+                           installed_at=demo_meters_installed_at(tmp_path, 3))
+    links = [SimulatedModuleLink(settings) for settings in fleet]
+    assert all(link.simulator.warm_up(time.monotonic()) for link in links[1:])  # sums left to do
+    assert warmed_up(links[1:]) == 2
+    assert not any(link.simulator.warm_up(time.monotonic()) for link in links[1:])  # none left
+    assert warmed_up(links, stopped=lambda: True) == 0  # a stop during the warm-up ends it
 
 
 def test_the_simulated_fleet_syncs_its_outboxes_normal_unless_told(tmp_path: Path,
