@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 
 from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS
-from pms.fleet import demo_history_days, demo_meters_installed_at, fleet_settings, warmed_up
+from pms.fleet import (
+    CLAIM_WAIT_S_PER_GATEWAY,
+    claiming,
+    demo_history_days,
+    demo_meters_installed_at,
+    fleet_settings,
+    warmed_up,
+)
 from pms_common.timeutil import JST
 from tests.conftest import free_port, wait_until
 
@@ -229,6 +236,24 @@ def test_the_simulated_fleet_syncs_its_outboxes_normal_unless_told(tmp_path: Pat
     assert {gw.outbox_sync for gw in fleet_settings(CollectorSettings(link="sim"), 3, tmp_path)} == {"normal"}
     monkeypatch.setenv("PMS_OUTBOX_SYNC", "full")
     assert {gw.outbox_sync for gw in fleet_settings(CollectorSettings(link="sim"), 3, tmp_path)} == {"full"}
+
+
+def test_a_simulated_fleet_waits_for_its_claims_answers_as_long_as_the_fleet_takes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 gateways claiming at once from the process that answers them: with the field's 10 s they gave
+    up before their answers came and claimed again, and none got through on a loaded machine."""
+    from pms.demo import DemoFactoryGateway
+    from pms_collector.settings import CollectorSettings
+
+    def claims(count: int) -> set[float]:
+        fleet = fleet_settings(CollectorSettings(link="sim"), count, tmp_path)
+        factory = [DemoFactoryGateway(f"{i:04d}", "secret", "CODE") for i in range(count)]
+        return {gw.claim_timeout_s for gw in claiming(fleet, factory, tmp_path)}
+
+    assert claims(3) == {10.0}  # the field's, for a few
+    assert claims(300) == {300 * CLAIM_WAIT_S_PER_GATEWAY}
+    monkeypatch.setenv("PMS_CLAIM_TIMEOUT_S", "20")
+    assert claims(300) == {20.0}  # unless told
 
 
 def test_pms_up_provisions_its_simulated_gateways_through_the_claim_flow(tmp_path: Path, pms_processes: Any) -> None:
