@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/pms_up.py [--plants 1000] [--seconds 60] [--embedded]
 
-Starts its own Mosquitto on a free port (the repo's test configuration, whose queue limits a
+Starts its own Mosquitto on a free port below the ephemeral range (the repo's test configuration, whose queue limits a
 thousand gateways need) and `pms up --plants N` against it (PMS_MQTT_URL), in a throwaway data
 directory. It prints the time until every plant has a measured power (GET /api/v1/plants: an
 integer current_sold_w), then samples the resident memory and CPU share of the pms process
@@ -16,8 +16,10 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,9 +28,55 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _support import cpu_seconds, free_port, process_family, rss_mb, start_mosquitto, stop_process, thread_count
+from _support import (
+    cpu_seconds,
+    default_broker_config,
+    process_family,
+    rss_mb,
+    stop_process,
+    thread_count,
+    wait_port,
+)
 
 KEY = "bench-admin-key"
+# Listeners below the ephemeral range (Linux: 32768-60999). A port a bench takes from the kernel
+# with port 0 comes from that range, and a thousand gateways' client sockets draw their own ports from
+# it too: between the bench picking a port and Mosquitto or pms up binding it, one of them could take
+# it, and the start failed with "address already in use".
+LISTENER_PORTS = range(20000, 32000)
+
+
+def ephemeral_ports() -> range:
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return range(int(low), int(high) + 1)
+
+
+def listener_port() -> int:
+    """A free port outside the ephemeral range, for a server the bench starts."""
+    ephemeral = ephemeral_ports()
+    candidates = [p for p in LISTENER_PORTS if p not in ephemeral]
+    for port in random.sample(candidates, 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit("no free port for a listener below the ephemeral range")
+
+
+def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Mosquitto with the repo's test configuration on a listener port of ours."""
+    port = listener_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(default_broker_config(port))
+    conf.chmod(0o644)
+    log = workdir / "mosquitto.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    wait_port(port, proc, log, "mosquitto")
+    return proc, port
 
 
 def measured(port: int, plants: int) -> int:
@@ -41,6 +89,25 @@ def measured(port: int, plants: int) -> int:
             items: list[dict[str, Any]] = json.loads(response.read())["items"]
         count += sum(isinstance(item["current_sold_w"], int) for item in items)
     return count
+
+
+def wait_with_cpu(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, float]:
+    """Wait for `proc` to end: its exit code and the CPU seconds it used in its life (from wait4, so
+    that the stop's own share is known even under a machine's load)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"pms up did not stop within {timeout_s:.0f} s of SIGINT")
+        time.sleep(0.1)
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -61,15 +128,15 @@ def main() -> int:
     if not args.embedded:
         mosquitto, mqtt_port = start_mosquitto(workdir)
         env["PMS_MQTT_URL"] = f"mqtt://127.0.0.1:{mqtt_port}"
-    api_port = free_port()
+    api_port = listener_port()
     log_path = workdir / "pms-up.log"
     print(f"pms up --plants {args.plants} on {'the embedded broker' if args.embedded else 'Mosquitto'} "
-          f"(log: {log_path})", flush=True)
+          f"(log: {log_path}); load average {load()} on {os.cpu_count()} CPUs", flush=True)
     started = time.monotonic()
     with log_path.open("ab") as log:
         up = subprocess.Popen(
             [sys.executable, "-m", "pms.cli", "up", "--plants", str(args.plants), "--port", str(api_port),
-             "--mqtt-port", str(free_port()), "--var", str(workdir / "var")],
+             "--mqtt-port", str(listener_port()), "--var", str(workdir / "var")],
             env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         count = 0
@@ -106,16 +173,14 @@ def main() -> int:
               f"(peak {peak:.0f} MB), CPU {cpu_share * 100:.0f} % of one core over {args.seconds:.0f} s", flush=True)
         print(f"measured at the end: {measured(api_port, args.plants)} of {args.plants}", flush=True)
 
+        cpu_before_stop = cpu_seconds(process_family(up.pid))
         stop_started = time.monotonic()
         up.send_signal(signal.SIGINT)
-        try:
-            code = up.wait(120)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            raise SystemExit("pms up did not stop within 120 s of SIGINT") from None
-        print(f"stop: exit code {code} after {time.monotonic() - stop_started:.1f} s", flush=True)
+        code, cpu_total = wait_with_cpu(up, 120)
+        print(f"stop: exit code {code} after {time.monotonic() - stop_started:.1f} s "
+              f"(CPU {cpu_total - cpu_before_stop:.1f} s used by the stop)", flush=True)
         tracebacks = log_path.read_text(errors="replace").count("Traceback")
-        print(f"tracebacks in the log: {tracebacks}", flush=True)
+        print(f"tracebacks in the log: {tracebacks}; load average {load()}", flush=True)
         return 0 if code == 0 else 1
     finally:
         if up.poll() is None:

@@ -68,7 +68,7 @@ def _run_sim(args: argparse.Namespace) -> int:
     # Meters installed a few days back (fixed in that directory): a fresh meter adds up every half
     # hour since its installation on its first read, a second of CPU a plant for a year of them.
     fleet = build_fleet(base, args.plants, outbox_dir, health, first=args.first,
-                        installed_at=demo_meters_installed_at(outbox_dir))
+                        installed_at=demo_meters_installed_at(outbox_dir, args.plants))
 
     async def serve(stop: asyncio.Event) -> None:
         await run_fleet(fleet, stop)

@@ -201,7 +201,8 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], adm
         CollectorSettings, link="sim", power_interval_s=options.power_interval_s,
         heartbeat_interval_s=options.heartbeat_interval_s,
     )
-    fleet = fleet_settings(collector_base, len(gateway_ids), var / "outbox", installed_at=demo_meters_installed_at(var))
+    fleet = fleet_settings(collector_base, len(gateway_ids), var / "outbox",
+                           installed_at=demo_meters_installed_at(var, len(gateway_ids)))
     manager_extra: dict[str, Any] = {}
     if admin is not None:
         # On the embedded broker the simulated gateways provision as gateways in the field do: the
@@ -225,16 +226,16 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], adm
     manager = DeviceManager(settings(DeviceManagerSettings, **manager_extra), registry, Health(), broker_admin=admin)
     watchers = [
         asyncio.create_task(Alerts(settings(AlertsSettings, **console_link), registry, Health(),
-                                   store=store).run(watchers_stop)),
-        asyncio.create_task(manager.run(watchers_stop)),
+                                   store=store).run(watchers_stop), name="alerts"),
+        asyncio.create_task(manager.run(watchers_stop), name="device-manager"),
     ]
     rest = [
-        asyncio.create_task(Ingest(settings(IngestSettings), store, Health()).run(rest_stop)),
+        asyncio.create_task(Ingest(settings(IngestSettings), store, Health()).run(rest_stop), name="ingest"),
         asyncio.create_task(WeatherService(settings(WeatherSettings, interval_s=options.weather_interval_s,
                                                     **weather_defaults_under(var)),
-                                           registry, Health()).run(rest_stop)),
+                                           registry, Health()).run(rest_stop), name="weather"),
         asyncio.create_task(run_provisioned_fleet(fleet, health, rest_stop) if admin is not None
-                            else run_fleet(build_fleet_from(fleet, health), rest_stop)),
+                            else run_fleet(build_fleet_from(fleet, health), rest_stop), name="simulated fleet"),
     ]
     threading.Thread(target=api_server.run, name="api", daemon=True).start()
     settle_heap()
@@ -268,22 +269,50 @@ async def _run(options: UpOptions, stop: asyncio.Event, env: dict[str, Any], adm
         print("stopped; data kept in", var.resolve(), flush=True)
 
 
-async def _finish(tasks: list[asyncio.Task[None]], what: str) -> list[BaseException | None]:
-    """Wait for stopped services to end; one that has not ended after STOP_GRACE_S is named with where
-    it waits (a stop must never hang on one stuck part) and cancelled."""
-    _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+async def _finish(tasks: list[asyncio.Task[None]], what: str,
+                  grace_s: float = STOP_GRACE_S) -> list[BaseException | None]:
+    """Wait for stopped services to end; one that has not ended after `grace_s` is named with where it
+    waits (a stop must never hang on one stuck part), and cancelled."""
+    _, pending = await asyncio.wait(tasks, timeout=grace_s)
     if pending:
-        # Every task still waiting, with where it waits: the stuck part is among them.
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                frames = "; ".join(f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno} {f.f_code.co_name}"
-                                   for f in task.get_stack(limit=12))
-                log.error("%s still runs %.0f s after the stop: %s %s", what, STOP_GRACE_S, task.get_name(), frames)
+        log_stuck(pending, what, grace_s)
     for task in pending:
         task.cancel()
     if pending:
         await asyncio.wait(pending, timeout=5)
     return [None if t.cancelled() else t.exception() for t in tasks if t.done()]
+
+
+def where_it_waits(task: asyncio.Task[Any]) -> str:
+    """The chain of awaits a task is suspended in, innermost first: `file:line function <- ...`.
+
+    (Task.get_stack shows only the outermost coroutine of a suspended task; the awaits inside it
+    are followed here, through cr_await, to the call that actually waits.)"""
+    calls: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(calls) < 16:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        calls.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return " <- ".join(reversed(calls)) or "(not started)"
+
+
+def log_stuck(stuck: set[asyncio.Task[None]], what: str, grace_s: float) -> None:
+    """Name each service that has not stopped and where it waits, then every other task still running,
+    one line per place (a fleet's thousand gateway tasks waiting in the same call make one line): the
+    stuck part of a service is among them."""
+    for task in sorted(stuck, key=lambda t: t.get_name()):
+        log.error("%s has not stopped %.0f s after the stop (stopping %s); it waits in %s",
+                  task.get_name(), grace_s, what, where_it_waits(task))
+    places: dict[str, list[str]] = {}
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task() and task not in stuck and not task.done():
+            places.setdefault(where_it_waits(task), []).append(task.get_name())
+    for place, names in sorted(places.items(), key=lambda item: -len(item[1])):
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        log.error("  %d task(s) still wait in %s (%s)", len(names), place, shown)
 
 
 def main(options: UpOptions, log_level: str = "INFO") -> int:

@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from echonet.frame import Frame
 from pms_collector.gateway import build_gateway
 from pms_collector.settings import CollectorSettings
@@ -71,3 +74,24 @@ def test_a_change_in_what_the_heartbeat_says_of_the_meter_makes_one_due_at_once(
         assert due.is_set()
     finally:
         gateway.outbox.close()
+
+
+@pytest.mark.parametrize(("value", "pragma"), [(None, 2), ("full", 2), ("normal", 1)])
+def test_the_outbox_syncs_as_pms_outbox_sync_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   value: str | None, pragma: int) -> None:
+    """PMS_OUTBOX_SYNC: full (the default: every batch on the disk before it is published) or normal
+    (what pms up's simulated fleet uses: a thousand outboxes syncing the disk on every write thrashed it)."""
+    if value is not None:
+        monkeypatch.setenv("PMS_OUTBOX_SYNC", value)
+    settings = CollectorSettings(link="sim", gateway_id="gw-sync", outbox_path=tmp_path / "outbox.db")
+    gateway = build_gateway(settings, IdleLink(), Health())
+    try:
+        assert gateway.outbox._db.execute("PRAGMA synchronous").fetchone()[0] == pragma  # 2 FULL, 1 NORMAL
+    finally:
+        gateway.outbox.close()
+
+
+def test_an_unknown_outbox_sync_is_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PMS_OUTBOX_SYNC", "off")
+    with pytest.raises(ValidationError, match="outbox_sync"):
+        CollectorSettings(link="sim", gateway_id="gw-sync")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import sqlite3
 import uuid
 from datetime import datetime
@@ -15,9 +16,10 @@ from echonet.sim.module import Fault
 from pms_collector import metrics
 from pms_collector.gateway import Gateway, GatewayHeartbeat, build_gateway
 from pms_collector.link import SimulatedModuleLink
+from pms_collector.meter import MeterReadError
 from pms_collector.settings import CollectorSettings
 from pms_common.health import Health
-from pms_common.messages import Heartbeat
+from pms_common.messages import Heartbeat, PowerReading
 from pms_common.timeutil import JST
 from tests.collector.waiting import eventually
 from tests.conftest import free_port
@@ -121,3 +123,34 @@ def test_a_stop_does_not_wait_for_a_meter_request_that_will_never_be_answered(tm
 
     asyncio.run(main())
     assert stopped_in[0] < 6.0, f"the stop took {stopped_in[0]:.1f} s"
+
+
+def test_a_request_the_stop_cuts_off_is_not_a_read_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The stop closes the link under a request in flight, which fails ('session closed'): that is the
+    stop, not the meter, so it is neither counted nor logged (a thousand gateways stopping wrote a
+    thousand 'meter read failed (request N failed: session closed)' warnings)."""
+    settings = _settings(tmp_path, "cutoff")
+    link = SimulatedModuleLink(settings)
+    gateway = build_gateway(settings, link, Health())
+    stop = asyncio.Event()
+    reader = gateway.read_loop.reader
+    read_power = reader.read_power
+    errors_at_stop: list[int] = []
+
+    async def cut_off(measured_at: datetime) -> PowerReading | None:
+        if not _power_times(settings.resolved_outbox_path()):
+            return await read_power(measured_at)
+        errors_at_stop.append(gateway.read_loop.read_errors)
+        stop.set()  # the stop: the gateway passes it on to its parts, and the link closes its session
+        await asyncio.sleep(0.5)
+        raise MeterReadError("request 13 failed: session closed")  # ...under the request waiting on it
+
+    reader.read_power = cut_off  # type: ignore[method-assign]
+
+    async def main() -> None:
+        await asyncio.wait_for(gateway.run(stop), 40)
+
+    with caplog.at_level(logging.WARNING, logger="pms_collector.read_loop"):
+        asyncio.run(main())
+    assert errors_at_stop and gateway.read_loop.read_errors == errors_at_stop[0]
+    assert not [r.getMessage() for r in caplog.records if "session closed" in r.getMessage()]

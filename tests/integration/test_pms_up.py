@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +20,14 @@ from typing import Any
 import pytest
 
 from pms.embedded_broker import EMBEDDED_BROKER_MAX_PLANTS
-from pms.fleet import demo_history_days
+from pms.fleet import (
+    CLAIM_WAIT_S_PER_GATEWAY,
+    claiming,
+    demo_history_days,
+    demo_meters_installed_at,
+    fleet_settings,
+    warmed_up,
+)
 from pms_common.timeutil import JST
 from tests.conftest import free_port, wait_until
 
@@ -190,6 +200,62 @@ def test_a_big_fleet_reads_fewer_days_of_history_on_its_first_start() -> None:
     assert [demo_history_days(n) for n in (1, 3, 300, 301, 1000, 2400, 5000)] == [8, 8, 8, 7, 2, 1, 1]
 
 
+def test_the_demo_meters_are_installed_two_days_before_the_history_they_show(tmp_path: Path) -> None:
+    """So that the first day of the charts is a whole day of a meter already running; fixed on the
+    first start so that a restart's registers continue."""
+    today = datetime.now(JST).replace(hour=0, minute=0, second=0, microsecond=0)
+    few, many = tmp_path / "few", tmp_path / "many"
+    few.mkdir()
+    many.mkdir()
+    assert demo_meters_installed_at(few, 3) == today - timedelta(days=demo_history_days(3) + 2) \
+        == today - timedelta(days=10)
+    assert demo_meters_installed_at(many, 1000) == today - timedelta(days=4)  # two days shown
+    assert demo_meters_installed_at(many, 3) == today - timedelta(days=4)  # kept from the first start
+
+
+def test_the_simulated_meters_are_warmed_up_before_the_fleet_starts(tmp_path: Path) -> None:
+    """Every meter's registers added up before its collector asks (a thousand meters adding up while
+    their collectors read made the pty hub answer late: 'no answer to SKSENDTO')."""
+    from pms_collector.link import SimulatedModuleLink
+    from pms_collector.settings import CollectorSettings
+
+    fleet = fleet_settings(CollectorSettings(link="sim"), 3, tmp_path,
+                           installed_at=demo_meters_installed_at(tmp_path, 3))
+    links = [SimulatedModuleLink(settings) for settings in fleet]
+    assert all(link.simulator.warm_up(time.monotonic()) for link in links[1:])  # sums left to do
+    assert warmed_up(links[1:]) == 2
+    assert not any(link.simulator.warm_up(time.monotonic()) for link in links[1:])  # none left
+    assert warmed_up(links, stopped=lambda: True) == 0  # a stop during the warm-up ends it
+
+
+def test_the_simulated_fleet_syncs_its_outboxes_normal_unless_told(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thousand simulated outboxes share one disk: `normal` unless PMS_OUTBOX_SYNC names a value."""
+    from pms_collector.settings import CollectorSettings
+
+    assert {gw.outbox_sync for gw in fleet_settings(CollectorSettings(link="sim"), 3, tmp_path)} == {"normal"}
+    monkeypatch.setenv("PMS_OUTBOX_SYNC", "full")
+    assert {gw.outbox_sync for gw in fleet_settings(CollectorSettings(link="sim"), 3, tmp_path)} == {"full"}
+
+
+def test_a_simulated_fleet_waits_for_its_claims_answers_as_long_as_the_fleet_takes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 gateways claiming at once from the process that answers them: with the field's 10 s they gave
+    up before their answers came and claimed again, and none got through on a loaded machine."""
+    from pms.demo import DemoFactoryGateway
+    from pms_collector.settings import CollectorSettings
+
+    def claims(count: int) -> set[float]:
+        fleet = fleet_settings(CollectorSettings(link="sim"), count, tmp_path)
+        factory = [DemoFactoryGateway(f"{i:04d}", "secret", "CODE") for i in range(count)]
+        return {gw.claim_timeout_s for gw in claiming(fleet, factory, tmp_path)}
+
+    assert claims(3) == {10.0}  # the field's, for a few
+    assert claims(300) == {300 * CLAIM_WAIT_S_PER_GATEWAY}
+    monkeypatch.setenv("PMS_CLAIM_TIMEOUT_S", "20")
+    assert claims(300) == {20.0}  # unless told
+
+
 def test_pms_up_provisions_its_simulated_gateways_through_the_claim_flow(tmp_path: Path, pms_processes: Any) -> None:
     """On the embedded broker each simulated gateway starts with only its serial and factory secret,
     claims its own login, and is confined to its own topics (the embedded broker's login table)."""
@@ -229,3 +295,41 @@ def test_pms_up_provisions_its_simulated_gateways_through_the_claim_flow(tmp_pat
         client.loop_stop()
         client.disconnect()
     assert up.stop(signal.SIGINT, timeout=30) == 0, up.log()
+
+
+def test_a_stuck_stop_names_the_service_and_where_it_waits(caplog: pytest.LogCaptureFixture) -> None:
+    """A service that does not end after the stop is named with the chain of calls it waits in, the
+    tasks it left running one line per place (not one per gateway), and it is cancelled: the stop ends."""
+    from pms.up import _finish
+
+    async def never_set() -> None:
+        await asyncio.Event().wait()  # stands for a part that missed the stop
+
+    async def stuck_service(stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            for index in range(5):
+                group.create_task(never_set(), name=f"gateway gw-{index:04d}")
+
+    async def good_service(stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    async def scenario() -> list[BaseException | None]:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(good_service(stop), name="weather"),
+                 asyncio.create_task(stuck_service(stop), name="simulated fleet")]
+        await asyncio.sleep(0.05)
+        stop.set()
+        results = await _finish(tasks, "the rest", grace_s=0.2)
+        assert tasks[1].cancelled()
+        return results
+
+    with caplog.at_level(logging.ERROR, logger="pms.up"):
+        results = asyncio.run(scenario())
+    assert results == [None, None]  # weather ended; the stuck fleet was cancelled
+    lines = [r.getMessage() for r in caplog.records if r.name == "pms.up"]
+    assert lines[0].startswith("simulated fleet has not stopped 0 s after the stop (stopping the rest); it waits in ")
+    assert "__aexit__ <- " in lines[0] and lines[0].endswith(" stuck_service")  # the chain, innermost first
+    assert "weather" not in "".join(lines)
+    assert len(lines) == 2, lines  # five gateways waiting in the same call: one line
+    assert lines[1].startswith("  5 task(s) still wait in ") and "never_set" in lines[1]
+    assert "gateway gw-0000, gateway gw-0001, gateway gw-0002, ..." in lines[1]

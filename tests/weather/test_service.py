@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -67,3 +68,26 @@ def test_the_settings_choose_open_meteo_at_the_configured_base_url(registry: Reg
         (code, "13:00", "open-meteo-jma", "jma_seamless", False), (code, "13:30", "open-meteo-jma", "jma_seamless", False)]
     assert all(w.temperature_c is not None and w.dni_w_m2 is not None for w in found)
     assert json.loads((tmp_path / "budget.json").read_text())["calls"] == 1  # one location, 7 variables
+
+
+def test_a_stop_ends_a_round_at_once_and_the_rest_goes_out_next_time(registry: Registry, tmp_path: Path) -> None:
+    """A round of many plants is many publishes, each awaiting its PUBACK: a stop must not wait for them all."""
+    registry.ensure_customer("C1", "demo")
+    for index in range(5):
+        registry.create_plant(customer_id="C1", name=f"P{index}", address="x", phone="0", created_at=NOW,
+                              latitude=35.68, longitude=139.77)
+    settings = WeatherSettings(registry_url="sqlite:///unused", weather_lookback_h=1,
+                               weather_budget_path=tmp_path / "budget.json")
+    service = WeatherService(settings, registry, Health())
+    due = len(service.observations())  # two or three slots a plant, by the time of day
+    stop = asyncio.Event()
+    sent: list[str] = []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        sent.append(topic)
+        if len(sent) == 2:
+            stop.set()  # Ctrl-C on pms up, two plants into the round
+
+    assert asyncio.run(service.publish_round(publish, stop)) == 2
+    assert asyncio.run(service.publish_round(publish, asyncio.Event())) == due - 2  # the next start: the rest
+    assert len(sent) == due and len(set(sent)) == 5

@@ -116,7 +116,8 @@ def build_gateway(settings: CollectorSettings, link: MeterLinkDriver, health: He
     gateway_id = settings.gateway_id
     started = monotonic()
     broker = BrokerAddress.parse(settings.mqtt_url)  # a bad URL fails before anything is opened
-    outbox = Outbox(settings.resolved_outbox_path(), max_batches=settings.outbox_max_batches)
+    outbox = Outbox(settings.resolved_outbox_path(), max_batches=settings.outbox_max_batches,
+                    sync=settings.outbox_sync)
     slot_book = SlotBook.load(outbox.meta(LATEST), outbox.meta(CONTIGUOUS), ledger=outbox,
                           history_days=settings.backfill_days, history_floor=outbox.meta(HISTORY_FLOOR),
                           history_target=outbox.meta(HISTORY_TARGET))

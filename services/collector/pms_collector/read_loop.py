@@ -341,6 +341,9 @@ class ReadLoop:
                             due.append(backfill_at)
                     wait = max(0.0, min(due) - now)
             except MeterReadError as exc:
+                if stop.is_set():
+                    # The stop closed the link under this request ("session closed"): not the meter's doing.
+                    return
                 self.read_errors += 1
                 metrics.READ_ERRORS.inc()
                 wait = backoff.next_delay()

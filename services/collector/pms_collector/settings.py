@@ -33,6 +33,11 @@ class CollectorSettings(ServiceSettings):
     slot_fallback_s: float = Field(default=20.0, gt=0, description="wait this long for the INF push, then Get EA/EB")
     outbox_path: Path | None = Field(default=None, description="default: var/outbox-<gateway_id>.db")
     outbox_max_batches: int = Field(default=200_000, ge=100)
+    outbox_sync: Literal["full", "normal"] = Field(
+        default="full",
+        description="full: every outbox write is on the disk before it is published (survives a power cut); "
+                    "normal: survives a crash of the process but may lose the last writes on a power cut, for "
+                    "many outboxes on one disk (pms up's simulated fleet)")
     resend_timeout_s: float = Field(default=15.0, gt=0)
     max_in_flight: int = Field(default=50, ge=1)
     read_timeout_s: float = Field(default=30.0, gt=0, description="one meter request, queueing included")

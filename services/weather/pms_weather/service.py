@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
@@ -67,6 +68,29 @@ class WeatherService:
     def published(self, weather: Weather) -> None:
         self._published[(weather.service_code, weather.observed_at)] = weather
 
+    async def publish_round(self, publish: Callable[[str, bytes], Awaitable[None]], stop: asyncio.Event) -> int:
+        """One round: what is new, published one by one (QoS 1, retained) until `stop`; returns how many.
+
+        A stop ends the round at once: a first round of a thousand plants is thousands of messages,
+        each awaiting its PUBACK, and `pms up`'s stop waited for them. What is left goes out on the
+        next start (only what was published is remembered as published)."""
+        try:
+            batch = await asyncio.to_thread(self.observations)
+            self.health.set("registry", True)
+        except RegistryError as exc:
+            log.error("weather: cannot list plants: %s", exc)
+            self.health.set("registry", False)
+            return 0
+        published = 0
+        for weather in batch:
+            if stop.is_set():
+                break
+            await publish(topics.weather(weather.service_code), weather.to_json())
+            self.published(weather)
+            PUBLISHED.inc()
+            published += 1
+        return published
+
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
 
@@ -75,19 +99,11 @@ class WeatherService:
                 backoff.reset()
                 self.health.set("mqtt", True)
                 try:
+                    async def publish(topic: str, payload: bytes) -> None:
+                        await client.publish(topic, payload, qos=1, retain=True)
+
                     while not stop.is_set():
-                        try:
-                            batch = await asyncio.to_thread(self.observations)
-                            self.health.set("registry", True)
-                        except RegistryError as exc:
-                            log.error("weather: cannot list plants: %s", exc)
-                            self.health.set("registry", False)
-                            batch = []
-                        for weather in batch:
-                            await client.publish(topics.weather(weather.service_code), weather.to_json(),
-                                                 qos=1, retain=True)
-                            self.published(weather)
-                            PUBLISHED.inc()
+                        await self.publish_round(publish, stop)
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), timeout=self.settings.interval_s)
                 finally:

@@ -39,8 +39,13 @@ def event_payload(happening: Happening) -> bytes:
     return event_message(happening.event, happening.phase).to_json()
 
 
-async def publish_pending(registry: Registry, publish: Publish, *, batch: int = 500) -> int:
-    """Publish every happening after the cursor, in order; returns how many."""
+async def publish_pending(registry: Registry, publish: Publish, *, batch: int = 500,
+                          stop: asyncio.Event | None = None) -> int:
+    """Publish every happening after the cursor, in order, until `stop` is set; returns how many.
+
+    A stop ends the pass at once, after the happening in hand: a first start of a big fleet journals
+    a claim per gateway, and a stop that drained that backlog first took minutes. The cursor says
+    where the next start goes on."""
     published = 0
     cursor = await asyncio.to_thread(registry.get_cursor, CURSOR)
     while True:
@@ -48,6 +53,8 @@ async def publish_pending(registry: Registry, publish: Publish, *, batch: int = 
         if not happenings:
             return published
         for happening in happenings:
+            if stop is not None and stop.is_set():
+                return published
             kind = mqtt_kind(happening)
             if happening.event.kind in LOG_ONLY_KINDS:
                 # The event log's own records (claims, paused rollouts) are not v1 Events: not an error.

@@ -47,9 +47,10 @@ class Notifier:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def publish_events(self, publish: Publish) -> int:
-        """Publish what the journal holds after the cursor "mqtt" (for a caller with its own client)."""
-        return await publish_pending(self.registry, publish)
+    async def publish_events(self, publish: Publish, stop: asyncio.Event | None = None) -> int:
+        """Publish what the journal holds after the cursor "mqtt" (for a caller with its own client),
+        until `stop` is set."""
+        return await publish_pending(self.registry, publish, stop=stop)
 
     async def _mqtt(self, stop: asyncio.Event) -> None:
         broker = BrokerAddress.parse(self.settings.mqtt_url)
@@ -65,7 +66,7 @@ class Notifier:
 
                 while not stop.is_set():
                     try:
-                        await publish_pending(self.registry, publish)
+                        await publish_pending(self.registry, publish, stop=stop)
                     except (RegistryError, PmsError) as exc:
                         log.error("alerts: publishing events failed, trying again: %s", exc)
                     except Exception as exc:
