@@ -101,10 +101,23 @@ class NatsCluster:
             name = f"pms-nats-{index}"
             node_dir = workdir / name
             node_dir.mkdir(parents=True, exist_ok=True)
-            self.nodes.append(NatsNode(index=index, name=name, client_port=free_port(),
-                                       cluster_port=free_port(), mqtt_port=free_port(),
-                                       monitor_port=free_port(), store=node_dir / "jetstream",
+            self.nodes.append(NatsNode(index=index, name=name, client_port=0, cluster_port=0, mqtt_port=0,
+                                       monitor_port=0, store=node_dir / "jetstream",
                                        log=node_dir / "nats-server.log"))
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        """Free ports, distinct across the nodes (a port probed free may be handed out twice)."""
+        chosen: set[int] = set()
+
+        def one() -> int:
+            while (port := free_port()) in chosen:
+                pass
+            chosen.add(port)
+            return port
+
+        for node in self.nodes:
+            node.client_port, node.cluster_port, node.mqtt_port, node.monitor_port = one(), one(), one(), one()
 
     # ---- addresses --------------------------------------------------------------------------------
     @property
@@ -148,10 +161,20 @@ class NatsCluster:
                                          env=self._environment(node), stdout=out, stderr=subprocess.STDOUT)
 
     def start(self, timeout_s: float = 60) -> None:
-        """Start every node and return once the cluster is ready (see wait_ready)."""
-        for node in self.nodes:
-            self._spawn(node)
-        self.wait_ready(timeout_s)
+        """Start every node and return once the cluster is ready (see wait_ready). On a busy machine
+        another process may take a probed port before the node binds it: then all start again on
+        new ports (three tries)."""
+        for attempt in range(3):
+            for node in self.nodes:
+                self._spawn(node)
+            try:
+                self.wait_ready(timeout_s)
+                return
+            except BenchError as exc:
+                if attempt == 2 or "address already in use" not in str(exc):
+                    raise
+                self.stop()
+                self._choose_ports()
 
     def wait_ready(self, timeout_s: float = 60, nodes: list[NatsNode] | None = None) -> None:
         """Return once every running node (or those given) is healthy and knows a meta leader."""
