@@ -10,7 +10,7 @@ runs the collector's own outbox and uplink in this process (the real pump, acks 
 a real MQTT connection to its home node; when that node is gone it dials the next one, as a
 gateway behind a load balancer or with a list of brokers would). Each batch carries a power sample
 and a 30-minute slot's registers. The two ingest replicas are `pms ingest` processes with
-PMS_INGEST_SOURCE=jetstream over one SQLite store. After `--kill-after` of the production time the
+PMS_INGEST_SOURCE=jetstream over one SQLite store. Once `--kill-after` of all batches are acked, the
 stream's leader node and replica "a" are killed; the node comes back `--restart-after` seconds
 later unless `--node-stays-down`. Then every slot and sample is counted in the store:
 lost = produced but not stored, doubled = stored twice or summed to more energy than the registers
@@ -54,6 +54,7 @@ class Figures:
     drained_s: float | None  # None: some outbox still held batches at the deadline
     killed_node: str = ""
     resends: int = 0
+    redelivered: float = 0.0  # JetStream messages replica b received again (a's unacked, or acks lost)
     stored_by_replica: dict[str, float] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
@@ -65,7 +66,8 @@ class Figures:
         per_replica = {k: "killed" if v != v else int(v) for k, v in self.stored_by_replica.items()}  # NaN: killed
         out = [f"{self.gateways} gateways x {self.batches} batches, 3 NATS nodes, 2 ingest replicas; "
                f"killed {self.killed_node} (stream leader, {node}) and ingest a: lost {self.lost}, "
-               f"doubled {self.doubled}, drain after the last batch {drained}, resends {self.resends}, "
+               f"doubled {self.doubled}, drain after the last batch {drained}, gateway resends {self.resends}, "
+               f"JetStream redeliveries {int(self.redelivered)}, "
                f"batches stored per replica {per_replica}, "
                f"load {self.load}"]
         for name in self.cpu_s:
@@ -98,11 +100,12 @@ class ClusterGateway(Gateway):
             await client.__aexit__(None, None, None)
 
 
-def start_ingest(name: str, workdir: Path, nats_url: str, ack_wait_s: float) -> tuple[subprocess.Popen[bytes], int]:
+def start_ingest(name: str, workdir: Path, nats_url: str, ack_wait_s: float,
+                 fetch: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PMS_")},
            "PMS_INGEST_SOURCE": "jetstream", "PMS_NATS_URL": nats_url,
-           "PMS_JETSTREAM_ACK_WAIT_S": str(ack_wait_s),
+           "PMS_JETSTREAM_ACK_WAIT_S": str(ack_wait_s), **({"PMS_JETSTREAM_FETCH": str(fetch)} if fetch else {}),
            "PMS_TSDB_URL": f"sqlite:///{workdir}/pms-ts.db", "PMS_REGISTRY_URL": f"sqlite:///{workdir}/pms.db",
            "PMS_MQTT_CLIENT_ID": f"pms-ingest-{name}", "PMS_METRICS_PORT": str(port), "PMS_LOG_LEVEL": "WARNING"}
     log = workdir / f"ingest-{name}.log"
@@ -124,12 +127,12 @@ def start_ingest(name: str, workdir: Path, nats_url: str, ack_wait_s: float) -> 
     raise RuntimeError(f"ingest {name} did not become healthy:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def stored_batches(proc: subprocess.Popen[bytes], port: int) -> float:
-    """What a replica says it stored (NaN for a killed one: its count died with it)."""
+def stored_batches(proc: subprocess.Popen[bytes], port: int, name: str = "pms_ingest_batches_total") -> float:
+    """A replica's counter `name` (by default the batches it stored; NaN for a killed one)."""
     if proc.poll() is not None:
         return float("nan")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        return metric(answer.read().decode(), "pms_ingest_batches_total")
+        return metric(answer.read().decode(), name)
 
 
 async def stream_leader(cluster: NatsCluster) -> int:
@@ -160,16 +163,17 @@ class Processes:
 
 async def run_async(cluster: NatsCluster, work: Path, *, gateways: int, batches: int, interval_s: float,
                     kill_after: float, restart_after_s: float | None, ack_wait_s: float, resend_timeout_s: float,
-                    deadline_s: float) -> Figures:
+                    deadline_s: float, fetch: int | None = None) -> Figures:
     loop = asyncio.get_running_loop()
 
     def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
-        # A killed node leaves aiomqtt futures failed with no one waiting on them: expected here.
-        if not isinstance(context.get("exception"), aiomqtt.MqttError):
+        # A killed node leaves aiomqtt futures failed with no one waiting on them, and paho asking the
+        # loop to watch sockets already closed: expected here, and not the figures.
+        if not isinstance(context.get("exception"), (aiomqtt.MqttError, OSError)):
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(quiet)
-    replicas = {name: start_ingest(name, work, cluster.nats_url, ack_wait_s) for name in ("a", "b")}
+    replicas = {name: start_ingest(name, work, cluster.nats_url, ack_wait_s, fetch) for name in ("a", "b")}
     sims: list[ClusterGateway] = []
     measured = Processes()
 
@@ -189,9 +193,14 @@ async def run_async(cluster: NatsCluster, work: Path, *, gateways: int, batches:
         stop = asyncio.Event()
         uplinks = [asyncio.create_task(g.uplink.run(stop)) for g in sims]
         producing = asyncio.gather(*(g.produce(batches, interval_s) for g in sims))
-        await asyncio.sleep(batches * interval_s * kill_after)
+        # The kill comes once `kill_after` of all batches are acked (300 sessions take a while to
+        # open on a loaded machine: a kill at a fixed time could find ingest with nothing to do yet).
+        target = kill_after * gateways * batches
+        while sum(g.uplink.batches_acked for g in sims) < target and not producing.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)  # polling counters the uplinks keep: no event to wait on
         sample()
         killed = await stream_leader(cluster)
+        before_kill = await asyncio.to_thread(stored_batches, *replicas["a"])
         cluster.kill(killed)
         replicas["a"][0].kill()
         killed_at = time.monotonic()
@@ -220,6 +229,8 @@ async def run_async(cluster: NatsCluster, work: Path, *, gateways: int, batches:
             stop.set()
             await asyncio.wait_for(asyncio.gather(*uplinks, return_exceptions=True), 30)
         stored = {name: await asyncio.to_thread(stored_batches, proc, port) for name, (proc, port) in replicas.items()}
+        stored["a (until killed)"] = before_kill
+        redelivered = await asyncio.to_thread(stored_batches, *replicas["b"], "pms_ingest_jetstream_redelivered_total")
         for replica, _ in replicas.values():
             stop_process(replica, timeout_s=15)
         for sim in sims:
@@ -227,7 +238,7 @@ async def run_async(cluster: NatsCluster, work: Path, *, gateways: int, batches:
         lost, doubled = count_store(work / "pms-ts.db", list(sims), batches)
         return Figures(gateways=gateways, batches=batches, node_restarted=restarted, lost=lost, doubled=doubled,
                        drained_s=drained, killed_node=cluster.nodes[killed].name,
-                       resends=sum(s.resends() for s in sims), stored_by_replica=stored,
+                       resends=sum(s.resends() for s in sims), stored_by_replica=stored, redelivered=redelivered,
                        cpu_s=measured.cpu, rss_mb=measured.rss, load=" ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:
         for replica, _ in replicas.values():
@@ -236,7 +247,7 @@ async def run_async(cluster: NatsCluster, work: Path, *, gateways: int, batches:
 
 def run(*, gateways: int = 300, batches: int = 20, interval_s: float = 0.5, kill_after: float = 0.4,
         restart_after_s: float | None = 5.0, ack_wait_s: float = 30.0, resend_timeout_s: float = 10.0,
-        deadline_s: float = 300.0, workdir: Path | None = None) -> Figures:
+        deadline_s: float = 300.0, fetch: int | None = None, workdir: Path | None = None) -> Figures:
     """One run on a fresh cluster, store and pair of ingest replicas."""
     with tempfile.TemporaryDirectory(prefix="pms-nats-failover-") as tmp:
         work = workdir or Path(tmp)
@@ -245,7 +256,7 @@ def run(*, gateways: int = 300, batches: int = 20, interval_s: float = 0.5, kill
             return asyncio.run(run_async(cluster, work, gateways=gateways, batches=batches, interval_s=interval_s,
                                          kill_after=kill_after, restart_after_s=restart_after_s,
                                          ack_wait_s=ack_wait_s, resend_timeout_s=resend_timeout_s,
-                                         deadline_s=deadline_s))
+                                         deadline_s=deadline_s, fetch=fetch))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateways", type=int, default=300)
     parser.add_argument("--batches", type=int, default=20, help="batches per gateway")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between a gateway's batches")
-    parser.add_argument("--kill-after", type=float, default=0.4, help="share of the production time before the kill")
+    parser.add_argument("--kill-after", type=float, default=0.4, help="share of all batches acked before the kill")
     parser.add_argument("--restart-after", type=float, default=5.0, help="seconds the killed node stays down")
     parser.add_argument("--node-stays-down", action="store_true")
     parser.add_argument("--ack-wait", type=float, default=30.0, help="PMS_JETSTREAM_ACK_WAIT_S of the replicas")
