@@ -10,9 +10,10 @@ runs the collector's own outbox and uplink in this process (the real pump, acks 
 a real MQTT connection to its home node; when that node is gone it dials the next one, as a
 gateway behind a load balancer or with a list of brokers would). Each batch carries a power sample
 and a 30-minute slot's registers. The two ingest replicas are `pms ingest` processes with
-PMS_INGEST_SOURCE=jetstream over one SQLite store. Once `--kill-after` of all batches are acked, the
-stream's leader node and replica "a" are killed; the node comes back `--restart-after` seconds
-later unless `--node-stays-down`. Then every slot and sample is counted in the store:
+PMS_INGEST_SOURCE=jetstream over one SQLite store. Once `--kill-after` of all batches are acked (at
+3/4 of the production time at the latest), the stream's leader node and replica "a" are killed; the
+node comes back `--restart-after` seconds later unless `--node-stays-down`. Then every slot and
+sample is counted in the store:
 lost = produced but not stored, doubled = stored twice or summed to more energy than the registers
 grew. Drain = from the last batch produced until every outbox is empty (every batch acked).
 """
@@ -39,6 +40,7 @@ from _support import REPO, cpu_seconds, free_port, process_family, rss_mb, stop_
 from nats_cluster import NatsCluster, nats_cluster
 from share_acks import CountingClient, Gateway, count_store, metric
 
+from pms_collector import metrics as collector_metrics
 from pms_collector.uplink import MqttClient
 from pms_common.mqtt import BrokerAddress
 from pms_ingest.jetstream import STREAM
@@ -55,6 +57,7 @@ class Figures:
     killed_node: str = ""
     resends: int = 0
     redelivered: float = 0.0  # JetStream messages replica b received again (a's unacked, or acks lost)
+    refused_subscriptions: float = 0.0  # SUBACK 0x80 answers the gateways got (each a reconnect)
     stored_by_replica: dict[str, float] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
@@ -68,6 +71,7 @@ class Figures:
                f"killed {self.killed_node} (stream leader, {node}) and ingest a: lost {self.lost}, "
                f"doubled {self.doubled}, drain after the last batch {drained}, gateway resends {self.resends}, "
                f"JetStream redeliveries {int(self.redelivered)}, "
+               f"subscriptions refused (SUBACK 0x80, reconnected) {int(self.refused_subscriptions)}, "
                f"batches stored per replica {per_replica}, "
                f"load {self.load}"]
         for name in self.cpu_s:
@@ -165,6 +169,7 @@ async def run_async(cluster: NatsCluster, work: Path, *, gateways: int, batches:
                     kill_after: float, restart_after_s: float | None, ack_wait_s: float, resend_timeout_s: float,
                     deadline_s: float, fetch: int | None = None) -> Figures:
     loop = asyncio.get_running_loop()
+    refused_before = collector_metrics.SUBSCRIPTIONS_REFUSED._value.get()
 
     def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
         # A killed node leaves aiomqtt futures failed with no one waiting on them, and paho asking the
@@ -195,8 +200,10 @@ async def run_async(cluster: NatsCluster, work: Path, *, gateways: int, batches:
         producing = asyncio.gather(*(g.produce(batches, interval_s) for g in sims))
         # The kill comes once `kill_after` of all batches are acked (300 sessions take a while to
         # open on a loaded machine: a kill at a fixed time could find ingest with nothing to do yet).
+        # It comes at 3/4 of the production time at the latest, so that it always falls mid-run.
         target = kill_after * gateways * batches
-        while sum(g.uplink.batches_acked for g in sims) < target and not producing.done():  # noqa: ASYNC110
+        latest = time.monotonic() + 0.75 * batches * interval_s
+        while sum(g.uplink.batches_acked for g in sims) < target and time.monotonic() < latest:  # noqa: ASYNC110
             await asyncio.sleep(0.1)  # polling counters the uplinks keep: no event to wait on
         sample()
         killed = await stream_leader(cluster)
@@ -239,6 +246,7 @@ async def run_async(cluster: NatsCluster, work: Path, *, gateways: int, batches:
         return Figures(gateways=gateways, batches=batches, node_restarted=restarted, lost=lost, doubled=doubled,
                        drained_s=drained, killed_node=cluster.nodes[killed].name,
                        resends=sum(s.resends() for s in sims), stored_by_replica=stored, redelivered=redelivered,
+                       refused_subscriptions=collector_metrics.SUBSCRIPTIONS_REFUSED._value.get() - refused_before,
                        cpu_s=measured.cpu, rss_mb=measured.rss, load=" ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:
         for replica, _ in replicas.values():
