@@ -169,7 +169,9 @@ def test_what_a_dead_replica_fetched_and_did_not_ack_is_stored_by_another(tmp_pa
             await js.publish(subject_of_topic(topics.readings("gw-x")), batch("gw-x", seq))
         dying = await js.pull_subscribe_bind(durable=CONSUMER, stream=STREAM)
         taken = await dying.fetch(5, timeout=5)
-        assert len(taken) == 5
+        # Usually all five; one may have gone to the stopped replica's last pull request (it
+        # lingers on the server up to its expiry), which is just as unacked.
+        assert taken
         async with replica(server, store):
             # Delivered again once the ack wait (2 s here) has passed, to the live replica.
             await eventually(lambda: len(store.written) == 5)
