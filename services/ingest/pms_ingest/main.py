@@ -18,7 +18,12 @@ def main(settings: IngestSettings | None = None) -> int:
     async def serve(stop: asyncio.Event) -> None:
         store = open_store(settings.tsdb_url)
         try:
-            await Ingest(settings, store, health).run(stop)
+            if settings.ingest_source == "jetstream":
+                from pms_ingest.jetstream import JetStreamIngest  # nats-py only where it is used
+
+                await JetStreamIngest(settings, store, health).run(stop)
+            else:
+                await Ingest(settings, store, health).run(stop)
         finally:
             store.close()
 

@@ -25,3 +25,5 @@ LAG_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 PENDING_READINGS = Gauge("pms_ingest_pending_readings", "Readings received and not yet written")
+REDELIVERED = Counter("pms_ingest_jetstream_redelivered_total",
+                      "JetStream messages delivered again (a replica died or was slow to ack): stored idempotently")

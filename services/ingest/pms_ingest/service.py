@@ -19,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar, Protocol
 
 import aiomqtt
 from pydantic import ValidationError
@@ -43,6 +44,12 @@ _DRAIN_MAX = 200
 ACKS_IN_FLIGHT = 1000
 # Unknown fields (a newer writer's) are dropped and counted, never a cause to reject a payload.
 READER = ContractReader("ingest", metrics.UNKNOWN_FIELDS)
+
+
+class Publisher(Protocol):
+    """Where acks and dead letters go: aiomqtt's client, or pms_ingest.jetstream's NATS publisher."""
+
+    async def publish(self, topic: str, /, payload: bytes, qos: int = 0) -> object: ...
 
 
 class Rejected(Exception):
@@ -92,6 +99,9 @@ class Received:
     topic: str
     payload: bytes
     received_at: float = field(default_factory=time.monotonic)
+    # The source's handle to settle it once written (a JetStream message); None over MQTT, where the
+    # client has acked the delivery already and the gateway's ack is the only one that counts.
+    handle: object | None = None
 
     @property
     def count(self) -> int:
@@ -147,6 +157,9 @@ def write_isolating(store: TimeSeriesStore, items: list[Received]) -> Flushed:
 
 
 class Ingest:
+    # What a failed ack publish raises: logged, and the gateway resends.
+    publish_errors: ClassVar[tuple[type[Exception], ...]] = (aiomqtt.MqttError,)
+
     def __init__(self, settings: IngestSettings, store: TimeSeriesStore, health: Health) -> None:
         self.settings = settings
         self.store = store
@@ -262,7 +275,7 @@ class Ingest:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    async def _writer(self, client: aiomqtt.Client) -> None:
+    async def _writer(self, client: Publisher) -> None:
         while True:
             await self._work.wait()
             if self.settings.flush_linger_s:
@@ -282,7 +295,7 @@ class Ingest:
                 # Not acked: the gateways resend. Pause, so a store that is down is not hammered.
                 await asyncio.sleep(self.settings.store_retry_s)
 
-    async def _after_write(self, client: aiomqtt.Client, result: Flushed) -> None:
+    async def _after_write(self, client: Publisher, result: Flushed) -> None:
         now = time.monotonic()
         acks: dict[tuple[str, str], int] = {}
         stored_now: dict[tuple[str, str], list[int]] = {}
@@ -328,10 +341,10 @@ class Ingest:
             self._ack_tasks.add(task)
             task.add_done_callback(self._ack_tasks.discard)
 
-    async def _publish_acks(self, client: aiomqtt.Client, acks: list[tuple[str, bytes]]) -> None:
+    async def _publish_acks(self, client: Publisher, acks: list[tuple[str, bytes]]) -> None:
         try:
             await asyncio.gather(*(client.publish(topic, payload, qos=1) for topic, payload in acks))
-        except aiomqtt.MqttError as exc:
+        except self.publish_errors as exc:
             log.warning("ingest: %d acks not sent (%s); the gateways will resend", len(acks), exc)
 
     async def _store_weather(self, weather: list[Weather]) -> None:
@@ -344,7 +357,7 @@ class Ingest:
         else:
             metrics.WEATHER.inc(len(weather))
 
-    async def _deadletter(self, client: aiomqtt.Client, topic: str, payload: bytes, exc: Rejected) -> None:
+    async def _deadletter(self, client: Publisher, topic: str, payload: bytes, exc: Rejected) -> None:
         metrics.DEADLETTERS.labels(exc.kind).inc()
         log.warning("ingest: rejected a payload on %s: %s", topic, exc.reason)
         try:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import socket
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -38,6 +38,30 @@ class IngestSettings(StoreSettings):
         default=50_000, ge=1, description="readings received but not yet written before ingest stops reading MQTT"
     )
     store_retry_s: float = Field(default=1.0, gt=0, description="pause after the store failed a write")
+
+    # The NATS scale path (docs/scale.md): gateways publish over MQTT to a NATS cluster, which keeps
+    # their readings in a JetStream stream; the replicas share one durable pull consumer of it.
+    ingest_source: Literal["mqtt", "jetstream"] = Field(
+        default="mqtt",
+        description="where readings come from: mqtt (subscribe on PMS_MQTT_URL) or jetstream (the stream "
+        "PMS_READINGS on PMS_NATS_URL, shared by every replica through the durable consumer pms-ingest)",
+    )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="NATS servers, comma-separated (nats://host:4222,nats://host2:4222); jetstream source only",
+    )
+    jetstream_replicas: int = Field(
+        default=3, ge=1, le=5, description="copies of the PMS_READINGS stream when ingest creates it (1 on one server)"
+    )
+    jetstream_ack_wait_s: float = Field(
+        default=30.0, gt=0,
+        description="a batch fetched but not acked within this time is delivered again (to any replica): "
+        "what a replica's death costs in delay",
+    )
+    jetstream_fetch: int = Field(default=500, ge=1, le=10_000, description="messages asked for in one pull")
+
+    def nats_servers(self) -> list[str]:
+        return [server.strip() for server in self.nats_url.split(",") if server.strip()]
 
     def client_id(self) -> str:
         """The MQTT client id: a persistent session is named by it, so it must be stable and, for
