@@ -58,10 +58,6 @@ PMS_WORKLOADS: dict[str, type[ServiceSettings]] = {
     "device-manager": DeviceManagerSettings,
     "api": ApiSettings,
 }
-# Ingest's JetStream source (PMS_INGEST_SOURCE=jetstream, PMS_NATS_URL) is another branch's work (the
-# `nats` split of issue 16): until it lands these two are accepted; once IngestSettings has them, the
-# ordinary check covers them.
-PENDING_INGEST_SETTINGS = {"ingest_source", "nats_url"}
 # Helpers a container may set that are not PMS settings: secrets that URLs take in with $(NAME), the
 # pod's name, and the zone of the logs.
 HELPER_ENV = {"POSTGRES_PASSWORD", "INFLUXDB_V1_PASSWORD", "MQTT_PASSWORD", "POD_NAME", "TZ"}
@@ -329,8 +325,6 @@ def test_every_pms_variable_is_a_setting_of_the_command_it_configures() -> None:
                 assert args[0] in PMS_WORKLOADS, f"{name}/{c['name']}: unexpected command {args}"
                 settings_class = PMS_WORKLOADS[args[0]]
             fields = set(settings_class.model_fields)
-            if settings_class is IngestSettings and not PENDING_INGEST_SETTINGS & fields:
-                fields |= PENDING_INGEST_SETTINGS
             defined: set[str] = set()
             for variable in c.get("env", []):
                 var = variable["name"]
@@ -484,8 +478,6 @@ def test_nats_is_a_three_node_statefulset_with_routes_to_each_node() -> None:
 
 def test_nats_node_conf_is_the_cluster_config_of_deploy_nats() -> None:
     shared = REPO / "deploy" / "nats" / "node.conf"
-    if not shared.exists():
-        pytest.skip("deploy/nats/node.conf is not on this branch yet (the `nats` split of issue 16)")
     assert (K8S / "nats" / "node.conf").read_text() == shared.read_text(), (
         "deploy/k8s/nats/node.conf must be a copy of deploy/nats/node.conf (kustomize reads nothing outside deploy/k8s)")
 
