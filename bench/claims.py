@@ -1,9 +1,12 @@
 """Claiming a fleet: claims/s and the time from a gateway's first connect to "online" in the registry.
 
     .venv/bin/python bench/claims.py --broker mqtt://pms-provisioning:PASS@127.0.0.1:PORT \\
-        --admin-url mqtt://admin:PASS@127.0.0.1:PORT [--service-url mqtt://dm:PASS@...] [--gateways 1000]
+        --admin-url mqtt://admin:PASS@127.0.0.1:PORT [--service-url mqtt://dm:PASS@...] [--gateways 1000] \\
+        [--registry sqlite|postgresql]
+    .venv/bin/python bench/claims.py --own-broker [--registry postgresql]   # a dynsec Mosquitto of its own
 
-It imports N factory rows into a fresh SQLite registry, runs device-manager (presence + claims +
+It imports N factory rows into a fresh registry (a SQLite file, or a scratch database on the local
+PostgreSQL with `--registry postgresql`), runs device-manager (presence + claims +
 revocations, with `pms_common.dynsec.DynsecBrokerAdmin` on `--admin-url`) in this process, and
 starts N gateway stand-ins, at most `--parallel` claiming at once. Each does the real claim protocol
 with paho (client id `claim-{serial}`, the provisioning login, proof, sealed answer), then connects
@@ -23,11 +26,14 @@ import argparse
 import asyncio
 import multiprocessing
 import statistics
+import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,8 @@ from pms_device_manager.service import DeviceManager
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 from pms_registry.provisioning import FactoryRow
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.postgres, tests.dynsec_broker
 
 
 def _client(client_id: str, address: BrokerAddress, username: str | None, password: str | None) -> mqtt.Client:
@@ -141,28 +149,69 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+@contextmanager
+def registry_url(kind: str, workdir: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir}/registry.db"
+        return
+    from tests.postgres import scratch_database
+
+    with scratch_database("pms_bench_claims") as url:
+        yield url
+
+
+@contextmanager
+def own_broker() -> Iterator[tuple[str, str, str]]:
+    """A Mosquitto 2.0 with the dynamic-security plugin on a free port (tests/dynsec_broker.py), as
+    production sets it up: (provisioning URL, admin URL, device-manager's own login URL)."""
+    from tests.dynsec_broker import DynsecBroker
+
+    broker = DynsecBroker()
+    try:
+        broker.start()
+        services = broker.make_service_logins()
+        yield broker.url(broker.provisioning), broker.url(broker.admin), broker.url(services["device-manager"])
+    finally:
+        broker.remove()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--broker", required=True, help="mqtt:// URL with the provisioning login")
-    parser.add_argument("--admin-url", required=True, help="mqtt:// URL with the dynamic-security admin login")
+    parser.add_argument("--broker", help="mqtt:// URL with the provisioning login")
+    parser.add_argument("--admin-url", help="mqtt:// URL with the dynamic-security admin login")
+    parser.add_argument("--own-broker", action="store_true",
+                        help="start a dynsec Mosquitto of the bench's own instead of --broker/--admin-url")
+    parser.add_argument("--registry", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--service-url", help="device-manager's own login (default: --admin-url)")
     parser.add_argument("--gateways", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
+    if args.own_broker == bool(args.broker or args.admin_url):
+        parser.error("give --broker and --admin-url, or --own-broker")
+    workdir = Path(tempfile.mkdtemp(prefix="pms-bench-claims-"))
+    with ExitStack() as stack:
+        if args.own_broker:
+            args.broker, args.admin_url, args.service_url = stack.enter_context(own_broker())
+        elif not args.admin_url:
+            parser.error("--admin-url is needed with --broker")
+        bench(args, stack.enter_context(registry_url(args.registry, workdir)))
+
+
+def bench(args: argparse.Namespace, url: str) -> None:
     from pms_common.dynsec import DynsecBrokerAdmin  # type: ignore[import-not-found, unused-ignore]
 
     run = uuid.uuid4().hex[:6]
     address = BrokerAddress.parse(args.broker)
-    workdir = Path(tempfile.mkdtemp(prefix="pms-bench-claims-"))
-    registry = Registry(f"sqlite:///{workdir}/registry.db")
+    print(f"registry: {url.split(':', maxsplit=1)[0]}; {args.gateways} gateways, {args.parallel} claiming at once")
+    registry = Registry(url)
     registry.migrate()
     serials = [f"BENCH-{run}-{n:05d}" for n in range(args.gateways)]
     secrets_of = {serial: f"bench-secret-{serial}" for serial in serials}
     registry.import_factory_gateways([FactoryRow(s, secrets_of[s], f"CODE-{s}") for s in serials], timeutil.now_jst())
     settings = DeviceManagerSettings(
         mqtt_url=args.service_url or args.admin_url, mqtt_client_id=f"dm-bench-{run}", metrics_port=0,
-        registry_url=f"sqlite:///{workdir}/registry.db", provisioning_username=address.username or "pms-provisioning",
+        registry_url=url, provisioning_username=address.username or "pms-provisioning",
         provisioning_password=SecretStr(address.password or ""), claim_rate_total_s=10_000, claim_burst_total=10_000)
     admin = DynsecBrokerAdmin(BrokerAddress.parse(args.admin_url))
 
@@ -178,13 +227,14 @@ def main() -> None:
     time.sleep(2.0)  # subscribed
 
     def watch() -> None:
-        while len(online_at) < args.gateways and not stop.is_set():
+        while len(online_at) < args.gateways and not stop.is_set() and not watched.is_set():
             now = time.monotonic()
             for gateway in registry.list_gateways():
                 if gateway.status == "online" and gateway.gateway_id not in online_at:
                     online_at[gateway.gateway_id] = now
             time.sleep(0.1)
 
+    watched = threading.Event()  # set when the claimed ones are all online, or the wait is over
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     began = time.monotonic()
@@ -207,7 +257,11 @@ def main() -> None:
     if failures:
         print(f"{len(failures)} stand-ins failed, e.g. {failures[0]}")
     claimed = time.monotonic() - began
-    watcher.join(args.timeout)
+    deadline = time.monotonic() + args.timeout
+    while len(online_at) < len(started_at) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    watched.set()  # a stand-in that failed never comes online: stop looking before the registry goes
+    watcher.join(10)
     latencies = [online_at[f"gw-{s.lower()}"] - started_at[s] for s in serials if f"gw-{s.lower()}" in online_at]
     print(f"claimed {len(started_at)} gateways in {claimed:.1f} s: {len(started_at) / claimed:.1f} claims/s "
           f"({args.parallel} at once)")
@@ -219,6 +273,7 @@ def main() -> None:
         worker.join(30)
     loop.call_soon_threadsafe(stop.set)
     thread.join(30)
+    registry.close()
 
 
 if __name__ == "__main__":
