@@ -107,6 +107,15 @@ class PlantExpectations:
                 totals[key] = round((known or 0.0) + point.sold_kwh, 6)
         return totals
 
+    def metered(self, plant: Plant, slots: list[SlotExpectation], first: date, last: date) -> list[SlotExpectation]:
+        """The slots of `slots` the plant has a sold figure for: what a ratio compares sold energy with.
+        A period still running (today, this month) or with a gap in its readings is compared over the
+        slots that were metered, never its whole expectation against the part that was (a month's
+        expectation against its first days' sales read as a plant producing a fraction of its sky)."""
+        start, end = day_range(first, last)
+        metered = {p.period_end for p in self.reads.energy(plant, start, end, "30min") if p.sold_kwh is not None}
+        return [s for s in slots if s.slot_end in metered]
+
     def daily(self, plant: Plant, first: date, last: date) -> list[tuple[date, float, float | None]]:
         """Per JST day first..last: (day, expected kWh with the plant's calibration, sold kWh or None)."""
         params = self.parameters(plant)[0]

@@ -154,3 +154,33 @@ def test_a_list_answer_spends_a_bounded_time_on_ratios_and_the_next_refresh_fill
     monkeypatch.setattr(plant_figures, "LIST_RATIO_BUDGET_S", 1.0)
     later = {p["service_code"]: p for p in api.get("/api/v1/plants").get_json()["items"]}
     assert 0.5 < later[api.codes["a"]]["pr_sold_yesterday"] < 0.8
+
+
+def test_a_running_month_is_compared_over_its_metered_days_across_a_month_end_in_jst(api: Api) -> None:
+    """Sales from 20 May to "now" (17 June, 12:00 JST) at 80 % of the clear sky: May's ratio covers its
+    last 12 days and June's its first 16½, each against the expectation of the same slots, not of the
+    whole month (which read as 0.8 × 12/31 = 0.31 for May and about 0.8 × 16.5/30 = 0.44 for June)."""
+    first = date(2026, 5, 20)
+    start = timeutil.day_start(first)
+    now = timeutil.now_jst()
+    ends = [start + timeutil.SLOT * i for i in range(int((now - start) / timeutil.SLOT) + 1)]
+    register, readings = 1000.0, []
+    for slot in expected_slots(35.0, 139.0, default_parameters(10.0), ends, []):
+        register += slot.expected_kwh * 0.8
+        readings.append(EnergyReading(slot_end=slot.slot_end, forward_kwh=50.0, reverse_kwh=round(register, 4),
+                                      register_wrap_kwh=100_000.0, backfilled=False))
+    api.store.write_readings("gw-a", power=[], energy=readings)
+    may, june = api.get(url(api, "expected?interval=month&start=2026-05-01&end=2026-06-30")).get_json()["items"]
+    assert (may["period_start"], june["period_start"]) == ("2026-05-01T00:00:00+09:00", "2026-06-01T00:00:00+09:00")
+    assert may["sold_ratio"] == pytest.approx(0.8, abs=0.01) and june["sold_ratio"] == pytest.approx(0.8, abs=0.01)
+    # The expectation shown is still the whole month's; the sold energy is what was metered.
+    assert may["sold_kwh"] / may["expected_kwh"] == pytest.approx(0.8 * 12 / 31, abs=0.03)
+    assert june["sold_kwh"] / june["expected_kwh"] < 0.5
+    assert 0.5 < may["pr_sold"] < 0.8 and 0.5 < june["pr_sold"] < 0.8
+    # The same days, day by day: 31 May is May's last metered day, the slot ending 1 June 00:00 JST its last slot.
+    days = api.get(url(api, "expected?interval=day&start=2026-05-31&end=2026-06-17")).get_json()["items"]
+    assert days[0]["period_start"] == "2026-05-31T00:00:00+09:00"
+    assert days[0]["sold_ratio"] == pytest.approx(0.8, abs=0.01)
+    # Today (till noon) is compared over its morning.
+    assert days[-1]["sold_ratio"] == pytest.approx(0.8, abs=0.01)
+    assert days[-1]["sold_kwh"] < 0.7 * 0.8 * days[-1]["expected_kwh"]

@@ -62,9 +62,20 @@ def browser(console: Console, tmp_path: Path) -> Iterator[Any]:
     driver.quit()
 
 
-def test_plant_page_draws_sold_against_expected_and_the_list_shows_the_ratio(browser: Any, console: Console) -> None:
+WORDS = {
+    "ja": {"pr_yesterday": "昨日のPR（売電ベース）", "expected": "期待発電量 (kWh)", "sold": "売電量 (kWh)",
+           "explained": "下限値"},
+    "en": {"pr_yesterday": "Yesterday's PR (sold)", "expected": "Expected generation (kWh)", "sold": "Sold (kWh)",
+           "explained": "lower bounds"},
+}
+
+
+@pytest.mark.parametrize("language", ["ja", "en"])
+def test_plant_page_draws_sold_against_expected_and_the_list_shows_the_ratio(
+        browser: Any, console: Console, language: str) -> None:
+    words = WORDS[language]
     _login(browser, console)
-    browser.get(f"{console.url}/lang/en?back=/sales")
+    browser.get(f"{console.url}/lang/{language}?back=/sales")
     pr_cell = f'tr[data-code="{console.codes[0]}"] .pr'
     # Under load the list may first say "—": it spends at most 1 s an answer on ratios it has not kept
     # yet, and shows them at a later refresh (every 2 s here).
@@ -75,7 +86,7 @@ def test_plant_page_draws_sold_against_expected_and_the_list_shows_the_ratio(bro
     shown = wait_until(pr_shown, 60, "the PR")
     assert 50 <= int(shown) <= 80, shown  # sold 80 % of expected generation; PR also counts inverter and heat
     assert browser.find_element(By.CSS_SELECTOR, f'tr[data-code="{console.codes[1]}"] .pr').text == "—"
-    assert "Yesterday's PR (sold)" in browser.find_element(By.ID, "plants").text
+    assert words["pr_yesterday"] in browser.find_element(By.ID, "plants").text
 
     yesterday = (timeutil.now_jst().date() - timedelta(days=1)).isoformat()
     browser.get(f"{console.url}/plants/{console.codes[0]}")
@@ -91,8 +102,8 @@ def test_plant_page_draws_sold_against_expected_and_the_list_shows_the_ratio(bro
         "return document.getElementById('chart-expected-hour').data[1].y;")
     assert max(v for v in expected_y if v is not None) > 0.8  # kWh in the best hour of 10 kW
     legend = browser.find_element(By.CSS_SELECTOR, "#chart-expected-hour .legend").text
-    assert "Expected generation (kWh)" in legend and "Sold (kWh)" in legend
-    assert "lower bounds" in browser.find_element(By.ID, "expected-explained").text
+    assert words["expected"] in legend and words["sold"] in legend
+    assert words["explained"] in browser.find_element(By.ID, "expected-explained").text
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#chart-expected-day .scatterlayer .js-line"), 15,
                "the daily expected line")
     # The plant without a location has no expected charts, and asks for none (no failed request).

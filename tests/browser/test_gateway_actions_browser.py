@@ -1,6 +1,8 @@
 """Gateway management from the console in Debian's Chromium, against a live fleet side: a real
-Mosquitto, device-manager and a collector (simulated radio) run behind the console, so a pushed
-configuration is applied and reported back, and a command is answered by the gateway itself.
+Mosquitto with the dynamic-security plugin, device-manager on its production login (answering claims)
+and a collector (simulated radio) that claimed its own identity with its serial and factory secret run
+behind the console, so a pushed configuration is applied and reported back, and a command is
+answered by the gateway itself.
 
 The operator binds a gateway to a plant by the claim code on its label, pushes a configuration and
 sees it in sync, runs a remote operation and sees its result, and finds both in the audit log: in
@@ -17,24 +19,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from pms_api.app import create_app
 from pms_api.settings import ApiSettings
-from pms_collector.gateway import build_gateway
+from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import SimulatedModuleLink
+from pms_collector.provisioned_run import run_provisioned
 from pms_collector.settings import CollectorSettings
 from pms_common import timeutil
+from pms_common.dynsec import DynsecBrokerAdmin
 from pms_common.health import Health
 from pms_device_manager.service import DeviceManager
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 from pms_registry.provisioning import FactoryRow
 from tests.browser.serving import served
-from tests.collector.broker import OwnBroker
 from tests.conftest import wait_until
+from tests.dynsec_broker import DynsecBroker
 
 pytestmark = pytest.mark.integration
 
@@ -54,22 +59,29 @@ class Fleet:
     codes: list[str]
 
 
-def _run_fleet_side(broker_url: str, registry_url: str, workdir: Path, stop: threading.Event,
+def _run_fleet_side(broker: DynsecBroker, registry_url: str, workdir: Path, stop: threading.Event,
                     ready: threading.Event) -> None:
     """device-manager and one collector on their own event loop, as in production but in one thread."""
 
     async def main() -> None:
         stopping = asyncio.Event()
         registry = Registry(registry_url)
-        manager = DeviceManager(DeviceManagerSettings(mqtt_url=broker_url, registry_url=registry_url,
-                                                      mqtt_client_id=f"dm-{uuid.uuid4().hex[:6]}", tick_s=0.5,
-                                                      control_poll_s=0.3, command_answer_grace_s=1.0),
-                                registry, Health())
-        settings = CollectorSettings(link="sim", gateway_id=RUNNING, mqtt_url=broker_url,
-                                     outbox_path=workdir / "outbox.db", backfill_days=0, heartbeat_interval_s=2,
-                                     power_interval_s=5)
-        gateway = build_gateway(settings, SimulatedModuleLink(settings), Health())
-        tasks = [asyncio.create_task(manager.run(stopping)), asyncio.create_task(gateway.run(stopping))]
+        manager = DeviceManager(DeviceManagerSettings(
+            mqtt_url=broker.url(broker.services["device-manager"]), registry_url=registry_url,
+            mqtt_client_id=f"dm-{uuid.uuid4().hex[:6]}", tick_s=0.5, control_poll_s=0.3, command_answer_grace_s=1.0,
+            provisioning_username=broker.provisioning.username, provisioning_password=SecretStr(broker.provisioning.password)),
+            registry, Health(), DynsecBrokerAdmin(broker.admin_address))
+        # Fresh from the factory: its serial, its factory secret and the shared provisioning login only.
+        settings = CollectorSettings(link="sim", mqtt_url=broker.url(broker.provisioning),
+                                     gateway_serial=GATEWAYS[0].serial, factory_secret=SecretStr(GATEWAYS[0].factory_secret),
+                                     credentials_path=workdir / "credentials.json", outbox_path=workdir / "outbox.db",
+                                     backfill_days=0, heartbeat_interval_s=2, power_interval_s=5)
+
+        def build(claimed: CollectorSettings, on_login_refused: Any) -> Gateway:
+            return build_gateway(claimed, SimulatedModuleLink(claimed), Health(), on_login_refused=on_login_refused)
+
+        tasks = [asyncio.create_task(manager.run(stopping)),
+                 asyncio.create_task(run_provisioned(settings, stopping, build))]
         ready.set()
         await asyncio.to_thread(stop.wait)
         stopping.set()
@@ -80,7 +92,7 @@ def _run_fleet_side(broker_url: str, registry_url: str, workdir: Path, stop: thr
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dynsec_broker: DynsecBroker) -> Iterator[Fleet]:
     for name in ("PMS_CONFIG", "PMS_ADMIN_PASSWORD", "PMS_CONSOLE_SECRET_KEY", "PMS_CONSOLE_REFRESH_S"):
         monkeypatch.delenv(name, raising=False)
     registry_url = f"sqlite:///{tmp_path}/r.db"
@@ -92,10 +104,8 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
     codes = [registry.create_plant(customer_id="C00001", name=f"太陽光{i}号", address="茨城県つくば市",
                                    phone="029-000-0000", created_at=now, tariff_yen_per_kwh=16.0) for i in (1, 2)]
     registry.import_factory_gateways(GATEWAYS, now)
-    broker = OwnBroker(tmp_path)
-    broker.start()
     stop, ready = threading.Event(), threading.Event()
-    side = threading.Thread(target=_run_fleet_side, args=(broker.url, registry_url, tmp_path, stop, ready),
+    side = threading.Thread(target=_run_fleet_side, args=(dynsec_broker, registry_url, tmp_path, stop, ready),
                             daemon=True)
     side.start()
     assert ready.wait(30)
@@ -105,7 +115,6 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
     finally:
         stop.set()
         side.join(40)
-        broker.stop()
         app.config["store"].close()
         registry.close()
 
@@ -180,5 +189,8 @@ def test_bind_push_a_config_and_run_a_command_from_the_console_in_both_languages
         assert any(words["audit_command"] in r and "succeeded" in r and "user:admin" in r for r in rows), rows
         assert any(words["audit_config"] in r and "applied" in r for r in rows), rows
         assert any(words["audit_bind"] in r and gateway_id in r for r in rows), rows
+    # The running gateway is on the identity it claimed: a login of its own at the broker, still active.
+    login = fleet.registry.broker_login(RUNNING)
+    assert login is not None and login.state == "active"
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []

@@ -7,11 +7,13 @@ the real dynamic-security broker are in tests/integration/test_claims_dynsec.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from pms_common import timeutil, topics
 from pms_common.broker_admin import BrokerAdminError, BrokerLogin
@@ -131,14 +133,57 @@ def test_refusals_carry_a_reason_are_counted_and_logged(registry: Registry) -> N
     assert refusals[0].params == {"reason": "blocked", "detail": "serial SN-0002 may not claim: decommissioned"}
 
 
+def refusals_counted(reason: str) -> float:
+    return REGISTRY.get_sample_value("pms_device_manager_claims_total", {"outcome": reason}) or 0.0
+
+
 def test_a_claim_flood_is_refused_and_logged_once(registry: Registry) -> None:
     handler = ClaimHandler(registry, MemoryBrokerAdmin(), limits(per_serial_burst=2))
     now = timeutil.now_jst()
+    counted = refusals_counted("rate_limited")
     answers = [asyncio.run(handler.handle("claim-sn-0001", make_claim("SN-0001", SECRET, now).to_json(), now))
                for _ in range(10)]
     assert [a.ok for a in answers] == [True, True] + [False] * 8
     assert {a.reason for a in answers[2:]} == {"rate_limited"}
     assert len([e for e in registry.list_events() if e.kind == "claim_refused"]) == 1
+    assert refusals_counted("rate_limited") - counted == 8
+
+
+def test_a_gateway_retrying_a_refused_claim_is_logged_once_per_reason_and_counted_every_time(
+        registry: Registry, caplog: pytest.LogCaptureFixture) -> None:
+    """A gateway with a wrong secret retrying every 2 s for ten minutes, just past its serial's rate
+    (one claim in 10 s): 300 refusals, alternately bad_proof and rate_limited. Each is counted; the log
+    and the event log say each reason once (again after REFUSAL_RELOG_S, and afresh after an accepted claim)."""
+    clock = [0.0]
+    handler = ClaimHandler(registry, MemoryBrokerAdmin(), limits(monotonic=lambda: clock[0]))
+    counted = {reason: refusals_counted(reason) for reason in ("bad_proof", "rate_limited")}
+    now = timeutil.now_jst()
+    caplog.set_level(logging.WARNING, "pms_device_manager.claims")
+    reasons = []
+    for attempt in range(300):
+        clock[0] = attempt * 2.0
+        claim = make_claim("SN-0001", "not the factory secret", now + timedelta(seconds=clock[0]))
+        answer = asyncio.run(handler.handle("claim-sn-0001", claim.to_json(), now + timedelta(seconds=clock[0])))
+        reasons.append(answer.reason)
+    assert set(reasons) == {"bad_proof", "rate_limited"} and reasons[:4] == ["bad_proof"] * 3 + ["rate_limited"]
+    assert {r: refusals_counted(r) - counted[r] for r in counted} == {r: reasons.count(r) for r in counted}
+    events = [e for e in registry.list_events() if e.kind == "claim_refused"]
+    assert sorted(e.params["reason"] for e in events) == ["bad_proof", "rate_limited"]
+    assert len([r for r in caplog.records if "refused a claim" in r.getMessage()]) == 2
+    # An hour on, still at it: logged again, with how many refusals went unlogged meanwhile.
+    clock[0] = 3600.0 + 600
+    late = make_claim("SN-0001", "not the factory secret", now + timedelta(hours=1))
+    assert asyncio.run(handler.handle("claim-sn-0001", late.to_json(), now + timedelta(hours=1))).reason == "bad_proof"
+    latest = registry.list_events()[0]
+    assert (latest.params["reason"], f"{reasons.count('bad_proof') - 1} more times" in latest.message) == (
+        "bad_proof", True)
+    # Once accepted, a later refusal of the serial is a new episode, logged at once.
+    clock[0] += 20
+    assert asyncio.run(handler.handle("claim-sn-0001", make_claim("SN-0001", SECRET, now).to_json(), now)).ok
+    clock[0] += 20
+    wrong = make_claim("SN-0001", "not the factory secret", now)
+    assert asyncio.run(handler.handle("claim-sn-0001", wrong.to_json(), now)).reason == "bad_proof"
+    assert len([e for e in registry.list_events() if e.kind == "claim_refused"]) == 4
 
 
 @pytest.mark.integration

@@ -1,5 +1,7 @@
 """Gateway control end to end: the API (in-process Flask) writes the registry, device-manager publishes
-over a Mosquitto of the test's own, and real collectors (simulated radio) apply and answer."""
+over a Mosquitto of the test's own with the dynamic-security plugin (its production login), and real
+collectors (simulated radio) apply and answer, each with its own broker login confined to its tree.
+Every end-to-end test runs on a SQLite registry and on the real PostgreSQL (a scratch database)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,13 +19,15 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from pms.fleet import build_fleet
+from pms.fleet import build_fleet_from, fleet_settings
 from pms_api.app import create_app
 from pms_api.settings import ApiSettings
 from pms_collector.gateway import Gateway, build_gateway
 from pms_collector.link import SimulatedModuleLink
 from pms_collector.settings import CollectorSettings
 from pms_common import timeutil
+from pms_common.broker_admin import BrokerLogin
+from pms_common.dynsec import DynsecBrokerAdmin
 from pms_common.health import Health
 from pms_common.messages import CommandRequest, CommandResult
 from pms_common.mqtt import BrokerAddress
@@ -31,18 +36,37 @@ from pms_device_manager.service import DeviceManager
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 from pms_registry.gateway_control import NO_ANSWER_REASON, OFFLINE_REASON
-from tests.collector.broker import OwnBroker
 from tests.collector.waiting import eventually
+from tests.dynsec_broker import DynsecBroker
+from tests.postgres import registry_url
 
 ADMIN = "admin-secret"
 
 
 @dataclass
 class Cloud:
-    broker: OwnBroker
+    broker: DynsecBroker
     registry: Registry
     client: FlaskClient
     dm_settings: DeviceManagerSettings
+    logins: dict[str, BrokerLogin] = field(default_factory=dict)
+
+    def gateway_urls(self, gateway_ids: list[str]) -> dict[str, str]:
+        """Each gateway's broker URL with a login of its own (made as a claim makes it), confined to its tree."""
+        missing = [gateway_id for gateway_id in gateway_ids if gateway_id not in self.logins]
+
+        async def make() -> None:
+            admin = DynsecBrokerAdmin(self.broker.admin_address)
+            for gateway_id in missing:
+                self.logins[gateway_id] = await admin.create_gateway_login(gateway_id)
+
+        if missing:
+            asyncio.run(make())
+        return {gateway_id: self.broker.url(self.logins[gateway_id]) for gateway_id in gateway_ids}
+
+    @property
+    def device_manager_address(self) -> BrokerAddress:
+        return self.broker.address(self.broker.services["device-manager"])
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         def send() -> tuple[int, Any]:
@@ -75,26 +99,22 @@ class Cloud:
         return DeviceManager(self.dm_settings, self.registry, Health())
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Cloud]:
-    broker = OwnBroker(tmp_path)
-    broker.start()
-    app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r.db", tsdb_url=f"sqlite:///{tmp_path}/ts.db",
-                                 admin_api_key=ADMIN))
-    registry: Registry = app.config["registry"]
-    settings = DeviceManagerSettings(mqtt_url=broker.url, registry_url=f"sqlite:///{tmp_path}/r.db",
-                                     mqtt_client_id=f"dm-{uuid.uuid4().hex[:8]}", tick_s=0.5, control_poll_s=0.2,
-                                     command_answer_grace_s=1.0)
-    try:
-        yield Cloud(broker, registry, app.test_client(), settings)
-    finally:
-        app.config["store"].close()
-        registry.close()
-        broker.stop()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cloud(request: pytest.FixtureRequest, tmp_path: Path, dynsec_broker: DynsecBroker) -> Iterator[Cloud]:
+    with ExitStack() as stack:
+        url = stack.enter_context(registry_url(request.param, tmp_path))
+        app = create_app(ApiSettings(registry_url=url, tsdb_url=f"sqlite:///{tmp_path}/ts.db", admin_api_key=ADMIN))
+        registry: Registry = app.config["registry"]
+        stack.callback(registry.close)
+        stack.callback(app.config["store"].close)
+        settings = DeviceManagerSettings(mqtt_url=dynsec_broker.url(dynsec_broker.services["device-manager"]),
+                                         registry_url=url, mqtt_client_id=f"dm-{uuid.uuid4().hex[:8]}", tick_s=0.5,
+                                         control_poll_s=0.2, command_answer_grace_s=1.0)
+        yield Cloud(dynsec_broker, registry, app.test_client(), settings)
 
 
 def collector(cloud: Cloud, tmp_path: Path, gateway_id: str) -> Gateway:
-    settings = CollectorSettings(link="sim", gateway_id=gateway_id, mqtt_url=cloud.broker.url,
+    settings = CollectorSettings(link="sim", gateway_id=gateway_id, mqtt_url=cloud.gateway_urls([gateway_id])[gateway_id],
                                  outbox_path=tmp_path / f"outbox-{gateway_id}.db", backfill_days=0,
                                  heartbeat_interval_s=2)
     return build_gateway(settings, SimulatedModuleLink(settings), Health())
@@ -245,7 +265,8 @@ def test_a_lost_retained_desired_config_is_published_again_when_the_gateway_repo
     cloud.registry.set_desired_config(["gw-late"], {"heartbeat_interval_s": 9.0},
                                       defaults={"power_interval_s": 60.0, "heartbeat_interval_s": 30.0},
                                       at=timeutil.now_jst(), by="test")
-    control = GatewayControl(BrokerAddress.parse(cloud.broker.url), "dm-only-control", cloud.registry, poll_s=0.2)
+    control = GatewayControl(cloud.device_manager_address, "dm-only-control", cloud.registry, poll_s=0.2)
+    cloud.gateway_urls(["gw-late"])  # its login made before the scenario's event loop runs
 
     async def scenario() -> None:
         await eventually(lambda: cloud.registry.config_state("gw-late").desired.published_version == 1,  # type: ignore[union-attr]
@@ -274,10 +295,12 @@ class _Nothing:
 @pytest.mark.slow
 def test_a_config_pushed_to_a_group_of_100_gateways_shows_zero_drift_once_they_report(
         cloud: Cloud, tmp_path: Path) -> None:
-    base = CollectorSettings(link="sim", mqtt_url=cloud.broker.url, backfill_days=0, heartbeat_interval_s=30)
+    base = CollectorSettings(link="sim", mqtt_url="mqtt://127.0.0.1:1", backfill_days=0, heartbeat_interval_s=30)
     # Meters installed three days back: each one's first read adds up every half hour since then.
     installed = timeutil.day_start(timeutil.now_jst().date() - timedelta(days=3))
-    fleet = build_fleet(base, 100, tmp_path, Health(), installed_at=installed)
+    settings = fleet_settings(base, 100, tmp_path, installed_at=installed)
+    urls = cloud.gateway_urls([s.gateway_id for s in settings])  # 100 broker logins, one per gateway
+    fleet = build_fleet_from([s.model_copy(update={"mqtt_url": urls[s.gateway_id]}) for s in settings], Health())
     ids = [gw.uplink.gateway_id for gw in fleet]
     for gateway_id in ids:
         cloud.registry.bind_gateway(gateway_id, None)

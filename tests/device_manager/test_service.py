@@ -1,6 +1,7 @@
-"""Device-manager's presence through the real Mosquitto: a gateway that misses N-1 heartbeats stays
-online, N goes offline, a last will takes it offline at once; every transition is in the registry's
-presence history with its reason."""
+"""Device-manager's presence through the real Mosquitto with the dynamic-security plugin (device-manager on
+its production login, each gateway on its own): a gateway that misses N-1 heartbeats stays online, N goes
+offline, a last will takes it offline at once; every transition is in the registry's presence history
+with its reason, on a SQLite and a PostgreSQL registry."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
 
 from pms_common import timeutil, topics
+from pms_common.dynsec import DynsecBrokerAdmin
 from pms_common.health import Health
 from pms_common.messages import GatewayStatus, Heartbeat
 from pms_device_manager.service import DeviceManager
 from pms_device_manager.settings import DeviceManagerSettings
 from pms_registry import Registry
 from tests.collector.waiting import eventually
+from tests.dynsec_broker import DynsecBroker
+from tests.postgres import registry_url
 
 pytestmark = pytest.mark.integration
 
@@ -33,26 +38,41 @@ def _heartbeat(gateway_id: str, interval_s: float) -> bytes:
                      heartbeat_interval_s=interval_s).model_dump_json().encode()
 
 
-def _client(client_id: str, will_gateway: str | None = None) -> paho.Client:
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
-    if will_gateway is not None:
-        will = GatewayStatus(gateway_id=will_gateway, state="offline", reason="connection lost")
-        client.will_set(topics.status(will_gateway), will.model_dump_json(), qos=1, retain=True)
-    client.connect("127.0.0.1", 1883)
+def _client(broker: DynsecBroker, gateway_id: str, will: bool = False) -> paho.Client:
+    """A gateway's connection on a login of its own (made as a claim makes it)."""
+    login = asyncio.run(DynsecBrokerAdmin(broker.admin_address).create_gateway_login(gateway_id))
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"pms-gw-{gateway_id}")
+    client.username_pw_set(login.username, login.password)
+    if will:
+        offline = GatewayStatus(gateway_id=gateway_id, state="offline", reason="connection lost")
+        client.will_set(topics.status(gateway_id), offline.model_dump_json(), qos=1, retain=True)
+    connected: list[Any] = []
+    client.on_connect = lambda _c, _u, _f, code, _p: connected.append(code)
+    client.connect("127.0.0.1", broker.port)
     client.loop_start()
+    deadline = time.monotonic() + 10
+    while not connected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert connected and not connected[0].is_failure, connected
     return client
 
 
-def test_offline_after_n_missed_heartbeats_and_at_once_on_a_last_will(mosquitto: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("registry_kind", ["sqlite", "postgresql"])
+def test_offline_after_n_missed_heartbeats_and_at_once_on_a_last_will(
+        dynsec_broker: DynsecBroker, tmp_path: Path, registry_kind: str) -> None:
+    with registry_url(registry_kind, tmp_path) as url:
+        presence_scenario(dynsec_broker, Registry(url))
+
+
+def presence_scenario(broker: DynsecBroker, registry: Registry) -> None:
     run = uuid.uuid4().hex[:8]
     quiet, dropped = f"gw-quiet-{run}", f"gw-drop-{run}"
-    registry = Registry(f"sqlite:///{tmp_path}/r.db")
     registry.migrate()
-    settings = DeviceManagerSettings(mqtt_url=mosquitto, registry_url=registry.url, missed_heartbeats=MISSED,
-                                     tick_s=0.1, mqtt_client_id=f"dm-{run}")
+    settings = DeviceManagerSettings(mqtt_url=broker.url(broker.services["device-manager"]), registry_url=registry.url,
+                                     missed_heartbeats=MISSED, tick_s=0.1, mqtt_client_id=f"dm-{run}")
     manager = DeviceManager(settings, registry, Health())
-    publisher = _client(f"pub-{run}")
-    dropper = _client(f"drop-{run}", will_gateway=dropped)
+    publisher = _client(broker, quiet)
+    dropper = _client(broker, dropped, will=True)
 
     def state(gateway_id: str) -> str | None:
         found = registry.get_gateway(gateway_id)
@@ -97,7 +117,6 @@ def test_offline_after_n_missed_heartbeats_and_at_once_on_a_last_will(mosquitto:
                                   ("offline", f"no heartbeat for {int(MISSED * INTERVAL_S)} s")]
         assert reasons(dropped) == [("online", "heartbeat"), ("offline", "connection lost")]
     finally:
-        publisher.publish(topics.status(dropped), b"", qos=1, retain=True).wait_for_publish()  # clear the will
         for client in (publisher, dropper):
             client.loop_stop()
             client.disconnect()

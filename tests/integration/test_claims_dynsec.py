@@ -2,7 +2,8 @@
 
 `pms device-manager` (with PMS_BROKER_ADMIN_URL), `pms ingest` and `pms api` run as processes with
 their production logins; `pms collector` (PMS_LINK=sim) starts with only its serial, its factory
-secret and the shared provisioning login. Acceptance 1 and the claim half of 2 (issue 11).
+secret and the shared provisioning login. Acceptance 1 and the claim half of 2 (issue 11), on a SQLite
+registry and on the real PostgreSQL (a scratch database).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import urllib.request
 import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from pms_registry.provisioning import FactoryRow
 from pms_store.sqlite import SqliteStore
 from tests.conftest import free_port, wait_until
 from tests.dynsec_broker import DynsecBroker
+from tests.postgres import registry_url as scratch_registry_url
 
 pytestmark = pytest.mark.integration
 
@@ -114,13 +117,18 @@ def upload_image(api_port: int, tmp_path: Path, signer: Any) -> str:
     return manifest.sha256
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with scratch_registry_url(request.param, tmp_path) as url:
+        yield url
+
+
 def test_a_gateway_with_only_its_factory_secret_is_claimed_and_comes_online(
-        dynsec_broker: DynsecBroker, pms_processes: Any, tmp_path: Path) -> None:
+        dynsec_broker: DynsecBroker, pms_processes: Any, tmp_path: Path, registry_url: str) -> None:
     broker = dynsec_broker
     run = uuid.uuid4().hex[:6]
     serial = f"SN-{run}"
     gateway_id = f"gw-sn-{run}"
-    registry_url = f"sqlite:///{tmp_path}/pms.db"
     registry = Registry(registry_url)
     registry.migrate()
     registry.import_factory_gateways([FactoryRow(serial, SECRET, f"CODE-{run}")], timeutil.now_jst())
@@ -148,7 +156,7 @@ def test_a_gateway_with_only_its_factory_secret_is_claimed_and_comes_online(
                      "PMS_POWER_INTERVAL_S": "1", "PMS_HEARTBEAT_INTERVAL_S": "2", "PMS_METRICS_PORT": "0",
                      "PMS_BACKFILL_DAYS": "0"}
     try:
-        wait_until(lambda: http_json(f"http://127.0.0.1:{api_port}/healthz"), 30, "the API")
+        wait_until(lambda: http_json(f"http://127.0.0.1:{api_port}/healthz"), 90, "the API")  # a loaded machine: imports take long
         time.sleep(2.0)  # device-manager subscribed to claims
         started = time.monotonic()
         collector = pms_processes(["collector"], collector_env, name="collector")

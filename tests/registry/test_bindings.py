@@ -1,4 +1,5 @@
-"""Binding intervals: bind, move, replace, unbind, decommission, and where a plant's series read from."""
+"""Binding intervals: bind, move, replace, unbind, decommission, and where a plant's series read from;
+on a SQLite file and on the real PostgreSQL (a scratch database per test)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,23 @@ import pytest
 
 from pms_common.timeutil import JST
 from pms_registry.registry import Registry, RegistryError
+from tests.postgres import registry_url
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=JST)
 H = timedelta(hours=1)
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(f"sqlite:///{tmp_path}/pms.db")
-    reg.migrate()
-    reg.ensure_customer("c1", "One")
-    reg.ensure_customer("c2", "Two")
-    yield reg
-    reg.close()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    with registry_url(request.param, tmp_path) as url:
+        reg = Registry(url)
+        try:
+            reg.migrate()
+            reg.ensure_customer("c1", "One")
+            reg.ensure_customer("c2", "Two")
+            yield reg
+        finally:
+            reg.close()
 
 
 def _plant(registry: Registry, customer_id: str = "c1") -> str:

@@ -1,19 +1,33 @@
-"""Presence history: device-manager's transitions, kept with their reasons, newest first."""
+"""Presence history: device-manager's transitions, kept with their reasons, newest first; on a SQLite
+file and on the real PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from pms_common.timeutil import JST
 from pms_registry.registry import Registry
+from tests.postgres import registry_url
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=JST)
 
 
-def test_transitions_update_the_status_and_append_to_the_history(tmp_path: Path) -> None:
-    registry = Registry(f"sqlite:///{tmp_path}/pms.db")
-    registry.migrate()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    with registry_url(request.param, tmp_path) as url:
+        found = Registry(url)
+        try:
+            found.migrate()
+            yield found
+        finally:
+            found.close()
+
+
+def test_transitions_update_the_status_and_append_to_the_history(registry: Registry) -> None:
     registry.record_presence("gw-1", "online", T0, "connected")
     registry.record_presence("gw-1", "offline", T0 + timedelta(minutes=3), "no heartbeat for 90 s")
     registry.record_presence("gw-1", "online", T0 + timedelta(minutes=5), "heartbeat resumed")
@@ -27,4 +41,3 @@ def test_transitions_update_the_status_and_append_to_the_history(tmp_path: Path)
         ("online", "heartbeat resumed"), ("offline", "no heartbeat for 90 s"), ("online", "connected")]
     assert [p.at for p in registry.presence_history("gw-1", limit=1)] == [T0 + timedelta(minutes=5)]
     assert len(registry.presence_history("gw-2")[0].reason) == 200  # a long reason is cut, not refused
-    registry.close()

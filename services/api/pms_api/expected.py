@@ -12,7 +12,7 @@ from pms_api.expected_models import ExpectedPointOut
 from pms_api.series import SeriesFigures
 from pms_plant.expected import CALIBRATION_DAYS, NoLocation, PlantExpectations, irradiance_of, resolved_parameters
 from pms_pv import PvParameters, SlotExpectation
-from pms_pv.performance import Interval, aggregate, ratio
+from pms_pv.performance import ExpectedPeriod, Interval, aggregate, ratio
 from pms_registry.pv import PlantPv
 from pms_registry.registry import Plant, Registry
 from pms_store import TimeSeriesStore
@@ -45,16 +45,12 @@ class ExpectedFigures:
 
     def points(self, plant: Plant, first: date, last: date, interval: Interval) -> tuple[float, list[ExpectedPointOut]]:
         params, _, _ = self.parameters(plant)
-        periods = aggregate(self.slots(plant, params, first, last), interval)
+        slots = self.slots(plant, params, first, last)
+        periods = aggregate(slots, interval)
+        # The ratios compare sold energy with the expectation of the same slots (those metered).
+        like = {p.period_start: p for p in aggregate(self.plants.metered(plant, slots, first, last), interval)}
         sold = {p.period_start: p.sold_kwh for p in self.series.energy(plant, first, last, interval)}
-        return params.calibration, [
-            ExpectedPointOut(
-                period_start=p.period_start, period_end=p.period_end, expected_kwh=round(p.expected_kwh, 4),
-                sold_kwh=sold.get(p.period_start), sold_ratio=ratio(sold.get(p.period_start), p.expected_kwh),
-                pr_sold=ratio(sold.get(p.period_start), p.stc_kwh),
-                pr_sold_temp=ratio(sold.get(p.period_start), p.stc_temp_kwh), source=p.source)
-            for p in periods
-        ]
+        return params.calibration, [_point(p, sold.get(p.period_start), like.get(p.period_start)) for p in periods]
 
     def day_ratio(self, plant: Plant, day: date, *, compute_until: float | None = None) -> float | None:
         """One day's pr_sold (the cross-plant list shows yesterday's); None without a location or data.
@@ -88,3 +84,13 @@ class ExpectedFigures:
     def calibrate(self, plant: Plant, now: datetime) -> tuple[float | None, int]:
         """Learn the factor from the last 60 days (to yesterday) and store it; (factor or None, clear days)."""
         return self.plants.calibrate(plant, now)
+
+
+def _point(period: ExpectedPeriod, sold_kwh: float | None, metered: ExpectedPeriod | None) -> ExpectedPointOut:
+    """A period's expectation beside what it sold; the ratios over its metered slots only (`metered`)."""
+    references = (None, None, None) if metered is None else (metered.expected_kwh, metered.stc_kwh,
+                                                               metered.stc_temp_kwh)
+    sold_ratio, pr_sold, pr_sold_temp = (None if r is None else ratio(sold_kwh, r) for r in references)
+    return ExpectedPointOut(
+        period_start=period.period_start, period_end=period.period_end, expected_kwh=round(period.expected_kwh, 4),
+        sold_kwh=sold_kwh, sold_ratio=sold_ratio, pr_sold=pr_sold, pr_sold_temp=pr_sold_temp, source=period.source)

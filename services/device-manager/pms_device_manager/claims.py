@@ -3,10 +3,13 @@
 `ClaimHandler.handle` takes one claim (its topic's client id and payload) and returns the answer:
 refused with a reason (unknown serial, wrong proof, stale, replayed nonce, wrong client id, blocked
 serial, rate limited), or accepted, with the gateway's new broker login sealed to its factory secret
-(pms_common.provisioning). Every refusal is counted by reason and logged as an event; a flood costs
-one event per episode, not one per claim. `ClaimService` is the MQTT adapter: it subscribes to
-`pms/v1/provision/+/claim` and publishes the answers. `RevocationExecutor` carries out the revocation
-requests left in the registry (unbinding, replacing) within about a second.
+(pms_common.provisioning). Every refusal is counted by reason (pms_device_manager_claims_total); the
+log and the event log get one line per episode, not one per claim: a gateway retrying a refused claim
+(a wrong secret, a blocked serial, a flood) is logged once per serial and reason, again at most every
+REFUSAL_RELOG_S while it keeps trying, and afresh once it has been accepted. `ClaimService` is the
+MQTT adapter: it subscribes to `pms/v1/provision/+/claim` and publishes the answers.
+`RevocationExecutor` carries out the revocation requests left in the registry (unbinding,
+replacing) within about a second.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ REVOCATIONS = Counter("pms_device_manager_revocations_total", "Revocation reques
 UNKNOWN_FIELDS = Counter("pms_device_manager_claim_unknown_fields_total",
                          "Claims read with fields this version does not know (ignored)", ["message"])
 READER = ContractReader("device-manager claims", UNKNOWN_FIELDS)
+# A refusal repeated by the same serial (or client id) for the same reason is logged again after this long.
+REFUSAL_RELOG_S = 3600.0
 
 
 @dataclass
@@ -104,7 +109,8 @@ class ClaimHandler:
         self.admin = admin
         self.limits = limits
         self.gateway_mqtt_url = gateway_mqtt_url
-        self._limited: set[str] = set()  # serials (or "*") whose rate-limit episode has been logged
+        # (serial or client id, reason) of refusal episodes logged → when (limits.monotonic), with the repeats since.
+        self._logged: dict[tuple[str, str], tuple[float, int]] = {}
 
     async def handle(self, client_id: str, payload: bytes, now: datetime | None = None) -> ClaimAnswer:
         now = now or timeutil.now_jst()
@@ -123,6 +129,7 @@ class ClaimHandler:
             return refusal(claim, refused, now)
         CLAIMS.labels("accepted").inc()
         CLAIM_SECONDS.observe(time.monotonic() - started)
+        self._accepted(claim.serial)
         return answer
 
     async def _accept(self, claim: Claim, client_id: str, now: datetime) -> ClaimAnswer:
@@ -130,7 +137,6 @@ class ClaimHandler:
         if limited is not None:
             which = f"of serial {claim.serial}" if limited == "serial" else "from all gateways at once"
             raise ClaimRefused("rate_limited", f"too many claims {which}; try again later")
-        self._limited.discard(claim.serial)
         factory = await asyncio.to_thread(self.registry.factory_gateway, claim.serial)
         if factory is None:
             raise ClaimRefused("unknown_serial", f"serial {claim.serial} is not in the factory list")
@@ -165,20 +171,39 @@ class ClaimHandler:
                                        password=login.password, mqtt_url=self.gateway_mqtt_url)
         return seal_answer(claim, factory.keys, credentials, now)
 
+    def _first_of_episode(self, claim: Claim | None, refused: ClaimRefused, client_id: str) -> tuple[bool, int]:
+        """(whether this refusal opens an episode to log, the refusals since the last one logged)."""
+        source = claim.serial if claim is not None else client_id
+        if refused.reason == "rate_limited" and "all gateways" in refused.detail:
+            source = "*"  # the fleet's limit: one episode, whichever serials hit it
+        key, now = (source, refused.reason), self.limits.monotonic()
+        logged = self._logged.get(key)
+        if logged is not None and now - logged[0] < REFUSAL_RELOG_S:
+            self._logged[key] = (logged[0], logged[1] + 1)
+            return False, 0
+        if len(self._logged) > 100_000:  # made-up serials by the thousand: forget the old episodes
+            self._logged = {k: v for k, v in self._logged.items() if now - v[0] < REFUSAL_RELOG_S}
+        self._logged[key] = (now, 0)
+        return True, logged[1] if logged is not None else 0
+
+    def _accepted(self, serial: str) -> None:
+        """A serial's claim went through: its next refusal, whatever the reason, opens a new episode."""
+        for key in [k for k in self._logged if k[0] == serial]:
+            del self._logged[key]
+
     async def _refused(self, claim: Claim | None, refused: ClaimRefused, now: datetime, client_id: str) -> None:
         CLAIMS.labels(refused.reason).inc()
-        if refused.reason == "rate_limited":
-            episode = claim.serial if claim is not None else "*"
-            if episode in self._limited:
-                return
-            self._limited.add(episode)
-        log.warning("claims: refused a claim on %s (%s): %s", client_id, refused.reason, refused.detail)
+        first, repeats = self._first_of_episode(claim, refused, client_id)
+        if not first:
+            return
+        again = f" (refused {repeats} more times for this since it was last logged)" if repeats else ""
+        log.warning("claims: refused a claim on %s (%s): %s%s", client_id, refused.reason, refused.detail, again)
         gateway_id = None
         if claim is not None and refused.reason not in ("unknown_serial", "rate_limited"):
             found = await asyncio.to_thread(self.registry.factory_gateway, claim.serial)
             gateway_id = found.gateway_id if found is not None else None
         try:
-            message = f"claim refused ({refused.reason}): {refused.detail}"
+            message = f"claim refused ({refused.reason}): {refused.detail}{again}"
             await asyncio.to_thread(self.registry.record_info_event, kind="claim_refused", at=now,
                                     gateway_id=gateway_id, message=message,
                                     params={"reason": refused.reason, "detail": refused.detail})
