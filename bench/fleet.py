@@ -233,7 +233,8 @@ class SimGateway:
 
 async def simulate(args: argparse.Namespace) -> None:
     """Run gateways first..first+count-1; status lines on stdout, commands on stdin (mark, stop)."""
-    logging.basicConfig(level=logging.CRITICAL)  # thousands of "retrying" lines say nothing here
+    # Warnings (a lost connection and why) go to the simulator's log file in the work dir.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     secret = os.environ["PMS_FLEET_SECRET"]
     ports = [int(p) for p in args.broker_ports.split(",")]
     outbox_dir = Path(args.outbox_dir)  # made by main()
@@ -263,10 +264,16 @@ async def simulate(args: argparse.Namespace) -> None:
                 "acked": sum(gw.uplink.batches_acked for gw in gateways), "backlog_gateways": len(undrained),
                 "t": time.time()}
 
+    loop_lag_s = 0.0  # the event loop's worst lateness since the last status line: a starved simulator shows here
+
     async def report() -> None:
+        nonlocal loop_lag_s
         while True:
-            print(json.dumps(status()), flush=True)
+            print(json.dumps({**status(), "loop_lag_s": round(loop_lag_s, 3)}), flush=True)
+            loop_lag_s = 0.0
+            before = time.monotonic()
             await asyncio.sleep(0.5)
+            loop_lag_s = max(loop_lag_s, time.monotonic() - before - 0.5)
 
     reporter = asyncio.create_task(report())
     while (command := await commands.get()) != "stop":
@@ -501,12 +508,16 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, every_s: float = 0.2) -> float | None:
-    """Seconds until `condition` held, or None at the timeout."""
-    started = time.monotonic()
+def wait_for(condition: Callable[[], bool], timeout_s: float, every_s: float = 0.2,
+             progress: Callable[[], None] | None = None) -> float | None:
+    """Seconds until `condition` held, or None at the timeout; `progress` is called every 10 s."""
+    started = last_progress = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if condition():
             return time.monotonic() - started
+        if progress is not None and time.monotonic() - last_progress >= 10:
+            progress()
+            last_progress = time.monotonic()
         time.sleep(every_s)
     return None
 
@@ -547,7 +558,8 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         probes = [gateway_id(g) for g in range(0, args.gateways, PROBE_EVERY)]
         poller = QueryablePoller(influx, probes, args.poll_interval)
         poller.start()
-        connect_s = wait_for(lambda: connected() >= args.gateways, args.connect_timeout)
+        connect_s = wait_for(lambda: connected() >= args.gateways, args.connect_timeout,
+                             progress=lambda: out(f"  {connected():,} connected"))
         result["connected"] = connected()
         result["connect_s"] = round(time.monotonic() - started, 1) if connect_s is not None else None
         out(f"connected gateways: {result['connected']:,} of {args.gateways:,} in "
@@ -560,10 +572,12 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         for p in procs:
             p.cpu_start = cpu_seconds(p.family())
         least_connected = connected()
+        worst_lag_s = 0.0
         while time.time() - window_start < args.duration:
             sample_rss()
             least_connected = min(least_connected, connected())
-            time.sleep(1.0)
+            worst_lag_s = max([worst_lag_s, *(float(s.status.get("loop_lag_s", 0.0)) for s in sims)])
+            time.sleep(0.5)
         window_end = time.time()
         elapsed = window_end - window_start
         stored = readings_stored(metrics_port) - stored_start
@@ -573,6 +587,7 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         result["readings_per_s"] = round(stored / elapsed, 1)
         result["offered_readings_per_s"] = round(offered, 1)
         result["least_connected_in_window"] = least_connected
+        result["simulator_loop_lag_s_max"] = round(worst_lag_s, 2)
         result["load_average_steady"] = os.getloadavg()
         result["processes"] = {
             p.name: {"cpu_percent_of_core": round((p.cpu_end - p.cpu_start) / elapsed * 100, 1),
@@ -580,7 +595,7 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         out(f"readings stored: {result['readings_per_s']:,.0f}/s over {elapsed:.0f} s "
             f"(offered {offered:,.0f}/s: power every {POWER_INTERVAL_S / args.speedup:.1f} s and a slot every "
             f"{SLOT_S / args.speedup:.0f} s per gateway at speedup {args.speedup:g}); least connected "
-            f"{least_connected:,}")
+            f"{least_connected:,}; simulators' event loops late by {worst_lag_s:.2f} s at worst")
         for name, figures in result["processes"].items():
             out(f"  {name:11} CPU {figures['cpu_percent_of_core']:6.1f} % of a core, RSS {figures['rss_mb']:8.1f} MB"
                 f" ({figures['count']} processes)  per 1,000 gateways: "
@@ -596,9 +611,14 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         for s in sims:
             s.send("mark")
         time.sleep(1.5)  # the marks reach the status lines
-        reconnect_s = wait_for(lambda: connected() >= args.gateways, args.drain_timeout)
+        def progress() -> None:
+            out(f"  {time.monotonic() - up_at:5.0f} s after the restart: {connected():,} connected, "
+                f"{sum(int(s.status['backlog_gateways']) for s in sims):,} gateways still holding a batch "
+                f"from before it")
+
+        reconnect_s = wait_for(lambda: connected() >= args.gateways, args.drain_timeout, progress=progress)
         drain_s = wait_for(lambda: all(s.status["backlog_gateways"] == 0 for s in sims),
-                           max(1.0, args.drain_timeout - (time.monotonic() - up_at)))
+                           max(1.0, args.drain_timeout - (time.monotonic() - up_at)), progress=progress)
         result["outage_s"] = round(up_at - down_at, 1)
         result["reconnect_s"] = None if reconnect_s is None else round(reconnect_s + 1.5, 1)
         result["drain_s"] = None if drain_s is None else round(time.monotonic() - up_at, 1)
