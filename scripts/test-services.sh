@@ -3,6 +3,7 @@
 # - Mosquitto on 127.0.0.1:1883 (installed with apt when run as root on Debian, then started);
 # - Debian's influxdb and prometheus packages (influxd is started per test run by the tests
 #   themselves on a free port; promtool validates deploy/prometheus);
+# - Debian's nats-server (the tests start their own cluster on free ports);
 # - Debian's chromium and chromium-driver for the console's browser tests, and fonts-noto-cjk so
 #   their screenshots show Japanese;
 # - PostgreSQL is used where it already listens on 127.0.0.1:5432.
@@ -12,6 +13,8 @@ need_pkgs=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto mosquitto-clients)
 command -v influxd >/dev/null 2>&1 || need_pkgs+=(influxdb)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+# The NATS scale path's tests start their own 3-node cluster (MQTT + JetStream) on free ports.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
 # The console's browser tests drive Debian's Chromium through its ChromeDriver.
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)

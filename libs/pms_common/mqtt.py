@@ -107,6 +107,24 @@ def is_broker_failure(exc: BaseException) -> bool:
     return False
 
 
+class SubscriptionRefused(aiomqtt.MqttError):
+    """The broker answered a SUBSCRIBE with failure (SUBACK 0x80): a broker failure, so the
+    connection is dropped and made again rather than served without the subscription."""
+
+
+def refused_in_suback(granted: object) -> bool:
+    """True when a SUBACK (aiomqtt's `subscribe` result: paho ReasonCodes, or granted QoS integers)
+    holds a failure. NATS answers 0x80 when it cannot make a subscription's JetStream consumer in
+    time, or when the account's limits or permissions forbid it; Mosquitto when its ACL does."""
+    if not isinstance(granted, (list, tuple)):
+        return False  # a test double that answers nothing
+    for code in granted:
+        value = getattr(code, "value", code)
+        if getattr(code, "is_failure", False) or (isinstance(value, int) and value >= 0x80):
+            return True
+    return False
+
+
 # CONNACK codes of a refused login: MQTT 3.1.1 (4 bad user name or password, 5 not authorised) and
 # MQTT 5 / paho's ReasonCode (0x86, 0x87).
 _LOGIN_REFUSED = {4, 5, 0x86, 0x87}

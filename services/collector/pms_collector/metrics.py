@@ -17,6 +17,8 @@ THINNED = Counter("pms_collector_thinned_batches_total", "Power-only batches emp
 DROPPED_ENERGY = Counter("pms_collector_dropped_energy_batches_total",
                          "Energy batches emptied because the outbox was full of them")
 OUTBOX_DEPTH = Gauge("pms_collector_outbox_depth", "Batches in the outbox waiting for an ack", ["gateway_id"])
+SUBSCRIPTIONS_REFUSED = Counter("pms_collector_subscriptions_refused_total",
+                                "SUBACKs that refused a subscription (the gateway then connects again)")
 CONNECTED = Gauge("pms_collector_broker_connected", "1 while connected to the broker", ["gateway_id"])
 LINK_READY = Gauge("pms_collector_link_ready", "1 while the B-route session is joined", ["gateway_id"])
 REGISTER_KWH = Gauge("pms_collector_register_kwh", "Cumulative registers E0/E3 at the last read", ["direction"])

@@ -36,7 +36,14 @@ from pms_common.messages import (
     UpdateJob,
     UpdateReport,
 )
-from pms_common.mqtt import Backoff, BrokerAddress, is_login_refused, run_connected
+from pms_common.mqtt import (
+    Backoff,
+    BrokerAddress,
+    SubscriptionRefused,
+    is_login_refused,
+    refused_in_suback,
+    run_connected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +181,13 @@ class Uplink:
         metrics.CONNECTED.labels(self.gateway_id).set(1)
         leaves = ("ack", "config/desired", "cmd/req") + (("update/job",) if self.updates is not None else ())
         for leaf in leaves:
-            await client.subscribe(topics.gateway(self.gateway_id, leaf), qos=1)
+            topic = topics.gateway(self.gateway_id, leaf)
+            if refused_in_suback(await client.subscribe(topic, qos=1)):
+                # Without its ack subscription the gateway would publish and never see an ack: its
+                # outbox would fill and every batch be resent forever. Connect again instead (with
+                # backoff); a cluster that could not make the subscription in time usually can then.
+                metrics.SUBSCRIPTIONS_REFUSED.inc()
+                raise SubscriptionRefused(f"the broker refused the subscription to {topic}")
         await client.publish(topics.status(self.gateway_id), self._status("online", None), qos=1, retain=True)
         await self._report_config(client, self.config.reported_config())
         log.info("%s: connected to %s:%d", self.gateway_id, self.broker.host, self.broker.port)
