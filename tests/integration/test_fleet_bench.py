@@ -28,7 +28,7 @@ def test_a_small_fleet_loses_nothing_across_a_broker_restart_and_prints_every_fi
         capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     printed = run.stdout
-    for figure in ("connected gateways: 20 of 20", "readings stored:", "publish → queryable", "p99",
+    for figure in ("connected gateways: 20 of 20,", "readings stored:", "publish → queryable", "p99",
                    "broker ", "ingest ", "influxd ", "simulators ", "% of a core", "RSS", "per 1,000 gateways",
                    "reconnected in", "acked in", "lost = 0"):
         assert figure in printed, f"{figure!r} not printed:\n{printed}"
