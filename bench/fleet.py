@@ -232,6 +232,12 @@ class SimGateway:
             if producing.is_set():
                 self.append_next()
 
+    def held(self) -> list[int]:
+        """Power readings and slots still in the outbox (not acked: not lost either, not yet stored)."""
+        kinds = [reading["kind"] for batch in self.outbox.pending(limit=1_000_000)
+                 for reading in json.loads(batch.readings_json)]
+        return [kinds.count("power"), kinds.count("energy")]
+
     def backlog_drained(self) -> bool:
         return self.backlog_mark is None or self.outbox.floor_seq() > self.backlog_mark
 
@@ -311,6 +317,7 @@ async def simulate(args: argparse.Namespace) -> None:
     stop.set()
     await asyncio.wait(uplinks, timeout=30)
     final["produced"] = {gw.gateway_id: [gw.powers, gw.slots] for gw in gateways}
+    final["held"] = {gw.gateway_id: gw.held() for gw in gateways if gw.uplink.batches_acked < gw.last_seq}
     final["unacked"] = sum(gw.last_seq - gw.uplink.batches_acked for gw in gateways)
     final["probes"] = [[gw.gateway_id, gw.measured_at[seq], sent] for gw in gateways
                        for seq, sent in gw.first_published.items() if seq in gw.measured_at]
@@ -712,17 +719,20 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         if any(f is None for f in finals):
             raise BenchError(f"a simulator ended without its report (see {workdir}/sim-*.log)")
         produced: dict[str, list[int]] = {}
+        held: dict[str, list[int]] = {}
         probe_records: list[list[Any]] = []
         unacked = 0
         for f in finals:
             assert f is not None
             produced.update(f["produced"])
+            held.update(f.get("held", {}))
             probe_records.extend(f["probes"])
             unacked += int(f["unacked"])
         powers = influx.counts("power", "power_w")
         slots = influx.counts("energy_slot", "reverse_kwh")
-        lost_powers = sum(max(0, n - powers.get(gid, 0)) for gid, (n, _) in produced.items())
-        lost_slots = sum(max(0, n - slots.get(gid, 0)) for gid, (_, n) in produced.items())
+        # Lost: neither stored nor still in its gateway's outbox (held readings are resent later).
+        lost_powers = sum(max(0, n - powers.get(gid, 0) - held.get(gid, [0, 0])[0]) for gid, (n, _) in produced.items())
+        lost_slots = sum(max(0, n - slots.get(gid, 0) - held.get(gid, [0, 0])[1]) for gid, (_, n) in produced.items())
         latencies = poller.latencies(probe_records, (window_start, window_end))
         result.update({
             "produced_powers": sum(n for n, _ in produced.values()),
@@ -730,6 +740,8 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
             "stored_powers": sum(powers.values()), "stored_slots": sum(slots.values()),
             "lost_powers": lost_powers, "lost_slots": lost_slots, "lost": lost_powers + lost_slots,
             "unacked_at_end": unacked,
+            "held_powers_at_end": sum(h[0] for h in held.values()),
+            "held_slots_at_end": sum(h[1] for h in held.values()),
             "publish_to_queryable_ms": {"p50": round(percentile(latencies, 0.5) * 1000),
                                         "p99": round(percentile(latencies, 0.99) * 1000),
                                         "max": round(percentile(latencies, 1.0) * 1000),
@@ -742,7 +754,8 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
             f"({lat['samples']} readings of {len(probes)} probe gateways, polled every {args.poll_interval:g} s)")
         out(f"lost = {result['lost']} (power readings {result['stored_powers']:,} stored of "
             f"{result['produced_powers']:,}, slots {result['stored_slots']:,} of {result['produced_slots']:,}; "
-            f"unacked at the end {unacked})")
+            f"unacked batches at the end {unacked}, still in outboxes: {result['held_powers_at_end']:,} power "
+            f"readings, {result['held_slots_at_end']:,} slots)")
         return result
     finally:
         if poller is not None:
