@@ -265,7 +265,12 @@ async def simulate(args: argparse.Namespace) -> None:
     stop, producing = asyncio.Event(), asyncio.Event()
     producing.set()
     epoch = time.time()
-    uplinks = [asyncio.create_task(gw.uplink.run(stop)) for gw in gateways]
+    async def run_uplink(gw: SimGateway, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        await gw.uplink.run(stop)
+
+    # Spread over --ramp seconds (a fleet joining), or all dialling at once (0: a worst case).
+    uplinks = [asyncio.create_task(run_uplink(gw, args.ramp * i / len(gateways))) for i, gw in enumerate(gateways)]
     producers = [asyncio.create_task(gw.produce(epoch, args.speedup, producing)) for gw in gateways]
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[str] = asyncio.Queue()
@@ -436,7 +441,7 @@ class SimProcess:
         argv = [sys.executable, str(Path(__file__).resolve()), "--role", "sim", "--first", str(first),
                 "--count", str(count), "--broker-ports", ",".join(map(str, broker.gateway_ports())),
                 "--speedup", str(args.speedup), "--heartbeat-interval", str(args.heartbeat_interval),
-                "--gateway-timeout", str(args.gateway_timeout),
+                "--gateway-timeout", str(args.gateway_timeout), "--ramp", str(args.ramp),
                 "--outbox-dir", str(workdir / "outboxes"), "--drain-timeout", str(args.drain_timeout)]
         self.count = count
         self.log = (workdir / f"sim-{first}.log").open("ab")
@@ -601,7 +606,7 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
     secret = secrets.token_hex(16)
     env = {**os.environ, "PMS_FLEET_SECRET": secret}
     result: dict[str, Any] = {"broker": args.broker, "gateways": args.gateways, "speedup": args.speedup,
-                              "gateway_timeout_s": args.gateway_timeout,
+                              "gateway_timeout_s": args.gateway_timeout, "ramp_s": args.ramp,
                               "open_files_limit": open_files, "cpus": os.cpu_count(),
                               "load_average_start": os.getloadavg()}
     influxd, address = start_influxd(workdir)
@@ -641,7 +646,8 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         result["connect_s"] = round(time.monotonic() - built, 1) if connect_s is not None else None
         out(f"connected gateways: {result['connected']:,} of {args.gateways:,}, all within "
             f"{time.monotonic() - built:.1f} s of the last simulator having built its gateways (outboxes opened: "
-            f"{result['build_s']} s; {len(sims)} simulator processes, every gateway dialling at once)")
+            f"{result['build_s']} s; {len(sims)} simulator processes, "
+            f"{'every gateway dialling at once' if not args.ramp else f'first dials spread over {args.ramp:g} s'})")
 
         # ---- steady ----
         time.sleep(args.warmup)
@@ -804,6 +810,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds a gateway waits for a PUBACK/SUBACK before it drops the connection "
                         "(aiomqtt's default 10, as the collector); thousands of gateways share one simulator's "
                         "event loop, which a busy machine makes late where a real gateway has its own CPU")
+    parser.add_argument("--ramp", type=float, default=0.0,
+                        help="spread the first connections over this many seconds (0: every gateway at once)")
     parser.add_argument("--poll-interval", type=float, default=0.05, help="seconds between store polls")
     parser.add_argument("--connect-timeout", type=float, default=300.0)
     parser.add_argument("--drain-timeout", type=float, default=300.0)
