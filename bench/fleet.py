@@ -716,9 +716,14 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         # ---- end: empty every outbox, then count every reading ----
         for s in sims:
             s.send("stop")
+        # The report is what counts; a simulator whose gateways are still mid-reconnect may take a
+        # while to wind down after it (aiomqtt's disconnects), and is ended.
+        wait_for(lambda: all(s.final is not None for s in sims), args.drain_timeout + 120)
         for s in sims:
-            s.proc.wait(timeout=args.drain_timeout + 120)
-            s.reader.join(timeout=10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                s.proc.wait(timeout=30)
+            if s.proc.poll() is None:
+                s.proc.kill()
         poller.halt.set()
         poller.join(timeout=10)
         finals = [s.final for s in sims]
