@@ -122,3 +122,77 @@ def rss_mb(pids: Iterable[int]) -> float:
 def thread_count(pids: Iterable[int]) -> int:
     """Threads of the processes, all told."""
     return sum(_status_field(pid, "Threads") for pid in pids)
+
+
+# ---- limits and servers the fleet bench adds ------------------------------------------------------
+def raise_open_files_limit() -> int:
+    """Raise this process's open-files limit to its hard limit (children inherit it); returns it.
+
+    A simulated gateway holds four descriptors (its socket, and the outbox's database, WAL and
+    shared-memory files), and the broker one per gateway: thousands of gateways pass the usual
+    soft limit of 1024.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def production_broker_config(port: int, *, password_file: Path, acl_file: Path, data_dir: Path) -> str:
+    """deploy/mosquitto/mosquitto.conf (auth, ACL, persistence, queue limits) with only its paths and
+    port rewritten, and without the per-connection log lines (thousands of them in a fleet bench)."""
+    import re
+
+    text = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    for pattern, replacement in {
+        r"^listener 1883\s*$": f"listener {port} 127.0.0.1",
+        r"^password_file .*$": f"password_file {password_file}",
+        r"^acl_file .*$": f"acl_file {acl_file}",
+        r"^persistence_location .*$": f"persistence_location {data_dir}/",
+        r"^log_type information$": "",
+        r"^connection_messages true$": "connection_messages false",
+    }.items():
+        text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+        if count != 1:
+            raise BenchError(f"deploy/mosquitto/mosquitto.conf no longer has one line matching {pattern!r}")
+    return text
+
+
+def start_influxd(workdir: Path, timeout_s: float = 30) -> tuple[subprocess.Popen[bytes], str]:
+    """Debian's influxd (InfluxDB 1.x) on free ports with its data under workdir; returns it and its
+    `host:port`, once it answers /ping."""
+    import urllib.error
+    import urllib.request
+
+    binary = shutil.which("influxd")
+    if binary is None:
+        raise BenchError("influxd is not installed (apt-get install influxdb)")
+    root = workdir / "influxd"
+    root.mkdir()
+    http_port, rpc_port = free_port(), free_port()
+    conf = root / "influxdb.conf"
+    conf.write_text(
+        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc_port}"\n'
+        f'[meta]\n  dir = "{root / "meta"}"\n'
+        f'[data]\n  dir = "{root / "data"}"\n  wal-dir = "{root / "wal"}"\n  query-log-enabled = false\n'
+        f'[monitor]\n  store-enabled = false\n'
+        f'[http]\n  bind-address = "127.0.0.1:{http_port}"\n  log-enabled = false\n'
+    )
+    log = root / "influxd.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([binary, "-config", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    wait_port(http_port, proc, log, "influxd", timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ping", timeout=1) as answer:
+                if answer.status == 204:
+                    return proc, f"127.0.0.1:{http_port}"
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            raise BenchError(f"influxd did not answer /ping:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.1)

@@ -1,0 +1,43 @@
+"""bench/fleet.py in small: 20 gateways over two simulator processes, each with its own login, against
+the bench's own Mosquitto, `pms ingest` and influxd, with a broker restart; nothing may be lost and
+every figure the bench promises must be printed (the 10,000-gateway figures: docs/fleet-bench.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
+
+
+@pytest.mark.skipif(shutil.which("influxd") is None, reason="influxd is not installed (scripts/test-services.sh)")
+def test_a_small_fleet_loses_nothing_across_a_broker_restart_and_prints_every_figure() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--gateways", "20", "--gateways-per-process", "10", "--speedup", "60",
+         "--duration", "5", "--warmup", "2", "--outage", "2", "--drain-timeout", "40", "--json"],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    printed = run.stdout
+    for figure in ("connected gateways: 20 of 20,", "readings stored:", "publish → queryable", "p99",
+                   "broker ", "ingest ", "influxd ", "simulators ", "% of a core", "RSS", "per 1,000 gateways",
+                   "reconnected in", "acked in", "lost = 0"):
+        assert figure in printed, f"{figure!r} not printed:\n{printed}"
+    result = json.loads(printed.strip().splitlines()[-1])
+    assert result["lost"] == 0 and result["unacked_at_end"] == 0, result
+    assert result["stored_slots"] == result["produced_slots"] > 0, result
+    assert result["stored_powers"] == result["produced_powers"] > 0, result
+    assert result["connected"] == result["connected_after_restart"] == 20, result
+    assert result["drain_s"] is not None and result["reconnect_s"] is not None, result
+    assert result["publish_to_queryable_ms"]["samples"] > 0, result
+    assert set(result["processes"]) == {"broker", "ingest", "influxd", "simulators"}, result
+    assert all(p["rss_mb"] > 0 for p in result["processes"].values()), result
