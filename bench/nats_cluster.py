@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -36,7 +34,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _support import REPO, BenchError, free_port, stop_process
+from _support import REPO, BenchError, stop_process
+
+from pms_common.ports import listener_port  # below the ephemeral range: a killed node keeps its ports free
 
 NODE_CONF = REPO / "deploy" / "nats" / "node.conf"
 
@@ -47,24 +47,6 @@ def nats_server_binary() -> str:
     if not Path(binary).exists():
         raise BenchError("nats-server is not installed (scripts/test-services.sh installs Debian's)")
     return binary
-
-
-def listen_port() -> int:
-    """A free port below the kernel's ephemeral range: a killed node's ports must still be free when
-    it restarts, and hundreds of reconnecting clients take their local ports from that range."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return free_port()
-    for _ in range(200):
-        port = random.randrange(20000, low) if low > 21000 else free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    return free_port()
 
 
 @dataclass
@@ -131,7 +113,7 @@ class NatsCluster:
         chosen: set[int] = set()
 
         def one() -> int:
-            while (port := listen_port()) in chosen:
+            while (port := listener_port()) in chosen:
                 pass
             chosen.add(port)
             return port

@@ -16,10 +16,8 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,33 +36,9 @@ from _support import (
     wait_port,
 )
 
+from pms_common.ports import listener_port  # below the ephemeral range the gateways' sockets draw from
+
 KEY = "bench-admin-key"
-# Listeners below the ephemeral range (Linux: 32768-60999). A port a bench takes from the kernel
-# with port 0 comes from that range, and a thousand gateways' client sockets draw their own ports from
-# it too: between the bench picking a port and Mosquitto or pms up binding it, one of them could take
-# it, and the start failed with "address already in use".
-LISTENER_PORTS = range(20000, 32000)
-
-
-def ephemeral_ports() -> range:
-    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-    return range(int(low), int(high) + 1)
-
-
-def listener_port() -> int:
-    """A free port outside the ephemeral range, for a server the bench starts."""
-    ephemeral = ephemeral_ports()
-    candidates = [p for p in LISTENER_PORTS if p not in ephemeral]
-    for port in random.sample(candidates, 200):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port for a listener below the ephemeral range")
-
-
 def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Mosquitto with the repo's test configuration on a listener port of ours."""
     port = listener_port()

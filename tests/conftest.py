@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from pms_common import timeutil
+from pms_common.ports import listener_port
 from tests.dynsec_broker import DynsecBroker
 
 MOSQUITTO = ("127.0.0.1", 1883)
@@ -47,9 +48,8 @@ def pinned_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port for a server a test starts, below the ephemeral range (pms_common.ports says why)."""
+    return listener_port()
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pwd
-import random
 import secrets
 import shutil
 import socket
@@ -29,6 +28,7 @@ import httpx
 from pms.rehearsal import configs
 from pms.rehearsal.processes import StartFailed, Supervisor
 from pms.rehearsal.tls import TlsFiles, make_throwaway_ca
+from pms_common.ports import listener_port
 
 # The services compose runs as their own containers (besides the API), with the metrics port each
 # listens on there: prometheus.yml scrapes `name:port`.
@@ -66,31 +66,10 @@ def free_ports(names: list[str]) -> dict[str, int]:
     """A free loopback port for each name, all different, below the kernel's ephemeral range: a port the
     kernel handed out (bind to 0) can be taken, before its server binds it, as the local end of one of
     the rehearsal's own outgoing connections (seen: device-manager's metrics port, EADDRINUSE)."""
-    low = _ephemeral_low()
-    probes: list[socket.socket] = []
     ports: dict[str, int] = {}
-    try:
-        while len(ports) < len(names):
-            port = random.randrange(max(1024, low - 20000), low)
-            probe = socket.socket()
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                probe.close()
-                continue
-            probes.append(probe)
-            ports[names[len(ports)]] = port
-        return ports
-    finally:
-        for probe in probes:
-            probe.close()
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+    for name in names:
+        ports[name] = listener_port(avoid=set(ports.values()))
+    return ports
 
 
 def _listening(port: int) -> bool:

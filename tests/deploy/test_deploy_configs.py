@@ -33,6 +33,8 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
+from tests.conftest import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DEPLOY = REPO / "deploy"
@@ -141,12 +143,6 @@ def require_tool(name: str, *candidates: str) -> str:
         f"({'prometheus' if name == 'promtool' else 'mosquitto'}) - the deploy configs cannot be verified without it",
         pytrace=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def world_readable_dir() -> Path:

@@ -20,7 +20,6 @@ import functools
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +42,7 @@ from pms_device_manager.settings import DeviceManagerSettings
 from pms_ingest.settings import IngestSettings
 from pms_registry.schema import SCHEMA_VERSION
 from pms_weather.settings import WeatherSettings
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -515,12 +515,6 @@ def test_nats_server_accepts_the_configuration(tmp_path: Path) -> None:
     result = subprocess.run([nats_server, "-t", "-c", str(config / "pms.conf")], capture_output=True, text=True,
                             timeout=60, env=env)
     assert result.returncode != 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.integration
