@@ -3,6 +3,9 @@ from prometheus_client import Counter, Gauge, Histogram
 BATCHES = Counter("pms_ingest_batches_total", "Reading batches stored and acked")
 READINGS = Counter("pms_ingest_readings_total", "Readings stored", ["kind"])
 DEADLETTERS = Counter("pms_ingest_deadletter_total", "Payloads rejected to the dead-letter topic", ["reason"])
+ACKS_NOT_CONFIRMED = Counter(
+    "pms_ingest_acks_not_confirmed_total",
+    "Acks whose publish failed or got no PUBACK within the client's timeout (the gateway resends: no data lost)")
 STORE_ERRORS = Counter("pms_ingest_store_errors_total", "Writes the store refused (not acked, so resent)")
 ANOMALIES = Counter("pms_ingest_register_anomalies_total", "Registers that went backwards or jumped")
 UNKNOWN_FIELDS = Counter("pms_ingest_unknown_fields_total",
