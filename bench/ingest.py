@@ -44,9 +44,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import paho.mqtt.client as mqtt
-from _support import REPO, cpu_seconds, free_port, start_mosquitto, stop_process, wait_port
+from _support import REPO, BenchError, cpu_seconds, start_influxd, start_mosquitto, stop_process
 
 MOSQUITTO_DIR = REPO / "deploy" / "mosquitto"
 JST = timezone(timedelta(hours=9))
@@ -103,37 +102,13 @@ def mosquitto(workdir: Path) -> Iterator[int]:
 
 @contextmanager
 def influxd(workdir: Path) -> Iterator[str]:
-    """Debian's influxd on free ports with its data under workdir; yields its base URL."""
-    binary = shutil.which("influxd")
-    if binary is None:
-        raise SystemExit("influxd is not installed (apt-get install influxdb), or leave influxdb out of --stores")
-    root = workdir / "influxd"
-    root.mkdir()
-    http_port, rpc_port = free_port(), free_port()
-    conf = root / "influxdb.conf"
-    conf.write_text(
-        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc_port}"\n'
-        f'[meta]\n  dir = "{root / "meta"}"\n'
-        f'[data]\n  dir = "{root / "data"}"\n  wal-dir = "{root / "wal"}"\n  query-log-enabled = false\n'
-        f'[monitor]\n  store-enabled = false\n'
-        f'[http]\n  bind-address = "127.0.0.1:{http_port}"\n  log-enabled = false\n'
-    )
-    log = root / "influxd.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-config", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    """Debian's influxd on free ports with its data under workdir; yields its `host:port`."""
     try:
-        wait_port(http_port, proc, log, "influxd")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/ping", timeout=1).status_code == 204:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("influxd did not answer /ping")
-            time.sleep(0.1)
-        yield f"127.0.0.1:{http_port}"
+        proc, address = start_influxd(workdir)
+    except BenchError as exc:
+        raise SystemExit(f"{exc}, or leave influxdb out of --stores") from None
+    try:
+        yield address
     finally:
         stop_process(proc)
 

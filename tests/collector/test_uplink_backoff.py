@@ -20,40 +20,14 @@ import pytest
 from pms_collector.outbox import Outbox
 from pms_collector.uplink import Uplink
 from pms_common.health import Health
-from pms_common.messages import CommandRequest, CommandResult, ConfigDesired, ConfigReported, Heartbeat
 from pms_common.mqtt import BrokerAddress
-from pms_common.timeutil import now_jst
 from tests.collector.broker import OwnBroker
+from tests.collector.uplink_peers import REFUSING_ACK_SUBSCRIPTION, NoConfig, heartbeat_of, no_commands
 from tests.nats_server import nats_server
 
 pytestmark = pytest.mark.integration
 
 GW = "gw-backoff"
-# As in test_uplink_nats: NATS accepts the login, then answers the ack SUBSCRIBE with 0x80.
-REFUSING = """
-authorization {
-  users: [
-    {user: gw, password: secret, permissions: {subscribe: {allow: [">"], deny: ["pms.v1.gw.*.ack"]}}}
-  ]
-}
-"""
-
-
-class _Config:
-    def apply_config(self, desired: ConfigDesired) -> ConfigReported | None:
-        return None
-
-    def reported_config(self) -> ConfigReported:
-        return ConfigReported(version=0, power_interval_s=60, heartbeat_interval_s=30, applied_at=now_jst())
-
-
-async def _commands(request: CommandRequest) -> CommandResult:
-    return CommandResult(correlation_id=request.correlation_id, ok=False, error="none", at=now_jst())
-
-
-def _beat() -> Heartbeat:
-    return Heartbeat(gateway_id=GW, at=now_jst(), uptime_s=1, firmware="test", module_family="sim",
-                     read_errors_total=0, outbox_depth=0, power_interval_s=60, heartbeat_interval_s=30)
 
 
 def _uplink(tmp_path: Path, broker: BrokerAddress, sessions: list[float], health: Health,
@@ -66,7 +40,7 @@ def _uplink(tmp_path: Path, broker: BrokerAddress, sessions: list[float], health
             sessions.append(time.monotonic())
             yield client
 
-    uplink = Uplink(outbox, heartbeat=_beat, commands=_commands, config=_Config(), batch_stored=asyncio.Event(),
+    uplink = Uplink(outbox, heartbeat=lambda: heartbeat_of(GW), commands=no_commands, config=NoConfig(), batch_stored=asyncio.Event(),
                     health=health, gateway_id=GW, broker=broker, client_id=GW, max_in_flight=10,
                     resend_timeout_s=5, connect=connect, stable_session_s=stable_session_s)
     return uplink, outbox
@@ -88,7 +62,7 @@ async def _until(condition: object, timeout_s: float, what: str) -> None:
 def test_sessions_refused_after_connack_back_off_further_each_time(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="pms_common.mqtt")
-    with nats_server(tmp_path / "nats", extra_conf=REFUSING) as server:
+    with nats_server(tmp_path / "nats", extra_conf=REFUSING_ACK_SUBSCRIPTION) as server:
         broker = BrokerAddress.parse(f"mqtt://gw:secret@127.0.0.1:{server.mqtt_port}")
         sessions: list[float] = []
         uplink, outbox = _uplink(tmp_path, broker, sessions, Health())

@@ -15,39 +15,15 @@ from pms_collector.outbox import Outbox
 from pms_collector.uplink import Uplink
 from pms_common import topics
 from pms_common.health import Health
-from pms_common.messages import CommandRequest, CommandResult, ConfigDesired, ConfigReported, Heartbeat
 from pms_common.mqtt import BrokerAddress
-from pms_common.timeutil import now_jst
+from tests.collector.uplink_peers import REFUSING_ACK_SUBSCRIPTION, NoConfig, heartbeat_of, no_commands
 from tests.nats_server import nats_server
 
 pytestmark = pytest.mark.integration
 
 GW = "gw-nats-refused"
-# The gateway's login may publish and subscribe on everything but its ack topic: NATS answers
-# that SUBSCRIBE with 0x80, as it does when it cannot make the subscription's consumer in time.
-REFUSING = """
-authorization {
-  users: [
-    {user: gw, password: secret, permissions: {subscribe: {allow: [">"], deny: ["pms.v1.gw.*.ack"]}}}
-  ]
-}
-"""
-
-
-class _Config:
-    def apply_config(self, desired: ConfigDesired) -> ConfigReported | None:
-        return None
-
-    def reported_config(self) -> ConfigReported:
-        return ConfigReported(version=0, power_interval_s=60, heartbeat_interval_s=30, applied_at=now_jst())
-
-
-async def _commands(request: CommandRequest) -> CommandResult:
-    return CommandResult(correlation_id=request.correlation_id, ok=False, error="none", at=now_jst())
-
-
 def test_a_refused_ack_subscription_makes_the_uplink_connect_again(tmp_path: Path) -> None:
-    with nats_server(tmp_path / "nats", extra_conf=REFUSING) as server:
+    with nats_server(tmp_path / "nats", extra_conf=REFUSING_ACK_SUBSCRIPTION) as server:
         broker = BrokerAddress.parse(f"mqtt://gw:secret@127.0.0.1:{server.mqtt_port}")
         outbox = Outbox(tmp_path / "outbox.db", max_batches=100)
         health = Health()
@@ -60,11 +36,7 @@ def test_a_refused_ack_subscription_makes_the_uplink_connect_again(tmp_path: Pat
                 sessions.append(True)
                 yield client
 
-        def beat() -> Heartbeat:
-            return Heartbeat(gateway_id=GW, at=now_jst(), uptime_s=1, firmware="test", module_family="sim",
-                             read_errors_total=0, outbox_depth=0, power_interval_s=60, heartbeat_interval_s=30)
-
-        uplink = Uplink(outbox, heartbeat=beat, commands=_commands, config=_Config(),
+        uplink = Uplink(outbox, heartbeat=lambda: heartbeat_of(GW), commands=no_commands, config=NoConfig(),
                         batch_stored=asyncio.Event(), health=health, gateway_id=GW, broker=broker,
                         client_id="gw-refused", max_in_flight=10, resend_timeout_s=5, connect=connect)
 
