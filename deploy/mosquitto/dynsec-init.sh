@@ -4,11 +4,14 @@
 # with the shared provisioning login. Gateways are not listed here: device-manager gives each
 # claimed gateway its own login at run time (docs/provisioning.md).
 #
-#   deploy/mosquitto/dynsec-init.sh [-e ENV_FILE] [-o DIR]
+#   deploy/mosquitto/dynsec-init.sh [-e ENV_FILE] [-o DIR] [-k]
 #
-#   -e ENV_FILE  read the passwords from this file (default: ./.env if it exists)
+#   -e ENV_FILE  read the passwords from this file (default: ./.env if it exists; else the environment)
 #   -o DIR       write DIR/dynamic-security.json and DIR/passwords (default: deploy/mosquitto/dynsec);
-#                copy dynamic-security.json into the broker's data volume before its first start
+#                the broker reads both from its data volume (mosquitto-dynsec.conf)
+#   -k           keep DIR/dynamic-security.json if it exists: the plugin has saved the gateways' logins
+#                in it. Only the password file is written again. docker-compose.yml's one-shot
+#                `mosquitto-init` runs `-k -o /mosquitto/data` before every start of the broker.
 #
 # Logins and the variables holding their passwords (deploy/env.example):
 #   admin           PMS_MQTT_ADMIN_PASSWORD         (dynsec admin: device-manager's broker admin)
@@ -17,22 +20,25 @@
 #   sim             PMS_SIM_MQTT_PASSWORD           (optional: only for the `demo` profile)
 #
 # The roles are those of pms_common.dynsec.SERVICE_ROLES (tests/deploy checks they agree), i.e. the
-# rights deploy/mosquitto/acl gives the services on the password-file broker. Needs Debian's
-# mosquitto and mosquitto-clients (mosquitto, mosquitto_ctrl, mosquitto_passwd); it starts a
-# throwaway broker on 127.0.0.1 to apply the roles through the plugin itself.
+# rights deploy/mosquitto/acl gives the services on the password-file broker. Needs mosquitto,
+# mosquitto_ctrl and mosquitto_passwd (Debian's mosquitto + mosquitto-clients, or the eclipse-mosquitto
+# image with MOSQUITTO_DYNSEC_PLUGIN=/usr/lib/mosquitto_dynamic_security.so); it starts a throwaway
+# broker on 127.0.0.1 to apply the roles through the plugin itself.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 env_file=""
+keep=""
 output="$here/dynsec"
 plugin=${MOSQUITTO_DYNSEC_PLUGIN:-/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so}
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
-while getopts "e:o:h" opt; do
+while getopts "e:o:kh" opt; do
     case "$opt" in
         e) env_file=$OPTARG ;;
         o) output=$OPTARG ;;
+        k) keep=1 ;;
         h) usage 0 ;;
         *) usage 2 ;;
     esac
@@ -81,6 +87,24 @@ healthcheck_password=$(password_of PMS_MQTT_HEALTHCHECK_PASSWORD healthcheck)
 sim_password=""
 if [ -n "${PMS_SIM_MQTT_PASSWORD:-}" ]; then
     sim_password=$(password_of PMS_SIM_MQTT_PASSWORD sim)
+fi
+
+owned_by_broker() {  # run as root (the compose one-shot), hand the files to the broker's user
+    if [ "$(id -u)" = 0 ] && id mosquitto >/dev/null 2>&1; then
+        chown mosquitto "$@"
+    fi
+}
+
+if [ -n "$keep" ] && [ -f "$output/dynamic-security.json" ]; then
+    # A new or changed service password in .env does not reach the plugin's file this way: see
+    # docs/provisioning.md ("Changing a password") for mosquitto_ctrl's setClientPassword.
+    passwords=$(mktemp)
+    mosquitto_passwd -b "$passwords" provision "$provision_password"
+    chmod 0644 "$passwords"
+    mv "$passwords" "$output/passwords"
+    owned_by_broker "$output/passwords"
+    echo "dynsec-init: kept $output/dynamic-security.json (gateways' logins); wrote $output/passwords" >&2
+    exit 0
 fi
 
 workdir=$(mktemp -d)
@@ -175,4 +199,5 @@ cp "$workdir/dynamic-security.json" "$output/dynamic-security.json"
 cp "$workdir/passwords" "$output/passwords"
 # The broker reads both as uid 1883 (mosquitto) and saves the plugin's file: salted hashes only.
 chmod 0644 "$output/passwords" "$output/dynamic-security.json"
+owned_by_broker "$output/passwords" "$output/dynamic-security.json"
 echo "dynsec-init: wrote $output/dynamic-security.json and $output/passwords" >&2

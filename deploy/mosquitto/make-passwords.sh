@@ -7,7 +7,8 @@
 #   -g GATEWAYS_FILE  lines "gateway_id [password]"; '#' starts a comment. A gateway without
 #                     a password gets a random one, printed once on stdout for provisioning.
 #   -o OUTPUT         password file to write (default: deploy/mosquitto/passwords, which
-#                     docker-compose.yml mounts into the broker as /mosquitto/config/passwords)
+#                     mosquitto.conf reads as /mosquitto/config/passwords; docker-compose.yml runs
+#                     mosquitto-dynsec.conf instead, whose logins dynsec-init.sh makes)
 #
 # Service users and the variables holding their passwords (deploy/env.example):
 #   ingest          PMS_MQTT_INGEST_PASSWORD
@@ -19,7 +20,7 @@
 #   sim             PMS_SIM_MQTT_PASSWORD          (optional: only for the `demo` profile)
 #
 # Uses mosquitto_passwd from PATH, or else the broker image through docker.
-# Re-run it after adding gateways, then: docker compose kill -s HUP mosquitto
+# Re-run it after adding gateways, then send the broker SIGHUP.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +29,7 @@ gateways_file=""
 output="$here/passwords"
 MOSQUITTO_IMAGE=${MOSQUITTO_IMAGE:-eclipse-mosquitto:2.0.20}
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while getopts "e:g:o:h" opt; do
     case "$opt" in

@@ -20,9 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / "env.example"
-DYNSEC_CONF = DEPLOY / "mosquitto" / "mosquitto-dynsec.conf"
-PROVISIONING_ACL = DEPLOY / "mosquitto" / "acl-provisioning"
-DYNSEC_INIT = DEPLOY / "mosquitto" / "dynsec-init.sh"
+MOSQUITTO_DIR = DEPLOY / "mosquitto"
+PROVISIONING_ACL = MOSQUITTO_DIR / "acl-provisioning"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERT_RULES = DEPLOY / "prometheus" / "alerts.yml"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
@@ -108,14 +107,45 @@ def api_command(port: int) -> list[str]:
     return bound
 
 
-def mosquitto_config(*, plain_port: int, tls_port: int, folder: Path, passwords: Path, ca_cert: Path,
-                     server_cert: Path, server_key: Path) -> str:
-    """deploy/mosquitto/mosquitto-dynsec.conf with its TLS listener switched on, both listeners on
-    loopback (the services' plain one stands for the compose network), and the container's paths."""
-    text = DYNSEC_CONF.read_text()
+# Where compose mounts deploy/mosquitto in the broker and in its one-shot init, and the broker's data volume.
+_BROKER_CONFIG_MOUNT = "/mosquitto/config/"
+_BROKER_INIT_MOUNT = "/pms-init/"
+_BROKER_DATA = "/mosquitto/data"
+
+
+def broker_config_file() -> Path:
+    """The deploy/mosquitto file compose's `mosquitto` runs (`mosquitto -c /mosquitto/config/<file>`)."""
+    command = [str(arg) for arg in compose()["services"]["mosquitto"].get("command") or []]
+    if "-c" not in command or command.index("-c") + 1 >= len(command):
+        raise ConfigError("compose's mosquitto has no `-c <config>` command; update pms.rehearsal")
+    path = command[command.index("-c") + 1]
+    if not path.startswith(_BROKER_CONFIG_MOUNT):
+        raise ConfigError(f"compose's mosquitto reads {path}, not a file of deploy/mosquitto; update pms.rehearsal")
+    return MOSQUITTO_DIR / path.removeprefix(_BROKER_CONFIG_MOUNT)
+
+
+def broker_init_command(data: Path) -> list[str]:
+    """The one-shot `mosquitto-init` of compose (deploy/mosquitto/dynsec-init.sh and its arguments), with
+    the broker's data volume at `data`."""
+    argv = [str(arg) for arg in compose()["services"]["mosquitto-init"]["entrypoint"]]
+    scripts = [i for i, arg in enumerate(argv) if arg.startswith(_BROKER_INIT_MOUNT)]
+    if argv[:1] != ["/bin/sh"] or len(scripts) != 1:
+        raise ConfigError(f"compose's mosquitto-init runs {argv}, not `/bin/sh {_BROKER_INIT_MOUNT}<script>`; "
+                          "update pms.rehearsal")
+    argv[scripts[0]] = str(MOSQUITTO_DIR / argv[scripts[0]].removeprefix(_BROKER_INIT_MOUNT))
+    return ["sh", *(str(data) if arg == _BROKER_DATA else arg for arg in argv[1:])]
+
+
+def mosquitto_config(*, plain_port: int, tls_port: int, folder: Path, ca_cert: Path, server_cert: Path,
+                     server_key: Path) -> str:
+    """The broker config compose runs (deploy/mosquitto/mosquitto-dynsec.conf) with its TLS listener switched
+    on, both listeners on loopback (the services' plain one stands for the compose network), and the
+    container's paths: the data volume is `folder`/data, the config mount `folder`."""
+    conf = broker_config_file()
+    text = conf.read_text()
     tls_block = re.search(r"^#listener 8883\n(?:#.*\n)+", text, flags=re.MULTILINE)
     if tls_block is None or "\nlistener 1883\n" not in text:
-        raise ConfigError(f"{DYNSEC_CONF} has no `listener 1883` and commented `#listener 8883` block")
+        raise ConfigError(f"{conf} has no `listener 1883` and commented `#listener 8883` block")
     tls = "".join(line[1:] + "\n" for line in tls_block.group(0).splitlines())
     tls = (tls.replace("listener 8883", f"listener {tls_port} 127.0.0.1")
            .replace("/mosquitto/certs/server.crt", str(server_cert))
@@ -128,7 +158,7 @@ def mosquitto_config(*, plain_port: int, tls_port: int, folder: Path, passwords:
         "plugin": ("/usr/lib/mosquitto_dynamic_security.so", str(DYNSEC_PLUGIN)),
         "plugin_opt_config_file": ("/mosquitto/data/dynamic-security.json",
                                    str(folder / "data" / "dynamic-security.json")),
-        "password_file": ("/mosquitto/config/dynsec/passwords", str(passwords)),
+        "password_file": ("/mosquitto/data/passwords", str(folder / "data" / "passwords")),
         "acl_file": ("/mosquitto/config/acl-provisioning", str(folder / "acl-provisioning")),
         "persistence_location": ("/mosquitto/data/", str(folder / "data") + "/"),
     }
@@ -136,7 +166,7 @@ def mosquitto_config(*, plain_port: int, tls_port: int, folder: Path, passwords:
     for directive, (container_path, local) in values.items():
         line = f"{directive} {container_path}"
         if line not in lines:
-            raise ConfigError(f"{DYNSEC_CONF} no longer has `{line}`; update pms.rehearsal")
+            raise ConfigError(f"{conf} no longer has `{line}`; update pms.rehearsal")
         lines[lines.index(line)] = f"{directive} {local}"
     text = "\n".join(lines) + "\n"
     return text

@@ -151,10 +151,12 @@ class Rehearsal:
             raise
 
     def _start(self) -> None:
-        self.env = configs.env_from_example()
-        configs.write_env_file(self.env, self.folder / ".env")
         names = ["mqtt", "mqtts", "influxdb", "influxdb-rpc", "api", "prometheus", "alertmanager", *SERVICES]
         self.ports = free_ports(names)
+        self.env = configs.env_from_example()
+        # What an operator puts in .env: the API's URL as gateways reach it (update jobs point there).
+        self.env["PMS_API_PUBLIC_URL"] = self.api_url
+        configs.write_env_file(self.env, self.folder / ".env")
         self._start_broker()
         self._start_influxdb()
         self._make_registry_database()
@@ -180,20 +182,20 @@ class Rehearsal:
         folder = self.folder / "mosquitto"
         (folder / "data").mkdir(parents=True)
         self.tls = make_throwaway_ca(folder / "certs")
-        # The repository's own script makes the plugin's file (admin, service logins and roles) and
-        # the password file with the provisioning login, from the .env.
-        init = subprocess.run(["sh", str(configs.DYNSEC_INIT), "-e", str(self.folder / ".env"),
-                               "-o", str(folder / "dynsec")], check=False, capture_output=True, text=True,
-                              timeout=60)
+        # Compose's one-shot mosquitto-init, as it is: deploy/mosquitto/dynsec-init.sh with its environment
+        # from the .env writes the plugin's file (admin, service logins and roles) and the password file
+        # (the provisioning login) on the broker's data volume. Only the plugin's path is this machine's.
+        init_env = {**self._base_env(), **configs.service_environment("mosquitto-init", self.env, hosts={}),
+                    "MOSQUITTO_DYNSEC_PLUGIN": str(configs.DYNSEC_PLUGIN)}
+        init = subprocess.run(configs.broker_init_command(folder / "data"), env=init_env, cwd=folder, check=False,
+                              capture_output=True, text=True, timeout=60)
         if init.returncode != 0:
             raise StartFailed(f"deploy/mosquitto/dynsec-init.sh failed: {init.stderr.strip()}")
-        shutil.copy(folder / "dynsec" / "dynamic-security.json", folder / "data" / "dynamic-security.json")
         shutil.copy(configs.PROVISIONING_ACL, folder / "acl-provisioning")
         conf = folder / "mosquitto.conf"
         conf.write_text(configs.mosquitto_config(
             plain_port=self.ports["mqtt"], tls_port=self.ports["mqtts"], folder=folder,
-            passwords=folder / "dynsec" / "passwords", ca_cert=self.tls.ca_cert, server_cert=self.tls.server_cert,
-            server_key=self.tls.server_key))
+            ca_cert=self.tls.ca_cert, server_cert=self.tls.server_cert, server_key=self.tls.server_key))
         if os.geteuid() == 0:
             # Run as root, mosquitto drops to its own user, which must read these and save the plugin's file.
             user = pwd.getpwnam("mosquitto")
@@ -277,13 +279,6 @@ class Rehearsal:
             env["PMS_REGISTRY_URL"] = self.registry_url  # the scratch database, not postgres:5432/pms
         if name in SERVICES:
             env["PMS_METRICS_PORT"] = str(self.ports[name])
-        if name == "device-manager":
-            # Compose's password-file broker has no provisioning; on the dynamic-security broker
-            # device-manager administers logins and answers claims (docs/provisioning.md).
-            env["PMS_BROKER_ADMIN_URL"] = self.broker_url("admin", "PMS_MQTT_ADMIN_PASSWORD")
-            env["PMS_PROVISIONING_USERNAME"] = "provision"
-            env["PMS_PROVISIONING_PASSWORD"] = self.env["PMS_MQTT_PROVISION_PASSWORD"]
-            env["PMS_API_PUBLIC_URL"] = self.api_url
         return env
 
     def _start_services(self) -> None:

@@ -213,7 +213,7 @@ def test_secrets_come_from_env_only() -> None:
 def test_one_shots_run_before_what_needs_them() -> None:
     services = resolved()["services"]
     one_shots = {n for n, s in services.items() if s.get("restart") == "no"}
-    assert one_shots == {"influxdb-init", "registry-migrate"}
+    assert one_shots == {"influxdb-init", "registry-migrate", "mosquitto-init"}
     for name, service in services.items():
         for dependency, condition in (service.get("depends_on") or {}).items():
             assert dependency in services, f"{name} depends on a missing service {dependency}"

@@ -43,9 +43,9 @@ PROMETHEUS_DIR = DEPLOY / "prometheus"
 GRAFANA_DIR = DEPLOY / "grafana"
 ASYNCAPI = REPO / "docs" / "asyncapi.yaml"
 
-INFRA_SERVICES = {"mosquitto", "influxdb", "influxdb-init", "grafana", "prometheus", "postgres"}
+INFRA_SERVICES = {"mosquitto", "mosquitto-init", "influxdb", "influxdb-init", "grafana", "prometheus", "postgres"}
 # Run once on every `up` and exit (restart "no"): the InfluxDB v1 set-up and the registry schema upgrade.
-ONE_SHOT_SERVICES = {"influxdb-init", "registry-migrate"}
+ONE_SHOT_SERVICES = {"influxdb-init", "registry-migrate", "mosquitto-init"}
 # service -> (MQTT username, metrics/HTTP port, reads PMS_TSDB_URL, reads PMS_REGISTRY_URL),
 # as in each service's settings class (StoreSettings / RegistrySettings).
 PMS_SERVICES: dict[str, tuple[str, int, bool, bool]] = {
@@ -103,7 +103,7 @@ SAMPLE_ENV = {
     "GRAFANA_ADMIN_PASSWORD": "grafana0123456789",
     "PMS_SIM_MQTT_PASSWORD": "simpass0123456789",
     **{f"PMS_MQTT_{v}_PASSWORD": f"{v.lower()}pass0123"
-       for v in ("INGEST", "ALERTS", "WEATHER", "DEVICE_MANAGER", "API", "HEALTHCHECK")},
+       for v in ("ADMIN", "PROVISION", "INGEST", "ALERTS", "WEATHER", "DEVICE_MANAGER", "API", "HEALTHCHECK")},
 }
 
 
@@ -380,11 +380,30 @@ def test_compose_infrastructure_wiring() -> None:
     services = compose()["services"]
     mosq = services["mosquitto"]
     assert "./deploy/mosquitto:/mosquitto/config:ro" in mosq["volumes"]
-    assert any(v.endswith(":/mosquitto/data") for v in mosq["volumes"]), "broker persistence needs a volume"
-    conf = (MOSQUITTO_DIR / "mosquitto.conf").read_text()
-    assert re.search(r"^password_file /mosquitto/config/passwords$", conf, re.MULTILINE)
-    assert re.search(r"^acl_file /mosquitto/config/acl$", conf, re.MULTILINE)
+    data = [v for v in mosq["volumes"] if v.endswith(":/mosquitto/data")]
+    assert data, "broker persistence needs a volume"
+    # The dynamic-security broker; its one-shot init writes the plugin's file and the password file on
+    # the same data volume before the broker starts, and keeps the plugin's file (the gateways' logins).
+    assert mosq["command"] == ["/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto-dynsec.conf"]
+    conf = (MOSQUITTO_DIR / "mosquitto-dynsec.conf").read_text()
+    assert re.search(r"^plugin_opt_config_file /mosquitto/data/dynamic-security.json$", conf, re.MULTILINE)
+    assert re.search(r"^password_file /mosquitto/data/passwords$", conf, re.MULTILINE)
+    assert re.search(r"^acl_file /mosquitto/config/acl-provisioning$", conf, re.MULTILINE)
     assert re.search(r"^persistence_location /mosquitto/data/$", conf, re.MULTILINE)
+    init = services["mosquitto-init"]
+    assert init["image"] == mosq["image"]
+    assert mosq["depends_on"]["mosquitto-init"]["condition"] == "service_completed_successfully"
+    assert init["entrypoint"] == ["/bin/sh", "/pms-init/dynsec-init.sh", "-k", "-o", "/mosquitto/data"]
+    assert "./deploy/mosquitto:/pms-init:ro" in init["volumes"] and data[0] in init["volumes"]
+    init_env = resolved_env(init)
+    for variable in re.findall(r"password_of (PMS_[A-Z_]+)", (MOSQUITTO_DIR / "dynsec-init.sh").read_text()):
+        assert init_env[variable] == SAMPLE_ENV[variable], f"mosquitto-init: {variable} from .env"
+    manager = resolved_env(services["device-manager"])
+    admin = urlsplit(manager["PMS_BROKER_ADMIN_URL"])
+    assert (admin.scheme, admin.username, admin.hostname, admin.port) == ("mqtt", "admin", "mosquitto", 1883)
+    assert admin.password == SAMPLE_ENV["PMS_MQTT_ADMIN_PASSWORD"]
+    assert manager["PMS_PROVISIONING_USERNAME"] == "provision"
+    assert manager["PMS_PROVISIONING_PASSWORD"] == SAMPLE_ENV["PMS_MQTT_PROVISION_PASSWORD"]
 
     influx_env = resolved_env(services["influxdb"])
     assert influx_env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"

@@ -108,5 +108,15 @@ def test_the_production_dynsec_broker_from_dynsec_init() -> None:
             finally:
                 for probe in probes:
                     probe.close()
+        # compose's mosquitto-init runs again at every `up` (-k): it keeps the plugin's file, where the
+        # broker saved the gateway's login, and writes the password file afresh.
+        data = workdir / "data"
+        saved = (data / "dynamic-security.json").read_text()
+        assert '"gw-deploy"' in saved
+        again = subprocess.run(["sh", str(MOSQUITTO_DIR / "dynsec-init.sh"), "-e", str(env), "-k", "-o", str(data)],
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0, again.stderr
+        assert (data / "dynamic-security.json").read_text() == saved
+        assert (data / "passwords").read_text().startswith("provision:")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

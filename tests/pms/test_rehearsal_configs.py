@@ -48,16 +48,38 @@ def test_the_api_runs_the_container_s_gunicorn_command_on_loopback() -> None:
 
 def test_mosquitto_config_switches_the_tls_listener_on(tmp_path: configs.Path) -> None:
     folder = tmp_path / "mosquitto" / "data" / "x"  # a scratch path containing a container path's words
-    text = configs.mosquitto_config(plain_port=1111, tls_port=2222, folder=folder, passwords=folder / "pw",
-                                    ca_cert=folder / "ca.crt", server_cert=folder / "s.crt", server_key=folder / "s.key")
+    text = configs.mosquitto_config(plain_port=1111, tls_port=2222, folder=folder, ca_cert=folder / "ca.crt",
+                                    server_cert=folder / "s.crt", server_key=folder / "s.key")
     lines = text.splitlines()
     assert "listener 1111 127.0.0.1" in lines and "listener 2222 127.0.0.1" in lines
     assert f"certfile {folder / 's.crt'}" in lines and f"keyfile {folder / 's.key'}" in lines
     assert f"cafile {folder / 'ca.crt'}" in lines and "tls_version tlsv1.2" in lines
     assert f"plugin_opt_config_file {folder / 'data' / 'dynamic-security.json'}" in lines
+    assert f"password_file {folder / 'data' / 'passwords'}" in lines
     assert f"plugin {configs.DYNSEC_PLUGIN}" in lines and "allow_anonymous false" in lines
     assert "max_queued_messages 100000" in lines  # the production limits come along unchanged
     assert not [line for line in lines if " /mosquitto/" in line]
+
+
+def test_the_broker_and_its_init_are_compose_s(tmp_path: configs.Path) -> None:
+    """The rehearsal runs the config file and the one-shot init that docker-compose.yml names."""
+    assert configs.broker_config_file() == configs.MOSQUITTO_DIR / "mosquitto-dynsec.conf"
+    argv = configs.broker_init_command(tmp_path / "data")
+    assert argv[:2] == ["sh", str(configs.MOSQUITTO_DIR / "dynsec-init.sh")]
+    assert "-k" in argv and argv[argv.index("-o") + 1] == str(tmp_path / "data")
+    env = configs.env_from_example()
+    init_env = configs.service_environment("mosquitto-init", env, hosts={})
+    assert init_env["PMS_MQTT_ADMIN_PASSWORD"] == env["PMS_MQTT_ADMIN_PASSWORD"]
+    assert init_env["PMS_MQTT_PROVISION_PASSWORD"] == env["PMS_MQTT_PROVISION_PASSWORD"]
+
+
+def test_device_manager_takes_its_provisioning_settings_from_compose() -> None:
+    """No rehearsal-only settings: compose gives device-manager the broker admin and the provisioning login."""
+    env = configs.env_from_example()
+    manager = configs.service_environment("device-manager", env, hosts={"mosquitto:1883": "127.0.0.1:1"})
+    assert manager["PMS_BROKER_ADMIN_URL"] == f"mqtt://admin:{env['PMS_MQTT_ADMIN_PASSWORD']}@127.0.0.1:1"
+    assert manager["PMS_PROVISIONING_USERNAME"] == "provision"
+    assert manager["PMS_PROVISIONING_PASSWORD"] == env["PMS_MQTT_PROVISION_PASSWORD"]
 
 
 def test_prometheus_config_scrapes_local_ports_and_sends_to_the_local_alertmanager() -> None:
