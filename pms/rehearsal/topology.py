@@ -201,6 +201,8 @@ class Rehearsal:
             user = pwd.getpwnam("mosquitto")
             for path in (folder, *folder.rglob("*")):
                 os.chown(path, user.pw_uid, user.pw_gid)
+        self.changed.append(f"{configs.broker_config_file().name}: the commented TLS listener switched on "
+                            "(a throwaway CA); compose leaves it off until given a certificate")
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.supervisor.start("mosquitto", [mosquitto, "-c", str(conf)], env=self._base_env(), cwd=folder,
                               port=self.ports["mqtts"],
@@ -320,8 +322,8 @@ class Rehearsal:
             scrape_interval=self.options.scrape_interval, left_out=LEFT_OUT_JOBS))
         rules, cut = configs.alert_rules(for_at_most=self.options.alert_for_at_most)
         (folder / "alerts.yml").write_text(rules)
-        self.changed = ["prometheus.yml: jobs left out (their parts do not run here): "
-                        + ", ".join(sorted(LEFT_OUT_JOBS))]
+        self.changed.append("prometheus.yml: jobs left out (their parts do not run here): "
+                            + ", ".join(sorted(LEFT_OUT_JOBS)))
         if self.options.scrape_interval:
             self.changed.append(f"prometheus.yml: scrape and evaluation interval {self.options.scrape_interval}")
         self.changed += [f"alerts.yml: {line}" for line in cut]
