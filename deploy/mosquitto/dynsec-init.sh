@@ -172,12 +172,12 @@ service() {  # service USER PASSWORD "PUBLISH TOPICS" "RECEIVE FILTERS"
 
 service ingest "$ingest_password" \
     "pms/v1/gw/+/ack pms/v1/deadletter/ingest" \
-    "pms/v1/gw/+/readings pms/v1/plants/+/weather"
+    "pms/v1/gw/+/readings pms/v1/plants/+/weather pms/v1/plants/+/expected"
 service alerts "$alerts_password" \
     "pms/v1/events/+ pms/v1/deadletter/alerts" \
     "pms/v1/gw/+/status pms/v1/gw/+/heartbeat"
 service weather "$weather_password" \
-    "pms/v1/plants/+/weather" ""
+    "pms/v1/plants/+/weather pms/v1/plants/+/expected" ""
 service device-manager "$device_manager_password" \
     "pms/v1/gw/+/config/desired pms/v1/gw/+/cmd/req pms/v1/gw/+/status pms/v1/gw/+/update/job pms/v1/deadletter/device-manager pms/v1/provision/+/answer" \
     "pms/v1/gw/+/status pms/v1/gw/+/heartbeat pms/v1/gw/+/config/# pms/v1/gw/+/cmd/# pms/v1/gw/+/update/state pms/v1/provision/+/claim"

@@ -80,10 +80,10 @@ def gateway_acls(gateway_id: str) -> list[Acl]:
 SERVICE_ROLES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # service: (topics it may publish, topic filters it may subscribe to and receive)
     "ingest": (("pms/v1/gw/+/ack", "pms/v1/deadletter/ingest"),
-               ("pms/v1/gw/+/readings", "pms/v1/plants/+/weather")),
+               ("pms/v1/gw/+/readings", "pms/v1/plants/+/weather", "pms/v1/plants/+/expected")),
     "alerts": (("pms/v1/events/+", "pms/v1/deadletter/alerts"),
                ("pms/v1/gw/+/status", "pms/v1/gw/+/heartbeat")),
-    "weather": (("pms/v1/plants/+/weather",), ()),
+    "weather": (("pms/v1/plants/+/weather", "pms/v1/plants/+/expected"), ()),
     # status: the offline status of a gateway whose identity it revoked (the broker drops the client
     # without publishing its will, which the deleted login may no longer publish).
     "device-manager": (("pms/v1/gw/+/config/desired", "pms/v1/gw/+/cmd/req", "pms/v1/gw/+/status",

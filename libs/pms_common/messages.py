@@ -21,6 +21,8 @@ AwareDatetime = Annotated[datetime, AfterValidator(timeutil.require_aware)]
 GatewayId = Annotated[str, Field(pattern=rf"^{GATEWAY_ID_PATTERN}$")]
 ServiceCode = Annotated[str, Field(pattern=rf"^{SERVICE_CODE_PATTERN}$")]
 MAX_READINGS_PER_BATCH = 1000
+# Four days of 30-minute slots: the weather service looks back at most 72 h (145 slots).
+MAX_EXPECTED_SLOTS = 192
 
 
 def _is_slot_boundary(moment: datetime) -> datetime:
@@ -190,6 +192,29 @@ class Weather(Message):
         # Readers from before 1.3.0 that refuse unknown fields keep reading a clear-sky observation.
         empty = {name for name in WEATHER_OPTIONAL_FIELDS if getattr(self, name) is None}
         return self.model_dump_json(exclude=empty or None).encode()
+
+
+class ExpectedSlot(BaseModel):
+    """The AC energy a plant should have produced in one 30-minute slot (named by its END, JST)."""
+
+    model_config = TOLERANT
+
+    slot_end: Annotated[AwareDatetime, AfterValidator(_is_slot_boundary)]
+    expected_kwh: float = Field(ge=0)
+    # Where the slot's irradiance came from: the weather's `source[:model]`, or `clear_sky` (pvlib's model).
+    source: str
+
+
+class ExpectedYield(Message):
+    """Since 1.6.0: a plant's expected energy per slot, computed by the weather service with the
+    expected-yield model (pms_plant.expected, the API's code) on the weather it published, the
+    plant's PV parameters and its calibration factor (docs/expected-yield.md). A slot published again
+    (revised weather, new parameters) replaces the earlier value."""
+
+    service_code: ServiceCode
+    computed_at: AwareDatetime
+    calibration: float = Field(gt=0)
+    slots: list[ExpectedSlot] = Field(min_length=1, max_length=MAX_EXPECTED_SLOTS)
 
 
 EventKind = Literal["gateway_offline", "gateway_recovered", "billing_start_decided", "register_anomaly",

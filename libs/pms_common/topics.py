@@ -35,6 +35,10 @@ def weather(service_code: str) -> str:
     return f"{ROOT}/plants/{service_code}/weather"
 
 
+def expected(service_code: str) -> str:
+    return f"{ROOT}/plants/{service_code}/expected"
+
+
 def event(kind: str) -> str:
     return f"{ROOT}/events/{kind}"
 
@@ -71,6 +75,7 @@ ALL_READINGS = f"{ROOT}/gw/+/readings"
 ALL_STATUS = f"{ROOT}/gw/+/status"
 ALL_HEARTBEATS = f"{ROOT}/gw/+/heartbeat"
 ALL_WEATHER = f"{ROOT}/plants/+/weather"
+ALL_EXPECTED = f"{ROOT}/plants/+/expected"
 
 
 def split_gateway_topic(topic: str) -> tuple[str, str] | None:
@@ -83,4 +88,9 @@ def split_gateway_topic(topic: str) -> tuple[str, str] | None:
 
 def service_code_of_weather_topic(topic: str) -> str | None:
     match = re.fullmatch(rf"{ROOT}/plants/({SERVICE_CODE_PATTERN})/weather", topic)
+    return match.group(1) if match else None
+
+
+def service_code_of_expected_topic(topic: str) -> str | None:
+    match = re.fullmatch(rf"{ROOT}/plants/({SERVICE_CODE_PATTERN})/expected", topic)
     return match.group(1) if match else None

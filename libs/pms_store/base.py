@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Literal, Protocol
 
 from pms_common.errors import PmsError
-from pms_common.messages import EnergyReading, PowerReading, Weather
+from pms_common.messages import EnergyReading, ExpectedYield, PowerReading, Weather
 
 
 class StoreError(PmsError):
@@ -138,6 +138,9 @@ class TimeSeriesStore(Protocol):
         Returns one outcome per batch, in order."""
 
     def write_weather(self, weather: Sequence[Weather]) -> None: ...
+
+    def write_expected(self, expected: Sequence[ExpectedYield]) -> None:
+        """Each slot's expected energy, one value per (plant, slot end): a rewrite replaces it."""
 
     def latest_power(self, gateway_ids: Iterable[str]) -> dict[str, LatestPower]: ...
 

@@ -36,7 +36,7 @@ def test_the_schema_and_the_model_have_the_same_fields_and_kinds() -> None:
     # Every kind published has a text (and a label).
     assert {kind for kind, _ in CATALOGUE} - LOG_ONLY_KINDS | {"gateway_recovered"} == kinds
     assert set(KIND_LABELS) - LOG_ONLY_KINDS == kinds
-    assert doc["info"]["version"] == "1.5.0"
+    assert doc["info"]["version"] == "1.6.0"  # 1.6.0 added the expected-yield topic, not Event fields
 
 
 def test_a_plain_event_is_sent_as_before_1_5() -> None:

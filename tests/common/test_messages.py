@@ -2,17 +2,21 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from pms_common.messages import (
+    MAX_EXPECTED_SLOTS,
     MAX_READINGS_PER_BATCH,
     Ack,
     DeadLetter,
     EnergyReading,
     Event,
+    ExpectedSlot,
+    ExpectedYield,
     GatewayStatus,
     Heartbeat,
     PowerReading,
@@ -215,3 +219,52 @@ def test_weather_sends_the_fields_of_1_3_only_when_they_hold_a_value() -> None:
     with pytest.raises(ValidationError) as exc:
         Weather(service_code="pss00000001", observed_at=at, ghi_w_m2=1.0, source="x", cloud_cover_pct=101.0)
     assert _errors(exc) == [("cloud_cover_pct", "less_than_equal")]
+
+
+def _expected(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "v": 1, "service_code": "pss00000001", "computed_at": "2026-06-01T13:10:00+09:00", "calibration": 0.95,
+        "slots": [{"slot_end": "2026-06-01T13:00:00+09:00", "expected_kwh": 1.234, "source": "open-meteo:best_match"},
+                  {"slot_end": "2026-06-01T13:30:00+09:00", "expected_kwh": 0.0, "source": "clear_sky"}],
+    }
+    body.update(overrides)
+    return body
+
+
+def test_expected_yield_round_trips_and_names_slots_by_their_end() -> None:
+    message = ExpectedYield.model_validate(_expected())
+    assert [s.slot_end for s in message.slots] == [datetime(2026, 6, 1, 13, 0, tzinfo=JST),
+                                                   datetime(2026, 6, 1, 13, 30, tzinfo=JST)]
+    assert ExpectedYield.model_validate_json(message.to_json()) == message
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"slots": [{"slot_end": "2026-06-01T13:10:00+09:00", "expected_kwh": 1.0, "source": "x"}]}, "slot_end"),
+    ({"slots": [{"slot_end": "2026-06-01T13:00:00", "expected_kwh": 1.0, "source": "x"}]}, "slot_end"),
+    ({"slots": [{"slot_end": "2026-06-01T13:00:00+09:00", "expected_kwh": -0.1, "source": "x"}]}, "expected_kwh"),
+    ({"slots": []}, "slots"),
+    ({"calibration": 0}, "calibration"),
+    ({"service_code": "plant-1"}, "service_code"),
+])
+def test_expected_yield_refuses_what_it_cannot_store(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ExpectedYield.model_validate(_expected(**change))
+    assert any(field in map(str, error["loc"]) for error in caught.value.errors())
+
+
+def test_expected_yield_takes_a_newer_writers_fields() -> None:
+    body = _expected(model_version="2")
+    body["slots"][0]["poa_kwh_m2"] = 0.4
+    assert ExpectedYield.model_validate(body).slots[0].expected_kwh == 1.234
+
+
+def test_the_expected_yield_schema_in_asyncapi_names_the_models_fields() -> None:
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml").read_text())
+    schema = doc["components"]["schemas"]["ExpectedYield"]
+    assert set(schema["properties"]) == set(ExpectedYield.model_fields)
+    assert set(schema["required"]) == {"v"} | {n for n, f in ExpectedYield.model_fields.items() if f.is_required()}
+    slot = schema["properties"]["slots"]["items"]
+    assert set(slot["properties"]) == set(slot["required"]) == set(ExpectedSlot.model_fields)
+    assert schema["properties"]["slots"]["maxItems"] == MAX_EXPECTED_SLOTS

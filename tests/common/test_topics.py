@@ -24,6 +24,10 @@ def test_wildcard_subscriptions() -> None:
     assert topics.ALL_STATUS == "pms/v1/gw/+/status"
     assert topics.ALL_HEARTBEATS == "pms/v1/gw/+/heartbeat"
     assert topics.ALL_WEATHER == "pms/v1/plants/+/weather"
+    assert topics.ALL_EXPECTED == "pms/v1/plants/+/expected"
+    assert topics.expected("pss00000001") == "pms/v1/plants/pss00000001/expected"
+    assert topics.service_code_of_expected_topic("pms/v1/plants/pss00000001/expected") == "pss00000001"
+    assert topics.service_code_of_expected_topic("pms/v1/plants/pss00000001/weather") is None
 
 
 @pytest.mark.parametrize(

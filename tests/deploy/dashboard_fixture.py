@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert
 
-from pms_common.messages import EnergyReading, PowerReading, Weather
+from pms_common.messages import EnergyReading, ExpectedSlot, ExpectedYield, PowerReading, Weather
 from pms_common.timeutil import JST
 from pms_registry import schema as t
 from pms_registry.registry import Registry
@@ -139,3 +139,16 @@ def load_readings(store: InfluxStore) -> None:
         Weather(service_code=BAY, observed_at=at(TODAY, "12:00"), ghi_w_m2=790.0, temperature_c=26.0,
                 source="clearsky"),
     ])
+    store.write_expected([
+        # Sunny Hill: the slot closing 19 June (ending 00:00 today) 1 kWh; today 3.5 kWh in each slot
+        # ending 09:30 … 15:00 (7 kWh an hour, 42 today), the 10:00 slot first published at 9.9 kWh
+        # and revised; Bay Roof's expectation stays on its own plant.
+        _expected(SUNNY, [(at(TODAY, "00:00"), 1.0), (at(TODAY, "10:00"), 9.9)]),
+        _expected(SUNNY, [(at(TODAY, "09:00") + timedelta(minutes=30 * n), 3.5) for n in range(1, 13)]),
+        _expected(BAY, [(at(TODAY, "12:00"), 5.0)]),
+    ])
+
+
+def _expected(code: str, slots: list[tuple[datetime, float]]) -> ExpectedYield:
+    return ExpectedYield(service_code=code, computed_at=NOW, calibration=1.0,
+                         slots=[ExpectedSlot(slot_end=end, expected_kwh=kwh, source="clear_sky") for end, kwh in slots])

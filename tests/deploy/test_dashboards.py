@@ -75,6 +75,12 @@ INFLUXQL_EXPECTED: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {
     # range (2 days); docs/dashboards.md says so.
     ("pms-plant", "Sold energy per month (12 months)", "A"): [("06-01 00:00", 48.0)],
     ("pms-plant", "Peak sold power per day (31 days)", "A"): [("06-05 00:00", 3900), ("06-20 00:00", 4500)],
+    ("pms-plant", "Expected vs sold energy per hour", "A"): [(f"06-20 {h:02d}:00", 6.0) for h in range(9, 15)],
+    # The slot ending 00:00 today closes 19 June: stamped at its start, it sums into 23:00 and 19 June.
+    ("pms-plant", "Expected vs sold energy per hour", "B"): [
+        ("06-19 23:00", 1.0), *((f"06-20 {h:02d}:00", 7.0) for h in range(9, 15))],
+    ("pms-plant", "Expected vs sold energy per day (31 days)", "A"): [("06-05 00:00", 12.0), ("06-20 00:00", 36.0)],
+    ("pms-plant", "Expected vs sold energy per day (31 days)", "B"): [("06-19 00:00", 1.0), ("06-20 00:00", 42.0)],
     ("pms-plant", "Currents (E8)", "A"): [(A1, "06-20 12:00", 20.0, 18.5)],
     ("pms-home", "Sold energy today (all plants)", "A"): [(58.0,)],  # 36 + 14 + 8
     ("pms-home", "Sold energy this month (all plants)", "A"): [(70.0,)],  # 48 + 14 + 8

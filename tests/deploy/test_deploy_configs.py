@@ -68,6 +68,7 @@ TOPICS_V1 = [
     "pms/v1/gw/{gateway_id}/update/job",
     "pms/v1/gw/{gateway_id}/update/state",
     "pms/v1/plants/{service_code}/weather",
+    "pms/v1/plants/{service_code}/expected",
     "pms/v1/events/{kind}",
     "pms/v1/deadletter/{service}",
     "pms/v1/provision/{client_id}/claim",
@@ -616,6 +617,7 @@ def test_asyncapi_references_resolve_and_operations_are_consistent() -> None:
     "pms/v1/gw/{gateway_id}/update/job",
     "pms/v1/gw/{gateway_id}/update/state",
         "pms/v1/plants/{service_code}/weather",
+        "pms/v1/plants/{service_code}/expected",
     }
 
 
@@ -859,6 +861,7 @@ def test_production_mosquitto_conf_auth_and_acl() -> None:
             # Scaled-out ingest subscribes as $share/ingest/...; it also stores weather.
             ingest.subscribe("$share/ingest/pms/v1/gw/+/readings")
             ingest.subscribe("pms/v1/plants/+/weather")
+            ingest.subscribe("pms/v1/plants/+/expected")
             gw1.publish("pms/v1/gw/gw-0001/readings", b"shared")
             got = ingest.collect_until(lambda m: m.payload == b"shared")
             assert got[-1].topic == "pms/v1/gw/gw-0001/readings"
@@ -866,6 +869,8 @@ def test_production_mosquitto_conf_auth_and_acl() -> None:
             assert not weather.connect().is_failure
             weather.publish("pms/v1/plants/pss00000001/weather", b"sunny")
             assert ingest.collect_until(lambda m: m.payload == b"sunny")[-1].topic.endswith("/weather")
+            weather.publish("pms/v1/plants/pss00000001/expected", b"expected")
+            assert ingest.collect_until(lambda m: m.payload == b"expected")[-1].topic.endswith("/expected")
             weather.close()
 
             # The broker container's healthcheck user reads $SYS/broker/uptime (retained).

@@ -49,6 +49,9 @@ class RecordingStore:
     def write_weather(self, weather: Sequence[Any]) -> None:
         pass
 
+    def write_expected(self, expected: Sequence[Any]) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from pms_ingest.service import Rejected, parse_batch, parse_weather
+from pms_ingest.service import Rejected, parse_batch, parse_plant_message, parse_weather
 
 TOPIC = "pms/v1/gw/gw-1/readings"
 
@@ -89,3 +89,17 @@ def test_a_newer_weather_services_fields_are_taken() -> None:
                "source": "clear-sky", "cloud_cover": 0.2}
     weather = parse_weather("pms/v1/plants/pss00000001/weather", json.dumps(payload).encode())
     assert weather.ghi_w_m2 == 640.0
+
+
+def test_an_expected_yield_is_parsed_by_its_topic_and_must_match_it() -> None:
+    payload = {"v": 1, "service_code": "pss00000001", "computed_at": "2026-06-01T13:10:00+09:00",
+               "calibration": 1.0, "slots": [{"slot_end": "2026-06-01T13:00:00+09:00", "expected_kwh": 1.5,
+                                              "source": "clear_sky"}]}
+    parsed = parse_plant_message("pms/v1/plants/pss00000001/expected", json.dumps(payload).encode())
+    assert parsed.service_code == "pss00000001" and not hasattr(parsed, "ghi_w_m2")
+    with pytest.raises(Rejected) as caught:
+        parse_plant_message("pms/v1/plants/pss00000002/expected", json.dumps(payload).encode())
+    assert caught.value.kind == "topic"
+    with pytest.raises(Rejected) as caught:
+        parse_plant_message("pms/v1/plants/pss00000001/expected", b'{"v": 1, "service_code": "pss00000001"}')
+    assert caught.value.kind == "schema"

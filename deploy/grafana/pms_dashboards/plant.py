@@ -47,10 +47,31 @@ def _bars(title: str, unit: str, query: str, *, time_from: str | None = None) ->
     return panel.time_from(time_from) if time_from is not None else panel
 
 
+# The plant's expected energy (weather service → ingest, docs/expected-yield.md), stamped at each
+# slot's start so that GROUP BY time() sums the slots of the hour/day the rollups stamp at its start.
+EXPECTED = "FROM \"expected\" WHERE \"service_code\" = '$plant' AND $timeFilter"
+
+
+def _expected_vs_sold(title: str, rollup: str, group: str, *, time_from: str | None = None) -> timeseries.Panel:
+    """`group`: the GROUP BY clause, `fill(none)` and then the time zone if any (InfluxQL's order)."""
+    panel = (
+        timeseries.Panel().title(title).unit("kwatth").height(8).span(12)
+        .description("Sold energy beside the energy the plant's panels should have produced under the sky it "
+                     "had (the PV model on its parameters, weather and calibration).")
+        .with_target(influxql(
+            f'SELECT sum("sold_kwh") FROM "{rollup}" WHERE {GATEWAYS} AND $timeFilter AND {KNOWN} GROUP BY {group}',
+            alias="sold"))
+        .with_target(influxql(f'SELECT sum("expected_kwh") {EXPECTED} GROUP BY {group}', ref_id="B", alias="expected"))
+        .draw_style(GraphDrawStyle.BARS).fill_opacity(60)
+    )
+    return panel.time_from(time_from) if time_from is not None else panel
+
+
 def dashboard() -> Dashboard:
     built: DashboardBuilder = base(
         UID, "PMS / Plant", time_from="now-2d", refresh="1m",
-        description="One plant: sold power and energy, peaks, weather. Pick the plant by service code and name.",
+        description="One plant: sold power and energy, expected vs sold, peaks, weather. Pick the plant by service "
+                    "code and name.",
     )
     for variable in [*plant_variables(), month_start_variable()]:
         built = built.with_variable(variable)
@@ -119,6 +140,9 @@ def dashboard() -> Dashboard:
             "GROUP BY time(1d) fill(none) tz('Asia/Tokyo')",
             time_from=LAST_12_MONTHS,
         ))
+        .with_panel(_expected_vs_sold("Expected vs sold energy per hour", "energy_hour", "time(1h) fill(none)"))
+        .with_panel(_expected_vs_sold("Expected vs sold energy per day (31 days)", "energy_day",
+                                      "time(1d) fill(none) tz('Asia/Tokyo')", time_from=LAST_31_DAYS))
         .with_panel(_bars(
             "Peak sold power per day (31 days)", "watt",
             f'SELECT max("peak_sold_w") FROM "power_day_peak" WHERE {GATEWAYS} AND $timeFilter '

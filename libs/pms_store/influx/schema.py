@@ -9,6 +9,10 @@ Precision is seconds; a point is named by (measurement, tag set, time).
 - `weather`, tag service_code: ghi_w_m2, temperature_c, source (string), and since Weather 1.3.0
   dni_w_m2, dhi_w_m2, gti_w_m2, cloud_cover_pct (floats), weather_code (integer), model (string),
   stale (boolean); time = observed_at (the end of the period the values describe)
+- `expected`, tag service_code: expected_kwh (float), source (string), computed_at (epoch s);
+  time = the slot's START (slot_end − 30 min), unlike `energy_slot`: Grafana sums it with
+  GROUP BY time(1h|1d), whose buckets [t, t + period) then hold the slots of the hour or JST day
+  the rollups stamp at t. A plant's expected energy per slot (ExpectedYield); a rewrite replaces it.
 - `register_anomaly`, tags gateway_id, direction: previous_kwh, current_kwh, reason (string),
   detected_at_us (int, µs since the epoch); time = slot_end. Written only when not yet stored.
 """

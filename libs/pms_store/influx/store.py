@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 
 from pms_common import timeutil
-from pms_common.messages import EnergyReading, PowerReading, Weather
+from pms_common.messages import EnergyReading, ExpectedYield, PowerReading, Weather
 from pms_store.base import (
     DailyPeak,
     EnergyInterval,
@@ -359,6 +359,19 @@ class InfluxStore:
             if line is not None:
                 lines.append(line)
         self._write(lines, "weather")
+
+    def write_expected(self, expected: Sequence[ExpectedYield]) -> None:
+        # Every field is always given, so a rewrite of the same (plant, slot) replaces the whole point.
+        # Stamped at the slot's START (schema): GROUP BY time() buckets are [t, t + period), so the
+        # two slots of an hour, or the 48 of a JST day, fall in the bucket the rollups name.
+        lines = [
+            point_line("expected", {"service_code": e.service_code},
+                       {"expected_kwh": float(s.expected_kwh), "source": s.source,
+                        "computed_at": timeutil.to_epoch(e.computed_at)},
+                       timeutil.to_epoch(s.slot_end - timeutil.SLOT))
+            for e in expected for s in e.slots
+        ]
+        self._write([line for line in lines if line is not None], "expected")
 
     # --- queries: InfluxQueries runs them through _query_many -------------------------------------
 

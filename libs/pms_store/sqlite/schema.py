@@ -48,6 +48,15 @@ CREATE TABLE IF NOT EXISTS weather (
     source TEXT NOT NULL,
     PRIMARY KEY (service_code, observed_at)
 ) WITHOUT ROWID;
+-- A plant's expected energy per slot (ExpectedYield, from the weather service); the last written stands.
+CREATE TABLE IF NOT EXISTS expected_energy (
+    service_code TEXT NOT NULL,
+    slot_end INTEGER NOT NULL,
+    expected_kwh REAL NOT NULL,
+    source TEXT NOT NULL,
+    computed_at INTEGER NOT NULL,
+    PRIMARY KEY (service_code, slot_end)
+) WITHOUT ROWID;
 -- One row per register anomaly; the key makes a resend or backfill overlap store nothing new.
 CREATE TABLE IF NOT EXISTS register_anomaly (
     gateway_id TEXT NOT NULL,

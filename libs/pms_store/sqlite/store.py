@@ -1,6 +1,6 @@
 """The embedded time-series store on SQLite (WAL), one file, many reader threads, one writer.
 
-Raw facts (`power`, `energy_slot`, `weather`) are kept for ever. Derived facts are maintained in the
+Raw facts (`power`, `energy_slot`, `weather`, `expected_energy`) are kept for ever. Derived facts are maintained in the
 same transaction as the write that changes them, so readers never see one without the other:
 `latest_power`, `power_day_peak` (JST day), and the energy rollups `energy_hour`, `energy_day`,
 `energy_month` (JST calendar; a period named by its start). A rollup row is recomputed from the rows
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pms_common import timeutil
-from pms_common.messages import EnergyReading, PowerReading, Weather
+from pms_common.messages import EnergyReading, ExpectedYield, PowerReading, Weather
 from pms_store import rollup
 from pms_store.base import (
     DailyPeak,
@@ -285,6 +285,18 @@ class SqliteStore:
                 )
             except sqlite3.Error as exc:
                 raise StoreError(f"the store {self.path} refused weather: {exc}") from exc
+
+    def write_expected(self, expected: Sequence[ExpectedYield]) -> None:
+        with self._write_lock:
+            conn = self._conn()
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO expected_energy VALUES (?, ?, ?, ?, ?)",
+                    [(e.service_code, timeutil.to_epoch(s.slot_end), s.expected_kwh, s.source,
+                      timeutil.to_epoch(e.computed_at)) for e in expected for s in e.slots],
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"the store {self.path} refused expected energy: {exc}") from exc
 
     # --- queries: SqliteQueries runs them through _select -----------------------------------------
 

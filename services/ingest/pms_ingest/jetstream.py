@@ -14,7 +14,8 @@ gateways' MQTT subscriptions. A gateway offline at that moment misses its ack an
 resend is stored again idempotently and acked: nothing rests on the ack's delivery.
 
 Weather is taken from a plain subscription of the queue group `pms-ingest` (one replica each):
-the weather service publishes it again periodically and it carries no ack.
+the weather service publishes it again periodically and it carries no ack. The same goes for the
+expected yield the weather service publishes after it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolic
 from pms_common import topics
 from pms_common.mqtt import Backoff
 from pms_ingest import metrics
-from pms_ingest.service import Flushed, Ingest, Publisher, Received, Rejected, parse_batch, parse_weather
+from pms_ingest.service import Flushed, Ingest, Publisher, Received, Rejected, parse_batch, parse_plant_message
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def topic_of_subject(subject: str) -> str:
 
 READINGS_SUBJECT = subject_of_topic(topics.ALL_READINGS).replace("+", "*")
 WEATHER_SUBJECT = subject_of_topic(topics.ALL_WEATHER).replace("+", "*")
+EXPECTED_SUBJECT = subject_of_topic(topics.ALL_EXPECTED).replace("+", "*")
 
 
 class NatsPublisher:
@@ -97,7 +99,9 @@ class JetStreamIngest(Ingest):
         publisher = NatsPublisher(connection)
         try:
             weather = await connection.subscribe(WEATHER_SUBJECT, queue=WEATHER_QUEUE,
-                                                 cb=partial(self._receive_weather, publisher))
+                                                 cb=partial(self._receive_plant_message, publisher))
+            expected = await connection.subscribe(EXPECTED_SUBJECT, queue=WEATHER_QUEUE,
+                                                  cb=partial(self._receive_plant_message, publisher))
             tasks = {asyncio.create_task(self._pull(connection, publisher)),
                      asyncio.create_task(self._writer(publisher))}
             stopper = asyncio.create_task(stop.wait())
@@ -110,6 +114,7 @@ class JetStreamIngest(Ingest):
                     task.cancel()
                 await asyncio.gather(*tasks, stopper, return_exceptions=True)
                 await weather.unsubscribe()
+                await expected.unsubscribe()
         finally:
             self.health.set("nats", False)
             # The acks given to the client go out before it closes; what is not acked is delivered again.
@@ -203,10 +208,10 @@ class JetStreamIngest(Ingest):
             await self._deadletter(publisher, topic, message.data, exc)
             await self._settle(message, "term")  # never stored: delivering it again would change nothing
 
-    async def _receive_weather(self, publisher: Publisher, message: Msg) -> None:
+    async def _receive_plant_message(self, publisher: Publisher, message: Msg) -> None:
         topic = topic_of_subject(message.subject)
         try:
-            self._weather.append(parse_weather(topic, message.data))
+            self._plant_messages.append(parse_plant_message(topic, message.data))
         except Rejected as exc:
             await self._deadletter(publisher, topic, message.data, exc)
         else:

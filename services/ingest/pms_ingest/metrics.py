@@ -11,6 +11,7 @@ ANOMALIES = Counter("pms_ingest_register_anomalies_total", "Registers that went 
 UNKNOWN_FIELDS = Counter("pms_ingest_unknown_fields_total",
                          "Messages read with fields this version does not know (ignored)", ["message"])
 WEATHER = Counter("pms_ingest_weather_total", "Weather observations stored")
+EXPECTED_SLOTS = Counter("pms_ingest_expected_slots_total", "Expected-yield slots stored")
 WRITE_SECONDS = Histogram(
     "pms_ingest_write_seconds", "Time of one durable write (one flush of many batches)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

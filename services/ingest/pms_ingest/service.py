@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from pms_common import timeutil, topics
 from pms_common.contract_reader import ContractReader
 from pms_common.health import Health
-from pms_common.messages import Ack, DeadLetter, ReadingsBatch, Weather
+from pms_common.messages import Ack, DeadLetter, ExpectedYield, ReadingsBatch, Weather
 from pms_common.mqtt import Backoff, BrokerAddress, run_connected
 from pms_ingest import metrics
 from pms_ingest.progress import StreamProgress, seq_ranges
@@ -89,6 +89,26 @@ def parse_weather(topic: str, payload: bytes) -> Weather:
     if topics.service_code_of_weather_topic(topic) != weather.service_code:
         raise Rejected("topic", f"service_code {weather.service_code!r} does not match the topic {topic!r}")
     return weather
+
+
+def parse_expected(topic: str, payload: bytes) -> ExpectedYield:
+    try:
+        expected = READER.parse(ExpectedYield, payload)
+    except ValidationError as exc:
+        kind = "json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
+        raise Rejected(kind, _validation_reason(exc)) from exc
+    if topics.service_code_of_expected_topic(topic) != expected.service_code:
+        raise Rejected("topic", f"service_code {expected.service_code!r} does not match the topic {topic!r}")
+    return expected
+
+
+# What the plants' topics carry: stored without an ack (their publisher sends them again).
+PlantMessage = Weather | ExpectedYield
+
+
+def parse_plant_message(topic: str, payload: bytes) -> PlantMessage:
+    """A weather or expected-yield message, by its topic's last level."""
+    return parse_expected(topic, payload) if topic.endswith("/expected") else parse_weather(topic, payload)
 
 
 @dataclass
@@ -166,9 +186,10 @@ class Ingest:
         self.health = health
         self.broker = BrokerAddress.parse(settings.mqtt_url)
         self.progress: dict[tuple[str, str], StreamProgress] = {}
-        # Received, not yet written: batches and weather, in arrival order, kept across reconnects.
+        # Received, not yet written: batches and plant messages (weather, expected yield), in arrival
+        # order, kept across reconnects.
         self._batches: deque[Received] = deque()
-        self._weather: list[Weather] = []
+        self._plant_messages: list[PlantMessage] = []
         self._pending_readings = 0
         self._work = asyncio.Event()
         self._room = asyncio.Event()
@@ -192,6 +213,7 @@ class Ingest:
                 client.pending_calls_threshold = 1_000_000
                 await client.subscribe(self._subscription(topics.ALL_READINGS), qos=1)
                 await client.subscribe(self._subscription(topics.ALL_WEATHER), qos=1)
+                await client.subscribe(self._subscription(topics.ALL_EXPECTED), qos=1)
                 self.health.set("mqtt", True)
                 log.info("ingest: connected to %s:%d, storing readings into %s", self.broker.host,
                          self.broker.port, type(self.store).__name__)
@@ -240,8 +262,8 @@ class Ingest:
         topic = message.topic.value
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         try:
-            if topic.endswith("/weather"):
-                self._weather.append(parse_weather(topic, payload))
+            if topic.endswith(("/weather", "/expected")):
+                self._plant_messages.append(parse_plant_message(topic, payload))
                 self._work.set()
             else:
                 self._enqueue(Received(parse_batch(topic, payload), topic, payload))
@@ -255,7 +277,7 @@ class Ingest:
         metrics.PENDING_READINGS.set(self._pending_readings)
         self._work.set()
 
-    def _take(self) -> tuple[list[Received], list[Weather]]:
+    def _take(self) -> tuple[list[Received], list[PlantMessage]]:
         """Everything queued, up to flush_max_readings (at least one batch, however large)."""
         items: list[Received] = []
         readings = 0
@@ -264,14 +286,14 @@ class Ingest:
             item = self._batches.popleft()
             items.append(item)
             readings += item.count
-        weather, self._weather = self._weather, []
+        plant_messages, self._plant_messages = self._plant_messages, []
         self._pending_readings -= readings
         metrics.PENDING_READINGS.set(self._pending_readings)
         if self._pending_readings < self.settings.max_pending_readings:
             self._room.set()
         if not self._batches:
             self._work.clear()
-        return items, weather
+        return items, plant_messages
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -280,9 +302,9 @@ class Ingest:
             await self._work.wait()
             if self.settings.flush_linger_s:
                 await asyncio.sleep(self.settings.flush_linger_s)
-            items, weather = self._take()
-            if weather:
-                await self._store_weather(weather)
+            items, plant_messages = self._take()
+            if plant_messages:
+                await self._store_plant_messages(plant_messages)
             if not items:
                 continue
             started = time.perf_counter()
@@ -360,6 +382,14 @@ class Ingest:
         if unexpected:
             raise unexpected[0]  # a bug, not a broker failure: not to be hidden in a count
 
+    async def _store_plant_messages(self, messages: list[PlantMessage]) -> None:
+        weather = [m for m in messages if isinstance(m, Weather)]
+        expected = [m for m in messages if isinstance(m, ExpectedYield)]
+        if weather:
+            await self._store_weather(weather)
+        if expected:
+            await self._store_expected(expected)
+
     async def _store_weather(self, weather: list[Weather]) -> None:
         try:
             await asyncio.to_thread(self.store.write_weather, weather)
@@ -369,6 +399,16 @@ class Ingest:
             log.error("ingest: storing %d weather observations failed: %s", len(weather), exc)
         else:
             metrics.WEATHER.inc(len(weather))
+
+    async def _store_expected(self, expected: list[ExpectedYield]) -> None:
+        try:
+            await asyncio.to_thread(self.store.write_expected, expected)
+        except StoreError as exc:
+            # No ack either: the slots go out again with their next weather (retained per plant).
+            metrics.STORE_ERRORS.inc()
+            log.error("ingest: storing %d expected-yield messages failed: %s", len(expected), exc)
+        else:
+            metrics.EXPECTED_SLOTS.inc(sum(len(e.slots) for e in expected))
 
     async def _deadletter(self, client: Publisher, topic: str, payload: bytes, exc: Rejected) -> None:
         metrics.DEADLETTERS.labels(exc.kind).inc()
