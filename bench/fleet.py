@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/fleet.py [--gateways 1000] [--speedup 10] [--duration 60] [--outage 10]
                                     [--gateways-per-process 2500] [--json]
+    .venv/bin/python bench/fleet.py --broker nats --ingest-replicas 2 --ramp 30 ...
 
 Everything runs on loopback and ends by itself. The bench starts:
 
 - Mosquitto on a free port with the production config (deploy/mosquitto/mosquitto.conf: auth, the
   ACL, persistence, queue limits) and a password file made by `mosquitto_passwd -U`: every gateway
   logs in with its own id and password, and the ACL lets it touch only `pms/v1/gw/{its id}/#`;
-- influxd (Debian's InfluxDB 1.x) with its data in a temp dir, and one `pms ingest` writing to it;
+  (`--broker nats`: bench/nats_cluster.py's 3 nodes, one user per gateway, and ingest on the
+  JetStream source with PMS_NATS_URL naming all three, as the NATS path runs in production);
+- influxd (Debian's InfluxDB 1.x) with its data in a temp dir, and `--ingest-replicas` (1) `pms ingest`
+  writing to it;
 - simulator processes of `--gateways-per-process` gateways each. A gateway is the collector's own
   durable outbox (SQLite, on tmpfs: one machine's disk stands in for thousands) and its own uplink
   (presence with a last will, heartbeats, the in-order pump with acks and resends, reconnect with
