@@ -405,6 +405,8 @@ class NatsBroker(Broker):
     starts every node (JetStream keeps sessions and the stream on disk)."""
 
     cluster: Any = None
+    # An experiment, not the production file: the mqtt block's stream_replicas replaced (--nats-stream-replicas).
+    stream_replicas: int | None = None
 
     def prepare(self) -> None:
         from nats_cluster import NODE_CONF, NatsCluster
@@ -412,7 +414,12 @@ class NatsBroker(Broker):
         users = [f'    {{user: "ingest", password: "{self.ingest_password}"}}']
         users += [f'    {{user: "{gateway_id(g)}", password: "{gateway_password(self.secret, gateway_id(g))}"}}'
                   for g in range(self.gateways)]
-        shutil.copy(NODE_CONF, self.workdir / "node.conf")  # an include is read relative to the including file
+        node_conf = NODE_CONF.read_text()  # an include is read relative to the including file: copied
+        if self.stream_replicas is not None:
+            if "stream_replicas: 3" not in node_conf:
+                raise BenchError(f"{NODE_CONF} has no 'stream_replicas: 3' to replace")
+            node_conf = node_conf.replace("stream_replicas: 3", f"stream_replicas: {self.stream_replicas}")
+        (self.workdir / "node.conf").write_text(node_conf)
         conf = self.workdir / "fleet-node.conf"
         conf.write_text('include "node.conf"\n\nauthorization {\n  users = [\n' + "\n".join(users) + "\n  ]\n}\n")
         workdir = self.workdir
@@ -632,6 +639,9 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
                               "load_average_start": os.getloadavg()}
     influxd, address = start_influxd(workdir)
     broker = (NatsBroker if args.broker == "nats" else Broker)(workdir, args.gateways, secret, secrets.token_hex(12))
+    if isinstance(broker, NatsBroker):
+        broker.stream_replicas = args.nats_stream_replicas
+        result["nats_stream_replicas"] = args.nats_stream_replicas
     sims: list[SimProcess] = []
     ingests: list[subprocess.Popen[bytes]] = []
     metrics_ports: list[int] = []
@@ -838,6 +848,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ingest-replicas", type=int, default=1,
                         help="ingest processes: over NATS all pull from the one durable consumer; over "
                         "Mosquitto they share the readings subscription ($share)")
+    parser.add_argument("--nats-stream-replicas", type=int, choices=[1, 2, 3],
+                        help="an experiment: run the nodes with this mqtt stream_replicas instead of "
+                        "deploy/nats/node.conf's (sessions, retained and QoS 1 messages)")
     parser.add_argument("--gateways-per-process", type=int, default=2500)
     parser.add_argument("--heartbeat-interval", type=float, default=30.0, help="the collector's default")
     parser.add_argument("--gateway-timeout", type=float, default=10.0,
