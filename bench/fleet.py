@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/fleet.py [--gateways 1000] [--speedup 10] [--duration 60] [--outage 10]
                                     [--gateways-per-process 2500] [--json]
+    .venv/bin/python bench/fleet.py --broker nats --ingest-replicas 2 --ramp 30 ...
 
 Everything runs on loopback and ends by itself. The bench starts:
 
 - Mosquitto on a free port with the production config (deploy/mosquitto/mosquitto.conf: auth, the
   ACL, persistence, queue limits) and a password file made by `mosquitto_passwd -U`: every gateway
   logs in with its own id and password, and the ACL lets it touch only `pms/v1/gw/{its id}/#`;
-- influxd (Debian's InfluxDB 1.x) with its data in a temp dir, and one `pms ingest` writing to it;
+  (`--broker nats`: bench/nats_cluster.py's 3 nodes, one user per gateway, and ingest on the
+  JetStream source with PMS_NATS_URL naming all three, as the NATS path runs in production);
+- influxd (Debian's InfluxDB 1.x) with its data in a temp dir, and `--ingest-replicas` (1) `pms ingest`
+  writing to it;
 - simulator processes of `--gateways-per-process` gateways each. A gateway is the collector's own
   durable outbox (SQLite, on tmpfs: one machine's disk stands in for thousands) and its own uplink
   (presence with a last will, heartbeats, the in-order pump with acks and resends, reconnect with
@@ -384,16 +388,25 @@ class Broker:
     def gateway_ports(self) -> list[int]:
         return [self.port]
 
-    def ingest_url(self) -> str:
-        return f"mqtt://ingest:{self.ingest_password}@127.0.0.1:{self.port}"
+    def ingest_env(self, replica: int, replicas: int) -> dict[str, str]:
+        """Ingest replica `replica`'s settings: over MQTT, sharing the readings when there are more."""
+        env = {"PMS_MQTT_URL": f"mqtt://ingest:{self.ingest_password}@127.0.0.1:{self.port}",
+               "PMS_MQTT_CLIENT_ID": f"fleet-bench-ingest-{replica}"}
+        if replicas > 1:
+            env["PMS_SHARE_GROUP"] = "fleet-bench-ingest"
+        return env
 
 
 class NatsBroker(Broker):
     """The 3-node NATS cluster of bench/nats_cluster.py (deploy/nats/node.conf), each node serving MQTT
-    3.1.1, with one user per gateway; the gateways are dealt over the nodes in turn, ingest logs in
-    on the first. A restart stops and starts every node (JetStream keeps sessions on disk)."""
+    3.1.1, with one user per gateway; the gateways are dealt over the nodes in turn. Ingest runs as in
+    production (docs/scale.md): the JetStream source, PMS_NATS_URL naming all three nodes, every
+    replica pulling from the stream PMS_READINGS through the one durable consumer. A restart stops and
+    starts every node (JetStream keeps sessions and the stream on disk)."""
 
     cluster: Any = None
+    # An experiment, not the production file: the mqtt block's stream_replicas replaced (--nats-stream-replicas).
+    stream_replicas: int | None = None
 
     def prepare(self) -> None:
         from nats_cluster import NODE_CONF, NatsCluster
@@ -401,7 +414,12 @@ class NatsBroker(Broker):
         users = [f'    {{user: "ingest", password: "{self.ingest_password}"}}']
         users += [f'    {{user: "{gateway_id(g)}", password: "{gateway_password(self.secret, gateway_id(g))}"}}'
                   for g in range(self.gateways)]
-        shutil.copy(NODE_CONF, self.workdir / "node.conf")  # an include is read relative to the including file
+        node_conf = NODE_CONF.read_text()  # an include is read relative to the including file: copied
+        if self.stream_replicas is not None:
+            if "stream_replicas: 3" not in node_conf:
+                raise BenchError(f"{NODE_CONF} has no 'stream_replicas: 3' to replace")
+            node_conf = node_conf.replace("stream_replicas: 3", f"stream_replicas: {self.stream_replicas}")
+        (self.workdir / "node.conf").write_text(node_conf)
         conf = self.workdir / "fleet-node.conf"
         conf.write_text('include "node.conf"\n\nauthorization {\n  users = [\n' + "\n".join(users) + "\n  ]\n}\n")
         workdir = self.workdir
@@ -429,8 +447,13 @@ class NatsBroker(Broker):
     def gateway_ports(self) -> list[int]:
         return [node.mqtt_port for node in self.cluster.nodes]
 
-    def ingest_url(self) -> str:
-        return f"mqtt://ingest:{self.ingest_password}@127.0.0.1:{self.cluster.nodes[0].mqtt_port}"
+    def ingest_env(self, replica: int, replicas: int) -> dict[str, str]:
+        servers = ",".join(f"nats://ingest:{self.ingest_password}@127.0.0.1:{node.client_port}"
+                           for node in self.cluster.nodes)
+        # Replica i dials node i first (nats-py tries the list in order unless told to shuffle).
+        rotated = servers.split(",")[replica % 3:] + servers.split(",")[:replica % 3]
+        return {"PMS_INGEST_SOURCE": "jetstream", "PMS_NATS_URL": ",".join(rotated),
+                "PMS_MQTT_CLIENT_ID": f"fleet-bench-ingest-{replica}"}
 
 
 class SimProcess:
@@ -469,13 +492,12 @@ class SimProcess:
         self.proc.stdin.flush()
 
 
-def start_ingest(workdir: Path, broker_url: str, tsdb_url: str, extra_env: dict[str, str] | None = None) -> tuple[
+def start_ingest(workdir: Path, tsdb_url: str, broker_env: dict[str, str], replica: int = 0) -> tuple[
         subprocess.Popen[bytes], int]:
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PMS_")},
-           "PMS_MQTT_URL": broker_url, "PMS_TSDB_URL": tsdb_url, "PMS_METRICS_PORT": str(port),
-           "PMS_MQTT_CLIENT_ID": "fleet-bench-ingest", "PMS_LOG_LEVEL": "WARNING", **(extra_env or {})}
-    log = workdir / "ingest.log"
+           "PMS_TSDB_URL": tsdb_url, "PMS_METRICS_PORT": str(port), "PMS_LOG_LEVEL": "WARNING", **broker_env}
+    log = workdir / f"ingest-{replica}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pms.cli", "ingest"], env=env, cwd=workdir, stdout=out,
                                 stderr=subprocess.STDOUT)
@@ -496,10 +518,14 @@ def http_text(url: str) -> str:
         return str(response.read().decode())
 
 
-def readings_stored(metrics_port: int) -> float:
-    text = http_text(f"http://127.0.0.1:{metrics_port}/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("pms_ingest_readings_total{"))
+def readings_stored(metrics_ports: list[int]) -> float:
+    """Readings stored by every ingest replica (their counters summed)."""
+    total = 0.0
+    for port in metrics_ports:
+        text = http_text(f"http://127.0.0.1:{port}/metrics")
+        total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("pms_ingest_readings_total{"))
+    return total
 
 
 class Influx:
@@ -606,20 +632,30 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
     secret = secrets.token_hex(16)
     env = {**os.environ, "PMS_FLEET_SECRET": secret}
     result: dict[str, Any] = {"broker": args.broker, "gateways": args.gateways, "speedup": args.speedup,
+                              "ingest_replicas": args.ingest_replicas,
+                              "ingest_source": "jetstream" if args.broker == "nats" else "mqtt",
                               "gateway_timeout_s": args.gateway_timeout, "ramp_s": args.ramp,
                               "open_files_limit": open_files, "cpus": os.cpu_count(),
                               "load_average_start": os.getloadavg()}
     influxd, address = start_influxd(workdir)
     broker = (NatsBroker if args.broker == "nats" else Broker)(workdir, args.gateways, secret, secrets.token_hex(12))
+    if isinstance(broker, NatsBroker):
+        broker.stream_replicas = args.nats_stream_replicas
+        result["nats_stream_replicas"] = args.nats_stream_replicas
     sims: list[SimProcess] = []
-    ingest: subprocess.Popen[bytes] | None = None
+    ingests: list[subprocess.Popen[bytes]] = []
+    metrics_ports: list[int] = []
     poller: QueryablePoller | None = None
     try:
         broker.prepare()
         broker.start()
-        ingest, metrics_port = start_ingest(workdir, broker.ingest_url(), f"influxdb://{address}/{DATABASE}")
+        for replica in range(args.ingest_replicas):
+            ingest, metrics_port = start_ingest(workdir, f"influxdb://{address}/{DATABASE}",
+                                                broker.ingest_env(replica, args.ingest_replicas), replica)
+            ingests.append(ingest)
+            metrics_ports.append(metrics_port)
         influx = Influx(address)
-        procs = [ProcessFigures("broker", broker.pids), ProcessFigures("ingest", lambda: [ingest.pid]),
+        procs = [ProcessFigures("broker", broker.pids), ProcessFigures("ingest", lambda: [i.pid for i in ingests]),
                  ProcessFigures("influxd", lambda: [influxd.pid]),
                  ProcessFigures("simulators", lambda: [s.proc.pid for s in sims])]
 
@@ -652,7 +688,7 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         # ---- steady ----
         time.sleep(args.warmup)
         window_start = time.time()
-        stored_start = readings_stored(metrics_port)
+        stored_start = readings_stored(metrics_ports)
         for p in procs:
             p.cpu_start = cpu_seconds(p.family())
         least_connected = connected()
@@ -664,7 +700,7 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
             time.sleep(0.5)
         window_end = time.time()
         elapsed = window_end - window_start
-        stored = readings_stored(metrics_port) - stored_start
+        stored = readings_stored(metrics_ports) - stored_start
         for p in procs:
             p.cpu_end = cpu_seconds(p.family())
         offered = args.gateways * args.speedup * (1 / POWER_INTERVAL_S + 1 / SLOT_S)
@@ -779,7 +815,7 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
                 s.proc.wait(timeout=30)
             if s.proc.poll() is None:
                 s.proc.kill()
-        if ingest is not None:
+        for ingest in ingests:
             stop_process(ingest)
         broker.stop()
         stop_process(influxd)
@@ -809,6 +845,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of steady running measured")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds after all connect before measuring")
     parser.add_argument("--outage", type=float, default=10.0, help="seconds the broker stays down")
+    parser.add_argument("--ingest-replicas", type=int, default=1,
+                        help="ingest processes: over NATS all pull from the one durable consumer; over "
+                        "Mosquitto they share the readings subscription ($share)")
+    parser.add_argument("--nats-stream-replicas", type=int, choices=[1, 2, 3],
+                        help="an experiment: run the nodes with this mqtt stream_replicas instead of "
+                        "deploy/nats/node.conf's (sessions, retained and QoS 1 messages)")
     parser.add_argument("--gateways-per-process", type=int, default=2500)
     parser.add_argument("--heartbeat-interval", type=float, default=30.0, help="the collector's default")
     parser.add_argument("--gateway-timeout", type=float, default=10.0,

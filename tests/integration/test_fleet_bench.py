@@ -1,6 +1,7 @@
 """bench/fleet.py in small: 20 gateways over two simulator processes, each with its own login, against
 the bench's own Mosquitto, `pms ingest` and influxd, with a broker restart; nothing may be lost and
 every figure the bench promises must be printed (the 10,000-gateway figures: docs/fleet-bench.md).
+The same on NATS (--broker nats: 3 nodes, ingest on JetStream with two replicas) is a slow test.
 """
 
 from __future__ import annotations
@@ -41,3 +42,23 @@ def test_a_small_fleet_loses_nothing_across_a_broker_restart_and_prints_every_fi
     assert result["publish_to_queryable_ms"]["samples"] > 0, result
     assert set(result["processes"]) == {"broker", "ingest", "influxd", "simulators"}, result
     assert all(p["rss_mb"] > 0 for p in result["processes"].values()), result
+
+
+@pytest.mark.slow  # about 60 s: the 3-node cluster forms twice (start, full restart); 20 s of that is the outage
+@pytest.mark.skipif(shutil.which("influxd") is None or shutil.which("nats-server") is None,
+                    reason="influxd or nats-server is not installed (scripts/test-services.sh)")
+def test_a_small_fleet_on_nats_is_stored_through_jetstream_by_two_replicas_and_loses_nothing() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--broker", "nats", "--ingest-replicas", "2", "--gateways", "20",
+         "--gateways-per-process", "10", "--speedup", "60", "--duration", "5", "--warmup", "2", "--outage", "2",
+         "--drain-timeout", "60", "--json"],
+        capture_output=True, text=True, timeout=240, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["ingest_source"] == "jetstream" and result["ingest_replicas"] == 2, result
+    assert result["lost"] == 0 and result["unacked_at_end"] == 0, result
+    assert result["stored_powers"] == result["produced_powers"] > 0, result
+    assert result["stored_slots"] == result["produced_slots"] > 0, result
+    assert result["connected"] == result["connected_after_restart"] == 20, result
+    assert result["processes"]["broker"]["count"] == 3 and result["processes"]["ingest"]["count"] == 2, result
