@@ -116,6 +116,33 @@ def test_the_settings_names_are_the_ones_the_manifests_use(monkeypatch: pytest.M
     assert IngestSettings().ingest_source == "mqtt"
 
 
+def test_the_nats_login_is_taken_out_of_the_urls_and_given_for_every_server() -> None:
+    parsed = IngestSettings(nats_url="nats://a:4222,nats://ingest:p%40ss@nats-1:4222, nats://[::1]:4222")
+    assert parsed.nats_servers() == ["nats://a:4222", "nats://nats-1:4222", "nats://[::1]:4222"]
+    assert parsed.nats_login() == ("ingest", "p@ss")
+    assert IngestSettings(nats_url="nats://a:4222").nats_login() == (None, None)
+
+
+def test_a_server_named_without_the_login_is_logged_in_to_with_it(tmp_path: Path) -> None:
+    """The cluster's advertised servers come without a login; nats-py used the URL's login only for the
+    URL it was written in, so a replica moved to another node was refused (Authorization Violation)."""
+    store = RecordingStore()
+    login = 'authorization { users: [ {user: ingest, password: "s3cret"} ] }'
+
+    async def main(server: NatsServer) -> None:
+        connection = await nats.connect(server.nats_url, user="ingest", password="s3cret")
+        js = connection.jetstream()
+        # The login is written on a server that is down; the live one is named without it.
+        async with replica(server, store, nats_url=f"nats://ingest:s3cret@127.0.0.1:1,{server.nats_url}"):
+            await consumer_made(js)
+            await js.publish(subject_of_topic(topics.readings("gw-login")), batch("gw-login", 1))
+            await eventually(lambda: len(store.written) == 1)
+        await connection.close()
+
+    with nats_server(tmp_path / "nats", extra_conf=login) as server:
+        asyncio.run(main(server))
+
+
 def test_two_replicas_share_the_consumer_each_batch_stored_once_and_the_gateways_acked(tmp_path: Path) -> None:
     stores = [RecordingStore(), RecordingStore()]
     gateways = [f"gw-{i}" for i in range(10)]

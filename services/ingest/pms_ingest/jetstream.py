@@ -126,10 +126,11 @@ class JetStreamIngest(Ingest):
         """Connected to any of the servers, retrying with backoff until `stop` (then None)."""
         backoff = Backoff()
         servers = self.settings.nats_servers()
+        user, password = self.settings.nats_login()
         while not stop.is_set():
             try:
                 return await nats.connect(
-                    servers=servers, name=self.settings.client_id(), connect_timeout=2,
+                    servers=servers, user=user, password=password, name=self.settings.client_id(), connect_timeout=2,
                     allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                     disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
                     error_cb=self._error,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import socket
 from typing import ClassVar, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field
 
@@ -61,6 +62,20 @@ class IngestSettings(StoreSettings):
     jetstream_fetch: int = Field(default=500, ge=1, le=10_000, description="messages asked for in one pull")
 
     def nats_servers(self) -> list[str]:
+        """The servers of PMS_NATS_URL without their login (`nats_login` carries it): the client adds the
+        servers the cluster advertises, and those never carry a login, so it must not live in the URLs
+        (nor reach the logs that name the servers)."""
+        return [_without_login(server) for server in self._nats_entries()]
+
+    def nats_login(self) -> tuple[str | None, str | None]:
+        """The user and password written in PMS_NATS_URL (the first entry that has one), for every server."""
+        for server in self._nats_entries():
+            parts = urlsplit(server)
+            if parts.username:
+                return unquote(parts.username), unquote(parts.password or "")
+        return None, None
+
+    def _nats_entries(self) -> list[str]:
         return [server.strip() for server in self.nats_url.split(",") if server.strip()]
 
     def client_id(self) -> str:
@@ -69,3 +84,14 @@ class IngestSettings(StoreSettings):
         if self.mqtt_client_id:
             return self.mqtt_client_id
         return f"pms-ingest-{socket.gethostname()}" if self.share_group else "pms-ingest"
+
+
+def _without_login(server: str) -> str:
+    parts = urlsplit(server)
+    if not parts.username:
+        return server
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
