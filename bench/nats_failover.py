@@ -143,7 +143,16 @@ async def stream_leader(cluster: NatsCluster) -> int:
     """The index of the node leading PMS_READINGS (the worst one to lose)."""
     connection = await nats.connect(servers=cluster.nats_urls)
     try:
-        info = await connection.jetstream().stream_info(STREAM)
+        # A loaded cluster can leave the JetStream API unanswered for a while (seen: 5 s timeouts
+        # with 300 sessions opening); the run must not end on it.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                info = await connection.jetstream(timeout=10).stream_info(STREAM)
+                break
+            except nats.errors.TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
     finally:
         await connection.close()
     leader = info.cluster.leader if info.cluster else None

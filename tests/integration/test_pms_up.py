@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta
@@ -280,9 +281,14 @@ def test_pms_up_provisions_its_simulated_gateways_through_the_claim_flow(tmp_pat
     seen: list[str] = []
     listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="listener")  # a service: anonymous, all rights
     listener.on_message = lambda _c, _u, m: seen.append(m.topic)
+    # The marker proves the listener hears the tree; it must not go out before the SUBACK (a loaded
+    # machine once lost that race and the test waited for a marker published before the subscription).
+    subscribed = threading.Event()
+    listener.on_subscribe = lambda *_: subscribed.set()
     listener.connect("127.0.0.1", mqtt_port)
     listener.subscribe("pms/v1/gw/gw-0002/cmd/#")
     listener.loop_start()
+    assert subscribed.wait(10), "the listener's subscription was not acknowledged"
     intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw-0001-intruder")
     intruder.username_pw_set(kept["gw-0001"]["username"], kept["gw-0001"]["password"])
     intruder.connect("127.0.0.1", mqtt_port)
