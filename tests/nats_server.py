@@ -38,7 +38,7 @@ def _free_port() -> int:
 def nats_binary() -> str:
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     if not Path(binary).exists():
-        pytest.skip("nats-server is not installed (scripts/test-services.sh installs it)")
+        pytest.fail("nats-server is not installed (scripts/test-services.sh installs it)", pytrace=False)
     return binary
 
 
