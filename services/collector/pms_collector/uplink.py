@@ -50,9 +50,6 @@ log = logging.getLogger(__name__)
 HeartbeatSource = Callable[[], Heartbeat]
 # Unacked resends back off to this many times the resend timeout (15 s: two minutes).
 MAX_RESEND_BACKOFF = 8
-# Reconnects back off from 1 s up to two minutes (with jitter: a fleet must not dial in lockstep).
-RECONNECT_INITIAL_S = 1.0
-RECONNECT_MAXIMUM_S = 120.0
 CommandHandler = Callable[[CommandRequest], Awaitable[CommandResult]]
 # Unknown fields (a newer cloud's) are dropped and counted, never a cause to refuse a message.
 READER = ContractReader("collector", metrics.UNKNOWN_FIELDS)
@@ -106,8 +103,7 @@ class Uplink:
                  config: ConfigHandler, batch_stored: asyncio.Event, health: Health, gateway_id: str,
                  broker: BrokerAddress, client_id: str, max_in_flight: int, resend_timeout_s: float,
                  connect: Connect | None = None, heartbeat_due: asyncio.Event | None = None,
-                 on_login_refused: Callable[[], None] | None = None, updates: UpdateChannel | None = None,
-                 stable_session_s: float = RECONNECT_MAXIMUM_S) -> None:
+                 on_login_refused: Callable[[], None] | None = None, updates: UpdateChannel | None = None) -> None:
         self.outbox = outbox
         self.updates = updates
         self.batches_acked = 0  # since the start: a trial boot's health needs one
@@ -130,8 +126,6 @@ class Uplink:
         self.on_login_refused = on_login_refused
         self._in_flight: dict[int, float] = {}
         self._resend_after_s = resend_timeout_s  # grows while resends go unacked (see _pump)
-        # How long a session must have lasted for the reconnect backoff to start again from 1 s (see run).
-        self.stable_session_s = stable_session_s
 
     def _connect_to_broker(self, will: aiomqtt.Will) -> aiomqtt.Client:
         return self.broker.client(identifier=self.client_id, will=will, clean_session=True)
@@ -141,15 +135,14 @@ class Uplink:
         return GatewayStatus(gateway_id=self.gateway_id, state=state, reason=reason, at=at).to_json()  # type: ignore[arg-type]
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = Backoff(initial_s=RECONNECT_INITIAL_S, maximum_s=RECONNECT_MAXIMUM_S)
+        backoff = Backoff(initial_s=1.0, maximum_s=120.0)
 
         async def session() -> None:
             will = aiomqtt.Will(topics.status(self.gateway_id), self._status("offline", "connection lost"),
                                 qos=1, retain=True)
-            connected_at: float | None = None
             try:
                 async with self._connect(will) as client:
-                    connected_at = time.monotonic()
+                    backoff.reset()
                     await self.serve(client, stop)
             except MqttConnectError as exc:
                 if is_login_refused(exc):
@@ -157,15 +150,6 @@ class Uplink:
                     if self.on_login_refused is not None:
                         self.on_login_refused()
                 raise
-            finally:
-                # A CONNACK alone does not earn a fresh backoff: a broker that accepts the connection
-                # and then refuses the subscriptions, or drops the session while busy after a restart,
-                # would otherwise be re-dialled every 0.5-1 s by each gateway forever, feeding the very
-                # storm that makes it fail (seen by bench/fleet.py at 10,000 gateways). Only a session
-                # that outlasted the longest backoff counts as working: then a gateway dials at most
-                # about once per RECONNECT_MAXIMUM_S whatever way its sessions keep failing.
-                if connected_at is not None and time.monotonic() - connected_at >= self.stable_session_s:
-                    backoff.reset()
 
         connected = asyncio.create_task(
             run_connected(f"collector {self.gateway_id}", session, backoff=backoff, on_disconnect=self._disconnected))
