@@ -36,7 +36,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolic
 from pms_common import topics
 from pms_common.mqtt import Backoff
 from pms_ingest import metrics
-from pms_ingest.service import Flushed, Ingest, Publisher, Received, Rejected, parse_batch, parse_plant_message
+from pms_ingest.service import (
+    Flushed,
+    Ingest,
+    Publisher,
+    Received,
+    Rejected,
+    parse_batch,
+    parse_plant_message,
+    run_until_stopped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +111,9 @@ class JetStreamIngest(Ingest):
                                                  cb=partial(self._receive_plant_message, publisher))
             expected = await connection.subscribe(EXPECTED_SUBJECT, queue=WEATHER_QUEUE,
                                                   cb=partial(self._receive_plant_message, publisher))
-            tasks = {asyncio.create_task(self._pull(connection, publisher)),
-                     asyncio.create_task(self._writer(publisher))}
-            stopper = asyncio.create_task(stop.wait())
             try:
-                done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                for task in done & tasks:
-                    task.result()
+                await run_until_stopped([self._pull(connection, publisher), self._writer(publisher)], stop)
             finally:
-                for task in (*tasks, stopper):
-                    task.cancel()
-                await asyncio.gather(*tasks, stopper, return_exceptions=True)
                 await weather.unsubscribe()
                 await expected.unsubscribe()
         finally:

@@ -17,9 +17,10 @@ import base64
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import aiomqtt
 from pydantic import ValidationError
@@ -44,6 +45,21 @@ _DRAIN_MAX = 200
 ACKS_IN_FLIGHT = 1000
 # Unknown fields (a newer writer's) are dropped and counted, never a cause to reject a payload.
 READER = ContractReader("ingest", metrics.UNKNOWN_FIELDS)
+
+
+async def run_until_stopped(work: list[Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
+    """Runs the session's tasks until `stop` or until one of them ends (its error raised here); then
+    cancels the others and waits for them, so that a session never leaves a task behind."""
+    tasks = {asyncio.create_task(coro) for coro in work}
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done & tasks:
+            task.result()
+    finally:
+        for task in (*tasks, stopper):
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
 
 
 class Publisher(Protocol):
@@ -217,16 +233,9 @@ class Ingest:
                 self.health.set("mqtt", True)
                 log.info("ingest: connected to %s:%d, storing readings into %s", self.broker.host,
                          self.broker.port, type(self.store).__name__)
-                tasks = {asyncio.create_task(self._consume(client, inbound)), asyncio.create_task(self._writer(client))}
-                stopper = asyncio.create_task(stop.wait())
                 try:
-                    done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done & tasks:
-                        task.result()
+                    await run_until_stopped([self._consume(client, inbound), self._writer(client)], stop)
                 finally:
-                    for task in (*tasks, stopper):
-                        task.cancel()
-                    await asyncio.gather(*tasks, stopper, return_exceptions=True)
                     self.health.set("mqtt", False)
 
         self.health.set("mqtt", False)
