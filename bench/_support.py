@@ -47,6 +47,26 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str, ti
             time.sleep(0.05)
 
 
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path, what: str, timeout_s: float = 60) -> None:
+    """Until the PMS service `proc` answers ok on its /healthz; it is killed and the log's tail raised
+    if it exits or does not get there in time."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                if b'"ok"' in answer.read():
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{what} did not become healthy:\n{log.read_text(errors='replace')[-3000:]}")
+
+
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
     """Ask `proc` to end with `sig`, killing it if it has not within `timeout_s`."""
     if proc.poll() is None:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import aiomqtt
 import nats
-from _support import REPO, cpu_seconds, free_port, process_family, rss_mb, stop_process
+from _support import REPO, cpu_seconds, free_port, process_family, rss_mb, stop_process, wait_healthy
 from nats_cluster import NatsCluster, nats_cluster
 from share_acks import CountingClient, Gateway, count_store, metric
 
@@ -116,19 +116,8 @@ def start_ingest(name: str, workdir: Path, nats_url: str, ack_wait_s: float,
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pms.cli", "ingest"], env=env, cwd=REPO, stdout=out,
                                 stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
-                if b'"ok"' in answer.read():
-                    return proc, port
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"ingest {name} did not become healthy:\n{log.read_text(errors='replace')[-3000:]}")
+    wait_healthy(proc, port, log, f"ingest {name}")
+    return proc, port
 
 
 def stored_batches(proc: subprocess.Popen[bytes], port: int, name: str = "pms_ingest_batches_total") -> float:

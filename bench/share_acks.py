@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
-from _support import REPO, free_port, start_mosquitto, stop_process
+from _support import REPO, free_port, start_mosquitto, stop_process, wait_healthy
 
 from pms_collector.outbox import Outbox
 from pms_collector.readings_json import encode_readings
@@ -184,18 +184,8 @@ def start_ingest(name: str, workdir: Path, broker_url: str, group: str) -> tuple
     log = (workdir / f"ingest-{name}.log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "pms.cli", "ingest"], env=env, cwd=REPO, stdout=log,
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if '"ok"' in http_text(f"http://127.0.0.1:{port}/healthz"):
-                return proc, port
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"ingest {name} did not become healthy: {(workdir / f'ingest-{name}.log').read_text()}")
+    wait_healthy(proc, port, workdir / f"ingest-{name}.log", f"ingest {name}")
+    return proc, port
 
 
 def count_store(path: Path, gateways: list[Gateway], batches: int) -> tuple[int, int]:
