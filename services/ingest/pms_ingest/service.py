@@ -20,10 +20,10 @@ from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import aiomqtt
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pms_common import timeutil, topics
 from pms_common.contract_reader import ContractReader
@@ -77,6 +77,9 @@ class Rejected(Exception):
         self.reason = reason
 
 
+_Message = TypeVar("_Message", bound=BaseModel)
+
+
 def _validation_reason(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "payload"
@@ -84,12 +87,17 @@ def _validation_reason(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
-def parse_batch(topic: str, payload: bytes) -> ReadingsBatch:
+def _parsed(model: type[_Message], payload: bytes) -> _Message:
+    """The payload read as `model` (unknown fields dropped and counted), or Rejected: json or schema."""
     try:
-        batch = READER.parse(ReadingsBatch, payload)
+        return READER.parse(model, payload)
     except ValidationError as exc:
         kind = "json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
         raise Rejected(kind, _validation_reason(exc)) from exc
+
+
+def parse_batch(topic: str, payload: bytes) -> ReadingsBatch:
+    batch = _parsed(ReadingsBatch, payload)
     parts = topics.split_gateway_topic(topic)
     if parts is None or parts[0] != batch.gateway_id:
         raise Rejected("topic", f"gateway_id {batch.gateway_id!r} does not match the topic {topic!r}")
@@ -97,22 +105,14 @@ def parse_batch(topic: str, payload: bytes) -> ReadingsBatch:
 
 
 def parse_weather(topic: str, payload: bytes) -> Weather:
-    try:
-        weather = READER.parse(Weather, payload)
-    except ValidationError as exc:
-        kind = "json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
-        raise Rejected(kind, _validation_reason(exc)) from exc
+    weather = _parsed(Weather, payload)
     if topics.service_code_of_weather_topic(topic) != weather.service_code:
         raise Rejected("topic", f"service_code {weather.service_code!r} does not match the topic {topic!r}")
     return weather
 
 
 def parse_expected(topic: str, payload: bytes) -> ExpectedYield:
-    try:
-        expected = READER.parse(ExpectedYield, payload)
-    except ValidationError as exc:
-        kind = "json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
-        raise Rejected(kind, _validation_reason(exc)) from exc
+    expected = _parsed(ExpectedYield, payload)
     if topics.service_code_of_expected_topic(topic) != expected.service_code:
         raise Rejected("topic", f"service_code {expected.service_code!r} does not match the topic {topic!r}")
     return expected
