@@ -171,7 +171,8 @@ def test_a_connection_announces_itself_and_goes_offline_on_shutdown(tmp_path: Pa
     rig.play(scenario)
     assert [topic for topic, _ in client.subscribed] == [topics.gateway(GW, leaf)
                                                          for leaf in ("ack", "config/desired", "cmd/req")]
-    assert {qos for _, qos in client.subscribed} == {1}
+    # QoS 0 on purpose: its sessions are clean (uplink.SUBSCRIPTION_QOS says why).
+    assert {qos for _, qos in client.subscribed} == {0}
     assert client.pending_calls_threshold == 60
     statuses = [(p.retain, GatewayStatus.model_validate_json(p.payload)) for p in client.published
                 if p.topic == topics.status(GW)]

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import ValidationError
 
 from pms_collector.settings import CollectorSettings
+from pms_collector.uplink import SUBSCRIPTION_QOS
 from pms_common import timeutil, topics
 from pms_common.mqtt import Backoff, BrokerAddress, is_broker_failure
 from pms_common.provisioning import AnswerUnreadable, ClaimAnswer, ClaimCredentials, make_claim, open_answer
@@ -76,7 +77,7 @@ async def claim_once(settings: CollectorSettings) -> ClaimCredentials | ClaimAns
     claim = make_claim(settings.gateway_serial, secret, timeutil.now_jst(), firmware=settings.firmware)
     broker = BrokerAddress.parse(settings.mqtt_url)
     async with broker.client(identifier=claim.client_id, clean_session=True) as client:
-        await client.subscribe(topics.provision_answer(claim.client_id), qos=1)
+        await client.subscribe(topics.provision_answer(claim.client_id), qos=SUBSCRIPTION_QOS)
         await client.publish(topics.provision_claim(claim.client_id), claim.to_json(), qos=1)
         log.info("claim: serial %s claimed its identity as %s; waiting for the answer", claim.serial, claim.client_id)
         try:

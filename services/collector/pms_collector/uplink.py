@@ -98,6 +98,18 @@ class _Stopping(Exception):
     """Raised inside the session's task group to end it when the service is asked to stop."""
 
 
+# What a gateway subscribes at (acks, desired config, commands, update jobs, the claim's answer).
+# Its sessions are clean, so a QoS 1 subscription guarantees nothing a QoS 0 one does not: either
+# way a delivery cut off by a dropped connection is gone with the session, and each of these
+# recovers by itself (an unacked batch is resent, config and update jobs are retained and come
+# again on the next subscribe, an older reported config makes the device-manager publish again, a
+# command unanswered times out). What QoS 1 would cost is real on the NATS cluster: there every
+# QoS 1 subscription is a JetStream consumer created through the meta leader on each connect and
+# deleted on each disconnect: 5,000 gateways (three subscriptions each) connecting made the cluster
+# time out creating consumers and refuse subscriptions (SUBACK 0x80). At QoS 0 NATS delivers over
+# plain subscriptions (docs/scale.md, docs/fleet-bench.md).
+SUBSCRIPTION_QOS = 0
+
 class Uplink:
     def __init__(self, outbox: Outbox, *, heartbeat: HeartbeatSource, commands: CommandHandler,
                  config: ConfigHandler, batch_stored: asyncio.Event, health: Health, gateway_id: str,
@@ -182,7 +194,7 @@ class Uplink:
         leaves = ("ack", "config/desired", "cmd/req") + (("update/job",) if self.updates is not None else ())
         for leaf in leaves:
             topic = topics.gateway(self.gateway_id, leaf)
-            if refused_in_suback(await client.subscribe(topic, qos=1)):
+            if refused_in_suback(await client.subscribe(topic, qos=SUBSCRIPTION_QOS)):
                 # Without its ack subscription the gateway would publish and never see an ack: its
                 # outbox would fill and every batch be resent forever. Connect again instead (with
                 # backoff); a cluster that could not make the subscription in time usually can then.
