@@ -149,8 +149,8 @@ class PublishTimes:
     def messages(self) -> AsyncIterator[IncomingMessage]:
         return self._client.messages  # type: ignore[return-value]
 
-    async def subscribe(self, topic: str, /, qos: int = 0) -> object:
-        return await self._client.subscribe(topic, qos=qos)
+    async def subscribe(self, topic: list[tuple[str, int]], /) -> object:
+        return await self._client.subscribe(topic)
 
     async def publish(self, topic: str, /, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         if topic == self._readings_topic:

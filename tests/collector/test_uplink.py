@@ -57,6 +57,7 @@ class FakeMqttClient:
 
     pending_calls_threshold: int = 10
     subscribed: list[tuple[str, int]] = field(default_factory=list)
+    subscribe_packets: int = 0
     published: list[Published] = field(default_factory=list)
     inbox: asyncio.Queue[Incoming] = field(default_factory=asyncio.Queue)
 
@@ -68,8 +69,9 @@ class FakeMqttClient:
         while True:
             yield await self.inbox.get()
 
-    async def subscribe(self, topic: str, /, qos: int = 0) -> None:
-        self.subscribed.append((topic, qos))
+    async def subscribe(self, topic: list[tuple[str, int]], /) -> None:
+        self.subscribe_packets += 1
+        self.subscribed.extend(topic)
 
     async def publish(self, topic: str, /, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         await asyncio.sleep(0)  # a round trip: publishes started together finish together
@@ -171,8 +173,9 @@ def test_a_connection_announces_itself_and_goes_offline_on_shutdown(tmp_path: Pa
     rig.play(scenario)
     assert [topic for topic, _ in client.subscribed] == [topics.gateway(GW, leaf)
                                                          for leaf in ("ack", "config/desired", "cmd/req")]
-    # QoS 0 on purpose: its sessions are clean (uplink.SUBSCRIPTION_QOS says why).
+    # QoS 0 on purpose: its sessions are clean (uplink.SUBSCRIPTION_QOS says why); all in one SUBSCRIBE.
     assert {qos for _, qos in client.subscribed} == {0}
+    assert client.subscribe_packets == 1
     assert client.pending_calls_threshold == 60
     statuses = [(p.retain, GatewayStatus.model_validate_json(p.payload)) for p in client.published
                 if p.topic == topics.status(GW)]
