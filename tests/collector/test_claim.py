@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from pms_collector.claim import as_itself, claim_identity, load_credentials, provisioned, save_credentials
 from pms_collector.settings import CollectorSettings
+from pms_common.broker_admin import BrokerAdminError, BrokerLogin
 from pms_common.mqtt import BrokerAddress
 from pms_common.provisioning import ClaimCredentials
 from pms_device_manager.claims import ClaimHandler, ClaimLimits, ClaimService
@@ -100,3 +101,48 @@ def test_a_refused_claim_is_retried_and_an_accepted_one_kept(tmp_path: Path, mos
     assert load_credentials(configured.credentials_path) == granted
     assert [e.kind for e in registry.list_events()][-1] == "claim_refused"
     assert registry.list_events()[0].kind == "gateway_claimed"
+
+
+class FlakyBrokerAdmin(MemoryBrokerAdmin):
+    """A broker admin whose first login fails: device-manager answers the claim "unavailable"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures_left = 1
+
+    async def create_gateway_login(self, gateway_id: str) -> BrokerLogin:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise BrokerAdminError("the broker did not answer")
+        return await super().create_gateway_login(gateway_id)
+
+
+def test_an_unavailable_cloud_is_claimed_again_after_the_backoff_not_the_refusal_wait(
+        tmp_path: Path, mosquitto: str, noon: datetime) -> None:
+    """"unavailable" is the cloud's passing fault, not a verdict on the gateway: the claim comes again
+    within the backoff (2 s, jittered), not after claim_refused_retry_s (300 s by default)."""
+    run = uuid.uuid4().hex[:6]
+    serial = f"SN-{run}"
+    registry = Registry(f"sqlite:///{tmp_path}/r.db")
+    registry.migrate()
+    registry.import_factory_gateways([FactoryRow(serial, "factory-secret-of-sn-0001", f"C-{run}")], noon)
+    admin = FlakyBrokerAdmin()
+    service = ClaimService(ClaimHandler(registry, admin, ClaimLimits(1, 5, 100, 100)),
+                           BrokerAddress.parse(mosquitto), f"dm-{run}")
+    configured = settings(tmp_path, url=mosquitto, gateway_serial=serial, claim_timeout_s=5)
+    assert configured.claim_refused_retry_s == 300
+
+    async def main() -> ClaimCredentials | None:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(service.run(stop))
+        try:
+            await asyncio.wait_for(service.subscribed.wait(), 10)
+            return await asyncio.wait_for(claim_identity(configured, stop), 30)
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, 10)
+
+    granted = asyncio.run(main())
+    assert admin.failures_left == 0, "the first claim was not refused as unavailable"
+    assert granted is not None and granted.gateway_id == f"gw-sn-{run}"
+    assert admin.logins[granted.gateway_id].password == granted.password

@@ -2,8 +2,8 @@
 
 With `gateway_serial` and `factory_secret` set, the collector connects with the shared provisioning
 login of `mqtt_url` as client id `claim-{serial}`, publishes a claim (pms_common.provisioning) and
-waits for the answer; no answer in time → a fresh claim after a backoff; a refusal → its reason is
-logged and the claim made again later. The credentials go to `credentials_path` (written whole or not
+waits for the answer; no answer in time, or the cloud unavailable → a fresh claim after a backoff;
+another refusal → its reason is logged and the claim made again later. The credentials go to `credentials_path` (written whole or not
 at all, mode 0600), and later starts use that file without claiming. When the broker refuses the
 stored login (revoked on unbinding, rotated), the collector claims again (see main.py).
 """
@@ -123,6 +123,11 @@ async def claim_identity(settings: CollectorSettings, stop: asyncio.Event) -> Cl
             if outcome is None:
                 wait = backoff.next_delay()
                 log.warning("claim: no answer within %.0f s; claiming again in %.0f s", settings.claim_timeout_s, wait)
+            elif outcome.reason == "unavailable":
+                # The cloud could not answer this time (its broker admin failed): a passing fault, like
+                # no answer at all, so the backoff rather than the long wait after a real refusal.
+                wait = backoff.next_delay()
+                log.warning("claim: the cloud is unavailable (%s); claiming again in %.0f s", outcome.detail, wait)
             else:
                 wait = settings.claim_refused_retry_s
                 log.error("claim: refused (%s): %s; claiming again in %.0f s", outcome.reason, outcome.detail, wait)
