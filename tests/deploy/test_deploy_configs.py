@@ -494,7 +494,7 @@ def test_promtool_check_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     rules = load_yaml(PROMETHEUS_DIR / "alerts.yml")
     exprs = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
-    for metric in ("up", "pms_ingest_deadletter_total", "pms_collector_outbox_depth"):
+    for metric in ("up", "pms_ingest_deadletter_total", "pms_device_manager_gateway_outbox_depth"):
         assert re.search(rf"\b{metric}\b", exprs), f"no alert rule uses {metric}"
 
 

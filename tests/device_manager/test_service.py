@@ -1,7 +1,8 @@
 """Device-manager's presence through the real Mosquitto with the dynamic-security plugin (device-manager on
 its production login, each gateway on its own): a gateway that misses N-1 heartbeats stays online, N goes
 offline, a last will takes it offline at once; every transition is in the registry's presence history
-with its reason, on a SQLite and a PostgreSQL registry."""
+with its reason, on a SQLite and a PostgreSQL registry; the heartbeats' outbox depth is a gauge per
+online gateway."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from prometheus_client import REGISTRY
 
 from pms_common import timeutil, topics
 from pms_common.dynsec import DynsecBrokerAdmin
@@ -32,9 +34,9 @@ INTERVAL_S = 1.0
 MISSED = 3
 
 
-def _heartbeat(gateway_id: str, interval_s: float) -> bytes:
+def _heartbeat(gateway_id: str, interval_s: float, outbox_depth: int = 0) -> bytes:
     return Heartbeat(gateway_id=gateway_id, at=timeutil.now_jst(), uptime_s=1.0, firmware="test",
-                     module_family="sim", read_errors_total=0, outbox_depth=0, power_interval_s=60.0,
+                     module_family="sim", read_errors_total=0, outbox_depth=outbox_depth, power_interval_s=60.0,
                      heartbeat_interval_s=interval_s).model_dump_json().encode()
 
 
@@ -78,20 +80,28 @@ def presence_scenario(broker: DynsecBroker, registry: Registry) -> None:
         found = registry.get_gateway(gateway_id)
         return None if found is None else found.status
 
-    def beat(gateway_id: str, interval_s: float, client: paho.Client = publisher) -> float:
-        client.publish(topics.heartbeat(gateway_id), _heartbeat(gateway_id, interval_s), qos=1).wait_for_publish()
+    def beat(gateway_id: str, interval_s: float, client: paho.Client = publisher, outbox_depth: int = 0) -> float:
+        payload = _heartbeat(gateway_id, interval_s, outbox_depth)
+        client.publish(topics.heartbeat(gateway_id), payload, qos=1).wait_for_publish()
         return time.monotonic()
+
+    def outbox_depth(gateway_id: str) -> float | None:
+        return REGISTRY.get_sample_value("pms_device_manager_gateway_outbox_depth", {"gateway_id": gateway_id})
 
     async def scenario() -> None:
         await eventually(lambda: manager.health.snapshot().get("mqtt") is True, 20, "device-manager subscribed")
-        beat(quiet, INTERVAL_S)
+        beat(quiet, INTERVAL_S, outbox_depth=7)
         await eventually(lambda: state(quiet) == "online", 10, "online on the first heartbeat")
-        for _ in range(2):  # N-1 heartbeats missed each time, then one arrives: never offline
+        # Gateways are not scraped: their outbox depth reaches Prometheus through device-manager.
+        assert outbox_depth(quiet) == 7
+        for depth in (9, 12):  # N-1 heartbeats missed each time, then one arrives: never offline
             await asyncio.sleep((MISSED - 1) * INTERVAL_S)
             assert state(quiet) == "online"
-            last = beat(quiet, INTERVAL_S)
+            last = beat(quiet, INTERVAL_S, outbox_depth=depth)
+        await eventually(lambda: outbox_depth(quiet) == 12, 5, "the latest heartbeat's outbox depth")
         await eventually(lambda: state(quiet) == "offline", MISSED * INTERVAL_S + 5, "offline after N missed")
         assert time.monotonic() - last >= MISSED * INTERVAL_S  # not before the N-th interval passed
+        assert outbox_depth(quiet) is None  # an offline gateway's depth is unknown: its series is gone
 
         beat(dropped, 30.0, dropper)  # a long interval: only the will can make it offline soon
         await eventually(lambda: state(dropped) == "online", 10, "the dropping gateway online")

@@ -151,6 +151,16 @@ def test_the_production_rehearsal_end_to_end() -> None:
 
             wait_until(readings, 60, f"{gateway.gateway_id}'s readings in GET /plants/{gateway.service_code}/power")
 
+        # The gateways are not scraped (NAT): their outbox depth reaches Prometheus from their heartbeats,
+        # through device-manager, for the outbox alerts and the ops dashboard.
+        def outbox_depth_series() -> set[str]:
+            answer = httpx.post(f"{rehearsal.prometheus_url}/api/v1/query",
+                                data={"query": "pms_device_manager_gateway_outbox_depth"}, timeout=10).json()
+            return {r["metric"]["gateway_id"] for r in answer["data"]["result"]}
+
+        everyone = {g.gateway_id for g in rehearsal.gateways}
+        wait_until(lambda: outbox_depth_series() == everyone, 60, "every gateway's outbox depth in Prometheus")
+
         # Every PromQL query of the dashboards runs against the real Prometheus without error.
         queries = dashboard_promql()
         assert queries, "no PromQL target in deploy/grafana/dashboards"
@@ -186,6 +196,9 @@ def test_the_production_rehearsal_end_to_end() -> None:
         wait_until(lambda: active_alerts(rehearsal, "PMSGatewaysOnlineFalling"), 90,
                    "PMSGatewaysOnlineFalling in Alertmanager")
         figures["gateway_alert_s"] = time.monotonic() - killed_at
+        # Offline, its outbox depth is unknown: the series is gone (the offline gateway is its own alert).
+        wait_until(lambda: outbox_depth_series() == everyone - {rehearsal.gateways[-1].gateway_id}, 30,
+                   "the killed gateway's outbox depth gone from Prometheus")
 
         # No secret in any log (logs print URLs with *** for passwords): the .env's, the gateways' factory
         # secrets and the logins they claimed.

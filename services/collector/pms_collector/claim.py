@@ -3,9 +3,10 @@
 With `gateway_serial` and `factory_secret` set, the collector connects with the shared provisioning
 login of `mqtt_url` as client id `claim-{serial}`, publishes a claim (pms_common.provisioning) and
 waits for the answer; no answer in time, or the cloud unavailable → a fresh claim after a backoff;
-another refusal → its reason is logged and the claim made again later. The credentials go to `credentials_path` (written whole or not
-at all, mode 0600), and later starts use that file without claiming. When the broker refuses the
-stored login (revoked on unbinding, rotated), the collector claims again (see main.py).
+another refusal → its reason is logged and the claim made again later. The credentials go to
+`credentials_path` (written whole or not at all, mode 0600), and later starts use that file without
+claiming. When the broker refuses the stored login (revoked on unbinding, rotated), the collector
+claims again (see main.py).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ zero-config provisioning (claims.py): claims answered, logins made and revoked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiomqtt
 from prometheus_client import Counter, Gauge
@@ -33,6 +34,11 @@ HEARTBEATS = Counter("pms_device_manager_heartbeats_total", "Heartbeats recorded
 TRANSITIONS = Counter("pms_device_manager_transitions_total", "Gateway state changes", ["state"])
 BAD_PAYLOADS = Counter("pms_device_manager_bad_payloads_total", "Presence payloads that broke the contract")
 ONLINE = Gauge("pms_device_manager_gateways_online", "Gateways currently online")
+# Gateways sit behind NAT and are not scraped: their outbox depth reaches Prometheus from their
+# heartbeats, here, for the outbox alerts (deploy/prometheus/alerts.yml). One series per online
+# gateway; an offline gateway's is removed (its depth is unknown, and being offline is its own alert).
+OUTBOX_DEPTH = Gauge("pms_device_manager_gateway_outbox_depth",
+                     "Batches not yet acked in a gateway's outbox, from its latest heartbeat", ["gateway_id"])
 
 
 class DeviceManager:
@@ -65,6 +71,7 @@ class DeviceManager:
     async def on_message(self, _client: aiomqtt.Client, message: GatewayStatus | Heartbeat) -> None:
         if isinstance(message, Heartbeat):
             HEARTBEATS.inc()
+            OUTBOX_DEPTH.labels(message.gateway_id).set(message.outbox_depth)
             await asyncio.to_thread(
                 self.registry.record_heartbeat, message.gateway_id, message.model_dump(mode="json"),
                 timeutil.now_jst(), message.power_interval_s,
@@ -76,6 +83,8 @@ class DeviceManager:
             self.online.add(transition.gateway_id)
         else:
             self.online.discard(transition.gateway_id)
+            with contextlib.suppress(KeyError):  # no heartbeat came from it since the start
+                OUTBOX_DEPTH.remove(transition.gateway_id)
         ONLINE.set(len(self.online))
         await asyncio.to_thread(self.registry.record_presence, transition.gateway_id, transition.state,
                                 transition.at, transition.reason)
