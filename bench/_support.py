@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from pms_common.ports import listener_port
+
 REPO = Path(__file__).resolve().parents[1]
 TEST_BROKER_CONF = REPO / "deploy" / "mosquitto" / "test-broker.conf"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -25,9 +27,8 @@ class BenchError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port below the ephemeral range (pms_common.ports says why)."""
+    return listener_port()
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str, timeout_s: float = 30) -> None:

@@ -36,6 +36,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
 from pms_common import topics
 from pms_common.broker_admin import PROVISION_ROOT, BrokerAdminError, BrokerLogin, count_request
+from pms_common.ports import listener_port
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,8 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+    """A port below the ephemeral range (pms_common.ports says why)."""
+    return listener_port(host)
 
 
 def choose_port(host: str, wanted: int, var_dir: Path) -> int:

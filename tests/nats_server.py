@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pms_common.ports import listener_port
+
 
 @dataclass(frozen=True)
 class NatsServer:
@@ -29,12 +31,6 @@ class NatsServer:
         return f"mqtt://127.0.0.1:{self.mqtt_port}"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def nats_binary() -> str:
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     if not Path(binary).exists():
@@ -45,7 +41,7 @@ def nats_binary() -> str:
 @contextmanager
 def nats_server(workdir: Path, extra_conf: str = "", mqtt_conf: str = "") -> Iterator[NatsServer]:
     """A running server; `extra_conf` is added at the top level, `mqtt_conf` inside its mqtt block."""
-    server = NatsServer(client_port=_free_port(), mqtt_port=_free_port())
+    server = NatsServer(client_port=listener_port(), mqtt_port=listener_port())
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "nats.conf"
     conf.write_text(f"""
