@@ -10,6 +10,8 @@ hangs together.
   command it runs; every $(NAME) is defined before it; ports, probes, Services, PodMonitors and
   PodDisruptionBudgets find the pods and ports they name; secrets come from Secrets the README says how
   to create, never from the manifests; the registry is migrated by the Job and waited for by the services.
+- The NetworkPolicies let through exactly the connections the manifests make (derived from the URLs
+  the containers are given, the NATS routes, the PodMonitors and the two public ports).
 - The NATS nodes' configuration is checked by the real `nats-server -t` (Debian's nats-server).
 """
 
@@ -622,3 +624,107 @@ def test_the_three_nodes_serve_mqtt_with_the_readme_s_logins(tmp_path: Path) -> 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# ----------------------------------------------------------------------------- network policies
+
+ANYONE = "(anyone)"
+PROMETHEUS = "(prometheus)"
+# The Services the world reaches: the gateways' MQTT load balancer and the API (behind an ingress).
+PUBLIC = {("nats", "mqtt"), ("api", "http")}
+
+
+def label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes' LabelSelector: matchLabels and matchExpressions, all of them."""
+    if not selects(selector.get("matchLabels", {}), labels):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        present = key in labels
+        if not {"In": present and labels[key] in values, "NotIn": not present or labels[key] not in values,
+                "Exists": present, "DoesNotExist": not present}[operator]:
+            return False
+    return True
+
+
+def needed_connections() -> set[tuple[str, str, str]]:
+    """(source workload, target workload, target port name) that the manifests make: every URL a
+    container is given that names a Service, the NATS routes, Prometheus on every PodMonitor port, and
+    anyone on the public ports."""
+    services = of_kind("Service")
+    by_port = {(name, p["port"]): (s["spec"]["selector"], p["targetPort"])
+               for name, s in services.items() for p in s["spec"]["ports"]}
+    sample = {name: f"sample-{name.lower()}" for name in HELPER_ENV}
+    needed: set[tuple[str, str, str]] = set()
+    for source, workload in workloads().items():
+        for c in containers(workload):
+            for value in env_values(c).values():
+                for url in expand(value, sample).split(","):
+                    if "://" not in url:
+                        continue
+                    parts = urlsplit(url)
+                    if (parts.hostname, parts.port) not in by_port:
+                        continue  # outside the cluster (forecasts, the public URL)
+                    selector, port = by_port[(parts.hostname, parts.port)]
+                    for target in selected_workloads(selector):
+                        needed.add((source, target["metadata"]["name"], port))
+    needed.add(("nats", "nats", "cluster"))  # the routes of node.conf
+    for monitor in of_kind("PodMonitor").values():
+        for target in selected_workloads(monitor["spec"]["selector"]["matchLabels"]):
+            for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+                needed.add((PROMETHEUS, target["metadata"]["name"], endpoint["port"]))
+    for target, port in PUBLIC:
+        needed.add((ANYONE, target, port))
+    return needed
+
+
+def allowed_connections() -> set[tuple[str, str, str]]:
+    """What the NetworkPolicies let in, as (source, target workload, target port name)."""
+    allowed: set[tuple[str, str, str]] = set()
+    for name, policy in of_kind("NetworkPolicy").items():
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress"], f"{name}: egress is left open on purpose"
+        targets = [w for w in workloads().values() if label_selector_matches(spec["podSelector"], pod_labels(w))]
+        assert targets, f"NetworkPolicy {name} selects no pod"
+        for rule in spec.get("ingress", []):
+            sources: set[str] = set()
+            for peer in rule.get("from", [None]):  # no `from`: every source
+                if peer is None:
+                    sources.add(ANYONE)
+                elif "namespaceSelector" in peer:
+                    assert peer == {"namespaceSelector": {}, "podSelector": {
+                        "matchLabels": {"app.kubernetes.io/name": "prometheus"}}}, f"{name}: an unknown outside peer"
+                    sources.add(PROMETHEUS)
+                else:
+                    assert set(peer) == {"podSelector"}, f"{name}: {peer}"
+                    sources |= {n for n, w in workloads().items()
+                                if label_selector_matches(peer["podSelector"], pod_labels(w))}
+            for target in targets:
+                ports = named_ports(target)
+                for entry in rule["ports"]:
+                    port = entry["port"] if isinstance(entry["port"], str) else next(
+                        n for n, number in ports.items() if number == entry["port"])
+                    assert port in ports, f"NetworkPolicy {name}: {target['metadata']['name']} has no port {port}"
+                    allowed |= {(source, target["metadata"]["name"], port) for source in sources}
+    return allowed
+
+
+def test_network_policies_let_through_exactly_the_connections_the_manifests_make() -> None:
+    policies = of_kind("NetworkPolicy")
+    deny = policies["default-deny-ingress"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}, "ingress is denied unless allowed"
+    needed, allowed = needed_connections(), allowed_connections()
+    # The derivation sees what it must: the registry, the store, the broker, the routes, the scrapes.
+    assert {("api", "postgres", "postgres"), ("registry-migrate", "postgres", "postgres"),
+            ("ingest", "influxdb", "http"), ("influxdb-init", "influxdb", "http"), ("ingest", "nats", "client"),
+            ("weather", "nats", "mqtt"), ("nats", "nats", "cluster"), (PROMETHEUS, "ingest", "metrics"),
+            (ANYONE, "nats", "mqtt")} <= needed
+    public = {(target, port) for source, target, port in allowed if source == ANYONE}
+    missing = {(s, t, p) for s, t, p in needed if (s, t, p) not in allowed and (t, p) not in public}
+    assert not missing, f"connections the manifests make that the policies refuse: {sorted(missing)}"
+    extra = {(s, t, p) for s, t, p in allowed if (s, t, p) not in needed and (t, p) not in public}
+    assert not extra, f"connections the policies allow that nothing makes: {sorted(extra)}"
+    assert public == PUBLIC, "only the gateways' MQTT and the API are open to anyone"
+    # A workload's own server is closed to the others: weather never talks to InfluxDB, ingest never
+    # to PostgreSQL (their settings name neither).
+    assert ("weather", "influxdb", "http") not in allowed and ("ingest", "postgres", "postgres") not in allowed
