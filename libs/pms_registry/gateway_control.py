@@ -180,6 +180,14 @@ class GatewayControl(RegistryCore):
                 conn.execute(update(t.audit_log).where(t.audit_log.c.audit_id == desired["audit_id"],
                                                        t.audit_log.c.outcome == PENDING)
                              .values(outcome=f"applied: version {version} reported at {at.isoformat()}"))
+            if desired is not None and version == desired["version"] and desired["published_version"] != version:
+                # The gateway runs the desired version, so it was published: the report can overtake
+                # device-manager's own note of the publish (mark_desired_published), and until then
+                # the API would say "applied" and "not published" at once.
+                conn.execute(update(t.gateway_config_desired)
+                             .where(t.gateway_config_desired.c.gateway_id == gateway_id,
+                                    t.gateway_config_desired.c.version == version)
+                             .values(published_version=version))
         return self.config_state(gateway_id)
 
     # ---- tags and groups -------------------------------------------------------------------------

@@ -175,7 +175,10 @@ class WebhookReceiver:
     clock: Callable[[], float] = time.time  # its own clock in unix seconds (tests: the scripted one)
     tolerance_s: float = 300.0
     fail_with: int | None = None  # answer this status (e.g. 500) to every request until set to None
-    outage: tuple[float, float] | None = None  # answer 500 while start <= clock() < end (a scripted outage)
+    # A scripted outage: answer 500 to a delivery sent while start <= t < end, t being the time the sender
+    # signed (X-PMS-Timestamp), else the receiver's clock. On a simulated clock the request can arrive
+    # after the clock has stepped on; the signed time is when it was sent.
+    outage: tuple[float, float] | None = None
     accepted: list[Accepted] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     requests: int = 0
@@ -220,7 +223,9 @@ class WebhookReceiver:
             if self.fail_with is not None:
                 self.rejected.append((self.fail_with, "told to fail"))
                 return self.fail_with, "told to fail"
-            if self.outage is not None and self.outage[0] <= self.clock() < self.outage[1]:
+            signed = headers.get("X-PMS-Timestamp") or ""
+            sent_at = int(signed) if signed.isdigit() else self.clock()
+            if self.outage is not None and self.outage[0] <= sent_at < self.outage[1]:
                 self.rejected.append((500, "in its outage"))
                 return 500, "in its outage"
             status, reason = self._check(body, headers)

@@ -137,6 +137,20 @@ def test_a_push_audit_entry_is_marked_applied_when_the_gateway_reports_that_vers
     assert entry.outcome.startswith("applied: version 1") and entry.actor == "key:ops"
 
 
+def test_a_report_of_the_desired_version_before_its_publish_is_noted_marks_it_published(
+        registry: Registry) -> None:
+    """The gateway's report can overtake device-manager's note of its own publish: a gateway running the
+    desired version got it, so the registry does not say "applied" and "not published" at once."""
+    registry.set_desired_config(["gw-1"], {"power_interval_s": 5.0}, defaults=DEFAULTS, at=T0, by="ops")
+    registry.record_reported_config("gw-1", 0, DEFAULTS, T0)  # an older version says nothing of the publish
+    assert [d.version for d in registry.unpublished_desired_configs()] == [1]
+    state = registry.record_reported_config("gw-1", 1, {**DEFAULTS, "power_interval_s": 5.0}, T0)
+    assert state.desired is not None and state.desired.published_version == 1 and not state.drift
+    assert registry.unpublished_desired_configs() == []
+    registry.mark_desired_published([("gw-1", 1)])  # the late note changes nothing
+    assert registry.config_state("gw-1").desired.published_version == 1  # type: ignore[union-attr]
+
+
 def test_a_deadline_before_creation_is_refused(registry: Registry) -> None:
     with pytest.raises(RegistryError, match="deadline must come after"):
         registry.create_command(gateway_id="gw-1", command="rejoin", args={}, requested_by="ops", at=T0, deadline=T0)
