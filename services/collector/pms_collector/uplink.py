@@ -192,8 +192,7 @@ class Uplink:
         self.health.set(f"mqtt:{self.gateway_id}", True)
         metrics.CONNECTED.labels(self.gateway_id).set(1)
         leaves = ("ack", "config/desired", "cmd/req") + (("update/job",) if self.updates is not None else ())
-        # One SUBSCRIBE for all of them: one round trip per connect, and on NATS one write of the
-        # session record instead of one per topic.
+        # One SUBSCRIBE for all of them: one round trip per connect, not one per topic.
         subscriptions = [(topics.gateway(self.gateway_id, leaf), SUBSCRIPTION_QOS) for leaf in leaves]
         granted = await client.subscribe(subscriptions)
         if refused_in_suback(granted):
