@@ -144,7 +144,9 @@ def test_plants_tariffs_and_csv_from_the_console_in_both_languages(browser: Any,
         _fill(browser, {"name": f"つくば第一発電所 {lang}", "address": "茨城県つくば市", "phone": "029-123-4567",
                         "latitude": "91", "longitude": "140.11", "tariff_yen_per_kwh": "16", "tilt_deg": "30"})
         browser.find_element(By.ID, "create-plant").click()
-        problem = browser.find_element(By.CSS_SELECTOR, ".form-problem").text
+        # The form comes back with the problem once the POST is answered: wait for it, as for a flash.
+        problem = WebDriverWait(browser, 10).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, ".form-problem"))).text
         assert ("緯度" if lang == "ja" else "latitude") in problem
         before = console.registry.count_plants()
         _fill(browser, {"latitude": "36.08"})
