@@ -1,4 +1,4 @@
-"""What the bench scripts share: free ports, servers of their own, and a process's figures from /proc.
+"""What the bench scripts share: servers of their own on free ports, and a process's figures from /proc.
 
 A bench runs as `.venv/bin/python bench/NAME.py`, which puts this folder on sys.path, so each
 script says `from _support import ...`. Linux only (the figures come from /proc).
@@ -24,11 +24,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 class BenchError(RuntimeError):
     """A server the bench needs did not start."""
-
-
-def free_port() -> int:
-    """A loopback port below the ephemeral range (pms_common.ports says why)."""
-    return listener_port()
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str, timeout_s: float = 30) -> None:
@@ -87,7 +82,7 @@ def default_broker_config(port: int) -> str:
 def start_mosquitto(workdir: Path, config: Callable[[int], str] = default_broker_config) -> tuple[
         subprocess.Popen[bytes], int]:
     """Mosquitto on a free port with `config(port)` (default: the test broker), logging to workdir."""
-    port = free_port()
+    port = listener_port()
     conf = workdir / "mosquitto.conf"
     conf.write_text(config(port))
     conf.chmod(0o644)
@@ -192,7 +187,7 @@ def start_influxd(workdir: Path, timeout_s: float = 30) -> tuple[subprocess.Pope
         raise BenchError("influxd is not installed (apt-get install influxdb)")
     root = workdir / "influxd"
     root.mkdir()
-    http_port, rpc_port = free_port(), free_port()
+    http_port, rpc_port = listener_port(), listener_port()
     conf = root / "influxdb.conf"
     conf.write_text(
         f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc_port}"\n'

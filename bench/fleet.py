@@ -65,7 +65,6 @@ from _support import (
     REPO,
     BenchError,
     cpu_seconds,
-    free_port,
     process_family,
     production_broker_config,
     raise_open_files_limit,
@@ -90,6 +89,7 @@ from pms_common.messages import (
     PowerReading,
 )
 from pms_common.mqtt import BrokerAddress
+from pms_common.ports import listener_port
 from pms_common.timeutil import JST, now_jst
 
 T0 = datetime(2026, 1, 5, tzinfo=JST)  # simulated time starts here (a slot end)
@@ -365,7 +365,7 @@ class Broker:
         data = self.workdir / "mosquitto-data"
         data.mkdir()
         data.chmod(0o777)  # mosquitto drops root before it writes its persistence file
-        self.port = free_port()
+        self.port = listener_port()
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(production_broker_config(self.port, password_file=passwords, acl_file=acl, data_dir=data))
         conf.chmod(0o644)
@@ -494,7 +494,7 @@ class SimProcess:
 
 def start_ingest(workdir: Path, tsdb_url: str, broker_env: dict[str, str], replica: int = 0) -> tuple[
         subprocess.Popen[bytes], int]:
-    port = free_port()
+    port = listener_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PMS_")},
            "PMS_TSDB_URL": tsdb_url, "PMS_METRICS_PORT": str(port), "PMS_LOG_LEVEL": "WARNING", **broker_env}
     log = workdir / f"ingest-{replica}.log"

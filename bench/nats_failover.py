@@ -36,13 +36,14 @@ from pathlib import Path
 
 import aiomqtt
 import nats
-from _support import REPO, cpu_seconds, free_port, process_family, rss_mb, stop_process, wait_healthy
+from _support import REPO, cpu_seconds, process_family, rss_mb, stop_process, wait_healthy
 from nats_cluster import NatsCluster, nats_cluster
 from share_acks import CountingClient, Gateway, count_store, metric
 
 from pms_collector import metrics as collector_metrics
 from pms_collector.uplink import MqttClient
 from pms_common.mqtt import BrokerAddress
+from pms_common.ports import listener_port
 from pms_ingest.jetstream import STREAM
 
 
@@ -106,7 +107,7 @@ class ClusterGateway(Gateway):
 
 def start_ingest(name: str, workdir: Path, nats_url: str, ack_wait_s: float,
                  fetch: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+    port = listener_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PMS_")},
            "PMS_INGEST_SOURCE": "jetstream", "PMS_NATS_URL": nats_url,
            "PMS_JETSTREAM_ACK_WAIT_S": str(ack_wait_s), **({"PMS_JETSTREAM_FETCH": str(fetch)} if fetch else {}),

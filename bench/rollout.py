@@ -47,7 +47,6 @@ import aiomqtt
 from _support import (
     REPO,
     cpu_seconds,
-    free_port,
     process_family,
     rss_mb,
     start_mosquitto,
@@ -59,6 +58,7 @@ from pms_common import timeutil, topics
 from pms_common.firmware import generate_private_key_pem, load_private_key, sign_image
 from pms_common.messages import UpdateJob, UpdateReport
 from pms_common.mqtt import BrokerAddress
+from pms_common.ports import listener_port
 from pms_registry import Registry
 from pms_registry.rollouts import FINAL_MEMBER_STATES
 
@@ -231,7 +231,7 @@ def main() -> None:
     print(f"fleet: {args.gateways} simulated gateways on {connections} MQTT connections, subscribed in "
           f"{time.monotonic() - started:.1f} s")
 
-    metrics_port = free_port()
+    metrics_port = listener_port()
     manager = start_device_manager(workdir, registry_url, port, metrics_port, args.poll_s)
     peaks = {"device-manager": 0.0, "mosquitto": 0.0}
     sampling = threading.Event()

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
-from _support import REPO, free_port, start_mosquitto, stop_process, wait_healthy
+from _support import REPO, start_mosquitto, stop_process, wait_healthy
 
 from pms_collector.outbox import Outbox
 from pms_collector.readings_json import encode_readings
@@ -55,6 +55,7 @@ from pms_common.messages import (
     PowerReading,
 )
 from pms_common.mqtt import BrokerAddress
+from pms_common.ports import listener_port
 from pms_common.timeutil import JST, now_jst
 from pms_store.sqlite import SqliteStore
 
@@ -176,7 +177,7 @@ def metric(text: str, name: str) -> float:
 
 
 def start_ingest(name: str, workdir: Path, broker_url: str, group: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+    port = listener_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PMS_")},
            "PMS_MQTT_URL": broker_url, "PMS_TSDB_URL": f"sqlite:///{workdir}/pms-ts.db",
            "PMS_REGISTRY_URL": f"sqlite:///{workdir}/pms.db", "PMS_SHARE_GROUP": group,

@@ -59,11 +59,6 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port below the ephemeral range (pms_common.ports says why)."""
-    return listener_port(host)
-
-
 def choose_port(host: str, wanted: int, var_dir: Path) -> int:
     """`wanted` when free; else the port picked on an earlier start (kept in var/mqtt-port) when free,
     so a `pms sim` pointed at it survives a restart; else a new free port, remembered for next time."""
@@ -76,7 +71,7 @@ def choose_port(host: str, wanted: int, var_dir: Path) -> int:
         kept = 0
     if kept and kept != wanted and port_is_free(host, kept):
         return kept
-    picked = free_port(host)
+    picked = listener_port(host)  # below the ephemeral range (pms_common.ports)
     remembered.write_text(f"{picked}\n")
     return picked
 

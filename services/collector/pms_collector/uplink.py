@@ -110,6 +110,7 @@ class _Stopping(Exception):
 # plain subscriptions (docs/scale.md, docs/fleet-bench.md).
 SUBSCRIPTION_QOS = 0
 
+
 class Uplink:
     def __init__(self, outbox: Outbox, *, heartbeat: HeartbeatSource, commands: CommandHandler,
                  config: ConfigHandler, batch_stored: asyncio.Event, health: Health, gateway_id: str,
