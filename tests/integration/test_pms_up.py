@@ -182,13 +182,19 @@ def test_pms_up_carries_as_many_plants_as_the_embedded_broker_takes(tmp_path: Pa
     up = pms_processes(args, {"PMS_ADMIN_API_KEY": KEY, "PMS_LOG_LEVEL": "WARNING"}, name=f"up-{plants}")
 
     def all_measured() -> bool:
+        # A dead `pms up` ends the wait with its log, not 25 minutes of "connection refused".
+        if not up.alive():
+            pytest.fail(f"pms up ended with {up.proc.returncode}:\n{up.log()[-8000:]}")
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/plants?limit=1000",
                                          headers={"Authorization": f"Bearer {KEY}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             items = json.loads(response.read())["items"]
         return len(items) == plants and all(isinstance(p["current_sold_w"], int) for p in items)
 
-    wait_until(all_measured, 1500, f"{plants} measured plants", interval=5)
+    try:
+        wait_until(all_measured, 1500, f"{plants} measured plants", interval=5)
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}; the end of the log:\n{up.log()[-8000:]}") from None
     assert up.alive(), up.log()
     assert up.stop(signal.SIGINT, timeout=120) == 0, up.log()[-5000:]
     assert "stopped; data kept in" in up.log()
