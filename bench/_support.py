@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -61,6 +62,19 @@ def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path, what: str,
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"{what} did not become healthy:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def end_cleanly_on_sigterm() -> None:
+    """Make SIGTERM end the bench as Ctrl-C does, through its `finally` blocks.
+
+    Python's default for SIGTERM ends the process on the spot: the brokers, influxd, ingest and
+    simulators a bench started ran on as orphans, and its work dir (gigabytes in /dev/shm for a fleet)
+    stayed. `timeout`, CI runners and `kill` all send SIGTERM."""
+    def leave(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:

@@ -32,6 +32,8 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from _support import end_cleanly_on_sigterm
+
 from pms_alerts.conditions import FleetFacts, PlantContext
 from pms_alerts.evaluators import conditions
 from pms_common import timeutil
@@ -111,6 +113,7 @@ def rule(kind: str) -> AlertRule:
 
 
 def main() -> None:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plants", type=int, default=1000)
     parser.add_argument("--ticks", type=int, default=5, help="warm ticks measured after the caches are full")

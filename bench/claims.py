@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from _support import end_cleanly_on_sigterm
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
@@ -193,6 +194,7 @@ def own_broker() -> Iterator[tuple[str, str, str]]:
 
 
 def main() -> None:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--broker", help="mqtt:// URL with the provisioning login")
     parser.add_argument("--admin-url", help="mqtt:// URL with the dynamic-security admin login")

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from _support import cpu_seconds, rss_mb
+from _support import cpu_seconds, end_cleanly_on_sigterm, rss_mb
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pms_common import timeutil
@@ -94,6 +94,7 @@ def run_phase(interval_s: float, seconds: float, port: int, workdir: Path) -> di
 
 
 def main() -> None:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=120.0, help="per power interval, warm-up included")
     parser.add_argument("--mqtt-port", type=int, default=1883)

@@ -65,6 +65,7 @@ from _support import (
     REPO,
     BenchError,
     cpu_seconds,
+    end_cleanly_on_sigterm,
     process_family,
     production_broker_config,
     raise_open_files_limit,
@@ -879,9 +880,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.outbox_dir).mkdir(parents=True, exist_ok=True)
         asyncio.run(simulate(args))
         return 0
+    end_cleanly_on_sigterm()
     print(f"fleet bench: {args.gateways:,} gateways on {args.broker}, speedup {args.speedup:g}, "
           f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with bench_workdir(args.keep) as workdir:
+        print(f"work dir: {workdir} ({'kept' if args.keep else 'removed at the end, also on SIGTERM'})", flush=True)
         result = run_fleet(args, workdir, lambda line: print(line, flush=True))
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     if args.json:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from _support import REPO, BenchError, cpu_seconds, start_influxd, start_mosquitto, stop_process
+from _support import REPO, BenchError, cpu_seconds, end_cleanly_on_sigterm, start_influxd, start_mosquitto, stop_process
 
 MOSQUITTO_DIR = REPO / "deploy" / "mosquitto"
 JST = timezone(timedelta(hours=9))
@@ -441,6 +441,7 @@ def run_store(
 
 
 def main() -> None:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gateways", type=int, default=100)
     parser.add_argument("--readings-per-batch", type=int, default=10)

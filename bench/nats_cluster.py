@@ -34,7 +34,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _support import REPO, BenchError, stop_process
+from _support import REPO, BenchError, end_cleanly_on_sigterm, stop_process
 
 from pms_common.ports import listener_port  # below the ephemeral range: a killed node keeps its ports free
 
@@ -234,6 +234,7 @@ def nats_cluster(workdir: Path, nodes: int = 3, timeout_s: float = 60) -> Iterat
 
 
 def main() -> None:
+    end_cleanly_on_sigterm()
     import argparse
     import tempfile
 

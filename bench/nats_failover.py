@@ -36,7 +36,7 @@ from pathlib import Path
 
 import aiomqtt
 import nats
-from _support import REPO, cpu_seconds, process_family, rss_mb, stop_process, wait_healthy
+from _support import REPO, cpu_seconds, end_cleanly_on_sigterm, process_family, rss_mb, stop_process, wait_healthy
 from nats_cluster import NatsCluster, nats_cluster
 from share_acks import CountingClient, Gateway, count_store, metric
 
@@ -267,6 +267,7 @@ def run(*, gateways: int = 300, batches: int = 20, interval_s: float = 0.5, kill
 
 
 def main(argv: list[str] | None = None) -> int:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gateways", type=int, default=300)
     parser.add_argument("--batches", type=int, default=20, help="batches per gateway")

@@ -31,6 +31,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _support import end_cleanly_on_sigterm  # noqa: E402
+
 from pms_common import timeutil  # noqa: E402
 from pms_store import TimeSeriesStore  # noqa: E402
 from tests.fleet_fill import fill_registry, fill_store  # noqa: E402
@@ -122,6 +124,7 @@ def bench_registry(kind: str, store: TimeSeriesStore, plants: int, runs: int, wo
 
 
 def main() -> None:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plants", type=int, default=10_000)
     parser.add_argument("--measured", type=int, default=None, help="plants with today's readings (default all)")

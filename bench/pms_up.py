@@ -29,6 +29,7 @@ from typing import Any
 from _support import (
     cpu_seconds,
     default_broker_config,
+    end_cleanly_on_sigterm,
     process_family,
     rss_mb,
     stop_process,
@@ -85,6 +86,7 @@ def load() -> str:
 
 
 def main() -> int:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plants", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=60.0, help="footprint sampling after start-up")

@@ -36,6 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _support import end_cleanly_on_sigterm  # noqa: E402
+
 from pms_common import timeutil  # noqa: E402
 from pms_common.messages import EnergyReading, PowerReading, Weather  # noqa: E402
 from pms_store import GatewayReadings, TimeSeriesStore  # noqa: E402
@@ -249,6 +251,7 @@ def open_sqlite(data_dir: Path, plants: int, days: int, today: date) -> tuple[Ti
 
 
 def main() -> None:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plants", type=int, default=100)
     parser.add_argument("--days", type=int, default=365)

@@ -47,6 +47,7 @@ import aiomqtt
 from _support import (
     REPO,
     cpu_seconds,
+    end_cleanly_on_sigterm,
     process_family,
     rss_mb,
     start_mosquitto,
@@ -198,6 +199,7 @@ def start_device_manager(workdir: Path, registry_url: str, port: int, metrics_po
 
 
 def main() -> None:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gateways", type=int, default=1000)
     parser.add_argument("--groups", default="1,10,100", help="cumulative percents of the fleet")

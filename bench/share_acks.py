@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
-from _support import REPO, start_mosquitto, stop_process, wait_healthy
+from _support import REPO, end_cleanly_on_sigterm, start_mosquitto, stop_process, wait_healthy
 
 from pms_collector.outbox import Outbox
 from pms_collector.readings_json import encode_readings
@@ -268,6 +268,7 @@ def run(*, selective: bool, gateways: int = 8, batches: int = 60, interval_s: fl
 
 
 def main(argv: list[str] | None = None) -> int:
+    end_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gateways", type=int, default=8)
     parser.add_argument("--batches", type=int, default=60, help="batches per gateway")

@@ -6,9 +6,12 @@ The same on NATS (--broker nats: 3 nodes, ingest on JetStream with two replicas)
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +65,52 @@ def test_a_small_fleet_on_nats_is_stored_through_jetstream_by_two_replicas_and_l
     assert result["stored_slots"] == result["produced_slots"] > 0, result
     assert result["connected"] == result["connected_after_restart"] == 20, result
     assert result["processes"]["broker"]["count"] == 3 and result["processes"]["ingest"]["count"] == 2, result
+
+
+@pytest.mark.skipif(shutil.which("influxd") is None, reason="influxd is not installed (scripts/test-services.sh)")
+def test_a_bench_ended_with_sigterm_stops_what_it_started_and_removes_its_work_dir() -> None:
+    """`timeout`, a CI runner and `kill` end a bench with SIGTERM: its broker, influxd, ingest and
+    simulators must not run on as orphans, nor its work dir stay behind in /dev/shm."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMS_")}
+    bench = subprocess.Popen(
+        [sys.executable, str(BENCH), "--gateways", "20", "--gateways-per-process", "10", "--speedup", "60",
+         "--duration", "300", "--warmup", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    printed: list[str] = []
+    started: list[int] = []
+    workdir: Path | None = None
+    try:
+        assert bench.stdout is not None
+        for line in bench.stdout:  # up to the steady window: every process the bench starts is running
+            printed.append(line)
+            if line.startswith("connected gateways:"):
+                break
+        else:
+            pytest.fail("the bench ended before its gateways connected:\n" + "".join(printed))
+        workdir = Path(next(line for line in printed if line.startswith("work dir: ")).split()[2])
+        started = process_family(bench.pid)
+        assert workdir.is_dir() and len(started) >= 5, (workdir, started)  # broker, influxd, ingest, 2 sims
+        bench.send_signal(signal.SIGTERM)
+        rest, _ = bench.communicate(timeout=90)
+        assert bench.returncode == 128 + signal.SIGTERM, "".join(printed) + rest
+        assert workdir is not None and not workdir.exists()
+        assert [pid for pid in started if Path(f"/proc/{pid}").exists()] == []
+    finally:  # what the bench left behind when it failed, so that the next tests do not inherit it
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def process_family(pid: int) -> list[int]:
+    """`pid`'s descendants, as the benches read them from /proc (bench/_support.py)."""
+    spec = importlib.util.spec_from_file_location("bench_support", BENCH.parent / "_support.py")
+    assert spec is not None and spec.loader is not None
+    support = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(support)
+    family: list[int] = support.process_family(pid)
+    return family[1:]
