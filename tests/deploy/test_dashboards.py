@@ -125,7 +125,7 @@ PROMQL_EXPECTED: dict[tuple[str, str, str], list[tuple[str, float]]] = {
         ('up{instance="api:8080", job="pms-api"}', 1), ('up{instance="ingest:9102", job="pms-ingest"}', 1),
     ],
     ("pms-ops", "Gateways online", "A"): [("{}", 80)],
-    ("pms-ops", "Share of gateways online (of the last hour's peak)", "A"): [("{}", 0.8)],  # 80 of 100
+    ("pms-ops", "Share of installed gateways offline", "A"): [("{}", 0.2)],  # 20 of 100 (3 never seen count nowhere)
     ("pms-ops", "Ingest counters (per second)", "A"): [
         ('{counter="deadletter"}', 0.1), ('{counter="readings"}', 1),
     ],
@@ -143,13 +143,19 @@ PROMQL_EXPECTED: dict[tuple[str, str, str], list[tuple[str, float]]] = {
     ("pms-ops", "CPU", "A"): [('{instance="ingest:9102", job="pms-ingest"}', 0.1)],
 }
 
-# 15 s scrapes for two hours (480 steps); the gateways online drop from 100 to 80 after an hour.
+# 15 s scrapes for two hours (480 steps); the gateways online drop from 100 to 80 after an hour (20 offline).
 PROMQL_SERIES = {
     'up{job="pms-ingest", instance="ingest:9102"}': "1+0x480",
     'up{job="pms-api", instance="api:8080"}': "1+0x480",
     'up{job="prometheus", instance="localhost:9090"}': "1+0x480",
     'pms_device_manager_gateways_online{job="pms-device-manager", instance="device-manager:9105"}':
         "100+0x240 80+0x239",
+    'pms_device_manager_gateways{job="pms-device-manager", instance="device-manager:9105", condition="online"}':
+        "100+0x240 80+0x239",
+    'pms_device_manager_gateways{job="pms-device-manager", instance="device-manager:9105", condition="offline"}':
+        "0+0x240 20+0x239",
+    'pms_device_manager_gateways{job="pms-device-manager", instance="device-manager:9105", condition="never_seen"}':
+        "3+0x480",
     'pms_ingest_readings_total{job="pms-ingest", instance="ingest:9102"}': "0+15x480",
     'pms_ingest_deadletter_total{job="pms-ingest", instance="ingest:9102"}': "0+1.5x480",
     'pms_device_manager_gateway_outbox_depth{job="pms-device-manager", gateway_id="gw-a1"}': "3+0x480",

@@ -2,7 +2,7 @@
 its production login, each gateway on its own): a gateway that misses N-1 heartbeats stays online, N goes
 offline, a last will takes it offline at once; every transition is in the registry's presence history
 with its reason, on a SQLite and a PostgreSQL registry; the heartbeats' outbox depth is a gauge per
-online gateway."""
+online gateway; the registry's gateways by condition are a gauge that follows them."""
 
 from __future__ import annotations
 
@@ -70,8 +70,16 @@ def presence_scenario(broker: DynsecBroker, registry: Registry) -> None:
     run = uuid.uuid4().hex[:8]
     quiet, dropped = f"gw-quiet-{run}", f"gw-drop-{run}"
     registry.migrate()
+    # Both bound to a plant, with a third bound gateway never heard from and one heard from but unbound:
+    # the registry's count by condition is a gauge (the share offline is PMSGatewaysOnlineFalling's).
+    registry.ensure_customer("c1", "One")
+    plant = registry.create_plant(customer_id="c1", name="P", address="A", phone="0", created_at=timeutil.now_jst())
+    for gateway_id in (quiet, dropped, f"gw-new-{run}"):
+        registry.bind_gateway(gateway_id, plant)
+    registry.record_gateway_status(f"gw-free-{run}", "online", timeutil.now_jst())
     settings = DeviceManagerSettings(mqtt_url=broker.url(broker.services["device-manager"]), registry_url=registry.url,
-                                     missed_heartbeats=MISSED, tick_s=0.1, mqtt_client_id=f"dm-{run}")
+                                     missed_heartbeats=MISSED, tick_s=0.1, mqtt_client_id=f"dm-{run}",
+                                     fleet_count_s=0.1)
     manager = DeviceManager(settings, registry, Health())
     publisher = _client(broker, quiet)
     dropper = _client(broker, dropped, will=True)
@@ -88,10 +96,17 @@ def presence_scenario(broker: DynsecBroker, registry: Registry) -> None:
     def outbox_depth(gateway_id: str) -> float | None:
         return REGISTRY.get_sample_value("pms_device_manager_gateway_outbox_depth", {"gateway_id": gateway_id})
 
+    def fleet(online: int, offline: int, never_seen: int) -> bool:
+        return all(REGISTRY.get_sample_value("pms_device_manager_gateways", {"condition": condition}) == count
+                   for condition, count in (("online", online), ("offline", offline), ("never_seen", never_seen),
+                                            ("unbound", 1)))
+
     async def scenario() -> None:
         await eventually(lambda: manager.health.snapshot().get("mqtt") is True, 20, "device-manager subscribed")
+        await eventually(lambda: fleet(online=0, offline=0, never_seen=3), 5, "three bound gateways never seen")
         beat(quiet, INTERVAL_S, outbox_depth=7)
         await eventually(lambda: state(quiet) == "online", 10, "online on the first heartbeat")
+        await eventually(lambda: fleet(online=1, offline=0, never_seen=2), 5, "one bound gateway online")
         # Gateways are not scraped: their outbox depth reaches Prometheus through device-manager.
         assert outbox_depth(quiet) == 7
         for depth in (9, 12):  # N-1 heartbeats missed each time, then one arrives: never offline
@@ -102,6 +117,7 @@ def presence_scenario(broker: DynsecBroker, registry: Registry) -> None:
         await eventually(lambda: state(quiet) == "offline", MISSED * INTERVAL_S + 5, "offline after N missed")
         assert time.monotonic() - last >= MISSED * INTERVAL_S  # not before the N-th interval passed
         assert outbox_depth(quiet) is None  # an offline gateway's depth is unknown: its series is gone
+        await eventually(lambda: fleet(online=0, offline=1, never_seen=2), 5, "one bound gateway offline")
 
         beat(dropped, 30.0, dropper)  # a long interval: only the will can make it offline soon
         await eventually(lambda: state(dropped) == "online", 10, "the dropping gateway online")
@@ -109,15 +125,16 @@ def presence_scenario(broker: DynsecBroker, registry: Registry) -> None:
         dropper.socket().close()  # the link dies without DISCONNECT: the broker sends the last will
         await eventually(lambda: state(dropped) == "offline", 5, "offline on the last will")
         assert time.monotonic() - dropped_at < 5
+        await eventually(lambda: fleet(online=0, offline=2, never_seen=1), 5, "both heard-from gateways offline")
 
     async def main() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(manager._follow_presence(stop))
+        tasks = [asyncio.create_task(manager._follow_presence(stop)), asyncio.create_task(manager._count_fleet(stop))]
         try:
             await asyncio.wait_for(scenario(), 60)
         finally:
             stop.set()
-            await asyncio.wait_for(task, 10)
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
 
     try:
         asyncio.run(main())

@@ -15,6 +15,7 @@ from pms_dashboards.common import base, promql, sql
 UID = "pms-ops"
 
 ONLINE = "pms_device_manager_gateways_online"
+FLEET = "pms_device_manager_gateways"  # by condition, counted from the registry
 
 
 def _series(title: str, unit: str, expr: str, legend: str) -> timeseries.Panel:
@@ -38,11 +39,13 @@ def dashboard() -> Dashboard:
             .with_target(promql(f"sum({ONLINE})", legend="online", instant=True))
         )
         .with_panel(
-            stat.Panel().title("Share of gateways online (of the last hour's peak)").unit("percentunit")
+            stat.Panel().title("Share of installed gateways offline").unit("percentunit")
             .height(4).span(6)
-            .description("Online now against the most online in the last hour: what the alert "
-                         "PMSGatewaysOnlineFalling compares with 90% (deploy/prometheus/alerts.yml).")
-            .with_target(promql(f"sum({ONLINE}) / sum(max_over_time({ONLINE}[1h]))", legend="share", instant=True))
+            .description("Offline against online and offline (gateways bound to a plant and heard from), "
+                         "from device-manager's count of the registry: what the alert "
+                         "PMSGatewaysOnlineFalling compares with 10% (deploy/prometheus/alerts.yml).")
+            .with_target(promql(f'sum({FLEET}{{condition="offline"}}) / sum({FLEET}{{condition=~"online|offline"}})',
+                                legend="share", instant=True))
         )
         .with_panel(
             stat.Panel().title("Share of bound gateways online (registry)").unit("percentunit").decimals(2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import aiomqtt
 from prometheus_client import Counter, Gauge
@@ -28,12 +29,19 @@ from pms_device_manager.claims import ClaimHandler, ClaimLimits, ClaimService, R
 from pms_device_manager.gateway_control import READER, GatewayControl
 from pms_device_manager.rollouts import RolloutEngine
 from pms_device_manager.settings import DeviceManagerSettings
-from pms_registry import Registry
+from pms_registry import Registry, RegistryError
+
+log = logging.getLogger(__name__)
 
 HEARTBEATS = Counter("pms_device_manager_heartbeats_total", "Heartbeats recorded")
 TRANSITIONS = Counter("pms_device_manager_transitions_total", "Gateway state changes", ["state"])
 BAD_PAYLOADS = Counter("pms_device_manager_bad_payloads_total", "Presence payloads that broke the contract")
 ONLINE = Gauge("pms_device_manager_gateways_online", "Gateways currently online")
+# The registry's gateways by condition (online, offline, never_seen, unbound; docs/alerts.md), for the
+# share of installed gateways offline (PMSGatewaysOnlineFalling). Counted from the registry rather than
+# compared with a peak of this process's own gauge: a peak over a window becomes the new normal while
+# an outage lasts (the alert resolved after an hour), and a restart of device-manager forgets it.
+FLEET = Gauge("pms_device_manager_gateways", "Gateways by condition, as the registry has them", ["condition"])
 # Gateways sit behind NAT and are not scraped: their outbox depth reaches Prometheus from their
 # heartbeats, here, for the outbox alerts (deploy/prometheus/alerts.yml). One series per online
 # gateway; an offline gateway's is removed (its depth is unknown, and being offline is its own alert).
@@ -98,10 +106,27 @@ class DeviceManager:
             group.create_task(self.control.run(stop))
             group.create_task(self.rollouts.run(stop))
             group.create_task(self._follow_presence(stop))
+            group.create_task(self._count_fleet(stop))
             if self.claims is not None:
                 group.create_task(self.claims.run(stop))
             if self.revocations is not None:
                 group.create_task(self.revocations.run(stop))
+
+    async def count_fleet(self) -> dict[str, int]:
+        """Set the gauge of gateways by condition from the registry; the counts."""
+        counts = await asyncio.to_thread(self.registry.gateway_status_counts)
+        for condition, count in counts.items():
+            FLEET.labels(condition).set(count)
+        return counts
+
+    async def _count_fleet(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.count_fleet()
+            except RegistryError as exc:  # the registry is down for a moment: the gauge keeps its last counts
+                log.warning("device-manager: cannot count the gateways: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.fleet_count_s)
 
     async def _follow_presence(self, stop: asyncio.Event) -> None:
         await follow_presence(

@@ -14,6 +14,8 @@ class DeviceManagerSettings(RegistrySettings):
     tick_s: float = Field(default=5.0, gt=0)
     control_poll_s: float = Field(default=1.0, gt=0, description="look for new desired configs and queued commands "
                                                                  "in the registry this often")
+    fleet_count_s: float = Field(default=15.0, gt=0, description="count the registry's gateways by condition this "
+                                                                  "often (the pms_device_manager_gateways gauge)")
     command_answer_grace_s: float = Field(default=2.0, ge=0, description="a sent command expires this long after "
                                                                          "its deadline without an answer")
     # ---- zero-config provisioning (docs/provisioning.md); off while broker_admin_url is unset ----
