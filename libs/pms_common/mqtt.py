@@ -24,6 +24,50 @@ class BrokerUrlError(PmsError, ValueError):
     """The broker URL cannot be used."""
 
 
+class BrokerClient(aiomqtt.Client):
+    """aiomqtt's client that also ends the connection of a CONNECT it gave up on.
+
+    aiomqtt 2.5 raises "Operation timed out" when no CONNACK comes within its timeout (10 s), and
+    leaves paho's socket open and read: the broker answers late (NATS in a reconnect storm, a slow
+    mobile link), the connection lives on unused until paho's keepalive check ends it up to two
+    keepalives later, the broker keeps a session that the next attempt with the same client id must
+    replace, and its end is a "Future exception was never retrieved" in the log. A stop that cancels
+    the connect leaves the same. Here such a connection is sent DISCONNECT and closed at once (MQTT's
+    own clean end, so the broker publishes no will for an attempt nobody used). Not covered: a cancel
+while the TCP connect itself still runs in aiomqtt's executor thread (it opens the socket after)."""
+
+    async def __aenter__(self) -> BrokerClient:
+        try:
+            await super().__aenter__()
+        except MqttConnectError:
+            raise  # a CONNACK that refuses: the broker closes the connection itself
+        except BaseException:
+            if self._connected.cancelled():
+                # aiomqtt renews this future and frees its lock after a timeout, not after a cancel;
+                # paho's end of the connection reads the future (a cancelled one raised inside paho,
+                # and the socket stayed open).
+                self._connected = asyncio.get_running_loop().create_future()
+                if self._lock.locked():
+                    self._lock.release()
+            self._end_unanswered_connection()
+            raise
+        return self
+
+    def _end_unanswered_connection(self) -> None:
+        paho = self._client  # aiomqtt's paho client: the socket is paho's to close
+        if paho.socket() is None:  # the TCP connect itself failed: nothing is open
+            return
+        # Written by aiomqtt's writer callback, after which paho closes the socket (and aiomqtt stops
+        # reading it). Whatever that end sets on the disconnection future, nobody awaits it any more.
+        self._disconnected.add_done_callback(_consume)
+        paho.disconnect()
+
+
+def _consume(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 @dataclass(frozen=True, kw_only=True)
 class BrokerAddress:
     host: str
@@ -65,14 +109,14 @@ class BrokerAddress:
         max_queued_outgoing: int | None = None,
         inbound_queue: asyncio.Queue[aiomqtt.Message] | None = None,
         max_inflight: int | None = None,
-    ) -> aiomqtt.Client:
+    ) -> BrokerClient:
         """A client of this broker; `inbound_queue`, when given, is the queue aiomqtt fills with
         received messages (through its public `queue_type` parameter), so that a consumer can drain a
         burst with `get_nowait()` instead of one event-loop turn per message. `max_inflight` raises
         paho's window of QoS 1 publishes awaiting their PUBACK (20 by default), which a publisher of
         hundreds of acks at once would otherwise queue behind."""
         queue_type = None if inbound_queue is None else _the_queue(inbound_queue)
-        return aiomqtt.Client(
+        return BrokerClient(
             self.host,
             self.port,
             username=self.username,

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import random
+import time
 
 import aiomqtt
 import pytest
 
 from pms_common.mqtt import Backoff, BrokerAddress, BrokerUrlError, is_broker_failure
+from tests.collector.waiting import eventually
 
 
 def test_parse_full_url() -> None:
@@ -65,6 +69,66 @@ def test_client_is_built_without_connecting() -> None:
     client = asyncio.run(build())
     assert isinstance(client, aiomqtt.Client)
     assert client.identifier == "pms-test"
+
+
+class SilentBroker:
+    """A TCP server that reads a CONNECT and answers CONNACK only after `connack_after_s` (never when
+    None): a broker too busy to answer in time. It notes how long each connection stayed open."""
+
+    def __init__(self, connack_after_s: float | None) -> None:
+        self.connack_after_s = connack_after_s
+        self.opened = 0
+        self.connects = 0
+        self.open_for_s: list[float] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.opened += 1
+        started = time.monotonic()
+        await reader.read(1024)  # the CONNECT
+        self.connects += 1
+        if self.connack_after_s is not None:
+            await asyncio.sleep(self.connack_after_s)
+            writer.write(bytes([0x20, 2, 0, 0]))  # CONNACK, accepted
+        while await reader.read(1024):
+            pass
+        self.open_for_s.append(time.monotonic() - started)
+        writer.close()
+
+
+@pytest.mark.parametrize("connack_after_s", [None, 1.0], ids=["never", "late"])
+def test_a_connect_given_up_on_is_disconnected_at_once_and_leaves_no_stray_error(
+        connack_after_s: float | None, caplog: pytest.LogCaptureFixture) -> None:
+    """aiomqtt alone keeps such a connection open until paho's keepalive check (here 4 s, the
+    collector's 30 s: up to twice that), and a late CONNACK made it a session nobody used, ended by
+    'Future exception was never retrieved'. A cancelled connect (a stop) is ended the same way."""
+    broker = SilentBroker(connack_after_s)
+
+    async def attempts() -> None:
+        server = await asyncio.start_server(broker.serve, "127.0.0.1", 0)
+        address = BrokerAddress(host="127.0.0.1", port=server.sockets[0].getsockname()[1])
+        for _ in range(3):
+            client = address.client(identifier="pms-test-silent", keepalive=4)
+            client.timeout = 0.3
+            with pytest.raises(aiomqtt.MqttError, match="timed out"):
+                async with client:
+                    pass
+        cancelled = asyncio.create_task(address.client(identifier="pms-test-stopped", keepalive=4).__aenter__())
+        await eventually(lambda: broker.connects == 4, 5, "the fourth CONNECT")  # waiting for its CONNACK
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        await eventually(lambda: len(broker.open_for_s) == broker.opened, 10, "every connection closed")
+        server.close()
+        await server.wait_closed()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(attempts())
+        gc.collect()  # a future's unretrieved exception is logged when it is collected
+    assert broker.opened == 4 and len(broker.open_for_s) == 4
+    # Closed by the client as soon as it gave up (the server sees it once it reads again, after a late
+    # CONNACK): well before the 4 s keepalive.
+    assert max(broker.open_for_s) < (connack_after_s or 0.3) + 1.0, broker.open_for_s
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
 def test_backoff_grows_with_jitter_within_bounds() -> None:
