@@ -34,7 +34,7 @@ class BrokerClient(aiomqtt.Client):
     replace, and its end is a "Future exception was never retrieved" in the log. A stop that cancels
     the connect leaves the same. Here such a connection is sent DISCONNECT and closed at once (MQTT's
     own clean end, so the broker publishes no will for an attempt nobody used). Not covered: a cancel
-while the TCP connect itself still runs in aiomqtt's executor thread (it opens the socket after)."""
+    while the TCP connect itself still runs in aiomqtt's executor thread (it opens the socket after)."""
 
     async def __aenter__(self) -> BrokerClient:
         try:

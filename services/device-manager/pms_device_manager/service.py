@@ -37,7 +37,7 @@ HEARTBEATS = Counter("pms_device_manager_heartbeats_total", "Heartbeats recorded
 TRANSITIONS = Counter("pms_device_manager_transitions_total", "Gateway state changes", ["state"])
 BAD_PAYLOADS = Counter("pms_device_manager_bad_payloads_total", "Presence payloads that broke the contract")
 ONLINE = Gauge("pms_device_manager_gateways_online", "Gateways currently online")
-# The registry's gateways by condition (online, offline, never_seen, unbound; docs/alerts.md), for the
+# The registry's gateways by condition (online, offline, never_seen, unbound: Gateway.condition), for the
 # share of installed gateways offline (PMSGatewaysOnlineFalling). Counted from the registry rather than
 # compared with a peak of this process's own gauge: a peak over a window becomes the new normal while
 # an outage lasts (the alert resolved after an hour), and a restart of device-manager forgets it.
