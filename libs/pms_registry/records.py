@@ -49,13 +49,19 @@ class Gateway:
 
         Only `offline` is abnormal: a gateway that was never heard from is waiting to be installed,
         an unbound one serves no plant, and a decommissioned one is out of service."""
-        if self.decommissioned_at is not None:
-            return "decommissioned"
-        if self.service_code is None:
-            return "unbound"
-        if self.status in ("online", "offline"):
-            return self.status
-        return "never_seen"
+        return gateway_condition(decommissioned=self.decommissioned_at is not None,
+                                 bound=self.service_code is not None, status=self.status)
+
+
+def gateway_condition(*, decommissioned: bool, bound: bool, status: str) -> str:
+    """`Gateway.condition` from its parts (the registry's counts group by them in SQL)."""
+    if decommissioned:
+        return "decommissioned"
+    if not bound:
+        return "unbound"
+    if status in ("online", "offline"):
+        return status
+    return "never_seen"
 
 
 @dataclass(frozen=True)

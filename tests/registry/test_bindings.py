@@ -144,3 +144,29 @@ def test_a_customer_sees_only_the_gateways_bound_to_its_plants(registry: Registr
     assert [g.gateway_id for g in registry.list_gateways("c1")] == ["gw-mine"]
     assert registry.get_gateway("gw-theirs", "c1") is None
     assert registry.get_gateway("gw-theirs") is not None
+
+
+def test_the_counts_grouped_in_the_database_agree_with_each_gateways_condition(registry: Registry) -> None:
+    """Every condition at once, for everyone and for one customer: the counts device-manager exports
+    every 15 s and the home screen shows, against `Gateway.condition` of the listed gateways."""
+    ours, theirs = _plant(registry, "c1"), _plant(registry, "c2")
+    for gateway_id, plant in (("gw-on", ours), ("gw-off", ours), ("gw-new", ours), ("gw-gone", ours),
+                              ("gw-theirs", theirs)):
+        registry.bind_gateway(gateway_id, plant, at=T0)
+    registry.record_gateway_status("gw-on", "online", T0 + H)
+    registry.record_gateway_status("gw-theirs", "online", T0 + H)
+    registry.record_gateway_status("gw-off", "offline", T0 + H)
+    registry.record_gateway_status("gw-free", "online", T0 + H)  # heard from, bound to nothing
+    registry.decommission_gateway("gw-gone", at=T0 + 2 * H)
+
+    def by_condition(customer_id: str | None) -> dict[str, int]:
+        counts = dict.fromkeys(("online", "offline", "never_seen", "unbound"), 0)
+        for gateway in registry.list_gateways(customer_id):
+            if gateway.condition in counts:
+                counts[gateway.condition] += 1
+        return counts
+
+    assert registry.gateway_status_counts() == by_condition(None) == {
+        "online": 2, "offline": 1, "never_seen": 1, "unbound": 1}
+    assert registry.gateway_status_counts("c1") == by_condition("c1") == {
+        "online": 1, "offline": 1, "never_seen": 1, "unbound": 0}
