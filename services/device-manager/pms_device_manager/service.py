@@ -112,17 +112,13 @@ class DeviceManager:
             if self.revocations is not None:
                 group.create_task(self.revocations.run(stop))
 
-    async def count_fleet(self) -> dict[str, int]:
-        """Set the gauge of gateways by condition from the registry; the counts."""
-        counts = await asyncio.to_thread(self.registry.gateway_status_counts)
-        for condition, count in counts.items():
-            FLEET.labels(condition).set(count)
-        return counts
-
     async def _count_fleet(self, stop: asyncio.Event) -> None:
+        """Set the gauge of gateways by condition from the registry, every fleet_count_s."""
         while not stop.is_set():
             try:
-                await self.count_fleet()
+                counts = await asyncio.to_thread(self.registry.gateway_status_counts)
+                for condition, count in counts.items():
+                    FLEET.labels(condition).set(count)
             except RegistryError as exc:  # the registry is down for a moment: the gauge keeps its last counts
                 log.warning("device-manager: cannot count the gateways: %s", exc)
             with contextlib.suppress(TimeoutError):
