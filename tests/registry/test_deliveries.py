@@ -4,40 +4,28 @@ console's list / count / retry of dead letters."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pms_common.timeutil import JST
 from pms_registry import Registry, RegistryError
+from tests.postgres import registry_url
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=JST)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    if request.param == "sqlite":
-        found = Registry(f"sqlite:///{tmp_path}/r.db")
-        found.migrate()
-        yield found
-        found.close()
-        return
-    name = f"pms_test_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    found = Registry(f"{SERVER}/{name}")
-    try:
-        found.migrate()
-        yield found
-    finally:
-        found.close()
-        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with registry_url(request.param, tmp_path) as url:
+        found = Registry(url)
+        try:
+            found.migrate()
+            yield found
+        finally:
+            found.close()
 
 
 def test_the_outbox_from_queue_to_dead_letter_and_back(registry: Registry) -> None:

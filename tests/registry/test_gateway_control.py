@@ -3,43 +3,31 @@ SQLite files and on the real PostgreSQL (127.0.0.1:5432, a scratch database per 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pms_registry import schema as t
 from pms_registry.gateway_control import NO_ANSWER_REASON, OFFLINE_REASON, PENDING
 from pms_registry.migrations import _v3_fleet_management
 from pms_registry.registry import Registry, RegistryError
+from tests.postgres import registry_url
 from tests.registry.v1_fixture import T0
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 DEFAULTS = {"power_interval_s": 60.0, "heartbeat_interval_s": 30.0, "energy_interval_s": 600.0, "log_level": "INFO"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    if request.param == "sqlite":
-        found = Registry(f"sqlite:///{tmp_path}/r.db")
-        found.migrate()
-        yield found
-        found.close()
-        return
-    name = f"pms_test_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    found = Registry(f"{SERVER}/{name}")
-    try:
-        found.migrate()
-        yield found
-    finally:
-        found.close()
-        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with registry_url(request.param, tmp_path) as url:
+        found = Registry(url)
+        try:
+            found.migrate()
+            yield found
+        finally:
+            found.close()
 
 
 def test_each_push_bumps_the_version_and_keeps_the_rest_of_the_document(registry: Registry) -> None:

@@ -3,33 +3,24 @@ database made for the test and dropped after it."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from pms_common import timeutil
 from pms_registry import schema as t
 from pms_registry.registry import Registry
+from tests.postgres import scratch_database
 from tests.registry.test_migrations import check_upgraded_v1, check_upgraded_v2, make_v2_registry
 from tests.registry.v1_fixture import make_v1_registry
 
 pytestmark = pytest.mark.integration
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-
 
 @pytest.fixture
 def scratch_url() -> Iterator[str]:
-    name = f"pms_test_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database() as url:
+        yield url
 
 
 def test_a_v1_registry_is_upgraded_on_postgresql(scratch_url: str) -> None:

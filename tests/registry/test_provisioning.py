@@ -3,12 +3,10 @@ revocation requests."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import select, update
 
@@ -16,31 +14,21 @@ from pms_common.provisioning import derive_keys
 from pms_registry import schema as t
 from pms_registry.provisioning import FactoryImportError, FactoryRow
 from pms_registry.registry import Registry
+from tests.postgres import registry_url
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 ROWS = [FactoryRow("SN-0001", "secret-0001-abcdefghij", "AAAA-0001"),
         FactoryRow("SN-0002", "secret-0002-abcdefghij", "AAAA-0002")]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    if request.param == "sqlite":
-        found = Registry(f"sqlite:///{tmp_path}/r.db")
-        found.migrate()
-        yield found
-        found.close()
-        return
-    name = f"pms_test_{secrets.token_hex(4)}"
-    with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    found = Registry(f"{SERVER}/{name}")
-    found.migrate()
-    try:
-        yield found
-    finally:
-        found.close()
-        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with registry_url(request.param, tmp_path) as url:
+        found = Registry(url)
+        try:
+            found.migrate()
+            yield found
+        finally:
+            found.close()
 
 
 def test_import_keeps_derived_keys_and_a_code_hash_never_the_secret(registry: Registry, noon: datetime) -> None:

@@ -3,47 +3,40 @@ SQLite files and on the real PostgreSQL (127.0.0.1:5432, a scratch database per 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pms_registry.registry import Registry, RegistryError
 from pms_registry.rollouts import RolloutConflict, RolloutStateError, group_bounds
+from tests.postgres import registry_url
 from tests.registry.v1_fixture import T0
 
 SETTINGS = {"success_threshold": 0.9, "error_threshold": 0.1, "error_action": "pause", "min_group_size": 2,
             "deadline_s": 60.0, "health_timeout_s": 30.0, "window": "any"}
 
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    if request.param == "sqlite":
-        found = Registry(f"sqlite:///{tmp_path}/r.db")
-    else:
-        name = f"pms_test_{secrets.token_hex(4)}"
-        with psycopg.connect(f"{SERVER}/test", autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        found = Registry(f"{SERVER}/{name}")
-    found.migrate()
-    found.ensure_customer("c1", "Customer 1")
-    code = found.create_plant(customer_id="c1", name="P", address="A", phone="0", created_at=T0,
-                              latitude=35.0, longitude=139.0)
-    for number in range(20):
-        gateway_id = f"gw-{number:02d}"
-        found.record_gateway_status(gateway_id, "online", T0)
-        if number < 15:
-            found.bind_gateway(gateway_id, code, at=T0)
-        if number % 2:
-            found.set_gateway_tags(gateway_id, ["odd"])
-    yield found
-    found.close()
+    with registry_url(request.param, tmp_path) as url:
+        found = Registry(url)
+        try:
+            found.migrate()
+            found.ensure_customer("c1", "Customer 1")
+            code = found.create_plant(customer_id="c1", name="P", address="A", phone="0", created_at=T0,
+                                      latitude=35.0, longitude=139.0)
+            for number in range(20):
+                gateway_id = f"gw-{number:02d}"
+                found.record_gateway_status(gateway_id, "online", T0)
+                if number < 15:
+                    found.bind_gateway(gateway_id, code, at=T0)
+                if number % 2:
+                    found.set_gateway_tags(gateway_id, ["odd"])
+            yield found
+        finally:
+            found.close()
 
 
 def test_groups_are_cumulative_percents_and_the_last_takes_the_rest() -> None:
