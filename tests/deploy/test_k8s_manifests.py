@@ -38,6 +38,7 @@ import yaml
 
 from pms.cli import build_parser
 from pms_alerts.settings import AlertsSettings
+from pms_api.api_firmware import MAX_UPLOAD_BYTES
 from pms_api.settings import ApiSettings
 from pms_common.settings import RegistrySettings, ServiceSettings
 from pms_device_manager.settings import DeviceManagerSettings
@@ -261,6 +262,32 @@ def test_selectors_services_and_disruption_budgets_find_their_pods() -> None:
                 assert volume["persistentVolumeClaim"]["claimName"] in pvcs, name
             if "configMap" in volume:
                 assert volume["configMap"]["name"] in of_kind("ConfigMap"), name
+
+
+def test_the_ingress_serves_the_api_over_tls_to_an_api_that_believes_one_proxy() -> None:
+    """The console from outside: HTTPS on the site's host, to the Service and port the API serves on;
+    the API behind it takes the client's address and scheme from the controller (one hop) and sends
+    its session cookie over HTTPS only; an update image fits through the controller's body limit."""
+    [ingress] = of_kind("Ingress").values()
+    spec = ingress["spec"]
+    services = of_kind("Service")
+    tls_hosts = {host for entry in spec["tls"] for host in entry["hosts"]}
+    readme = (K8S / "README.md").read_text()
+    for entry in spec["tls"]:
+        assert f"create secret tls {entry['secretName']} " in readme, entry["secretName"]
+    for rule in spec["rules"]:
+        assert rule["host"] in tls_hosts, f"{rule['host']} is served without TLS"
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            service = services[backend["name"]]
+            port = backend["port"].get("name", backend["port"].get("number"))
+            assert port in {p.get("name") for p in service["spec"]["ports"]} | {p["port"] for p in service["spec"]["ports"]}
+            [workload] = selected_workloads(service["spec"]["selector"])
+            env = env_values(container(workload, "api"))
+            assert env["PMS_API_PROXY_HOPS"] == "1" and env["PMS_CONSOLE_SECURE_COOKIE"] == "true", env
+    limit = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    number, unit = re.fullmatch(r"(\d+)([km]?)", limit).groups()  # type: ignore[union-attr]
+    assert int(number) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit] >= MAX_UPLOAD_BYTES
 
 
 def test_every_metrics_port_has_a_podmonitor_with_the_labels_the_alerts_use() -> None:

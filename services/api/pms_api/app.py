@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, g, request, send_file
 from flask_openapi3 import APIBlueprint, Info, OpenAPI
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pms_api.access import principal_of_request, refuse_read_only
 from pms_api.api_admin import add_admin_routes
@@ -170,4 +171,10 @@ def create_app(settings: ApiSettings | None = None, *, registry: Registry | None
         REQUESTS.labels(request.url_rule.rule if request.url_rule else "unmatched", str(response.status_code)).inc()
         return response
 
+    if settings.api_proxy_hops:
+        # Behind a proxy every request comes from the proxy's address: the console's login throttle
+        # would count all operators as one. Only the entries the trusted proxies appended are believed;
+        # anything a client put in front of them, or sends with no proxy configured, is ignored.
+        hops = settings.api_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app

@@ -8,7 +8,7 @@ style cannot run code.
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, request
 
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",
@@ -31,7 +31,15 @@ HEADERS = {
 }
 
 
+# Sent only on answers over HTTPS (RFC 6797 8.1: a browser ignores it over plain HTTP). Behind a
+# TLS-terminating proxy the request is HTTPS when the proxy says so (PMS_API_PROXY_HOPS). No
+# includeSubDomains: the site's other names are not ours to decide.
+STRICT_TRANSPORT_SECURITY = "max-age=31536000"
+
+
 def add_security_headers(response: Response) -> Response:
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
     return response

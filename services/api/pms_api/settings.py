@@ -23,6 +23,11 @@ class ApiSettings(RegistrySettings):
         default=None, description="signs console sessions; unset = a random key kept in the registry")
     console_secure_cookie: bool = Field(
         default=False, description="behind TLS: the console's session cookie is sent over HTTPS only")
+    api_proxy_hops: int = Field(
+        default=0, ge=0, le=5,
+        description="reverse proxies in front of the API (an Ingress, a load balancer): the client's address "
+                    "and scheme are taken from the last this many X-Forwarded-For/-Proto entries; 0 = no proxy, "
+                    "the headers are ignored")
     login_max_failures: int = Field(default=5, ge=1, description="wrong console passwords per username in the window")
     login_window_s: float = Field(default=300.0, gt=0, description="the login-failure window, and the lockout")
     console_session_idle_s: float = Field(
