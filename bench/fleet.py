@@ -26,9 +26,11 @@ polls the store for the newest power reading of 1 % of the gateways, the probes,
 when the uplink first published it; the figure includes up to one poll interval), and the CPU and
 resident memory of each process (broker, ingest, influxd, simulators); then it stops the broker
 (SIGTERM) for `--outage` seconds while the gateways go on reading into their outboxes, starts it
-again, and times until all gateways are connected again and every batch held at the restart is
-acked (the drain); last it stops the readings, waits until every outbox is empty, and counts every
-power reading and every slot of every gateway in the store: lost must be 0.
+again (up once it serves: Mosquitto listening; NATS every node with JetStream on and a meta leader),
+and times until all gateways are connected again and every batch held at the restart is acked (the
+drain); on NATS it then reports when every node's full /healthz is ok again; last it stops the
+readings, waits until every outbox is empty, and counts every power reading and every slot of every
+gateway in the store: lost must be 0.
 """
 
 from __future__ import annotations
@@ -406,6 +408,7 @@ class NatsBroker(Broker):
     starts every node (JetStream keeps sessions and the stream on disk)."""
 
     cluster: Any = None
+    started: bool = False
     # An experiment, not the production file: the mqtt block's stream_replicas replaced (--nats-stream-replicas).
     stream_replicas: int | None = None
 
@@ -436,7 +439,16 @@ class NatsBroker(Broker):
         self.cluster = AuthCluster(self.workdir / "nats", 3)
 
     def start(self) -> None:
-        self.cluster.start(timeout_s=120)
+        # A restart counts as up once every node serves (MQTT listening, JetStream on, a meta leader),
+        # as Mosquitto counts once it listens: gateways dial then, not when NATS's own /healthz says
+        # every stream has caught up. Debian's nats-server 2.9.10 can leave a stream "not current"
+        # long after a full restart while the cluster serves; unreplicated(), after the drain, reports it.
+        self.cluster.start(timeout_s=120, serving_only=self.started)
+        self.started = True
+
+    def unreplicated(self) -> dict[str, str]:
+        """Each node whose /healthz in full is not ok, with NATS's reason."""
+        return {node.name: reason for node in self.cluster.nodes if (reason := node.unhealthy()) is not None}
 
     def stop(self) -> None:
         if self.cluster is not None:
@@ -749,6 +761,15 @@ def run_fleet(args: argparse.Namespace, workdir: Path, out: Callable[[str], None
         out(f"broker restart after {result['outage_s']} s down: all {args.gateways:,} reconnected "
             f"in {result['reconnect_s']} s, every batch held at the restart acked in {result['drain_s']} s "
             f"(backoff with jitter, 1 s doubling to 120 s)")
+        if isinstance(broker, NatsBroker):
+            # Not a pass/fail figure: the count of readings below is. It tells whether NATS itself
+            # had its streams replicated again by now.
+            wait_for(lambda: not broker.unreplicated(), 60, every_s=1.0)
+            behind = broker.unreplicated()
+            result["nats_current_s"] = None if behind else round(time.monotonic() - up_at, 1)
+            result["nats_not_current"] = behind
+            out(f"NATS /healthz after the restart: {f'not current: {behind}' if behind else 'every node current'} "
+                f"{time.monotonic() - up_at:.0f} s after it served again")
 
         # ---- end: empty every outbox, then count every reading ----
         for s in sims:
@@ -885,7 +906,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with bench_workdir(args.keep) as workdir:
         print(f"work dir: {workdir} ({'kept' if args.keep else 'removed at the end, also on SIGTERM'})", flush=True)
-        result = run_fleet(args, workdir, lambda line: print(line, flush=True))
+        try:
+            result = run_fleet(args, workdir, lambda line: print(line, flush=True))
+        except BenchError as exc:
+            # Its first line says what failed; logs follow it. Repeated last, where a reader of the
+            # output's tail (a test's failure message) looks.
+            print(f"fleet bench: {exc}\nfleet bench failed: {str(exc).splitlines()[0]}", file=sys.stderr,
+                  flush=True)
+            return 2
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     if args.json:
         print(json.dumps(result), flush=True)

@@ -75,13 +75,23 @@ class NatsNode:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def healthy(self) -> bool:
-        """/healthz says ok: the node is up and its JetStream is current with the cluster."""
+    def unhealthy(self, serving_only: bool = False) -> str | None:
+        """Why /healthz is not ok (None when it is). In full, ok means every stream and consumer on
+        this node is current with the cluster; `serving_only` asks only that the server and its
+        JetStream run (the readiness probe of deploy/k8s/nats.yaml)."""
+        query = "?js-enabled-only=true" if serving_only else ""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=2) as answer:
-                return bool(json.load(answer).get("status") == "ok")
-        except (OSError, ValueError):
-            return False
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/healthz{query}",
+                                        timeout=2) as answer:
+                body = json.load(answer)
+        except urllib.error.HTTPError as exc:  # 503 carries the reason
+            try:
+                body = json.load(exc)
+            except ValueError:
+                return f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            return f"no answer ({exc})"
+        return None if body.get("status") == "ok" else str(body.get("error") or body)
 
     def meta_leader(self) -> str | None:
         """The JetStream meta leader this node knows of (None while there is none)."""
@@ -162,7 +172,7 @@ class NatsCluster:
             node.proc = subprocess.Popen([nats_server_binary(), "-c", str(NODE_CONF)],
                                          env=self._environment(node), stdout=out, stderr=subprocess.STDOUT)
 
-    def start(self, timeout_s: float = 60) -> None:
+    def start(self, timeout_s: float = 60, serving_only: bool = False) -> None:
         """Start every node and return once the cluster is ready (see wait_ready). On a busy machine
         another process may take a probed port before the node binds it: then all start again on
         new ports (three tries)."""
@@ -170,7 +180,7 @@ class NatsCluster:
             for node in self.nodes:
                 self._spawn(node)
             try:
-                self.wait_ready(timeout_s)
+                self.wait_ready(timeout_s, serving_only=serving_only)
                 return
             except BenchError as exc:
                 if attempt == 2 or "address already in use" not in str(exc):
@@ -178,19 +188,25 @@ class NatsCluster:
                 self.stop()
                 self._choose_ports()
 
-    def wait_ready(self, timeout_s: float = 60, nodes: list[NatsNode] | None = None) -> None:
-        """Return once every running node (or those given) is healthy and knows a meta leader."""
+    def wait_ready(self, timeout_s: float = 60, nodes: list[NatsNode] | None = None,
+                   serving_only: bool = False) -> None:
+        """Return once every running node (or those given) is healthy (see NatsNode.unhealthy) and
+        knows a meta leader. On a timeout the error names each node's reason before the logs."""
         deadline = time.monotonic() + timeout_s
         waiting = nodes if nodes is not None else [node for node in self.nodes if node.proc is not None]
         while True:
             for node in waiting:
                 if node.proc is not None and node.proc.poll() is not None:
                     raise BenchError(f"{node.name} exited with {node.proc.returncode}:\n{self._tail(node)}")
-            if all(node.healthy() and node.meta_leader() for node in waiting):
+            reasons = {node.name: node.unhealthy(serving_only) or ("" if node.meta_leader() else "no meta leader")
+                       for node in waiting}
+            if not any(reasons.values()):
                 return
             if time.monotonic() > deadline:
-                raise BenchError("the NATS cluster was not ready in time:\n"
-                                 + "\n".join(f"--- {node.name}\n{self._tail(node)}" for node in waiting))
+                raise BenchError(
+                    f"the NATS cluster was not ready in {timeout_s:g} s: "
+                    + "; ".join(f"{name}: {reason or 'ready'}" for name, reason in reasons.items()) + "\n"
+                    + "\n".join(f"--- {node.name}\n{self._tail(node)}" for node in waiting))
             time.sleep(0.2)
 
     def kill(self, index: int, sig: int = signal.SIGKILL) -> None:

@@ -65,6 +65,9 @@ def test_a_small_fleet_on_nats_is_stored_through_jetstream_by_two_replicas_and_l
     assert result["stored_slots"] == result["produced_slots"] > 0, result
     assert result["connected"] == result["connected_after_restart"] == 20, result
     assert result["processes"]["broker"]["count"] == 3 and result["processes"]["ingest"]["count"] == 2, result
+    # Reported, not required: Debian's nats-server 2.9.10 may take long to call its streams current
+    # again after a full restart (docs/fleet-bench.md); the count above is what must hold.
+    assert "nats_current_s" in result and isinstance(result["nats_not_current"], dict), result
 
 
 @pytest.mark.skipif(shutil.which("influxd") is None, reason="influxd is not installed (scripts/test-services.sh)")
