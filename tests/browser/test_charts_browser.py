@@ -9,7 +9,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,9 @@ class Plant:
 
 
 @pytest.fixture
-def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plant]:
+def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pinned_clock: datetime) -> Iterator[Plant]:
+    """A plant with 40 days of slots, "now" pinned to a JST noon: just after Japan's midnight today's
+    hour chart has no slot yet (the first one ends at 00:30) and has no legend to check."""
     for name in ("PMS_CONFIG", "PMS_ADMIN_PASSWORD", "PMS_CONSOLE_SECRET_KEY", "PMS_CONSOLE_REFRESH_S"):
         monkeypatch.delenv(name, raising=False)
     app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r.db", tsdb_url=f"sqlite:///{tmp_path}/ts.db",
