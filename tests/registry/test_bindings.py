@@ -3,31 +3,23 @@ on a SQLite file and on the real PostgreSQL (a scratch database per test)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from pms_common.timeutil import JST
 from pms_registry.registry import Registry, RegistryError
-from tests.postgres import registry_url
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=JST)
 H = timedelta(hours=1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    with registry_url(request.param, tmp_path) as url:
-        reg = Registry(url)
-        try:
-            reg.migrate()
-            reg.ensure_customer("c1", "One")
-            reg.ensure_customer("c2", "Two")
-            yield reg
-        finally:
-            reg.close()
+@pytest.fixture
+def registry(registry: Registry) -> Registry:
+    """tests/registry/conftest.py's registry (SQLite, PostgreSQL) with two customers."""
+    registry.ensure_customer("c1", "One")
+    registry.ensure_customer("c2", "Two")
+    return registry
 
 
 def _plant(registry: Registry, customer_id: str = "c1") -> str:

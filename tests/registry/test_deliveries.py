@@ -4,28 +4,14 @@ console's list / count / retry of dead letters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from pms_common.timeutil import JST
 from pms_registry import Registry, RegistryError
-from tests.postgres import registry_url
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=JST)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    with registry_url(request.param, tmp_path) as url:
-        found = Registry(url)
-        try:
-            found.migrate()
-            yield found
-        finally:
-            found.close()
 
 
 def test_the_outbox_from_queue_to_dead_letter_and_back(registry: Registry) -> None:

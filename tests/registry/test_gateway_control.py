@@ -3,7 +3,6 @@ SQLite files and on the real PostgreSQL (127.0.0.1:5432, a scratch database per 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,21 +12,9 @@ from pms_registry import schema as t
 from pms_registry.gateway_control import NO_ANSWER_REASON, OFFLINE_REASON, PENDING
 from pms_registry.migrations import _v3_fleet_management
 from pms_registry.registry import Registry, RegistryError
-from tests.postgres import registry_url
 from tests.registry.v1_fixture import T0
 
 DEFAULTS = {"power_interval_s": 60.0, "heartbeat_interval_s": 30.0, "energy_interval_s": 600.0, "log_level": "INFO"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    with registry_url(request.param, tmp_path) as url:
-        found = Registry(url)
-        try:
-            found.migrate()
-            yield found
-        finally:
-            found.close()
 
 
 def test_each_push_bumps_the_version_and_keeps_the_rest_of_the_document(registry: Registry) -> None:

@@ -3,7 +3,6 @@ revocation requests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,21 +13,9 @@ from pms_common.provisioning import derive_keys
 from pms_registry import schema as t
 from pms_registry.provisioning import FactoryImportError, FactoryRow
 from pms_registry.registry import Registry
-from tests.postgres import registry_url
 
 ROWS = [FactoryRow("SN-0001", "secret-0001-abcdefghij", "AAAA-0001"),
         FactoryRow("SN-0002", "secret-0002-abcdefghij", "AAAA-0002")]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    with registry_url(request.param, tmp_path) as url:
-        found = Registry(url)
-        try:
-            found.migrate()
-            yield found
-        finally:
-            found.close()
 
 
 def test_import_keeps_derived_keys_and_a_code_hash_never_the_secret(registry: Registry, noon: datetime) -> None:

@@ -3,40 +3,33 @@ SQLite files and on the real PostgreSQL (127.0.0.1:5432, a scratch database per 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from pms_registry.registry import Registry, RegistryError
 from pms_registry.rollouts import RolloutConflict, RolloutStateError, group_bounds
-from tests.postgres import registry_url
 from tests.registry.v1_fixture import T0
 
 SETTINGS = {"success_threshold": 0.9, "error_threshold": 0.1, "error_action": "pause", "min_group_size": 2,
             "deadline_s": 60.0, "health_timeout_s": 30.0, "window": "any"}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    with registry_url(request.param, tmp_path) as url:
-        found = Registry(url)
-        try:
-            found.migrate()
-            found.ensure_customer("c1", "Customer 1")
-            code = found.create_plant(customer_id="c1", name="P", address="A", phone="0", created_at=T0,
-                                      latitude=35.0, longitude=139.0)
-            for number in range(20):
-                gateway_id = f"gw-{number:02d}"
-                found.record_gateway_status(gateway_id, "online", T0)
-                if number < 15:
-                    found.bind_gateway(gateway_id, code, at=T0)
-                if number % 2:
-                    found.set_gateway_tags(gateway_id, ["odd"])
-            yield found
-        finally:
-            found.close()
+@pytest.fixture
+def registry(registry: Registry) -> Registry:
+    """tests/registry/conftest.py's registry (SQLite, PostgreSQL) with a plant of 15 bound gateways
+    of 20, every other one tagged "odd"."""
+    registry.ensure_customer("c1", "Customer 1")
+    code = registry.create_plant(customer_id="c1", name="P", address="A", phone="0", created_at=T0,
+                                 latitude=35.0, longitude=139.0)
+    for number in range(20):
+        gateway_id = f"gw-{number:02d}"
+        registry.record_gateway_status(gateway_id, "online", T0)
+        if number < 15:
+            registry.bind_gateway(gateway_id, code, at=T0)
+        if number % 2:
+            registry.set_gateway_tags(gateway_id, ["odd"])
+    return registry
 
 
 def test_groups_are_cumulative_percents_and_the_last_takes_the_rest() -> None:
