@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -79,6 +79,31 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_registry: Path
     yield Api(app.test_client(), registry, store, keys, codes)
     store.close()
     registry.close()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_registry: Path,
+             pinned_clock: datetime) -> Iterator[Callable[..., Any]]:
+    """Apps with settings of a test's own (`make_app(api_proxy_hops=1)`), each on fresh SQLite files
+    with the admin login, closed after the test."""
+    for name in ("PMS_CONFIG", "PMS_ADMIN_PASSWORD", "PMS_CONSOLE_SECRET_KEY", "PMS_CONSOLE_SECURE_COOKIE",
+                 "PMS_API_PROXY_HOPS"):
+        monkeypatch.delenv(name, raising=False)
+    made: list[Any] = []
+
+    def make(**settings: Any) -> Any:
+        number = len(made)
+        shutil.copyfile(migrated_registry, tmp_path / f"r{number}.db")
+        app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r{number}.db",
+                                     tsdb_url=f"sqlite:///{tmp_path}/ts{number}.db", admin_api_key=ADMIN,
+                                     **settings))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.config["store"].close()
+        app.config["registry"].close()
 
 
 def write_power(api: Api, gateway_id: str, power_w: int, age: timedelta) -> None:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pms_api import login_throttle
-from pms_api.app import create_app
 from pms_api.login_throttle import LoginThrottle, ThrottlePolicy
-from pms_api.settings import ApiSettings
 from tests.api.conftest import ADMIN, Api, form_post
 
 POLICY = ThrottlePolicy(max_failures=3, window_s=60.0, address_factor=2)
@@ -75,39 +71,14 @@ def test_the_login_page_stops_an_address_flooding_many_accounts_with_429_and_ret
     assert 'pms_api_console_logins_total{outcome="throttled"}' in metrics
 
 
-def test_the_session_cookie_is_secure_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 pinned_clock: datetime) -> None:
-    monkeypatch.delenv("PMS_CONSOLE_SECURE_COOKIE", raising=False)
+def test_the_session_cookie_is_secure_when_asked(make_app: Callable[..., Any]) -> None:
     for secure in (False, True):
-        app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r{secure}.db",
-                                     tsdb_url=f"sqlite:///{tmp_path}/ts{secure}.db", admin_api_key=ADMIN,
-                                     console_secure_cookie=secure))
+        app = make_app(console_secure_cookie=secure)
         response = form_post(app.test_client(), "/login", {"username": "admin", "password": ADMIN})
         assert response.status_code == 302
         cookie = response.headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
         assert ("Secure" in cookie) is secure
-        app.config["store"].close()
-        app.config["registry"].close()
-
-
-@pytest.fixture
-def proxied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pinned_clock: datetime) -> Iterator[Callable[[int], Any]]:
-    """Apps behind `hops` reverse proxies (PMS_API_PROXY_HOPS), each on fresh SQLite files."""
-    monkeypatch.delenv("PMS_API_PROXY_HOPS", raising=False)
-    made: list[Any] = []
-
-    def make(hops: int) -> Any:
-        app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r{len(made)}.db",
-                                     tsdb_url=f"sqlite:///{tmp_path}/ts{len(made)}.db", admin_api_key=ADMIN,
-                                     api_proxy_hops=hops))
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        app.config["store"].close()
-        app.config["registry"].close()
 
 
 def _login(app: Any, username: str, password: str, forwarded_for: str) -> int:
@@ -117,19 +88,20 @@ def _login(app: Any, username: str, password: str, forwarded_for: str) -> int:
     return status
 
 
-def test_behind_a_proxy_the_throttle_counts_each_client_not_the_proxy(proxied: Callable[[int], Any]) -> None:
+def test_behind_a_proxy_the_throttle_counts_each_client_not_the_proxy(make_app: Callable[..., Any]) -> None:
     """Every request reaches the API from the Ingress's address: counted by it, one attacker would lock
     out every operator. With PMS_API_PROXY_HOPS=1 the client is the address the proxy appended last;
     what the client itself put in front of it (here a new address per try) changes nothing."""
-    app = proxied(1)
+    app = make_app(api_proxy_hops=1)
     for index in range(20):
         assert _login(app, f"guess{index}", "wrong-password", f"198.51.100.{index}, 203.0.113.7") == 200
     assert _login(app, "admin", ADMIN, "203.0.113.7") == 429  # the attacker, even with the right password
     assert _login(app, "admin", ADMIN, "203.0.113.8") == 302  # an operator behind the same Ingress
 
 
-def test_without_a_proxy_a_forged_forwarded_for_does_not_escape_the_throttle(proxied: Callable[[int], Any]) -> None:
-    app = proxied(0)
+def test_without_a_proxy_a_forged_forwarded_for_does_not_escape_the_throttle(
+        make_app: Callable[..., Any]) -> None:
+    app = make_app(api_proxy_hops=0)
     for index in range(20):
         assert _login(app, f"guess{index}", "wrong-password", f"198.51.100.{index}") == 200
     assert _login(app, "admin", ADMIN, "198.51.100.99") == 429  # counted by the real peer address all along

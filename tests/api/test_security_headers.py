@@ -6,6 +6,7 @@ an on*= handler attribute; and every console POST route refuses a form sent with
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,7 @@ import pytest
 from flask import Flask
 
 from pms_api import app as app_module
-from pms_api.app import create_app
 from pms_api.csrf import REFUSED
-from pms_api.settings import ApiSettings
 from tests.api.conftest import ADMIN, Api, form_post
 
 TEMPLATES = Path(app_module.__file__).parent / "templates"
@@ -171,20 +170,14 @@ def test_every_console_post_route_refuses_a_form_without_its_csrf_token(api: Api
 @pytest.mark.parametrize(("hops", "proto", "hsts"), [(0, None, False), (0, "https", False), (1, "http", False),
                                                      (1, "https", True)])
 def test_strict_transport_security_only_over_https_as_the_proxy_reports_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hops: int, proto: str | None, hsts: bool) -> None:
+        make_app: Callable[..., Any], hops: int, proto: str | None, hsts: bool) -> None:
     """Behind a TLS-terminating Ingress (PMS_API_PROXY_HOPS=1) the API sees plain HTTP; the proxy's
     X-Forwarded-Proto makes the request HTTPS and its answers carry HSTS. Without a proxy configured
     the header is a client's claim and is ignored."""
-    monkeypatch.delenv("PMS_API_PROXY_HOPS", raising=False)
-    app = create_app(ApiSettings(registry_url=f"sqlite:///{tmp_path}/r.db", tsdb_url=f"sqlite:///{tmp_path}/ts.db",
-                                 api_proxy_hops=hops))
-    try:
-        headers = {"X-Forwarded-Proto": proto} if proto else {}
-        for path in ("/login", "/healthz", "/api/v1/plants"):
-            response = app.test_client().get(path, headers=headers)
-            assert ("Strict-Transport-Security" in response.headers) is hsts, (path, response.headers)
-            if hsts:
-                assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
-    finally:
-        app.config["store"].close()
-        app.config["registry"].close()
+    client = make_app(api_proxy_hops=hops).test_client()
+    headers = {"X-Forwarded-Proto": proto} if proto else {}
+    for path in ("/login", "/healthz", "/api/v1/plants"):
+        response = client.get(path, headers=headers)
+        assert ("Strict-Transport-Security" in response.headers) is hsts, (path, response.headers)
+        if hsts:
+            assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
