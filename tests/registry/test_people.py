@@ -12,7 +12,7 @@ import pytest
 from pms_common import timeutil
 from pms_registry.accounts import LockoutPolicy
 from pms_registry.registry import Registry, RegistryError
-from tests.postgres import scratch_database
+from tests.postgres import registry_url as scratch_registry_url
 
 T0 = datetime(2026, 12, 3, 23, 30, tzinfo=timeutil.JST)  # half an hour before a JST midnight
 POLICY = LockoutPolicy(max_failures=3, window=timedelta(minutes=5), lock_for=timedelta(minutes=15))
@@ -21,10 +21,7 @@ POLICY = LockoutPolicy(max_failures=3, window=timedelta(minutes=5), lock_for=tim
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test on a SQLite file and on a scratch PostgreSQL database (the production registry)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/pms.db"
-        return
-    with scratch_database() as url:
+    with scratch_registry_url(request.param, tmp_path) as url:
         yield url
 
 

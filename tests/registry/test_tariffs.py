@@ -3,10 +3,7 @@ and on the real PostgreSQL (127.0.0.1:5432, a scratch database per test)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,23 +11,17 @@ from pms_common.timeutil import JST
 from pms_registry.plant_import import ImportNotFound
 from pms_registry.registry import Registry, RegistryError
 from pms_registry.tariffs import parse_bands
-from tests.postgres import scratch_database
 
 T0 = datetime(2026, 12, 15, 12, 0, tzinfo=JST)
 TODAY = T0.date()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    with ExitStack() as stack:
-        url = f"sqlite:///{tmp_path}/pms.db" if request.param == "sqlite" else \
-            stack.enter_context(scratch_database())
-        reg = Registry(url)
-        reg.migrate()
-        reg.ensure_customer("c1", "One")
-        reg.ensure_customer("c2", "Two")
-        yield reg
-        reg.close()
+@pytest.fixture
+def registry(registry: Registry) -> Registry:
+    """tests/registry/conftest.py's registry (SQLite, PostgreSQL) with two customers."""
+    registry.ensure_customer("c1", "One")
+    registry.ensure_customer("c2", "Two")
+    return registry
 
 
 def _plant(registry: Registry, tariff: float | None = 16.0, customer: str = "c1") -> str:
